@@ -1,0 +1,189 @@
+//! Frame classification shared by the XDP program and host unit tests.
+//!
+//! The parser reads through the [`Frame`] trait: in the kernel every read is a
+//! bounds-checked load from packet memory, on the host it is a slice index. All
+//! offsets are built from constants and from header fields masked to a few bits
+//! (IPv4 IHL), so the verifier can bound them.
+
+/// Class of a frame received on the NIC. The classes are exclusive: a VXLAN
+/// packet is counted as `Vxlan`, not also as IPv4/IPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum NicClass {
+    /// Not IPv4/IPv6 (ARP, LLDP, ...), or too short to tell.
+    NonIp = 0,
+    Ipv4 = 1,
+    Ipv6 = 2,
+    /// UDP to one of the configured VXLAN ports (IPv4 or IPv6 outer header).
+    Vxlan = 3,
+}
+
+impl NicClass {
+    pub const COUNT: usize = 4;
+    pub const ALL: [NicClass; Self::COUNT] = [Self::NonIp, Self::Ipv4, Self::Ipv6, Self::Vxlan];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::NonIp => "non_ip",
+            Self::Ipv4 => "ipv4",
+            Self::Ipv6 => "ipv6",
+            Self::Vxlan => "vxlan",
+        }
+    }
+}
+
+/// Class of the Ethernet frame carried inside VXLAN (or seen on a VXLAN device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum InnerClass {
+    Ipv4 = 0,
+    Ipv6 = 1,
+    Other = 2,
+    /// The VXLAN header or the inner Ethernet header is cut short.
+    Truncated = 3,
+}
+
+impl InnerClass {
+    pub const COUNT: usize = 4;
+    pub const ALL: [InnerClass; Self::COUNT] =
+        [Self::Ipv4, Self::Ipv6, Self::Other, Self::Truncated];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ipv4 => "ipv4",
+            Self::Ipv6 => "ipv6",
+            Self::Other => "other",
+            Self::Truncated => "truncated",
+        }
+    }
+
+    /// Class of an Ethernet payload from its EtherType (host byte order).
+    #[inline(always)]
+    pub const fn from_ethertype(ethertype: u16) -> Self {
+        match ethertype {
+            ETH_P_IPV4 => Self::Ipv4,
+            ETH_P_IPV6 => Self::Ipv6,
+            _ => Self::Other,
+        }
+    }
+}
+
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88A8;
+const IPPROTO_UDP: u8 = 17;
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const IPV6_HLEN: usize = 40;
+const UDP_HLEN: usize = 8;
+const VXLAN_HLEN: usize = 8;
+/// 802.1ad + 802.1Q (QinQ) is the deepest stacking parsed; deeper is NonIp.
+const MAX_VLAN_TAGS: usize = 2;
+
+/// Read access to a frame. Every method returns `None` past the end.
+pub trait Frame {
+    fn u8_at(&self, offset: usize) -> Option<u8>;
+    /// Big-endian (network order) 16-bit field, returned in host order.
+    fn be16_at(&self, offset: usize) -> Option<u16>;
+    /// Big-endian 32-bit field, returned in host order.
+    fn be32_at(&self, offset: usize) -> Option<u32>;
+}
+
+/// Result of [`classify`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Classification {
+    pub class: NicClass,
+    /// VNI, when `class == Vxlan` and the VXLAN header is complete.
+    pub vni: Option<u32>,
+    /// Inner frame class, when `class == Vxlan`.
+    pub inner: InnerClass,
+}
+
+impl Classification {
+    const fn plain(class: NicClass) -> Self {
+        Self { class, vni: None, inner: InnerClass::Other }
+    }
+}
+
+/// Classify a frame that starts with an Ethernet header. `is_vxlan_port` says
+/// whether a UDP destination port (host order) carries VXLAN.
+#[inline(always)]
+pub fn classify<F: Frame + ?Sized>(frame: &F, is_vxlan_port: impl Fn(u16) -> bool) -> Classification {
+    let Some(mut ethertype) = frame.be16_at(12) else {
+        return Classification::plain(NicClass::NonIp);
+    };
+    let mut l3 = ETH_HLEN;
+    let mut tags = 0;
+    while tags < MAX_VLAN_TAGS && (ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD) {
+        // The tag is 4 bytes: TCI, then the EtherType of what follows.
+        match frame.be16_at(l3 + 2) {
+            Some(next) => ethertype = next,
+            None => return Classification::plain(NicClass::NonIp),
+        }
+        l3 += VLAN_HLEN;
+        tags += 1;
+    }
+
+    let (class, udp) = match ethertype {
+        ETH_P_IPV4 => (NicClass::Ipv4, ipv4_udp_offset(frame, l3)),
+        ETH_P_IPV6 => (NicClass::Ipv6, ipv6_udp_offset(frame, l3)),
+        _ => return Classification::plain(NicClass::NonIp),
+    };
+    let Some(udp) = udp else {
+        return Classification::plain(class);
+    };
+    match frame.be16_at(udp + 2) {
+        Some(dport) if dport != 0 && is_vxlan_port(dport) => classify_vxlan(frame, udp + UDP_HLEN),
+        _ => Classification::plain(class),
+    }
+}
+
+/// Offset of the UDP header of an IPv4 packet at `l3`, if it is UDP, not a
+/// non-first fragment, and the UDP header is present.
+#[inline(always)]
+fn ipv4_udp_offset<F: Frame + ?Sized>(frame: &F, l3: usize) -> Option<usize> {
+    let version_ihl = frame.u8_at(l3)?;
+    // Masked to 4 bits: the verifier sees a bounded 0..60 byte offset.
+    let ihl = ((version_ihl & 0x0f) as usize) * 4;
+    if version_ihl >> 4 != 4 || ihl < 20 {
+        return None;
+    }
+    let fragment_offset = frame.be16_at(l3 + 6)? & 0x1fff;
+    if fragment_offset != 0 || frame.u8_at(l3 + 9)? != IPPROTO_UDP {
+        return None;
+    }
+    let udp = l3 + ihl;
+    frame.be16_at(udp + 6)?; // whole UDP header present
+    Some(udp)
+}
+
+/// Offset of the UDP header of an IPv6 packet at `l3` whose next header is UDP.
+/// Extension headers are not walked: such packets stay plain IPv6.
+#[inline(always)]
+fn ipv6_udp_offset<F: Frame + ?Sized>(frame: &F, l3: usize) -> Option<usize> {
+    if frame.u8_at(l3)? >> 4 != 6 || frame.u8_at(l3 + 6)? != IPPROTO_UDP {
+        return None;
+    }
+    let udp = l3 + IPV6_HLEN;
+    frame.be16_at(udp + 6)?;
+    Some(udp)
+}
+
+/// VXLAN header (RFC 7348) at `vxlan`: flags(8) reserved(24) VNI(24) reserved(8),
+/// then the inner Ethernet frame.
+#[inline(always)]
+fn classify_vxlan<F: Frame + ?Sized>(frame: &F, vxlan: usize) -> Classification {
+    let Some(vni_word) = frame.be32_at(vxlan + 4) else {
+        return Classification { class: NicClass::Vxlan, vni: None, inner: InnerClass::Truncated };
+    };
+    let vni = Some(vni_word >> 8);
+    let inner = match frame.be16_at(vxlan + VXLAN_HLEN + 12) {
+        Some(ethertype) => InnerClass::from_ethertype(ethertype),
+        None => InnerClass::Truncated,
+    };
+    Classification { class: NicClass::Vxlan, vni, inner }
+}
+
+#[cfg(all(test, feature = "user"))]
+mod tests;

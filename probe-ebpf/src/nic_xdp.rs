@@ -1,0 +1,124 @@
+//! XDP on the node's NIC: packets and bytes per RX queue and class, and for
+//! VXLAN per VNI with the class of the inner frame.
+
+use aya_ebpf::{bindings::xdp_action, macros::{map, xdp}, maps::PerCpuArray, programs::XdpContext};
+use probe_common::{
+    classify::{classify, Frame, NicClass},
+    NicCounters, VniCounters, DEFAULT_QUEUE_SLOTS, DEFAULT_VXLAN_PORTS, MAX_VNIS, MAX_VXLAN_PORTS,
+    VNI_OTHER_SLOT, VNI_SLOTS,
+};
+
+// Set by the loader. `read_volatile` keeps the compiler from folding the defaults.
+#[unsafe(no_mangle)]
+static VXLAN_PORTS: [u16; MAX_VXLAN_PORTS] = DEFAULT_VXLAN_PORTS;
+#[unsafe(no_mangle)]
+static WATCHED_VNIS: [u32; MAX_VNIS] = [1, 0, 0, 0, 0, 0, 0, 0];
+#[unsafe(no_mangle)]
+static WATCHED_VNI_COUNT: u32 = 1;
+/// Number of RX queue slots; the map has one more entry, the overflow slot.
+#[unsafe(no_mangle)]
+static QUEUE_SLOTS: u32 = DEFAULT_QUEUE_SLOTS;
+
+// Resized by the loader to the device's RX queue count + 1.
+#[map]
+static NIC_QUEUES: PerCpuArray<NicCounters> = PerCpuArray::with_max_entries(DEFAULT_QUEUE_SLOTS + 1, 0);
+#[map]
+static NIC_VNIS: PerCpuArray<VniCounters> = PerCpuArray::with_max_entries(VNI_SLOTS, 0);
+
+#[xdp]
+pub fn nic_xdp(ctx: XdpContext) -> u32 {
+    count(&ctx);
+    xdp_action::XDP_PASS
+}
+
+/// Packet memory between `data` and `data_end`; every read is bounds-checked.
+struct XdpFrame {
+    data: usize,
+    data_end: usize,
+}
+
+impl XdpFrame {
+    #[inline(always)]
+    fn ptr_at<T>(&self, offset: usize) -> Option<*const T> {
+        let start = self.data + offset;
+        if start + core::mem::size_of::<T>() > self.data_end {
+            return None;
+        }
+        Some(start as *const T)
+    }
+}
+
+impl Frame for XdpFrame {
+    #[inline(always)]
+    fn u8_at(&self, offset: usize) -> Option<u8> {
+        // SAFETY: ptr_at checked that the byte lies inside the packet.
+        self.ptr_at::<u8>(offset).map(|p| unsafe { *p })
+    }
+    #[inline(always)]
+    fn be16_at(&self, offset: usize) -> Option<u16> {
+        self.ptr_at::<u16>(offset).map(|p| u16::from_be(unsafe { p.read_unaligned() }))
+    }
+    #[inline(always)]
+    fn be32_at(&self, offset: usize) -> Option<u32> {
+        self.ptr_at::<u32>(offset).map(|p| u32::from_be(unsafe { p.read_unaligned() }))
+    }
+}
+
+#[inline(always)]
+fn is_vxlan_port(port: u16) -> bool {
+    let ports = unsafe { core::ptr::read_volatile(&VXLAN_PORTS) };
+    let mut i = 0;
+    while i < MAX_VXLAN_PORTS {
+        if ports[i] == port {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+#[inline(always)]
+fn vni_slot(vni: Option<u32>) -> u32 {
+    let Some(vni) = vni else { return VNI_OTHER_SLOT };
+    let vnis = unsafe { core::ptr::read_volatile(&WATCHED_VNIS) };
+    let count = unsafe { core::ptr::read_volatile(&WATCHED_VNI_COUNT) };
+    let mut i = 0;
+    while i < MAX_VNIS {
+        if (i as u32) < count && vnis[i] == vni {
+            return i as u32;
+        }
+        i += 1;
+    }
+    VNI_OTHER_SLOT
+}
+
+#[inline(always)]
+fn count(ctx: &XdpContext) {
+    let frame = XdpFrame { data: ctx.data(), data_end: ctx.data_end() };
+    let len = (frame.data_end - frame.data) as u64;
+    let c = classify(&frame, is_vxlan_port);
+    let class = c.class as usize;
+
+    let slots = unsafe { core::ptr::read_volatile(&QUEUE_SLOTS) };
+    let queue = ctx.rx_queue_index();
+    let slot = if queue < slots { queue } else { slots };
+    if let Some(q) = NIC_QUEUES.get_ptr_mut(slot) {
+        // SAFETY: per-CPU value, and XDP runs with preemption disabled on this CPU.
+        let q = unsafe { &mut *q };
+        if class < NicClass::COUNT {
+            q.packets[class] += 1;
+            q.bytes[class] += len;
+        }
+    }
+    if c.class == NicClass::Vxlan {
+        if let Some(v) = NIC_VNIS.get_ptr_mut(vni_slot(c.vni)) {
+            let v = unsafe { &mut *v };
+            v.outer_packets += 1;
+            v.outer_bytes += len;
+            let inner = c.inner as usize;
+            if inner < v.inner.len() {
+                v.inner[inner] += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Effective-capability check, so a missing privilege is named up front
+//! instead of surfacing as EPERM from the middle of a BPF call.
+
+use crate::error::ProbeError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capability {
+    pub name: &'static str,
+    pub bit: u32,
+}
+
+pub const CAP_NET_ADMIN: Capability = Capability { name: "CAP_NET_ADMIN", bit: 12 };
+pub const CAP_SYS_ADMIN: Capability = Capability { name: "CAP_SYS_ADMIN", bit: 21 };
+pub const CAP_PERFMON: Capability = Capability { name: "CAP_PERFMON", bit: 38 };
+pub const CAP_BPF: Capability = Capability { name: "CAP_BPF", bit: 39 };
+
+/// One requirement: any of `alternatives` satisfies it; `why` tells the user.
+#[derive(Clone, Debug)]
+pub struct Requirement {
+    pub alternatives: Vec<Capability>,
+    pub why: &'static str,
+}
+
+/// What `probe watch` needs: loading XDP/tc programs takes CAP_BPF (or, before
+/// Linux 5.8, CAP_SYS_ADMIN) plus CAP_NET_ADMIN; entering another network
+/// namespace with setns takes CAP_SYS_ADMIN.
+pub fn watch_requirements(enters_netns: bool) -> Vec<Requirement> {
+    let mut reqs = vec![
+        Requirement { alternatives: vec![CAP_BPF, CAP_SYS_ADMIN], why: "load BPF programs and read their maps" },
+        Requirement { alternatives: vec![CAP_NET_ADMIN], why: "attach XDP and tc programs to interfaces" },
+    ];
+    if enters_netns {
+        reqs.push(Requirement { alternatives: vec![CAP_SYS_ADMIN], why: "enter the --netns network namespace (setns)" });
+    }
+    reqs
+}
+
+/// Parses the `CapEff:` line of /proc/PID/status.
+pub fn parse_cap_eff(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+}
+
+pub fn has(cap_eff: u64, cap: Capability) -> bool {
+    cap_eff & (1u64 << cap.bit) != 0
+}
+
+/// The requirements that `cap_eff` does not meet.
+pub fn missing(cap_eff: u64, reqs: &[Requirement]) -> Vec<Requirement> {
+    reqs.iter().filter(|r| !r.alternatives.iter().any(|c| has(cap_eff, *c))).cloned().collect()
+}
+
+/// Checks this process's effective capabilities against `reqs`.
+pub fn check(reqs: &[Requirement]) -> Result<(), ProbeError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| ProbeError::Runtime(format!("cannot read /proc/self/status: {e}")))?;
+    let cap_eff = parse_cap_eff(&status)
+        .ok_or_else(|| ProbeError::Runtime("no CapEff line in /proc/self/status".into()))?;
+    let missing = missing(cap_eff, reqs);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ProbeError::MissingCapabilities { missing: describe(&missing) })
+}
+
+/// "CAP_BPF (or CAP_SYS_ADMIN) to load BPF programs ...; CAP_NET_ADMIN to ..."
+pub fn describe(missing: &[Requirement]) -> String {
+    missing
+        .iter()
+        .map(|r| {
+            let (first, rest) = r.alternatives.split_first().expect("a requirement names a capability");
+            let alts: Vec<_> = rest.iter().map(|c| c.name).collect();
+            if alts.is_empty() {
+                format!("{} to {}", first.name, r.why)
+            } else {
+                format!("{} (or {}) to {}", first.name, alts.join(", "), r.why)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT_STATUS: &str = "Name:\tprobe\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
+
+    #[test]
+    fn parses_cap_eff() {
+        assert_eq!(parse_cap_eff(ROOT_STATUS), Some(0x1ff_ffff_ffff));
+        assert_eq!(parse_cap_eff("Name: x\n"), None);
+    }
+
+    #[test]
+    fn root_meets_everything() {
+        assert!(missing(0x1ff_ffff_ffff, &watch_requirements(true)).is_empty());
+    }
+
+    #[test]
+    fn sys_admin_stands_in_for_bpf_but_not_for_net_admin() {
+        let eff = 1 << CAP_SYS_ADMIN.bit;
+        let m = missing(eff, &watch_requirements(true));
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].alternatives, vec![CAP_NET_ADMIN]);
+    }
+
+    #[test]
+    fn names_each_missing_capability() {
+        let eff = 1 << CAP_NET_ADMIN.bit;
+        let text = describe(&missing(eff, &watch_requirements(true)));
+        assert!(text.contains("CAP_BPF (or CAP_SYS_ADMIN) to load BPF programs"), "{text}");
+        assert!(text.contains("CAP_SYS_ADMIN to enter the --netns"), "{text}");
+        assert!(!text.contains("CAP_NET_ADMIN"), "{text}");
+    }
+
+    #[test]
+    fn netns_requirement_only_when_entering_one() {
+        let eff = (1 << CAP_BPF.bit) | (1 << CAP_NET_ADMIN.bit);
+        assert!(missing(eff, &watch_requirements(false)).is_empty());
+        assert_eq!(missing(eff, &watch_requirements(true)).len(), 1);
+    }
+}

@@ -1,0 +1,27 @@
+//! The `probe` command line: one file per subcommand.
+
+pub mod watch;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "probe",
+    version,
+    about = "Find where a Kubernetes node's receive path loses or delays packets",
+    long_about = "Find where a Kubernetes node's receive path loses or delays packets.\n\n\
+        probe attaches eBPF counters at XDP on the node's NIC and at TCX on the VXLAN\n\
+        overlay device (flannel.1), decapsulates VXLAN to see the pod traffic inside,\n\
+        and reports per interval what each stage saw, next to the kernel's own counters.\n\
+        Everything it attaches is a bpf_link: it is gone when probe exits, even after SIGKILL.\n\n\
+        Needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN; CAP_SYS_ADMIN with --netns."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Watch(watch::WatchArgs),
+}

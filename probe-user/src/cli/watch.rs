@@ -1,0 +1,354 @@
+//! `probe watch`: attach, print a report per interval, print a summary on exit.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use clap::Args;
+use probe_common::{DEFAULT_VXLAN_PORTS, MAX_VNIS, MAX_VXLAN_PORTS};
+
+use crate::{
+    caps,
+    error::ProbeError,
+    model::{DevInfo, NicInfo, Report, ReportKind, Sample, Topology},
+    netns::Netns,
+    probes::{self, NicConfig, NicHook, Unavailable, VxlanHook, XdpModeArg},
+    render,
+    route,
+    rtnl::{Link, RtnlSocket},
+};
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Attach the probes and stream per-interval counts",
+    long_about = "Attach the probes and stream per-interval counts.\n\n\
+        Stages: `xdp` counts every frame the NIC receives (per RX queue, per CPU, by class:\n\
+        non_ip / ipv4 / ipv6 / vxlan, and per VNI with the class of the inner frame);\n\
+        `vxlan` counts the decapsulated packets entering each VXLAN device. OUTER-INNER in\n\
+        the VXLAN table is the number of VXLAN packets that reached the NIC but never came\n\
+        out of the overlay device. KERNEL_RX is the device's own rx_packets over the same\n\
+        interval, to check the probe against.\n\n\
+        Examples:\n  \
+        probe watch                                  # default-route NIC + every VXLAN device\n  \
+        probe watch --iface eth0 --vxlan-iface flannel.1 --interval 5\n  \
+        probe watch --netns node2 --json --duration 30 > run.jsonl",
+    after_help = "Exit status: 0 after --duration, SIGINT or SIGTERM (a summary is printed first);\n\
+        2 for bad usage (unknown interface or namespace); 1 for run-time failures\n\
+        (missing privilege, nothing could be attached)."
+)]
+pub struct WatchArgs {
+    /// NIC to attach XDP to [default: the interface of the default route]
+    #[arg(long, value_name = "NIC")]
+    pub iface: Option<String>,
+    /// VXLAN device to attach TCX to; repeatable [default: every VXLAN device]
+    #[arg(long = "vxlan-iface", value_name = "DEV")]
+    pub vxlan_ifaces: Vec<String>,
+    /// Network namespace (a name under /run/netns) to attach in [default: the current one]
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// Seconds between reports
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    pub interval: f64,
+    /// Stop after this many seconds [default: run until SIGINT/SIGTERM]
+    #[arg(long, value_name = "S")]
+    pub duration: Option<f64>,
+    /// One JSON object per line instead of tables (schema in the README)
+    #[arg(long)]
+    pub json: bool,
+    /// Write this file once every probe is attached (for scripts and tests)
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// UDP destination port that carries VXLAN; repeatable, at most 4
+    /// [default: 8472 and 4789, plus the ports of the watched VXLAN devices]
+    #[arg(long = "vxlan-port", value_name = "PORT")]
+    pub vxlan_ports: Vec<u16>,
+    /// XDP attach mode at the NIC
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    pub xdp_mode: XdpModeArg,
+}
+
+/// What got attached. Dropping it detaches everything.
+struct Attached {
+    netns: Netns,
+    rtnl: RtnlSocket,
+    nic: Option<NicHook>,
+    devs: Vec<VxlanHook>,
+    topology: Topology,
+    started: Instant,
+}
+
+pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
+    // Registered before attaching: a signal during attach ends the run cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| ProbeError::Runtime(format!("cannot install signal handler: {e}")))?;
+    }
+    validate(&args)?;
+    let netns = match &args.netns {
+        Some(name) => Netns::named(name)?,
+        None => Netns::current(),
+    };
+    caps::check(&caps::watch_requirements(args.netns.is_some()))?;
+    let mut attached = attach(&args, netns)?;
+    if let Some(path) = &args.ready_file {
+        write_ready_file(path, &attached.topology)?;
+    }
+
+    let first = sample(&mut attached)?;
+    let baseline = first.attach_baseline();
+    let mut previous = first;
+    let interval = Duration::from_secs_f64(args.interval);
+    let deadline = args.duration.map(|d| attached.started + Duration::from_secs_f64(d));
+    let mut next_tick = attached.started + interval;
+    loop {
+        let now = Instant::now();
+        let end = deadline.is_some_and(|d| now >= d) || stop.load(Ordering::Relaxed);
+        if end {
+            break;
+        }
+        let wake = deadline.map_or(next_tick, |d| d.min(next_tick));
+        if now < wake {
+            std::thread::sleep((wake - now).min(Duration::from_millis(50)));
+            continue;
+        }
+        if now >= next_tick {
+            let current = sample(&mut attached)?;
+            emit(&args, &Report::between(ReportKind::Interval, &attached.topology, &previous, &current))?;
+            previous = current;
+            next_tick += interval;
+        }
+    }
+    let last = sample(&mut attached)?;
+    if last.uptime_s - previous.uptime_s >= args.interval / 2.0 {
+        emit(&args, &Report::between(ReportKind::Interval, &attached.topology, &previous, &last))?;
+    }
+    emit(&args, &Report::between(ReportKind::Summary, &attached.topology, &baseline, &last))?;
+    if let Some(path) = &args.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
+    drop(attached); // detaches every link
+    Ok(())
+}
+
+fn validate(args: &WatchArgs) -> Result<(), ProbeError> {
+    if !(args.interval >= 0.1 && args.interval.is_finite()) {
+        return Err(ProbeError::Usage(format!("--interval {} must be at least 0.1 seconds", args.interval)));
+    }
+    if let Some(d) = args.duration {
+        if !(d > 0.0 && d.is_finite()) {
+            return Err(ProbeError::Usage(format!("--duration {d} must be a positive number of seconds")));
+        }
+    }
+    if args.vxlan_ports.iter().any(|p| *p == 0) {
+        return Err(ProbeError::Usage("--vxlan-port 0 is not a UDP port".into()));
+    }
+    Ok(())
+}
+
+fn names(links: &[Link]) -> String {
+    let mut names: Vec<_> = links.iter().map(|l| l.name.as_str()).collect();
+    names.sort_unstable();
+    names.join(", ")
+}
+
+fn find<'a>(links: &'a [Link], name: &str, netns: &Netns) -> Result<&'a Link, ProbeError> {
+    links.iter().find(|l| l.name == name).ok_or_else(|| ProbeError::UnknownInterface {
+        name: name.into(),
+        netns: netns.label(),
+        available: names(links),
+    })
+}
+
+/// The VXLAN ports the XDP program matches: the given or default ones, plus
+/// the destination ports of the watched devices.
+pub fn vxlan_port_set(given: &[u16], devices: &[&Link]) -> Result<Vec<u16>, ProbeError> {
+    let mut ports: Vec<u16> =
+        if given.is_empty() { DEFAULT_VXLAN_PORTS.iter().copied().filter(|p| *p != 0).collect() } else { given.to_vec() };
+    for port in devices.iter().filter_map(|d| d.vxlan.and_then(|v| v.port)) {
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports.dedup();
+    if ports.len() > MAX_VXLAN_PORTS {
+        return Err(ProbeError::Usage(format!(
+            "at most {MAX_VXLAN_PORTS} VXLAN ports can be matched, got {ports:?} (given and from the watched devices)"
+        )));
+    }
+    Ok(ports)
+}
+
+fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
+    let started_attach = Instant::now();
+    let mut rtnl = netns
+        .run(RtnlSocket::open)?
+        .map_err(|e| ProbeError::Runtime(format!("cannot open an rtnetlink socket: {e}")))?;
+    let links = rtnl.links().map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
+
+    let nic_name = match &args.iface {
+        Some(name) => name.clone(),
+        None => netns.run(route::default_route_iface)?.ok_or(ProbeError::NoDefaultRoute { netns: netns.label() })?,
+    };
+    let nic = find(&links, &nic_name, &netns)?.clone();
+    let devices: Vec<&Link> = if args.vxlan_ifaces.is_empty() {
+        links.iter().filter(|l| l.is_vxlan()).collect()
+    } else {
+        args.vxlan_ifaces.iter().map(|n| find(&links, n, &netns)).collect::<Result<_, _>>()?
+    };
+    let ports = vxlan_port_set(&args.vxlan_ports, &devices)?;
+    let mut vnis: Vec<u32> = devices.iter().filter_map(|d| d.vxlan.and_then(|v| v.vni)).collect();
+    vnis.dedup();
+    vnis.truncate(MAX_VNIS);
+
+    let mut unavailable = Vec::new();
+    let cfg = NicConfig { vxlan_ports: ports, vnis, mode: args.xdp_mode };
+    let mut nic_hook = match probes::attach_nic(&netns, &nic, &cfg) {
+        Ok(hook) => Some(hook),
+        Err(reason) => {
+            unavailable.push(Unavailable { stage: "xdp", iface: nic.name.clone(), reason });
+            None
+        }
+    };
+    let mut dev_hooks = Vec::new();
+    for dev in &devices {
+        match probes::attach_vxlan_dev(&netns, dev) {
+            Ok(hook) => dev_hooks.push(hook),
+            Err(reason) => unavailable.push(Unavailable { stage: "vxlan", iface: dev.name.clone(), reason }),
+        }
+    }
+    if nic_hook.is_none() && dev_hooks.is_empty() {
+        let reasons: Vec<_> = unavailable.iter().map(|u| format!("{} on {}: {}", u.stage, u.iface, u.reason)).collect();
+        return Err(ProbeError::Runtime(format!("no probe could be attached: {}", reasons.join("; "))));
+    }
+    // Read back the XDP mode the kernel chose (auto picks native where it can).
+    let after = rtnl.links().map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
+    if let Some(hook) = nic_hook.as_mut() {
+        if let Some(link) = after.iter().find(|l| l.ifindex == hook.ifindex) {
+            hook.set_mode_from(link);
+        }
+    }
+    for u in &unavailable {
+        eprintln!("probe: stage {} on {} unavailable: {}", u.stage, u.iface, u.reason);
+    }
+    let topology = Topology {
+        netns: netns.label(),
+        nic: nic_hook.as_ref().map(|h| NicInfo {
+            iface: h.iface.clone(),
+            mode: h.mode.clone(),
+            queue_slots: h.queue_slots,
+            vnis: h.vnis.clone(),
+        }),
+        vxlan_devs: dev_hooks.iter().map(|h| DevInfo { iface: h.iface.clone(), vni: h.vni }).collect(),
+        unavailable,
+    };
+    let attached = Attached { netns, rtnl, nic: nic_hook, devs: dev_hooks, topology, started: Instant::now() };
+    if !args.json {
+        eprintln!(
+            "probe: attached in {} ms (netns {}): {}",
+            started_attach.elapsed().as_millis(),
+            attached.netns.label(),
+            describe_hooks(&attached.topology)
+        );
+    }
+    Ok(attached)
+}
+
+fn describe_hooks(t: &Topology) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = &t.nic {
+        parts.push(format!("xdp/{} on {}", n.mode, n.iface));
+    }
+    for d in &t.vxlan_devs {
+        parts.push(format!("tcx ingress+egress on {}", d.iface));
+    }
+    parts.join(", ")
+}
+
+fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
+    let links = a.rtnl.links().map_err(|e| ProbeError::Runtime(format!("cannot read interface statistics: {e}")))?;
+    let stats = |ifindex: u32| links.iter().find(|l| l.ifindex == ifindex).and_then(|l| l.stats);
+    let nic = a.nic.as_ref().map(|h| h.read()).transpose().map_err(ProbeError::Runtime)?;
+    let devs = a.devs.iter().map(|h| h.read()).collect::<Result<Vec<_>, _>>().map_err(ProbeError::Runtime)?;
+    Ok(Sample {
+        wall: Some(SystemTime::now()),
+        uptime_s: a.started.elapsed().as_secs_f64(),
+        nic,
+        nic_kernel: a.nic.as_ref().and_then(|h| stats(h.ifindex)),
+        devs,
+        devs_kernel: a.devs.iter().map(|h| stats(h.ifindex)).collect(),
+    })
+}
+
+fn emit(args: &WatchArgs, report: &Report) -> Result<(), ProbeError> {
+    let text = if args.json {
+        serde_json::to_string(report).map_err(|e| ProbeError::Runtime(e.to_string()))? + "\n"
+    } else {
+        render::human(report) + "\n"
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`probe watch | head`) is a normal way to stop reading.
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| ProbeError::Runtime(format!("writing output: {e}"))),
+    }
+}
+
+fn write_ready_file(path: &std::path::Path, t: &Topology) -> Result<(), ProbeError> {
+    let body = serde_json::json!({
+        "pid": std::process::id(),
+        "netns": t.netns,
+        "hooks": describe_hooks(t),
+        "unavailable": t.unavailable,
+    });
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body.to_string() + "\n")
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| ProbeError::Runtime(format!("cannot write --ready-file {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtnl::VxlanInfo;
+
+    fn vxlan_dev(port: u16) -> Link {
+        Link { kind: Some("vxlan".into()), vxlan: Some(VxlanInfo { vni: Some(1), port: Some(port) }), ..Default::default() }
+    }
+
+    #[test]
+    fn default_ports_plus_device_ports() {
+        let d = vxlan_dev(4790);
+        assert_eq!(vxlan_port_set(&[], &[&d]).unwrap(), vec![8472, 4789, 4790]);
+        let flannel = vxlan_dev(8472);
+        assert_eq!(vxlan_port_set(&[], &[&flannel]).unwrap(), vec![8472, 4789]);
+        assert_eq!(vxlan_port_set(&[9000], &[&flannel]).unwrap(), vec![9000, 8472]);
+    }
+
+    #[test]
+    fn too_many_ports_is_a_usage_error() {
+        let e = vxlan_port_set(&[1, 2, 3, 4, 5], &[]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn interval_and_duration_are_checked() {
+        use clap::Parser;
+        let parse = |argv: &[&str]| crate::cli::Cli::try_parse_from(argv).map(|c| match c.command {
+            crate::cli::Command::Watch(w) => w,
+        });
+        let ok = parse(&["probe", "watch", "--interval", "0.5", "--duration", "2"]).unwrap();
+        assert!(validate(&ok).is_ok());
+        let bad = parse(&["probe", "watch", "--interval", "0"]).unwrap();
+        assert_eq!(validate(&bad).unwrap_err().exit_code(), 2);
+        let bad = parse(&["probe", "watch", "--duration", "-1"]).unwrap();
+        assert_eq!(validate(&bad).unwrap_err().exit_code(), 2);
+        assert!(parse(&["probe", "watch", "--xdp-mode", "bogus"]).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! The probe's user side: loads and attaches the kernel programs, reads their
+//! per-CPU counters into one model, and renders it.
+//!
+//! kernel maps --(probes)--> Sample --(model)--> Report --(render / JSON)--> output
+//! kernel facts (rtnl stats64, routes, capabilities) ------^
+
+pub mod caps;
+pub mod cli;
+pub mod error;
+pub mod model;
+pub mod netns;
+pub mod probes;
+pub mod render;
+pub mod route;
+pub mod rtnl;
+
+/// The compiled kernel programs (BPF ELF object).
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe-ebpf"));

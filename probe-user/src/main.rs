@@ -1,0 +1,15 @@
+//! `probe`: see `probe --help`.
+
+use clap::Parser;
+use probe_user::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse(); // usage errors exit 2 with clap's message
+    let result = match cli.command {
+        Command::Watch(args) => probe_user::cli::watch::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("probe: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

@@ -1,0 +1,101 @@
+//! Network-namespace switching for the calling thread.
+//!
+//! The loader stays in its own mount namespace (never `ip netns exec`, which
+//! remounts /sys) and enters the target netns with setns(CLONE_NEWNET) only
+//! around what is resolved per namespace: interface names, netlink sockets,
+//! attaching. Link fds and netlink sockets keep working after switching back.
+
+use std::{
+    fs::File,
+    io,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
+
+use crate::error::ProbeError;
+
+/// Directory where `ip netns add` bind-mounts named namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// A network namespace to work in: the current one, or a named one.
+#[derive(Debug)]
+pub struct Netns {
+    name: Option<String>,
+    file: Option<File>,
+}
+
+impl Netns {
+    pub fn current() -> Self {
+        Self { name: None, file: None }
+    }
+
+    /// Opens `/run/netns/NAME` (the file `ip netns add NAME` creates).
+    pub fn named(name: &str) -> Result<Self, ProbeError> {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(ProbeError::NetnsNotFound { name: name.into(), detail: "not a namespace name".into() });
+        }
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        let file = File::open(&path).map_err(|e| ProbeError::NetnsNotFound {
+            name: name.into(),
+            detail: format!("{}: {e}", path.display()),
+        })?;
+        Ok(Self { name: Some(name.into()), file: Some(file) })
+    }
+
+    /// The name given with `--netns`, or None for the loader's own namespace.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// How to show this namespace to a person.
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| "current".into())
+    }
+
+    /// Runs `f` with the calling thread inside this namespace, then switches back.
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T, ProbeError> {
+        let Some(target) = &self.file else { return Ok(f()) };
+        let _guard = NetnsGuard::enter(target).map_err(|e| ProbeError::NetnsEnter {
+            name: self.label(),
+            source: e,
+        })?;
+        Ok(f())
+    }
+}
+
+/// Restores the thread's original namespace on drop (also on panic).
+struct NetnsGuard {
+    original: File,
+}
+
+impl NetnsGuard {
+    fn enter(target: &File) -> io::Result<Self> {
+        let original = File::open(thread_netns_path())?;
+        setns(target)?;
+        Ok(Self { original })
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        // Failing to return would leave this thread in the wrong namespace for
+        // everything that follows: treat it as fatal.
+        if let Err(e) = setns(&self.original) {
+            eprintln!("probe: cannot return to the original network namespace: {e}");
+            std::process::abort();
+        }
+    }
+}
+
+fn thread_netns_path() -> PathBuf {
+    // thread-self, not self: setns changes only the calling thread.
+    PathBuf::from("/proc/thread-self/ns/net")
+}
+
+fn setns(file: &File) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

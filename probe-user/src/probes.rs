@@ -1,0 +1,199 @@
+//! Loading, attaching and reading the kernel programs.
+//!
+//! Each hooked interface gets its own instance of the BPF object, so its maps
+//! hold that interface's counters only. Every attachment is a bpf_link (XDP
+//! link, TCX link): the kernel detaches it when the last fd closes, so nothing
+//! stays attached after exit, a crash or SIGKILL.
+
+use aya::{
+    maps::PerCpuArray,
+    programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    Ebpf, EbpfLoader, Pod,
+};
+use probe_common::{
+    DevCounters, NicCounters, VniCounters, DIRECTIONS, GLOBAL_QUEUE_SLOTS, GLOBAL_VNIS, GLOBAL_VNI_COUNT,
+    GLOBAL_VXLAN_PORTS, MAP_NIC_QUEUES, MAP_NIC_VNIS, MAP_VXLAN_DEV, MAX_VNIS, MAX_VXLAN_PORTS, PROG_NIC_XDP,
+    PROG_VXLAN_EGRESS, PROG_VXLAN_INGRESS, VNI_SLOTS,
+};
+
+use crate::{netns::Netns, rtnl::Link, EBPF_OBJECT};
+
+/// `--xdp-mode`: how to attach at the NIC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeArg {
+    /// Native (driver) mode where the driver supports it, else generic.
+    #[default]
+    Auto,
+    /// Driver mode only: fail (stage unavailable) if the driver lacks XDP.
+    Native,
+    /// Generic (skb) mode: runs after the skb is built, works on any device.
+    Generic,
+}
+
+impl XdpModeArg {
+    fn aya(self) -> XdpMode {
+        match self {
+            Self::Auto => XdpMode::Default,
+            Self::Native => XdpMode::Driver,
+            Self::Generic => XdpMode::Skb,
+        }
+    }
+}
+
+/// Settings of the XDP program that come from the command line and the node.
+#[derive(Clone, Debug)]
+pub struct NicConfig {
+    /// UDP destination ports that carry VXLAN (at most MAX_VXLAN_PORTS).
+    pub vxlan_ports: Vec<u16>,
+    /// VNIs that get their own counters (at most MAX_VNIS).
+    pub vnis: Vec<u32>,
+    pub mode: XdpModeArg,
+}
+
+/// A probe that could not be attached, and why. The others still run.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Unavailable {
+    pub stage: &'static str,
+    pub iface: String,
+    pub reason: String,
+}
+
+/// XDP on the NIC.
+pub struct NicHook {
+    pub iface: String,
+    pub ifindex: u32,
+    /// "native" or "generic", as the kernel reports the attachment.
+    pub mode: String,
+    pub queue_slots: u32,
+    pub vnis: Vec<u32>,
+    ebpf: Ebpf,
+}
+
+/// TCX ingress + egress on a VXLAN device.
+pub struct VxlanHook {
+    pub iface: String,
+    pub ifindex: u32,
+    pub vni: Option<u32>,
+    ebpf: Ebpf,
+}
+
+/// Raw cumulative counters of one NIC hook: `queues[slot][cpu]`, `vnis[slot][cpu]`.
+#[derive(Clone, Debug, Default)]
+pub struct NicCounts {
+    pub queues: Vec<Vec<NicCounters>>,
+    pub vnis: Vec<Vec<VniCounters>>,
+}
+
+/// Raw cumulative counters of one VXLAN-device hook: `dirs[direction][cpu]`.
+#[derive(Clone, Debug, Default)]
+pub struct DevCounts {
+    pub dirs: Vec<Vec<DevCounters>>,
+}
+
+fn load_error(e: impl std::fmt::Display) -> String {
+    // aya puts the verifier log into the error text: keep all of it.
+    format!("loading the BPF object failed: {e}")
+}
+
+/// Loads the object for the NIC and attaches XDP to `link` inside `netns`.
+pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook, String> {
+    let mut ports = [0u16; MAX_VXLAN_PORTS];
+    for (slot, port) in ports.iter_mut().zip(&cfg.vxlan_ports) {
+        *slot = *port;
+    }
+    let mut vnis = [0u32; MAX_VNIS];
+    for (slot, vni) in vnis.iter_mut().zip(&cfg.vnis) {
+        *slot = *vni;
+    }
+    let vni_count = cfg.vnis.len().min(MAX_VNIS) as u32;
+    // One slot per RX queue the device can ever have (real_num_rx_queues never
+    // exceeds num_rx_queues), plus the overflow slot the program clamps into.
+    let queue_slots = link.num_rx_queues.unwrap_or(probe_common::DEFAULT_QUEUE_SLOTS).max(1);
+    let mut ebpf = EbpfLoader::new()
+        .override_global(GLOBAL_VXLAN_PORTS, &ports, true)
+        .override_global(GLOBAL_VNIS, &vnis, true)
+        .override_global(GLOBAL_VNI_COUNT, &vni_count, true)
+        .override_global(GLOBAL_QUEUE_SLOTS, &queue_slots, true)
+        .map_max_entries(MAP_NIC_QUEUES, queue_slots + 1)
+        .load(EBPF_OBJECT)
+        .map_err(load_error)?;
+    let prog: &mut Xdp = program(&mut ebpf, PROG_NIC_XDP)?;
+    prog.load().map_err(|e| format!("the verifier rejected {PROG_NIC_XDP}: {e}"))?;
+    let mode = cfg.mode.aya();
+    netns
+        .run(|| prog.attach_to_if_index(link.ifindex, mode))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| match cfg.mode {
+            XdpModeArg::Native => format!("native XDP is not available on {}: {e}", link.name),
+            _ => format!("attaching XDP to {} failed: {e}", link.name),
+        })?;
+    Ok(NicHook {
+        iface: link.name.clone(),
+        ifindex: link.ifindex,
+        mode: String::new(),
+        queue_slots,
+        vnis: cfg.vnis.iter().copied().take(MAX_VNIS).collect(),
+        ebpf,
+    })
+}
+
+impl NicHook {
+    /// Records the mode the kernel chose, from the device's IFLA_XDP.
+    pub fn set_mode_from(&mut self, link: &Link) {
+        self.mode = match link.xdp.attached_mode {
+            1 => "native",
+            2 => "generic",
+            3 => "offload",
+            4 => "multi",
+            _ => "unknown",
+        }
+        .into();
+    }
+
+    pub fn read(&self) -> Result<NicCounts, String> {
+        Ok(NicCounts {
+            queues: read_per_cpu::<NicCounters>(&self.ebpf, MAP_NIC_QUEUES, self.queue_slots + 1)?,
+            vnis: read_per_cpu::<VniCounters>(&self.ebpf, MAP_NIC_VNIS, VNI_SLOTS)?,
+        })
+    }
+}
+
+/// Loads the object for a VXLAN device and attaches TCX ingress and egress
+/// inside `netns`, after every program already there (LinkOrder::last), so the
+/// CNI's own programs run first and ours only continue.
+pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String> {
+    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(load_error)?;
+    for (name, attach_type) in [(PROG_VXLAN_INGRESS, TcAttachType::Ingress), (PROG_VXLAN_EGRESS, TcAttachType::Egress)] {
+        let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
+        prog.load().map_err(|e| format!("the verifier rejected {name}: {e}"))?;
+        netns
+            .run(|| prog.attach_with_options(&link.name, attach_type, TcAttachOptions::TcxOrder(LinkOrder::last())))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("TCX attach ({attach_type:?}) to {} failed (TCX needs Linux >= 6.6): {e}", link.name))?;
+    }
+    Ok(VxlanHook { iface: link.name.clone(), ifindex: link.ifindex, vni: link.vxlan.and_then(|v| v.vni), ebpf })
+}
+
+impl VxlanHook {
+    pub fn read(&self) -> Result<DevCounts, String> {
+        Ok(DevCounts { dirs: read_per_cpu::<DevCounters>(&self.ebpf, MAP_VXLAN_DEV, DIRECTIONS)? })
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf.program_mut(name).ok_or_else(|| format!("program {name} missing from the BPF object"))?;
+    prog.try_into().map_err(|e| format!("program {name}: {e}"))
+}
+
+/// Every entry of a per-CPU array: `result[index][cpu]`.
+fn read_per_cpu<T: Pod>(ebpf: &Ebpf, name: &str, entries: u32) -> Result<Vec<Vec<T>>, String> {
+    let map = ebpf.map(name).ok_or_else(|| format!("map {name} missing from the BPF object"))?;
+    let array = PerCpuArray::<_, T>::try_from(map).map_err(|e| format!("map {name}: {e}"))?;
+    (0..entries)
+        .map(|i| array.get(&i, 0).map(|v| v.iter().copied().collect()).map_err(|e| format!("reading {name}[{i}]: {e}")))
+        .collect()
+}

@@ -1,0 +1,120 @@
+//! Human output: one block of aligned tables per report.
+
+use std::fmt::Write;
+
+use crate::model::{Report, ReportKind};
+
+fn si(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{:.1}G", n as f64 / 1e9),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+        _ => format!("{:.1} GiB", n as f64 / 1_073_741_824.0),
+    }
+}
+
+fn opt(n: Option<u64>) -> String {
+    n.map_or_else(|| "-".into(), |n| n.to_string())
+}
+
+/// Renders a report as text a person reads at a glance.
+pub fn human(r: &Report) -> String {
+    let mut o = String::new();
+    let title = match r.kind {
+        ReportKind::Interval => format!("interval {:.2}s", r.elapsed_s),
+        ReportKind::Summary => format!("SUMMARY since attach, {:.1}s", r.elapsed_s),
+    };
+    let _ = writeln!(o, "== {}  {}  netns {} ==", r.ts, title, r.netns);
+    let _ = writeln!(
+        o,
+        "{:<6} {:<12} {:<12} {:>10} {:>9} {:>11} {:>7} {:>10}",
+        "STAGE", "IFACE", "HOOK", "PACKETS", "PPS", "BYTES", "DROPS", "KERNEL_RX"
+    );
+    for s in &r.stages {
+        let pps = if r.elapsed_s > 0.0 { (s.packets as f64 / r.elapsed_s) as u64 } else { 0 };
+        let _ = writeln!(
+            o,
+            "{:<6} {:<12} {:<12} {:>10} {:>9} {:>11} {:>7} {:>10}",
+            s.stage,
+            s.iface,
+            s.hook,
+            s.packets,
+            si(pps),
+            bytes(s.bytes),
+            opt(s.drops),
+            opt(s.kernel.map(|k| k.rx_packets)),
+        );
+    }
+    for s in &r.stages {
+        let classes: Vec<_> = s.classes.iter().filter(|(_, n)| **n > 0).map(|(c, n)| format!("{c} {n}")).collect();
+        if !classes.is_empty() {
+            let _ = writeln!(o, "  {}/{} classes: {}", s.stage, s.iface, classes.join(", "));
+        }
+    }
+    if !r.vxlan.is_empty() {
+        let _ = writeln!(o, "{:<6} {:<12} {:<8} {:<12} {:>10} {:>10} {:>12}", "VXLAN", "NIC", "VNI", "DEVICE", "OUTER", "INNER", "OUTER-INNER");
+        for v in &r.vxlan {
+            let gap = match (v.outer_packets, v.inner_packets) {
+                (Some(a), Some(b)) => (a as i64 - b as i64).to_string(),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                o,
+                "{:<6} {:<12} {:<8} {:<12} {:>10} {:>10} {:>12}",
+                "",
+                v.nic.as_deref().unwrap_or("-"),
+                v.vni.map_or_else(|| "other".into(), |n| n.to_string()),
+                v.iface.as_deref().unwrap_or("-"),
+                opt(v.outer_packets),
+                opt(v.inner_packets),
+                gap
+            );
+        }
+    }
+    let mut stages: Vec<(&str, &str)> = r.cpus.iter().map(|c| (c.stage, c.iface.as_str())).collect();
+    stages.dedup();
+    for (stage, iface) in stages {
+        let cpus: Vec<_> = r
+            .cpus
+            .iter()
+            .filter(|c| c.stage == stage && c.iface == iface && c.packets > 0)
+            .map(|c| format!("cpu{} {}", c.cpu, c.packets))
+            .collect();
+        if !cpus.is_empty() {
+            let _ = writeln!(o, "CPUS   {stage}/{iface}: {}", cpus.join("  "));
+        }
+    }
+    let queues: Vec<_> = r.queues.iter().filter(|q| q.packets > 0).map(|q| format!("{} rx-{} {}", q.iface, q.queue, q.packets)).collect();
+    if !queues.is_empty() {
+        let _ = writeln!(o, "QUEUES {}", queues.join("  "));
+    }
+    for t in r.tx.iter().filter(|t| t.packets > 0) {
+        let _ = writeln!(o, "TX     {} {} packets, {}", t.iface, t.packets, bytes(t.bytes));
+    }
+    for u in &r.unavailable {
+        let _ = writeln!(o, "UNAVAILABLE {} on {}: {}", u.stage, u.iface, u.reason);
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(si(999), "999");
+        assert_eq!(si(12_345), "12.3k");
+        assert_eq!(bytes(2048), "2.0 KiB");
+        assert_eq!(bytes(3 * 1_048_576), "3.0 MiB");
+    }
+}
