@@ -1,1 +1,264 @@
+//! A two-node flannel (VXLAN backend) cluster in network namespaces.
+//!
+//! ```text
+//!  node1 netns                                     node2 netns
+//!  pod n1p1 ─veth─┐                               ┌─veth─ pod n2p1
+//!  pod n1p2 ─veth─┴ cni0 10.244.1.1/24   cni0 10.244.2.1/24 ┴─veth─ pod n2p2
+//!        flannel.1 (VNI 1, 8472, MTU 1450) ... flannel.1
+//!        eth0 192.168.50.1 ════ underlay veth ════ eth0 192.168.50.2
+//! ```
+//!
+//! Each node gets flannel's static wiring: a route to the other node's pod
+//! CIDR via flannel.1 onlink, a permanent neighbour entry for the other VTEP's
+//! address, and a permanent FDB entry pointing that MAC at the other node's
+//! underlay IP. IPv6 is disabled and every neighbour is static, so the lab is
+//! silent: every packet on it is one a test sent.
+//!
+//! Every namespace name starts with the lab's prefix. [`Lab`] deletes them on
+//! drop, also when a test panics; [`sweep`] removes leftovers of a killed run.
 
+pub mod traffic;
+
+use std::{net::Ipv4Addr, process::Command};
+
+pub use traffic::{in_netns, send_udp, UdpSink};
+
+/// VXLAN id and port flanneld uses for its `vxlan` backend.
+pub const FLANNEL_VNI: u32 = 1;
+pub const FLANNEL_PORT: u16 = 8472;
+pub const FLANNEL_MTU: u32 = 1450;
+pub const NODES: u8 = 2;
+pub const PODS_PER_NODE: u8 = 2;
+
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    /// The pod end's host-side veth (in the node namespace, enslaved to cni0).
+    pub host_veth: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub index: u8,
+    pub netns: String,
+    pub underlay_ip: Ipv4Addr,
+    pub pods: Vec<Pod>,
+}
+
+impl Node {
+    pub const NIC: &'static str = "eth0";
+    pub const VXLAN: &'static str = "flannel.1";
+    pub const BRIDGE: &'static str = "cni0";
+}
+
+/// A running lab. Dropping it deletes every namespace it created.
+#[derive(Debug)]
+pub struct Lab {
+    pub prefix: String,
+    pub nodes: Vec<Node>,
+    keep: bool,
+}
+
+fn mac(kind: u8, node: u8, n: u8) -> String {
+    format!("02:{kind:02x}:00:00:{node:02x}:{n:02x}")
+}
+fn underlay_ip(node: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, 50, node)
+}
+fn vtep_ip(node: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 244, node, 0)
+}
+fn pod_ip(node: u8, pod: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 244, node, 1 + pod)
+}
+const MAC_UNDERLAY: u8 = 0x50;
+const MAC_VTEP: u8 = 0xf1;
+const MAC_BRIDGE: u8 = 0xc0;
+const MAC_POD: u8 = 0xa0;
+
+/// Runs a command; on failure returns its stderr in the error.
+pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {program} (is iproute2 installed? `cargo xtask setup`): {e}"))?;
+    if !out.status.success() {
+        return Err(format!("`{program} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(netns: &str, args: &str) -> Result<(), String> {
+    let mut argv = vec!["-n", netns];
+    argv.extend(args.split_whitespace());
+    run("ip", &argv).map(drop)
+}
+
+fn sysctl(netns: &str, key: &str, value: &str) -> Result<(), String> {
+    run("ip", &["netns", "exec", netns, "sysctl", "-qw", &format!("{key}={value}")]).map(drop)
+}
+
+fn new_netns(name: &str) -> Result<(), String> {
+    run("ip", &["netns", "add", name])?;
+    // Before any link exists: no IPv6 link-local addresses, DAD or MLD noise.
+    sysctl(name, "net.ipv6.conf.default.disable_ipv6", "1")?;
+    sysctl(name, "net.ipv6.conf.all.disable_ipv6", "1")?;
+    ip(name, "link set lo up")
+}
+
+impl Lab {
+    /// Builds the lab under `prefix` (namespaces `PREFIX-n1`, `PREFIX-n1p1`, ...).
+    /// Leftovers under the same prefix are removed first.
+    pub fn up(prefix: &str) -> Result<Lab, String> {
+        if !prefix.chars().all(|c| c.is_ascii_alphanumeric()) || prefix.is_empty() || prefix.len() > 16 {
+            return Err(format!("lab prefix {prefix:?}: use 1-16 ASCII letters and digits"));
+        }
+        sweep(prefix)?;
+        let mut lab = Lab { prefix: prefix.into(), nodes: Vec::new(), keep: false };
+        for i in 1..=NODES {
+            let netns = format!("{prefix}-n{i}");
+            let pods = (1..=PODS_PER_NODE)
+                .map(|p| Pod { netns: format!("{prefix}-n{i}p{p}"), ip: pod_ip(i, p), host_veth: format!("veth{p}") })
+                .collect();
+            lab.nodes.push(Node { index: i, netns, underlay_ip: underlay_ip(i), pods });
+        }
+        // From here on, a failure drops `lab`, which deletes what exists.
+        for ns in lab.namespaces() {
+            new_netns(&ns)?;
+        }
+        let (n1, n2) = (&lab.nodes[0], &lab.nodes[1]);
+        run(
+            "ip",
+            &[
+                "link", "add", Node::NIC, "netns", &n1.netns, "address", &mac(MAC_UNDERLAY, 1, 0),
+                "type", "veth", "peer", "name", Node::NIC, "netns", &n2.netns, "address", &mac(MAC_UNDERLAY, 2, 0),
+            ],
+        )?;
+        for node in &lab.nodes {
+            lab.wire_node(node)?;
+        }
+        Ok(lab)
+    }
+
+    fn wire_node(&self, node: &Node) -> Result<(), String> {
+        let (ns, i) = (node.netns.as_str(), node.index);
+        sysctl(ns, "net.ipv4.ip_forward", "1")?;
+        ip(ns, &format!("addr add {}/24 dev eth0", node.underlay_ip))?;
+        ip(ns, "link set eth0 up")?;
+        // A default route, so `probe watch` finds eth0 by itself as on a node.
+        ip(ns, "route add default via 192.168.50.254 dev eth0")?;
+        ip(
+            ns,
+            &format!(
+                "link add flannel.1 address {} mtu {FLANNEL_MTU} type vxlan id {FLANNEL_VNI} local {} dev eth0 dstport {FLANNEL_PORT} nolearning",
+                mac(MAC_VTEP, i, 0),
+                node.underlay_ip
+            ),
+        )?;
+        ip(ns, &format!("addr add {}/32 dev flannel.1", vtep_ip(i)))?;
+        ip(ns, "link set flannel.1 up")?;
+        for peer in self.nodes.iter().filter(|p| p.index != i) {
+            let j = peer.index;
+            ip(ns, &format!("neigh add {} lladdr {} dev eth0 nud permanent", peer.underlay_ip, mac(MAC_UNDERLAY, j, 0)))?;
+            // What flanneld writes for each remote node (subnet lease):
+            ip(ns, &format!("route add 10.244.{j}.0/24 via {} dev flannel.1 onlink", vtep_ip(j)))?;
+            ip(ns, &format!("neigh add {} lladdr {} dev flannel.1 nud permanent", vtep_ip(j), mac(MAC_VTEP, j, 0)))?;
+            run(
+                "bridge",
+                &["-n", ns, "fdb", "add", &mac(MAC_VTEP, j, 0), "dev", "flannel.1", "dst", &peer.underlay_ip.to_string(), "self", "permanent"],
+            )?;
+        }
+        ip(ns, &format!("link add cni0 address {} mtu {FLANNEL_MTU} type bridge", mac(MAC_BRIDGE, i, 0)))?;
+        ip(ns, &format!("addr add 10.244.{i}.1/24 dev cni0"))?;
+        ip(ns, "link set cni0 up")?;
+        for (p, pod) in node.pods.iter().enumerate() {
+            let pod_mac = mac(MAC_POD, i, p as u8 + 1);
+            run(
+                "ip",
+                &[
+                    "link", "add", "eth0", "netns", &pod.netns, "address", &pod_mac, "mtu", &FLANNEL_MTU.to_string(),
+                    "type", "veth", "peer", "name", &pod.host_veth, "netns", ns, "mtu", &FLANNEL_MTU.to_string(),
+                ],
+            )?;
+            ip(ns, &format!("link set {} master cni0 up", pod.host_veth))?;
+            ip(ns, &format!("neigh add {} lladdr {pod_mac} dev cni0 nud permanent", pod.ip))?;
+            ip(&pod.netns, &format!("addr add {}/24 dev eth0", pod.ip))?;
+            ip(&pod.netns, "link set eth0 up")?;
+            ip(&pod.netns, &format!("route add default via 10.244.{i}.1 dev eth0"))?;
+            ip(&pod.netns, &format!("neigh add 10.244.{i}.1 lladdr {} dev eth0 nud permanent", mac(MAC_BRIDGE, i, 0)))?;
+        }
+        Ok(())
+    }
+
+    /// Every namespace of the lab, pods first.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.nodes.iter().flat_map(|n| n.pods.iter().map(|p| p.netns.clone())).collect();
+        v.extend(self.nodes.iter().map(|n| n.netns.clone()));
+        v
+    }
+
+    pub fn node(&self, index: u8) -> &Node {
+        &self.nodes[index as usize - 1]
+    }
+
+    /// Keeps the namespaces after drop (`cargo xtask lab up`).
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+
+    pub fn down(&self) -> Result<(), String> {
+        sweep(&self.prefix)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Err(e) = self.down() {
+                eprintln!("lab: teardown of {} failed: {e}", self.prefix);
+            }
+        }
+    }
+}
+
+/// Deletes every namespace named `PREFIX-*` (pods before nodes).
+pub fn sweep(prefix: &str) -> Result<(), String> {
+    let mut names = lab_namespaces(prefix);
+    names.sort_by_key(|n| std::cmp::Reverse(n.len())); // PREFIX-n1p1 before PREFIX-n1
+    for name in names {
+        run("ip", &["netns", "del", &name])?;
+    }
+    Ok(())
+}
+
+/// Namespaces under /run/netns whose name starts with `PREFIX-`.
+pub fn lab_namespaces(prefix: &str) -> Vec<String> {
+    let lead = format!("{prefix}-");
+    std::fs::read_dir("/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(&lead)).collect())
+        .unwrap_or_default()
+}
+
+/// The kernel's own counters of a device, read with `ip -s -j link`
+/// (independent of the probe's netlink code, so tests can check one against the other).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DevStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_dropped: u64,
+    pub tx_packets: u64,
+}
+
+pub fn dev_stats(netns: &str, iface: &str) -> Result<DevStats, String> {
+    let out = run("ip", &["-n", netns, "-s", "-j", "link", "show", "dev", iface])?;
+    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("ip -j output: {e}"))?;
+    let s = &v[0]["stats64"];
+    let get = |dir: &str, k: &str| s[dir][k].as_u64().ok_or_else(|| format!("no stats64.{dir}.{k} for {iface} in {netns}"));
+    Ok(DevStats {
+        rx_packets: get("rx", "packets")?,
+        rx_bytes: get("rx", "bytes")?,
+        rx_dropped: get("rx", "dropped")?,
+        tx_packets: get("tx", "packets")?,
+    })
+}

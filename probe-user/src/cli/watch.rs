@@ -347,7 +347,7 @@ mod tests {
         assert!(validate(&ok).is_ok());
         let bad = parse(&["probe", "watch", "--interval", "0"]).unwrap();
         assert_eq!(validate(&bad).unwrap_err().exit_code(), 2);
-        let bad = parse(&["probe", "watch", "--duration", "-1"]).unwrap();
+        let bad = parse(&["probe", "watch", "--duration=-1"]).unwrap();
         assert_eq!(validate(&bad).unwrap_err().exit_code(), 2);
         assert!(parse(&["probe", "watch", "--xdp-mode", "bogus"]).is_err());
     }
