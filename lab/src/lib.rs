@@ -232,6 +232,33 @@ pub fn sweep(prefix: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A lab prefix unique to this process: `LEADpidxN`. [`sweep_stale`] can tell
+/// from the pid whether its owner is still alive.
+pub fn unique_prefix(lead: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{lead}{}x{n}", std::process::id())
+}
+
+/// Deletes the labs made by [`unique_prefix`]`(lead)` in processes that no longer run.
+pub fn sweep_stale(lead: &str) -> Result<(), String> {
+    let names: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    let mut prefixes: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            let prefix = n.split('-').next()?;
+            let pid = prefix.strip_prefix(lead)?.split('x').next()?;
+            let alive = !pid.is_empty() && std::path::Path::new(&format!("/proc/{pid}")).exists();
+            (pid.chars().all(|c| c.is_ascii_digit()) && !alive).then(|| prefix.to_string())
+        })
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes.iter().try_for_each(|p| sweep(p))
+}
+
 /// Namespaces under /run/netns whose name starts with `PREFIX-`.
 pub fn lab_namespaces(prefix: &str) -> Vec<String> {
     let lead = format!("{prefix}-");

@@ -1,0 +1,137 @@
+//! Developer tasks: `cargo xtask setup | lab | demo | test | bench`.
+//! Every task runs `setup` first (a few fast checks once installed).
+
+mod demo;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Set up, demo, test and benchmark the probe")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what a fresh machine lacks (idempotent): rust-src, bpf-linker, Debian packages
+    Setup,
+    /// Build or remove the two-node flannel lab (network namespaces PREFIX-n1, PREFIX-n1p1, ...)
+    Lab {
+        #[arg(value_enum)]
+        action: LabAction,
+        #[arg(long, default_value = "plab")]
+        prefix: String,
+    },
+    /// The main job: build the lab, send pod traffic across it, run `probe watch` on node 2
+    Demo {
+        /// Print JSON lines instead of tables
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole test suite (unit + privileged lab tests; run as root)
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks: BPF_PROG_TEST_RUN ns/packet of each program over an empty one
+    Bench,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LabAction {
+    Up,
+    Down,
+}
+
+/// Prefix of the namespaces the test suite creates (see tests/src/lib.rs).
+pub const TEST_LAB_PREFIX: &str = "plt";
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Setup => setup::run(),
+        Task::Lab { action, prefix } => {
+            require_root("the lab")?;
+            setup::run()?;
+            match action {
+                LabAction::Up => {
+                    let lab = probe_lab::Lab::up(&prefix).map_err(anyhow::Error::msg)?;
+                    println!("lab up: namespaces {}", lab.namespaces().join(" "));
+                    println!("try: probe watch --netns {}-n2", prefix);
+                    lab.keep();
+                }
+                LabAction::Down => {
+                    probe_lab::sweep(&prefix).map_err(anyhow::Error::msg)?;
+                    println!("lab {prefix} down");
+                }
+            }
+            Ok(())
+        }
+        Task::Demo { json } => {
+            require_root("the demo")?;
+            setup::run()?;
+            demo::run(json)
+        }
+        Task::Test { args } => {
+            setup::run()?;
+            test(&args)
+        }
+        Task::Bench => {
+            require_root("the benchmark")?;
+            setup::run()?;
+            let status = cargo().args(["run", "--release", "--quiet", "-p", "probe-tests", "--bin", "probe-bench"]).status()?;
+            if !status.success() {
+                bail!("benchmark failed: {status}");
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if !is_root() {
+        bail!("{what} creates network namespaces and attaches BPF programs: run as root");
+    }
+    Ok(())
+}
+
+/// `cargo` with the environment set by `setup` (toolchain fallback).
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    setup::apply_env(&mut cmd);
+    cmd
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    if !is_root() {
+        eprintln!("xtask: WARNING: not root: the privileged lab and BPF tests will report that they cannot run");
+    }
+    // Labs of test processes that were killed before their guards ran.
+    probe_lab::sweep_stale(TEST_LAB_PREFIX).ok();
+    let status = cargo().args(["build", "-p", "probe-user", "--bin", "probe"]).status().context("cargo build")?;
+    if !status.success() {
+        bail!("building probe failed");
+    }
+    let probe = std::env::current_dir()?.join("target/debug/probe");
+    let status = cargo()
+        .args(["test", "--workspace"])
+        .args(extra)
+        .env("PROBE_BIN", &probe)
+        .status()
+        .context("cargo test")?;
+    if !status.success() {
+        bail!("tests failed");
+    }
+    Ok(())
+}
