@@ -1,1 +1,273 @@
+//! Helpers for the privileged integration tests: root checks that fail in CI,
+//! a handle on a running `probe` process, and BPF object loading.
 
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub use probe_lab::{self as lab, Lab};
+
+/// True when the test may run. Not root: in CI (CI=true) the test fails;
+/// elsewhere it says loudly that it did not run and returns false.
+pub fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let msg = format!("{test}: needs root (network namespaces, BPF); run `cargo xtask test` as root");
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{msg}");
+    }
+    eprintln!("\n*** NOT RUN: {msg} ***\n");
+    false
+}
+
+/// A lab with a name unique to this test.
+pub fn lab() -> Lab {
+    Lab::up(&probe_lab::unique_prefix("plt")).expect("lab up")
+}
+
+/// The `probe` binary: $PROBE_BIN (set by `cargo xtask test`) or target/debug/probe.
+pub fn probe_bin() -> PathBuf {
+    let path = std::env::var_os("PROBE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/probe")));
+    assert!(path.exists(), "{} missing: run the suite with `cargo xtask test`", path.display());
+    path
+}
+
+/// `probe` run to completion: exit code, stdout, stderr.
+pub fn probe_output(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(probe_bin()).args(args).stdin(Stdio::null()).output().expect("run probe");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A `probe watch --json` process in the background.
+pub struct Watch {
+    pub child: Child,
+    ready: PathBuf,
+}
+
+impl Watch {
+    /// Starts `probe watch --json --ready-file ... ARGS` and waits until attached.
+    pub fn start(args: &[&str]) -> Watch {
+        Self::start_with(Command::new(probe_bin()), args)
+    }
+
+    pub fn start_with(mut cmd: Command, args: &[&str]) -> Watch {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ready = std::env::temp_dir().join(format!("probe-test-{}-{n}.ready", std::process::id()));
+        let _ = std::fs::remove_file(&ready);
+        let child = cmd
+            .args(["watch", "--json", "--ready-file"])
+            .arg(&ready)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn probe");
+        let mut w = Watch { child, ready };
+        let start = Instant::now();
+        while !w.ready.exists() {
+            if let Some(status) = w.child.try_wait().unwrap() {
+                let err = std::io::read_to_string(w.child.stderr.take().unwrap()).unwrap_or_default();
+                panic!("probe exited before attaching ({status}): {err}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "probe did not attach within 20 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        w
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: a process we started and have not reaped yet.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+
+    /// Sends `sig`, waits for exit, returns (exit code, JSON lines, stderr).
+    pub fn stop(mut self, sig: i32) -> (Option<i32>, Vec<serde_json::Value>, String) {
+        self.signal(sig);
+        let stdout = self.child.stdout.take().unwrap();
+        let lines: Vec<serde_json::Value> = BufReader::new(stdout)
+            .lines()
+            .map(|l| serde_json::from_str(&l.unwrap()).expect("every stdout line is JSON"))
+            .collect();
+        let err = std::io::read_to_string(self.child.stderr.take().unwrap()).unwrap_or_default();
+        let status = self.child.wait().unwrap();
+        (status.code(), lines, err)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The last `{"type":"summary"}` object.
+pub fn summary(lines: &[serde_json::Value]) -> &serde_json::Value {
+    lines.iter().rev().find(|l| l["type"] == "summary").expect("a summary line")
+}
+
+/// The stage object `stage` on `iface`.
+pub fn stage<'a>(report: &'a serde_json::Value, stage: &str, iface: &str) -> &'a serde_json::Value {
+    report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == stage && s["iface"] == iface)
+        .unwrap_or_else(|| panic!("no stage {stage} on {iface} in {report}"))
+}
+
+/// Ids of the BPF programs attached in `netns` at XDP on `iface` (from netlink).
+pub fn xdp_prog_id(netns: &str, iface: &str) -> Option<u32> {
+    let out = lab::run("ip", &["-n", netns, "-j", "-d", "link", "show", "dev", iface]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["xdp"]["prog"]["id"].as_u64().map(|id| id as u32)
+}
+
+/// Ids of the TCX programs on `iface` in `netns` (ingress, egress).
+pub fn tcx_prog_ids(netns: &str, iface: &str) -> Vec<u32> {
+    use aya::programs::{tc::TcAttachType, SchedClassifier};
+    let (netns, iface) = (netns.to_string(), iface.to_string());
+    lab::in_netns(&netns, move || {
+        [TcAttachType::Ingress, TcAttachType::Egress]
+            .into_iter()
+            .flat_map(|t| SchedClassifier::query_tcx(&iface, t).expect("query tcx").1)
+            .map(|p| p.id())
+            .collect()
+    })
+    .unwrap()
+}
+
+/// Whether a BPF program with this id is still loaded anywhere.
+pub fn prog_loaded(id: u32) -> bool {
+    aya::programs::loaded_programs().filter_map(Result::ok).any(|p| p.id() == id)
+}
+
+/// Polls `cond` for up to `timeout`.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The probe's BPF object loaded for BPF_PROG_TEST_RUN (nothing attached).
+pub mod prog_run {
+    use aya::{
+        maps::PerCpuArray,
+        programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+        Ebpf, EbpfLoader,
+    };
+    use probe_common::*;
+
+    /// VNIs given their own slot in these tests: slot 0 and slot 1.
+    pub const TEST_VNIS: [u32; MAX_VNIS] = [1, 0xabcdef, 0, 0, 0, 0, 0, 0];
+    pub const QUEUE_SLOTS: u32 = 4;
+
+    pub struct Programs {
+        pub ebpf: Ebpf,
+    }
+
+    impl Programs {
+        /// Loads the object with known globals and loads (verifies) every program.
+        pub fn load() -> Programs {
+            let count = 2u32;
+            let mut ebpf = EbpfLoader::new()
+                .override_global(GLOBAL_VXLAN_PORTS, &DEFAULT_VXLAN_PORTS, true)
+                .override_global(GLOBAL_VNIS, &TEST_VNIS, true)
+                .override_global(GLOBAL_VNI_COUNT, &count, true)
+                .override_global(GLOBAL_QUEUE_SLOTS, &QUEUE_SLOTS, true)
+                .map_max_entries(MAP_NIC_QUEUES, QUEUE_SLOTS + 1)
+                .load(probe_user::EBPF_OBJECT)
+                .expect("load BPF object");
+            for name in [PROG_NIC_XDP, PROG_EMPTY_XDP] {
+                let p: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
+                p.load().unwrap_or_else(|e| panic!("verifier rejected {name}: {e}"));
+            }
+            for name in [PROG_VXLAN_INGRESS, PROG_VXLAN_EGRESS, PROG_EMPTY_TC] {
+                let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+                p.load().unwrap_or_else(|e| panic!("verifier rejected {name}: {e}"));
+            }
+            Programs { ebpf }
+        }
+
+        /// Runs program `name` on `frame` `repeat` times: (return value, mean ns per run).
+        pub fn run(&mut self, name: &str, frame: &[u8], repeat: u32) -> (u32, f64) {
+            let opts = TestRunOptions { data_in: Some(frame), repeat, ..Default::default() };
+            let prog = self.ebpf.program_mut(name).unwrap();
+            let r = if let Ok(p) = <&mut Xdp>::try_from(&mut *prog) {
+                p.test_run(opts)
+            } else {
+                <&mut SchedClassifier>::try_from(prog).unwrap().test_run(opts)
+            }
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {name} on {} bytes: {e}", frame.len()));
+            (r.return_value, r.duration.as_nanos() as f64)
+        }
+
+        fn sum<T: aya::Pod>(&self, map: &str, index: u32) -> Vec<T> {
+            let a = PerCpuArray::<_, T>::try_from(self.ebpf.map(map).unwrap()).unwrap();
+            a.get(&index, 0).unwrap().iter().copied().collect()
+        }
+
+        /// Packets per NicClass, summed over CPUs and queue slots.
+        pub fn nic_classes(&self) -> [u64; NicClass::COUNT] {
+            let mut out = [0; NicClass::COUNT];
+            for slot in 0..=QUEUE_SLOTS {
+                for c in self.sum::<NicCounters>(MAP_NIC_QUEUES, slot) {
+                    for (o, p) in out.iter_mut().zip(c.packets) {
+                        *o += p;
+                    }
+                }
+            }
+            out
+        }
+
+        /// (outer packets, inner per InnerClass) of a VNI slot, summed over CPUs.
+        pub fn vni_slot(&self, slot: u32) -> (u64, [u64; InnerClass::COUNT]) {
+            let mut inner = [0; InnerClass::COUNT];
+            let mut outer = 0;
+            for v in self.sum::<VniCounters>(MAP_NIC_VNIS, slot) {
+                outer += v.outer_packets;
+                for (o, p) in inner.iter_mut().zip(v.inner) {
+                    *o += p;
+                }
+            }
+            (outer, inner)
+        }
+
+        /// Packets per InnerClass for a direction of the VXLAN-device program.
+        pub fn dev_classes(&self, dir: u32) -> [u64; InnerClass::COUNT] {
+            let mut out = [0; InnerClass::COUNT];
+            for c in self.sum::<DevCounters>(MAP_VXLAN_DEV, dir) {
+                for (o, p) in out.iter_mut().zip(c.packets) {
+                    *o += p;
+                }
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! What users see on a bad day: bad input, missing privilege, a hook the
+//! kernel or device cannot provide, `--help`.
+
+use probe_tests::{lab, privileged, probe_bin, probe_output, stage, summary, xdp_prog_id, Watch};
+
+#[test]
+fn help_teaches() {
+    let (code, out, _) = probe_output(&["watch", "--help"]);
+    assert_eq!(code, 0);
+    for needle in ["--iface", "--vxlan-iface", "--netns", "--json", "--ready-file", "OUTER-INNER", "Exit status", "Examples"] {
+        assert!(out.contains(needle), "--help lacks {needle}:\n{out}");
+    }
+}
+
+#[test]
+fn bad_flag_values_exit_2() {
+    assert_eq!(probe_output(&["watch", "--interval", "0"]).0, 2);
+    assert_eq!(probe_output(&["watch", "--xdp-mode", "fast"]).0, 2);
+    assert_eq!(probe_output(&["watch", "--vxlan-port", "0"]).0, 2);
+    assert_eq!(probe_output(&["frobnicate"]).0, 2);
+}
+
+#[test]
+fn missing_netns_exits_2() {
+    let (code, _, err) = probe_output(&["watch", "--netns", "no-such-netns-probe-test"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no-such-netns-probe-test") && err.contains("/run/netns"), "{err}");
+}
+
+#[test]
+fn unknown_interface_exits_2_and_lists_what_exists() {
+    if !privileged("unknown_interface_exits_2_and_lists_what_exists") {
+        return;
+    }
+    let lab = lab();
+    let ns = &lab.node(1).netns;
+    for args in [vec!["--iface", "eth9"], vec!["--vxlan-iface", "eth9"]] {
+        let mut argv = vec!["watch", "--netns", ns];
+        argv.extend(args);
+        let (code, _, err) = probe_output(&argv);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("\"eth9\""), "{err}");
+        for existing in ["cni0", "eth0", "flannel.1", "lo", "veth1"] {
+            assert!(err.contains(existing), "{existing} not listed: {err}");
+        }
+    }
+}
+
+#[test]
+fn missing_privilege_names_the_capabilities() {
+    if !privileged("missing_privilege_names_the_capabilities") {
+        return;
+    }
+    let lab = lab();
+    // Root without CAP_BPF and CAP_SYS_ADMIN in its bounding set (so not in
+    // its effective set after exec).
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-bpf,-sys_admin", "--inh-caps", "-all", "--"])
+        .arg(probe_bin())
+        .args(["watch", "--netns", &lab.node(1).netns])
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("missing privilege"), "{err}");
+    assert!(err.contains("CAP_BPF (or CAP_SYS_ADMIN) to load BPF programs"), "{err}");
+    assert!(err.contains("CAP_SYS_ADMIN to enter the --netns"), "{err}");
+    assert!(!err.contains("CAP_NET_ADMIN"), "CAP_NET_ADMIN is there: {err}");
+    assert_eq!(xdp_prog_id(&lab.node(1).netns, "eth0"), None);
+}
+
+/// A hook the device cannot give (native XDP on a bridge: the bridge driver
+/// has no ndo_bpf) is reported unavailable; the VXLAN stage still runs.
+#[test]
+fn unavailable_hook_is_reported_and_the_rest_runs() {
+    if !privileged("unavailable_hook_is_reported_and_the_rest_runs") {
+        return;
+    }
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let w = Watch::start(&["--netns", &n2.netns, "--iface", "cni0", "--xdp-mode", "native"]);
+    let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
+    let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
+    lab::send_udp(&n1.pods[0].netns, dst, 100, 16, 0).unwrap();
+    sink.finish(100, std::time::Duration::from_secs(2));
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    let s = summary(&lines);
+    let un = &s["unavailable"][0];
+    assert_eq!((un["stage"].as_str(), un["iface"].as_str()), (Some("xdp"), Some("cni0")), "{s}");
+    assert!(un["reason"].as_str().unwrap().contains("native XDP"), "{un}");
+    assert!(err.contains("unavailable"), "said on stderr too: {err}");
+    assert_eq!(stage(s, "vxlan", "flannel.1")["packets"], 100);
+}
