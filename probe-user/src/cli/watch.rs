@@ -120,9 +120,12 @@ pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
         }
         if now >= next_tick {
             let current = sample(&mut attached)?;
-            emit(&args, &Report::between(ReportKind::Interval, &attached.topology, &previous, &current))?;
+            let reader_gone = !emit(&args, &Report::between(ReportKind::Interval, &attached.topology, &previous, &current))?;
             previous = current;
             next_tick += interval;
+            if reader_gone {
+                break;
+            }
         }
     }
     let last = sample(&mut attached)?;
@@ -146,7 +149,7 @@ fn validate(args: &WatchArgs) -> Result<(), ProbeError> {
             return Err(ProbeError::Usage(format!("--duration {d} must be a positive number of seconds")));
         }
     }
-    if args.vxlan_ports.iter().any(|p| *p == 0) {
+    if args.vxlan_ports.contains(&0) {
         return Err(ProbeError::Usage("--vxlan-port 0 is not a UDP port".into()));
     }
     Ok(())
@@ -203,8 +206,12 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         args.vxlan_ifaces.iter().map(|n| find(&links, n, &netns)).collect::<Result<_, _>>()?
     };
     let ports = vxlan_port_set(&args.vxlan_ports, &devices)?;
-    let mut vnis: Vec<u32> = devices.iter().filter_map(|d| d.vxlan.and_then(|v| v.vni)).collect();
-    vnis.dedup();
+    let mut vnis: Vec<u32> = Vec::new();
+    for vni in devices.iter().filter_map(|d| d.vxlan.and_then(|v| v.vni)) {
+        if !vnis.contains(&vni) {
+            vnis.push(vni);
+        }
+    }
     vnis.truncate(MAX_VNIS);
 
     let mut unavailable = Vec::new();
@@ -286,17 +293,19 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
     })
 }
 
-fn emit(args: &WatchArgs, report: &Report) -> Result<(), ProbeError> {
+/// Prints one report. Ok(false) when the reader has gone (`probe watch | head`):
+/// a normal way to stop, which ends the run like SIGINT.
+fn emit(args: &WatchArgs, report: &Report) -> Result<bool, ProbeError> {
     let text = if args.json {
         serde_json::to_string(report).map_err(|e| ProbeError::Runtime(e.to_string()))? + "\n"
     } else {
         render::human(report) + "\n"
     };
     let mut out = std::io::stdout().lock();
-    // A closed pipe (`probe watch | head`) is a normal way to stop reading.
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(|e| ProbeError::Runtime(format!("writing output: {e}"))),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(ProbeError::Runtime(format!("writing output: {e}"))),
     }
 }
 
