@@ -11,6 +11,10 @@ fn main() -> anyhow::Result<()> {
         _ => aya_build::Toolchain::Nightly,
     };
     let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../probe-ebpf");
-    let package = aya_build::Package { name: "probe-ebpf", root_dir, ..Default::default() };
+    let package = aya_build::Package {
+        name: "probe-ebpf",
+        root_dir,
+        ..Default::default()
+    };
     aya_build::build_ebpf([package], toolchain)
 }

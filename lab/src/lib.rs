@@ -79,12 +79,15 @@ const MAC_POD: u8 = 0xa0;
 
 /// Runs a command; on failure returns its stderr in the error.
 pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {program} (is iproute2 installed? `cargo xtask setup`): {e}"))?;
+    let out = Command::new(program).args(args).output().map_err(|e| {
+        format!("cannot run {program} (is iproute2 installed? `cargo xtask setup`): {e}")
+    })?;
     if !out.status.success() {
-        return Err(format!("`{program} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -96,7 +99,18 @@ fn ip(netns: &str, args: &str) -> Result<(), String> {
 }
 
 fn sysctl(netns: &str, key: &str, value: &str) -> Result<(), String> {
-    run("ip", &["netns", "exec", netns, "sysctl", "-qw", &format!("{key}={value}")]).map(drop)
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            netns,
+            "sysctl",
+            "-qw",
+            &format!("{key}={value}"),
+        ],
+    )
+    .map(drop)
 }
 
 fn new_netns(name: &str) -> Result<(), String> {
@@ -111,17 +125,35 @@ impl Lab {
     /// Builds the lab under `prefix` (namespaces `PREFIX-n1`, `PREFIX-n1p1`, ...).
     /// Leftovers under the same prefix are removed first.
     pub fn up(prefix: &str) -> Result<Lab, String> {
-        if !prefix.chars().all(|c| c.is_ascii_alphanumeric()) || prefix.is_empty() || prefix.len() > 16 {
-            return Err(format!("lab prefix {prefix:?}: use 1-16 ASCII letters and digits"));
+        if !prefix.chars().all(|c| c.is_ascii_alphanumeric())
+            || prefix.is_empty()
+            || prefix.len() > 16
+        {
+            return Err(format!(
+                "lab prefix {prefix:?}: use 1-16 ASCII letters and digits"
+            ));
         }
         sweep(prefix)?;
-        let mut lab = Lab { prefix: prefix.into(), nodes: Vec::new(), keep: false };
+        let mut lab = Lab {
+            prefix: prefix.into(),
+            nodes: Vec::new(),
+            keep: false,
+        };
         for i in 1..=NODES {
             let netns = format!("{prefix}-n{i}");
             let pods = (1..=PODS_PER_NODE)
-                .map(|p| Pod { netns: format!("{prefix}-n{i}p{p}"), ip: pod_ip(i, p), host_veth: format!("veth{p}") })
+                .map(|p| Pod {
+                    netns: format!("{prefix}-n{i}p{p}"),
+                    ip: pod_ip(i, p),
+                    host_veth: format!("veth{p}"),
+                })
                 .collect();
-            lab.nodes.push(Node { index: i, netns, underlay_ip: underlay_ip(i), pods });
+            lab.nodes.push(Node {
+                index: i,
+                netns,
+                underlay_ip: underlay_ip(i),
+                pods,
+            });
         }
         // From here on, a failure drops `lab`, which deletes what exists.
         for ns in lab.namespaces() {
@@ -131,8 +163,22 @@ impl Lab {
         run(
             "ip",
             &[
-                "link", "add", Node::NIC, "netns", &n1.netns, "address", &mac(MAC_UNDERLAY, 1, 0),
-                "type", "veth", "peer", "name", Node::NIC, "netns", &n2.netns, "address", &mac(MAC_UNDERLAY, 2, 0),
+                "link",
+                "add",
+                Node::NIC,
+                "netns",
+                &n1.netns,
+                "address",
+                &mac(MAC_UNDERLAY, 1, 0),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                Node::NIC,
+                "netns",
+                &n2.netns,
+                "address",
+                &mac(MAC_UNDERLAY, 2, 0),
             ],
         )?;
         for node in &lab.nodes {
@@ -160,16 +206,54 @@ impl Lab {
         ip(ns, "link set flannel.1 up")?;
         for peer in self.nodes.iter().filter(|p| p.index != i) {
             let j = peer.index;
-            ip(ns, &format!("neigh add {} lladdr {} dev eth0 nud permanent", peer.underlay_ip, mac(MAC_UNDERLAY, j, 0)))?;
+            ip(
+                ns,
+                &format!(
+                    "neigh add {} lladdr {} dev eth0 nud permanent",
+                    peer.underlay_ip,
+                    mac(MAC_UNDERLAY, j, 0)
+                ),
+            )?;
             // What flanneld writes for each remote node (subnet lease):
-            ip(ns, &format!("route add 10.244.{j}.0/24 via {} dev flannel.1 onlink", vtep_ip(j)))?;
-            ip(ns, &format!("neigh add {} lladdr {} dev flannel.1 nud permanent", vtep_ip(j), mac(MAC_VTEP, j, 0)))?;
+            ip(
+                ns,
+                &format!(
+                    "route add 10.244.{j}.0/24 via {} dev flannel.1 onlink",
+                    vtep_ip(j)
+                ),
+            )?;
+            ip(
+                ns,
+                &format!(
+                    "neigh add {} lladdr {} dev flannel.1 nud permanent",
+                    vtep_ip(j),
+                    mac(MAC_VTEP, j, 0)
+                ),
+            )?;
             run(
                 "bridge",
-                &["-n", ns, "fdb", "add", &mac(MAC_VTEP, j, 0), "dev", "flannel.1", "dst", &peer.underlay_ip.to_string(), "self", "permanent"],
+                &[
+                    "-n",
+                    ns,
+                    "fdb",
+                    "add",
+                    &mac(MAC_VTEP, j, 0),
+                    "dev",
+                    "flannel.1",
+                    "dst",
+                    &peer.underlay_ip.to_string(),
+                    "self",
+                    "permanent",
+                ],
             )?;
         }
-        ip(ns, &format!("link add cni0 address {} mtu {FLANNEL_MTU} type bridge", mac(MAC_BRIDGE, i, 0)))?;
+        ip(
+            ns,
+            &format!(
+                "link add cni0 address {} mtu {FLANNEL_MTU} type bridge",
+                mac(MAC_BRIDGE, i, 0)
+            ),
+        )?;
         ip(ns, &format!("addr add 10.244.{i}.1/24 dev cni0"))?;
         ip(ns, "link set cni0 up")?;
         for (p, pod) in node.pods.iter().enumerate() {
@@ -177,23 +261,58 @@ impl Lab {
             run(
                 "ip",
                 &[
-                    "link", "add", "eth0", "netns", &pod.netns, "address", &pod_mac, "mtu", &FLANNEL_MTU.to_string(),
-                    "type", "veth", "peer", "name", &pod.host_veth, "netns", ns, "mtu", &FLANNEL_MTU.to_string(),
+                    "link",
+                    "add",
+                    "eth0",
+                    "netns",
+                    &pod.netns,
+                    "address",
+                    &pod_mac,
+                    "mtu",
+                    &FLANNEL_MTU.to_string(),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &pod.host_veth,
+                    "netns",
+                    ns,
+                    "mtu",
+                    &FLANNEL_MTU.to_string(),
                 ],
             )?;
             ip(ns, &format!("link set {} master cni0 up", pod.host_veth))?;
-            ip(ns, &format!("neigh add {} lladdr {pod_mac} dev cni0 nud permanent", pod.ip))?;
+            ip(
+                ns,
+                &format!(
+                    "neigh add {} lladdr {pod_mac} dev cni0 nud permanent",
+                    pod.ip
+                ),
+            )?;
             ip(&pod.netns, &format!("addr add {}/24 dev eth0", pod.ip))?;
             ip(&pod.netns, "link set eth0 up")?;
-            ip(&pod.netns, &format!("route add default via 10.244.{i}.1 dev eth0"))?;
-            ip(&pod.netns, &format!("neigh add 10.244.{i}.1 lladdr {} dev eth0 nud permanent", mac(MAC_BRIDGE, i, 0)))?;
+            ip(
+                &pod.netns,
+                &format!("route add default via 10.244.{i}.1 dev eth0"),
+            )?;
+            ip(
+                &pod.netns,
+                &format!(
+                    "neigh add 10.244.{i}.1 lladdr {} dev eth0 nud permanent",
+                    mac(MAC_BRIDGE, i, 0)
+                ),
+            )?;
         }
         Ok(())
     }
 
     /// Every namespace of the lab, pods first.
     pub fn namespaces(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.nodes.iter().flat_map(|n| n.pods.iter().map(|p| p.netns.clone())).collect();
+        let mut v: Vec<String> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.pods.iter().map(|p| p.netns.clone()))
+            .collect();
         v.extend(self.nodes.iter().map(|n| n.netns.clone()));
         v
     }
@@ -243,7 +362,10 @@ pub fn unique_prefix(lead: &str) -> String {
 /// Deletes the labs made by [`unique_prefix`]`(lead)` in processes that no longer run.
 pub fn sweep_stale(lead: &str) -> Result<(), String> {
     let names: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
         .unwrap_or_default();
     let mut prefixes: Vec<String> = names
         .iter()
@@ -263,7 +385,11 @@ pub fn sweep_stale(lead: &str) -> Result<(), String> {
 pub fn lab_namespaces(prefix: &str) -> Vec<String> {
     let lead = format!("{prefix}-");
     std::fs::read_dir("/run/netns")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(&lead)).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&lead))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -278,10 +404,18 @@ pub struct DevStats {
 }
 
 pub fn dev_stats(netns: &str, iface: &str) -> Result<DevStats, String> {
-    let out = run("ip", &["-n", netns, "-s", "-j", "link", "show", "dev", iface])?;
-    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("ip -j output: {e}"))?;
+    let out = run(
+        "ip",
+        &["-n", netns, "-s", "-j", "link", "show", "dev", iface],
+    )?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("ip -j output: {e}"))?;
     let s = &v[0]["stats64"];
-    let get = |dir: &str, k: &str| s[dir][k].as_u64().ok_or_else(|| format!("no stats64.{dir}.{k} for {iface} in {netns}"));
+    let get = |dir: &str, k: &str| {
+        s[dir][k]
+            .as_u64()
+            .ok_or_else(|| format!("no stats64.{dir}.{k} for {iface} in {netns}"))
+    };
     Ok(DevStats {
         rx_packets: get("rx", "packets")?,
         rx_bytes: get("rx", "bytes")?,

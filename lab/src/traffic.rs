@@ -24,15 +24,26 @@ fn enter(netns: &str) -> io::Result<()> {
 }
 
 /// Runs `f` on a new thread inside `netns` and returns its result.
-pub fn in_netns<T: Send + 'static>(netns: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+pub fn in_netns<T: Send + 'static>(
+    netns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
     let netns = netns.to_string();
-    std::thread::spawn(move || enter(&netns).map(|_| f())).join().map_err(|_| io::Error::other("thread panicked"))?
+    std::thread::spawn(move || enter(&netns).map(|_| f()))
+        .join()
+        .map_err(|_| io::Error::other("thread panicked"))?
 }
 
 /// Sends `count` UDP datagrams of `payload_len` bytes from inside `netns` to
 /// `dst`, pausing briefly every `burst` datagrams so no queue on the way
 /// overflows. Returns how many were sent.
-pub fn send_udp(netns: &str, dst: SocketAddrV4, count: u64, payload_len: usize, burst: u64) -> io::Result<u64> {
+pub fn send_udp(
+    netns: &str,
+    dst: SocketAddrV4,
+    count: u64,
+    payload_len: usize,
+    burst: u64,
+) -> io::Result<u64> {
     in_netns(netns, move || -> io::Result<u64> {
         let sock = UdpSocket::bind("0.0.0.0:0")?;
         let payload = vec![0x5a; payload_len];
@@ -56,7 +67,10 @@ pub struct UdpSink {
 impl UdpSink {
     /// Binds `0.0.0.0:port` inside `netns` (returns once bound).
     pub fn start(netns: &str, port: u16) -> io::Result<UdpSink> {
-        let (stop, received) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let (stop, received) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
         let (tx, rx) = mpsc::channel();
         let netns = netns.to_string();
         let (s, r) = (Arc::clone(&stop), Arc::clone(&received));
@@ -82,14 +96,23 @@ impl UdpSink {
                     Ok(_) => {
                         r.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) => {}
                     Err(e) => return Err(e),
                 }
             }
             Ok(())
         });
-        rx.recv().map_err(|_| io::Error::other("sink thread died"))??;
-        Ok(UdpSink { stop, received, handle: Some(handle) })
+        rx.recv()
+            .map_err(|_| io::Error::other("sink thread died"))??;
+        Ok(UdpSink {
+            stop,
+            received,
+            handle: Some(handle),
+        })
     }
 
     pub fn received(&self) -> u64 {

@@ -102,14 +102,21 @@ pub struct Classification {
 
 impl Classification {
     const fn plain(class: NicClass) -> Self {
-        Self { class, vni: None, inner: InnerClass::Other }
+        Self {
+            class,
+            vni: None,
+            inner: InnerClass::Other,
+        }
     }
 }
 
 /// Classify a frame that starts with an Ethernet header. `is_vxlan_port` says
 /// whether a UDP destination port (host order) carries VXLAN.
 #[inline(always)]
-pub fn classify<F: Frame + ?Sized>(frame: &F, is_vxlan_port: impl Fn(u16) -> bool) -> Classification {
+pub fn classify<F: Frame + ?Sized>(
+    frame: &F,
+    is_vxlan_port: impl Fn(u16) -> bool,
+) -> Classification {
     let Some(mut ethertype) = frame.be16_at(12) else {
         return Classification::plain(NicClass::NonIp);
     };
@@ -175,14 +182,22 @@ fn ipv6_udp_offset<F: Frame + ?Sized>(frame: &F, l3: usize) -> Option<usize> {
 #[inline(always)]
 fn classify_vxlan<F: Frame + ?Sized>(frame: &F, vxlan: usize) -> Classification {
     let Some(vni_word) = frame.be32_at(vxlan + 4) else {
-        return Classification { class: NicClass::Vxlan, vni: None, inner: InnerClass::Truncated };
+        return Classification {
+            class: NicClass::Vxlan,
+            vni: None,
+            inner: InnerClass::Truncated,
+        };
     };
     let vni = Some(vni_word >> 8);
     let inner = match frame.be16_at(vxlan + VXLAN_HLEN + 12) {
         Some(ethertype) => InnerClass::from_ethertype(ethertype),
         None => InnerClass::Truncated,
     };
-    Classification { class: NicClass::Vxlan, vni, inner }
+    Classification {
+        class: NicClass::Vxlan,
+        vni,
+        inner,
+    }
 }
 
 #[cfg(all(test, feature = "user"))]

@@ -1,7 +1,12 @@
 //! XDP on the node's NIC: packets and bytes per RX queue and class, and for
 //! VXLAN per VNI with the class of the inner frame.
 
-use aya_ebpf::{bindings::xdp_action, macros::{map, xdp}, maps::PerCpuArray, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::PerCpuArray,
+    programs::XdpContext,
+};
 use probe_common::{
     classify::{classify, Frame, NicClass},
     NicCounters, VniCounters, DEFAULT_QUEUE_SLOTS, DEFAULT_VXLAN_PORTS, MAX_VNIS, MAX_VXLAN_PORTS,
@@ -21,7 +26,8 @@ static QUEUE_SLOTS: u32 = DEFAULT_QUEUE_SLOTS;
 
 // Resized by the loader to the device's RX queue count + 1.
 #[map]
-static NIC_QUEUES: PerCpuArray<NicCounters> = PerCpuArray::with_max_entries(DEFAULT_QUEUE_SLOTS + 1, 0);
+static NIC_QUEUES: PerCpuArray<NicCounters> =
+    PerCpuArray::with_max_entries(DEFAULT_QUEUE_SLOTS + 1, 0);
 #[map]
 static NIC_VNIS: PerCpuArray<VniCounters> = PerCpuArray::with_max_entries(VNI_SLOTS, 0);
 
@@ -60,11 +66,13 @@ impl Frame for XdpFrame {
     }
     #[inline(always)]
     fn be16_at(&self, offset: usize) -> Option<u16> {
-        self.ptr_at::<u16>(offset).map(|p| u16::from_be(unsafe { *p }))
+        self.ptr_at::<u16>(offset)
+            .map(|p| u16::from_be(unsafe { *p }))
     }
     #[inline(always)]
     fn be32_at(&self, offset: usize) -> Option<u32> {
-        self.ptr_at::<u32>(offset).map(|p| u32::from_be(unsafe { *p }))
+        self.ptr_at::<u32>(offset)
+            .map(|p| u32::from_be(unsafe { *p }))
     }
 }
 
@@ -90,7 +98,9 @@ fn is_vxlan_port(port: u16) -> bool {
 
 #[inline(always)]
 fn vni_slot(vni: Option<u32>) -> u32 {
-    let Some(vni) = vni else { return VNI_OTHER_SLOT };
+    let Some(vni) = vni else {
+        return VNI_OTHER_SLOT;
+    };
     let count = unsafe { core::ptr::read_volatile(&WATCHED_VNI_COUNT) } as usize;
     let mut i = 0;
     while i < MAX_VNIS && i < count {
@@ -104,7 +114,10 @@ fn vni_slot(vni: Option<u32>) -> u32 {
 
 #[inline(always)]
 fn count(ctx: &XdpContext) {
-    let frame = XdpFrame { data: ctx.data(), data_end: ctx.data_end() };
+    let frame = XdpFrame {
+        data: ctx.data(),
+        data_end: ctx.data_end(),
+    };
     let len = (frame.data_end - frame.data) as u64;
     let c = classify(&frame, is_vxlan_port);
     let class = c.class as usize;

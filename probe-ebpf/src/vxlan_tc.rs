@@ -2,7 +2,11 @@
 //! inner class. The device carries decapsulated Ethernet frames, so the class
 //! comes straight from skb->protocol (set by eth_type_trans in vxlan_rcv).
 
-use aya_ebpf::{macros::{classifier, map}, maps::PerCpuArray, programs::TcContext};
+use aya_ebpf::{
+    macros::{classifier, map},
+    maps::PerCpuArray,
+    programs::TcContext,
+};
 use probe_common::{DevCounters, InnerClass, DIRECTIONS, DIR_EGRESS, DIR_INGRESS};
 
 /// "Continue": the next program in the TCX chain (the CNI's) still runs.

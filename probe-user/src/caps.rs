@@ -9,10 +9,22 @@ pub struct Capability {
     pub bit: u32,
 }
 
-pub const CAP_NET_ADMIN: Capability = Capability { name: "CAP_NET_ADMIN", bit: 12 };
-pub const CAP_SYS_ADMIN: Capability = Capability { name: "CAP_SYS_ADMIN", bit: 21 };
-pub const CAP_PERFMON: Capability = Capability { name: "CAP_PERFMON", bit: 38 };
-pub const CAP_BPF: Capability = Capability { name: "CAP_BPF", bit: 39 };
+pub const CAP_NET_ADMIN: Capability = Capability {
+    name: "CAP_NET_ADMIN",
+    bit: 12,
+};
+pub const CAP_SYS_ADMIN: Capability = Capability {
+    name: "CAP_SYS_ADMIN",
+    bit: 21,
+};
+pub const CAP_PERFMON: Capability = Capability {
+    name: "CAP_PERFMON",
+    bit: 38,
+};
+pub const CAP_BPF: Capability = Capability {
+    name: "CAP_BPF",
+    bit: 39,
+};
 
 /// One requirement: any of `alternatives` satisfies it; `why` tells the user.
 #[derive(Clone, Debug)]
@@ -26,11 +38,20 @@ pub struct Requirement {
 /// namespace with setns takes CAP_SYS_ADMIN.
 pub fn watch_requirements(enters_netns: bool) -> Vec<Requirement> {
     let mut reqs = vec![
-        Requirement { alternatives: vec![CAP_BPF, CAP_SYS_ADMIN], why: "load BPF programs and read their maps" },
-        Requirement { alternatives: vec![CAP_NET_ADMIN], why: "attach XDP and tc programs to interfaces" },
+        Requirement {
+            alternatives: vec![CAP_BPF, CAP_SYS_ADMIN],
+            why: "load BPF programs and read their maps",
+        },
+        Requirement {
+            alternatives: vec![CAP_NET_ADMIN],
+            why: "attach XDP and tc programs to interfaces",
+        },
     ];
     if enters_netns {
-        reqs.push(Requirement { alternatives: vec![CAP_SYS_ADMIN], why: "enter the --netns network namespace (setns)" });
+        reqs.push(Requirement {
+            alternatives: vec![CAP_SYS_ADMIN],
+            why: "enter the --netns network namespace (setns)",
+        });
     }
     reqs
 }
@@ -47,7 +68,10 @@ pub fn has(cap_eff: u64, cap: Capability) -> bool {
 
 /// The requirements that `cap_eff` does not meet.
 pub fn missing(cap_eff: u64, reqs: &[Requirement]) -> Vec<Requirement> {
-    reqs.iter().filter(|r| !r.alternatives.iter().any(|c| has(cap_eff, *c))).cloned().collect()
+    reqs.iter()
+        .filter(|r| !r.alternatives.iter().any(|c| has(cap_eff, *c)))
+        .cloned()
+        .collect()
 }
 
 /// Checks this process's effective capabilities against `reqs`.
@@ -60,7 +84,9 @@ pub fn check(reqs: &[Requirement]) -> Result<(), ProbeError> {
     if missing.is_empty() {
         return Ok(());
     }
-    Err(ProbeError::MissingCapabilities { missing: describe(&missing) })
+    Err(ProbeError::MissingCapabilities {
+        missing: describe(&missing),
+    })
 }
 
 /// "CAP_BPF (or CAP_SYS_ADMIN) to load BPF programs ...; CAP_NET_ADMIN to ..."
@@ -68,7 +94,10 @@ pub fn describe(missing: &[Requirement]) -> String {
     missing
         .iter()
         .map(|r| {
-            let (first, rest) = r.alternatives.split_first().expect("a requirement names a capability");
+            let (first, rest) = r
+                .alternatives
+                .split_first()
+                .expect("a requirement names a capability");
             let alts: Vec<_> = rest.iter().map(|c| c.name).collect();
             if alts.is_empty() {
                 format!("{} to {}", first.name, r.why)
@@ -84,7 +113,8 @@ pub fn describe(missing: &[Requirement]) -> String {
 mod tests {
     use super::*;
 
-    const ROOT_STATUS: &str = "Name:\tprobe\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
+    const ROOT_STATUS: &str =
+        "Name:\tprobe\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
 
     #[test]
     fn parses_cap_eff() {
@@ -109,8 +139,14 @@ mod tests {
     fn names_each_missing_capability() {
         let eff = 1 << CAP_NET_ADMIN.bit;
         let text = describe(&missing(eff, &watch_requirements(true)));
-        assert!(text.contains("CAP_BPF (or CAP_SYS_ADMIN) to load BPF programs"), "{text}");
-        assert!(text.contains("CAP_SYS_ADMIN to enter the --netns"), "{text}");
+        assert!(
+            text.contains("CAP_BPF (or CAP_SYS_ADMIN) to load BPF programs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CAP_SYS_ADMIN to enter the --netns"),
+            "{text}"
+        );
         assert!(!text.contains("CAP_NET_ADMIN"), "{text}");
     }
 

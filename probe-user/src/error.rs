@@ -4,13 +4,24 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
-    #[error("unknown interface {name:?} in network namespace {netns}; interfaces there: {available}")]
-    UnknownInterface { name: String, netns: String, available: String },
+    #[error(
+        "unknown interface {name:?} in network namespace {netns}; interfaces there: {available}"
+    )]
+    UnknownInterface {
+        name: String,
+        netns: String,
+        available: String,
+    },
     #[error("network namespace {name:?} not found ({detail}); named namespaces live in /run/netns (see `ip netns list`)")]
     NetnsNotFound { name: String, detail: String },
     #[error("cannot enter network namespace {name}: {source}")]
-    NetnsEnter { name: String, source: std::io::Error },
-    #[error("no NIC to watch: network namespace {netns} has no default route; name one with --iface")]
+    NetnsEnter {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "no NIC to watch: network namespace {netns} has no default route; name one with --iface"
+    )]
     NoDefaultRoute { netns: String },
     #[error("invalid option: {0}")]
     Usage(String),
@@ -25,7 +36,10 @@ impl ProbeError {
     /// exist or does not fit), 1 for everything that failed at run time.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::UnknownInterface { .. } | Self::NetnsNotFound { .. } | Self::NoDefaultRoute { .. } | Self::Usage(_) => 2,
+            Self::UnknownInterface { .. }
+            | Self::NetnsNotFound { .. }
+            | Self::NoDefaultRoute { .. }
+            | Self::Usage(_) => 2,
             Self::NetnsEnter { .. } | Self::MissingCapabilities { .. } | Self::Runtime(_) => 1,
         }
     }

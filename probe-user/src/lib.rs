@@ -15,4 +15,5 @@ pub mod route;
 pub mod rtnl;
 
 /// The compiled kernel programs (BPF ELF object).
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe-ebpf"));
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe-ebpf"));

@@ -59,13 +59,27 @@ impl Sample {
         let mut s = self.clone();
         s.uptime_s = 0.0;
         s.nic = s.nic.map(|n| NicCounts {
-            queues: n.queues.iter().map(|q| vec![Default::default(); q.len()]).collect(),
-            vnis: n.vnis.iter().map(|v| vec![Default::default(); v.len()]).collect(),
+            queues: n
+                .queues
+                .iter()
+                .map(|q| vec![Default::default(); q.len()])
+                .collect(),
+            vnis: n
+                .vnis
+                .iter()
+                .map(|v| vec![Default::default(); v.len()])
+                .collect(),
         });
         s.devs = s
             .devs
             .iter()
-            .map(|d| DevCounts { dirs: d.dirs.iter().map(|x| vec![Default::default(); x.len()]).collect() })
+            .map(|d| DevCounts {
+                dirs: d
+                    .dirs
+                    .iter()
+                    .map(|x| vec![Default::default(); x.len()])
+                    .collect(),
+            })
             .collect();
         s
     }
@@ -174,7 +188,10 @@ fn per_cpu_delta<T>(later: &[T], earlier: Option<&[T]>, f: impl Fn(&T) -> u64) -
 impl Report {
     /// What happened between `earlier` and `later`.
     pub fn between(kind: ReportKind, topo: &Topology, earlier: &Sample, later: &Sample) -> Report {
-        let ts = later.wall.map(|w| humantime::format_rfc3339_millis(w).to_string()).unwrap_or_default();
+        let ts = later
+            .wall
+            .map(|w| humantime::format_rfc3339_millis(w).to_string())
+            .unwrap_or_default();
         let mut r = Report {
             kind,
             ts,
@@ -198,7 +215,9 @@ impl Report {
                 let (mut q_packets, mut q_bytes) = (0, 0);
                 for class in 0..NicClass::COUNT {
                     let p = per_cpu_delta(per_cpu, prev, |c| c.packets[class]);
-                    let b: u64 = per_cpu_delta(per_cpu, prev, |c| c.bytes[class]).iter().sum();
+                    let b: u64 = per_cpu_delta(per_cpu, prev, |c| c.bytes[class])
+                        .iter()
+                        .sum();
                     if cpu_packets.len() < p.len() {
                         cpu_packets.resize(p.len(), 0);
                     }
@@ -213,16 +232,30 @@ impl Report {
                 }
                 // The last slot is the overflow slot: counted in the totals only.
                 if (slot as u32) < nic.queue_slots {
-                    r.queues.push(QueueRow { iface: nic.iface.clone(), queue: slot as u32, packets: q_packets, bytes: q_bytes });
+                    r.queues.push(QueueRow {
+                        iface: nic.iface.clone(),
+                        queue: slot as u32,
+                        packets: q_packets,
+                        bytes: q_bytes,
+                    });
                 }
             }
             for (slot, per_cpu) in now.vnis.iter().enumerate() {
                 let prev = before.and_then(|b| b.vnis.get(slot)).map(Vec::as_slice);
-                let packets = per_cpu_delta(per_cpu, prev, |v| v.outer_packets).iter().sum();
+                let packets = per_cpu_delta(per_cpu, prev, |v| v.outer_packets)
+                    .iter()
+                    .sum();
                 let bytes = per_cpu_delta(per_cpu, prev, |v| v.outer_bytes).iter().sum();
                 let inner = InnerClass::ALL
                     .iter()
-                    .map(|c| (c.name(), per_cpu_delta(per_cpu, prev, |v| v.inner[*c as usize]).iter().sum()))
+                    .map(|c| {
+                        (
+                            c.name(),
+                            per_cpu_delta(per_cpu, prev, |v| v.inner[*c as usize])
+                                .iter()
+                                .sum(),
+                        )
+                    })
                     .collect();
                 outer_by_slot.push((packets, bytes, inner));
             }
@@ -234,22 +267,40 @@ impl Report {
                 packets: classes.iter().sum(),
                 bytes: class_bytes.iter().sum(),
                 drops: kernel.map(|k| k.rx_drops()),
-                classes: NicClass::ALL.iter().map(|c| (c.name(), classes[*c as usize])).collect(),
+                classes: NicClass::ALL
+                    .iter()
+                    .map(|c| (c.name(), classes[*c as usize]))
+                    .collect(),
                 kernel,
             });
             for (cpu, packets) in cpu_packets.into_iter().enumerate() {
-                r.cpus.push(CpuRow { cpu: cpu as u32, stage: "xdp", iface: nic.iface.clone(), packets });
+                r.cpus.push(CpuRow {
+                    cpu: cpu as u32,
+                    stage: "xdp",
+                    iface: nic.iface.clone(),
+                    packets,
+                });
             }
         }
 
         let mut inner_by_vni: BTreeMap<u32, (String, u64)> = BTreeMap::new();
         for (i, dev) in topo.vxlan_devs.iter().enumerate() {
-            let Some(now) = later.devs.get(i) else { continue };
+            let Some(now) = later.devs.get(i) else {
+                continue;
+            };
             let before = earlier.devs.get(i);
             let dir_delta = |dir: u32, class: usize, bytes: bool| -> Vec<u64> {
                 let now = now.dirs.get(dir as usize).map(Vec::as_slice).unwrap_or(&[]);
-                let prev = before.and_then(|b| b.dirs.get(dir as usize)).map(Vec::as_slice);
-                per_cpu_delta(now, prev, |d| if bytes { d.bytes[class] } else { d.packets[class] })
+                let prev = before
+                    .and_then(|b| b.dirs.get(dir as usize))
+                    .map(Vec::as_slice);
+                per_cpu_delta(now, prev, |d| {
+                    if bytes {
+                        d.bytes[class]
+                    } else {
+                        d.packets[class]
+                    }
+                })
             };
             let mut classes = BTreeMap::new();
             let (mut packets, mut bytes, mut tx_packets, mut tx_bytes) = (0, 0, 0, 0);
@@ -268,9 +319,15 @@ impl Report {
                 let n: u64 = p.iter().sum();
                 classes.insert(class.name(), n);
                 packets += n;
-                bytes += dir_delta(DIR_INGRESS, class as usize, true).iter().sum::<u64>();
-                tx_packets += dir_delta(DIR_EGRESS, class as usize, false).iter().sum::<u64>();
-                tx_bytes += dir_delta(DIR_EGRESS, class as usize, true).iter().sum::<u64>();
+                bytes += dir_delta(DIR_INGRESS, class as usize, true)
+                    .iter()
+                    .sum::<u64>();
+                tx_packets += dir_delta(DIR_EGRESS, class as usize, false)
+                    .iter()
+                    .sum::<u64>();
+                tx_bytes += dir_delta(DIR_EGRESS, class as usize, true)
+                    .iter()
+                    .sum::<u64>();
             }
             let kernel = kernel_delta(
                 later.devs_kernel.get(i).and_then(Option::as_ref),
@@ -286,12 +343,23 @@ impl Report {
                 classes,
                 kernel,
             });
-            r.tx.push(TxRow { iface: dev.iface.clone(), packets: tx_packets, bytes: tx_bytes });
+            r.tx.push(TxRow {
+                iface: dev.iface.clone(),
+                packets: tx_packets,
+                bytes: tx_bytes,
+            });
             for (cpu, n) in cpu_packets.into_iter().enumerate() {
-                r.cpus.push(CpuRow { cpu: cpu as u32, stage: "vxlan", iface: dev.iface.clone(), packets: n });
+                r.cpus.push(CpuRow {
+                    cpu: cpu as u32,
+                    stage: "vxlan",
+                    iface: dev.iface.clone(),
+                    packets: n,
+                });
             }
             if let Some(vni) = dev.vni {
-                let e = inner_by_vni.entry(vni).or_insert_with(|| (dev.iface.clone(), 0));
+                let e = inner_by_vni
+                    .entry(vni)
+                    .or_insert_with(|| (dev.iface.clone(), 0));
                 e.1 += packets;
             }
         }
@@ -335,7 +403,9 @@ impl Report {
 
     /// The stage row for `stage` on `iface`.
     pub fn stage(&self, stage: &str, iface: &str) -> Option<&StageRow> {
-        self.stages.iter().find(|s| s.stage == stage && s.iface == iface)
+        self.stages
+            .iter()
+            .find(|s| s.stage == stage && s.iface == iface)
     }
 }
 

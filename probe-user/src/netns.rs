@@ -26,20 +26,29 @@ pub struct Netns {
 
 impl Netns {
     pub fn current() -> Self {
-        Self { name: None, file: None }
+        Self {
+            name: None,
+            file: None,
+        }
     }
 
     /// Opens `/run/netns/NAME` (the file `ip netns add NAME` creates).
     pub fn named(name: &str) -> Result<Self, ProbeError> {
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-            return Err(ProbeError::NetnsNotFound { name: name.into(), detail: "not a namespace name".into() });
+            return Err(ProbeError::NetnsNotFound {
+                name: name.into(),
+                detail: "not a namespace name".into(),
+            });
         }
         let path = Path::new(NETNS_RUN_DIR).join(name);
         let file = File::open(&path).map_err(|e| ProbeError::NetnsNotFound {
             name: name.into(),
             detail: format!("{}: {e}", path.display()),
         })?;
-        Ok(Self { name: Some(name.into()), file: Some(file) })
+        Ok(Self {
+            name: Some(name.into()),
+            file: Some(file),
+        })
     }
 
     /// The name given with `--netns`, or None for the loader's own namespace.
@@ -54,7 +63,9 @@ impl Netns {
 
     /// Runs `f` with the calling thread inside this namespace, then switches back.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T, ProbeError> {
-        let Some(target) = &self.file else { return Ok(f()) };
+        let Some(target) = &self.file else {
+            return Ok(f());
+        };
         let _guard = NetnsGuard::enter(target).map_err(|e| ProbeError::NetnsEnter {
             name: self.label(),
             source: e,

@@ -11,9 +11,9 @@ use aya::{
     Ebpf, EbpfLoader, Pod,
 };
 use probe_common::{
-    DevCounters, NicCounters, VniCounters, DIRECTIONS, GLOBAL_QUEUE_SLOTS, GLOBAL_VNIS, GLOBAL_VNI_COUNT,
-    GLOBAL_VXLAN_PORTS, MAP_NIC_QUEUES, MAP_NIC_VNIS, MAP_VXLAN_DEV, MAX_VNIS, MAX_VXLAN_PORTS, PROG_NIC_XDP,
-    PROG_VXLAN_EGRESS, PROG_VXLAN_INGRESS, VNI_SLOTS,
+    DevCounters, NicCounters, VniCounters, DIRECTIONS, GLOBAL_QUEUE_SLOTS, GLOBAL_VNIS,
+    GLOBAL_VNI_COUNT, GLOBAL_VXLAN_PORTS, MAP_NIC_QUEUES, MAP_NIC_VNIS, MAP_VXLAN_DEV, MAX_VNIS,
+    MAX_VXLAN_PORTS, PROG_NIC_XDP, PROG_VXLAN_EGRESS, PROG_VXLAN_INGRESS, VNI_SLOTS,
 };
 
 use crate::{netns::Netns, rtnl::Link, EBPF_OBJECT};
@@ -109,7 +109,10 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
     let vni_count = cfg.vnis.len().min(MAX_VNIS) as u32;
     // One slot per RX queue the device can ever have (real_num_rx_queues never
     // exceeds num_rx_queues), plus the overflow slot the program clamps into.
-    let queue_slots = link.num_rx_queues.unwrap_or(probe_common::DEFAULT_QUEUE_SLOTS).max(1);
+    let queue_slots = link
+        .num_rx_queues
+        .unwrap_or(probe_common::DEFAULT_QUEUE_SLOTS)
+        .max(1);
     let mut ebpf = EbpfLoader::new()
         .override_global(GLOBAL_VXLAN_PORTS, &ports, true)
         .override_global(GLOBAL_VNIS, &vnis, true)
@@ -119,7 +122,8 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
         .load(EBPF_OBJECT)
         .map_err(load_error)?;
     let prog: &mut Xdp = program(&mut ebpf, PROG_NIC_XDP)?;
-    prog.load().map_err(|e| format!("the verifier rejected {PROG_NIC_XDP}: {e}"))?;
+    prog.load()
+        .map_err(|e| format!("the verifier rejected {PROG_NIC_XDP}: {e}"))?;
     let mode = cfg.mode.aya();
     netns
         .run(|| prog.attach_to_if_index(link.ifindex, mode))
@@ -164,20 +168,42 @@ impl NicHook {
 /// CNI's own programs run first and ours only continue.
 pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String> {
     let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(load_error)?;
-    for (name, attach_type) in [(PROG_VXLAN_INGRESS, TcAttachType::Ingress), (PROG_VXLAN_EGRESS, TcAttachType::Egress)] {
+    for (name, attach_type) in [
+        (PROG_VXLAN_INGRESS, TcAttachType::Ingress),
+        (PROG_VXLAN_EGRESS, TcAttachType::Egress),
+    ] {
         let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
-        prog.load().map_err(|e| format!("the verifier rejected {name}: {e}"))?;
+        prog.load()
+            .map_err(|e| format!("the verifier rejected {name}: {e}"))?;
         netns
-            .run(|| prog.attach_with_options(&link.name, attach_type, TcAttachOptions::TcxOrder(LinkOrder::last())))
+            .run(|| {
+                prog.attach_with_options(
+                    &link.name,
+                    attach_type,
+                    TcAttachOptions::TcxOrder(LinkOrder::last()),
+                )
+            })
             .map_err(|e| e.to_string())?
-            .map_err(|e| format!("TCX attach ({attach_type:?}) to {} failed (TCX needs Linux >= 6.6): {e}", link.name))?;
+            .map_err(|e| {
+                format!(
+                    "TCX attach ({attach_type:?}) to {} failed (TCX needs Linux >= 6.6): {e}",
+                    link.name
+                )
+            })?;
     }
-    Ok(VxlanHook { iface: link.name.clone(), ifindex: link.ifindex, vni: link.vxlan.and_then(|v| v.vni), ebpf })
+    Ok(VxlanHook {
+        iface: link.name.clone(),
+        ifindex: link.ifindex,
+        vni: link.vxlan.and_then(|v| v.vni),
+        ebpf,
+    })
 }
 
 impl VxlanHook {
     pub fn read(&self) -> Result<DevCounts, String> {
-        Ok(DevCounts { dirs: read_per_cpu::<DevCounters>(&self.ebpf, MAP_VXLAN_DEV, DIRECTIONS)? })
+        Ok(DevCounts {
+            dirs: read_per_cpu::<DevCounters>(&self.ebpf, MAP_VXLAN_DEV, DIRECTIONS)?,
+        })
     }
 }
 
@@ -185,15 +211,24 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let prog = ebpf.program_mut(name).ok_or_else(|| format!("program {name} missing from the BPF object"))?;
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the BPF object"))?;
     prog.try_into().map_err(|e| format!("program {name}: {e}"))
 }
 
 /// Every entry of a per-CPU array: `result[index][cpu]`.
 fn read_per_cpu<T: Pod>(ebpf: &Ebpf, name: &str, entries: u32) -> Result<Vec<Vec<T>>, String> {
-    let map = ebpf.map(name).ok_or_else(|| format!("map {name} missing from the BPF object"))?;
+    let map = ebpf
+        .map(name)
+        .ok_or_else(|| format!("map {name} missing from the BPF object"))?;
     let array = PerCpuArray::<_, T>::try_from(map).map_err(|e| format!("map {name}: {e}"))?;
     (0..entries)
-        .map(|i| array.get(&i, 0).map(|v| v.iter().copied().collect()).map_err(|e| format!("reading {name}[{i}]: {e}")))
+        .map(|i| {
+            array
+                .get(&i, 0)
+                .map(|v| v.iter().copied().collect())
+                .map_err(|e| format!("reading {name}[{i}]: {e}"))
+        })
         .collect()
 }

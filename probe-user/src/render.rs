@@ -40,7 +40,11 @@ pub fn human(r: &Report) -> String {
         "STAGE", "IFACE", "HOOK", "PACKETS", "PPS", "BYTES", "DROPS", "KERNEL_RX"
     );
     for s in &r.stages {
-        let pps = if r.elapsed_s > 0.0 { (s.packets as f64 / r.elapsed_s) as u64 } else { 0 };
+        let pps = if r.elapsed_s > 0.0 {
+            (s.packets as f64 / r.elapsed_s) as u64
+        } else {
+            0
+        };
         let _ = writeln!(
             o,
             "{:<6} {:<12} {:<12} {:>10} {:>9} {:>11} {:>7} {:>10}",
@@ -55,13 +59,28 @@ pub fn human(r: &Report) -> String {
         );
     }
     for s in &r.stages {
-        let classes: Vec<_> = s.classes.iter().filter(|(_, n)| **n > 0).map(|(c, n)| format!("{c} {n}")).collect();
+        let classes: Vec<_> = s
+            .classes
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
         if !classes.is_empty() {
-            let _ = writeln!(o, "  {}/{} classes: {}", s.stage, s.iface, classes.join(", "));
+            let _ = writeln!(
+                o,
+                "  {}/{} classes: {}",
+                s.stage,
+                s.iface,
+                classes.join(", ")
+            );
         }
     }
     if !r.vxlan.is_empty() {
-        let _ = writeln!(o, "{:<6} {:<12} {:<8} {:<12} {:>10} {:>10} {:>12}", "VXLAN", "NIC", "VNI", "DEVICE", "OUTER", "INNER", "OUTER-INNER");
+        let _ = writeln!(
+            o,
+            "{:<6} {:<12} {:<8} {:<12} {:>10} {:>10} {:>12}",
+            "VXLAN", "NIC", "VNI", "DEVICE", "OUTER", "INNER", "OUTER-INNER"
+        );
         for v in &r.vxlan {
             let gap = match (v.outer_packets, v.inner_packets) {
                 (Some(a), Some(b)) => (a as i64 - b as i64).to_string(),
@@ -80,7 +99,8 @@ pub fn human(r: &Report) -> String {
             );
         }
     }
-    let mut stages: Vec<(&str, &str)> = r.cpus.iter().map(|c| (c.stage, c.iface.as_str())).collect();
+    let mut stages: Vec<(&str, &str)> =
+        r.cpus.iter().map(|c| (c.stage, c.iface.as_str())).collect();
     stages.dedup();
     for (stage, iface) in stages {
         let cpus: Vec<_> = r
@@ -93,12 +113,23 @@ pub fn human(r: &Report) -> String {
             let _ = writeln!(o, "CPUS   {stage}/{iface}: {}", cpus.join("  "));
         }
     }
-    let queues: Vec<_> = r.queues.iter().filter(|q| q.packets > 0).map(|q| format!("{} rx-{} {}", q.iface, q.queue, q.packets)).collect();
+    let queues: Vec<_> = r
+        .queues
+        .iter()
+        .filter(|q| q.packets > 0)
+        .map(|q| format!("{} rx-{} {}", q.iface, q.queue, q.packets))
+        .collect();
     if !queues.is_empty() {
         let _ = writeln!(o, "QUEUES {}", queues.join("  "));
     }
     for t in r.tx.iter().filter(|t| t.packets > 0) {
-        let _ = writeln!(o, "TX     {} {} packets, {}", t.iface, t.packets, bytes(t.bytes));
+        let _ = writeln!(
+            o,
+            "TX     {} {} packets, {}",
+            t.iface,
+            t.packets,
+            bytes(t.bytes)
+        );
     }
     for u in &r.unavailable {
         let _ = writeln!(o, "UNAVAILABLE {} on {}: {}", u.stage, u.iface, u.reason);

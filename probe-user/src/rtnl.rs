@@ -114,11 +114,20 @@ pub struct RtnlSocket {
 impl RtnlSocket {
     pub fn open() -> io::Result<Self> {
         // SAFETY: plain syscall; the fd is owned right away.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(fd) }, seq: 1 })
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            seq: 1,
+        })
     }
 
     /// Dumps every link of the socket's namespace.
@@ -145,7 +154,8 @@ impl RtnlSocket {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             // SAFETY: buf is valid for buf.len() bytes.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -183,7 +193,8 @@ fn ne_u32(b: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?))
 }
 fn ne_u64(b: &[u8], index: usize) -> u64 {
-    b.get(index * 8..index * 8 + 8).map_or(0, |s| u64::from_ne_bytes(s.try_into().expect("8 bytes")))
+    b.get(index * 8..index * 8 + 8)
+        .map_or(0, |s| u64::from_ne_bytes(s.try_into().expect("8 bytes")))
 }
 
 /// Iterates the netlink attributes (type, payload) packed in `buf`.
@@ -238,7 +249,10 @@ pub fn parse_dump(mut buf: &[u8], seq: u32, out: &mut Vec<Link>) -> io::Result<b
 
 fn parse_link(body: &[u8]) -> Option<Link> {
     let ifindex = ne_u32(body.get(4..)?)?;
-    let mut link = Link { ifindex, ..Default::default() };
+    let mut link = Link {
+        ifindex,
+        ..Default::default()
+    };
     for (kind, payload) in attrs(body.get(IFINFOMSG_LEN..)?) {
         match kind {
             IFLA_IFNAME => link.name = c_string(payload),
@@ -265,7 +279,9 @@ fn parse_link(body: &[u8]) -> Option<Link> {
             IFLA_XDP => {
                 for (k, p) in attrs(payload) {
                     match k {
-                        IFLA_XDP_ATTACHED => link.xdp.attached_mode = p.first().copied().unwrap_or(0),
+                        IFLA_XDP_ATTACHED => {
+                            link.xdp.attached_mode = p.first().copied().unwrap_or(0)
+                        }
                         IFLA_XDP_PROG_ID => link.xdp.prog_id = ne_u32(p),
                         _ => {}
                     }
@@ -353,12 +369,30 @@ mod tests {
         let mut links = Vec::new();
         assert!(parse_dump(&dump, 9, &mut links).unwrap());
         let l = &links[0];
-        assert_eq!((l.ifindex, l.name.as_str(), l.mtu), (7, "flannel.1", Some(1450)));
+        assert_eq!(
+            (l.ifindex, l.name.as_str(), l.mtu),
+            (7, "flannel.1", Some(1450))
+        );
         assert!(l.is_vxlan());
-        assert_eq!(l.vxlan, Some(VxlanInfo { vni: Some(1), port: Some(8472) }));
-        assert_eq!(l.xdp, XdpState { attached_mode: 1, prog_id: Some(42) });
+        assert_eq!(
+            l.vxlan,
+            Some(VxlanInfo {
+                vni: Some(1),
+                port: Some(8472)
+            })
+        );
+        assert_eq!(
+            l.xdp,
+            XdpState {
+                attached_mode: 1,
+                prog_id: Some(42)
+            }
+        );
         let s = l.stats.unwrap();
-        assert_eq!((s.rx_packets, s.rx_bytes, s.rx_dropped, s.rx_missed_errors), (100, 15000, 3, 2));
+        assert_eq!(
+            (s.rx_packets, s.rx_bytes, s.rx_dropped, s.rx_missed_errors),
+            (100, 15000, 3, 2)
+        );
         assert_eq!(s.rx_drops(), 5);
     }
 
@@ -368,7 +402,10 @@ mod tests {
         let stale = message(NLMSG_DONE, 1, &0u32.to_ne_bytes());
         assert!(!parse_dump(&stale, 2, &mut links).unwrap());
         let err = message(NLMSG_ERROR, 2, &(-(libc::EPERM)).to_ne_bytes());
-        assert_eq!(parse_dump(&err, 2, &mut links).unwrap_err().raw_os_error(), Some(libc::EPERM));
+        assert_eq!(
+            parse_dump(&err, 2, &mut links).unwrap_err().raw_os_error(),
+            Some(libc::EPERM)
+        );
     }
 
     #[test]
@@ -380,8 +417,14 @@ mod tests {
 
     #[test]
     fn stats_delta_wraps() {
-        let a = LinkStats { rx_packets: 5, ..Default::default() };
-        let b = LinkStats { rx_packets: 15, ..Default::default() };
+        let a = LinkStats {
+            rx_packets: 5,
+            ..Default::default()
+        };
+        let b = LinkStats {
+            rx_packets: 15,
+            ..Default::default()
+        };
         assert_eq!(b.delta(&a).rx_packets, 10);
     }
 }

@@ -17,7 +17,8 @@ pub fn privileged(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    let msg = format!("{test}: needs root (network namespaces, BPF); run `cargo xtask test` as root");
+    let msg =
+        format!("{test}: needs root (network namespaces, BPF); run `cargo xtask test` as root");
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("{msg}");
     }
@@ -34,14 +35,27 @@ pub fn lab() -> Lab {
 pub fn probe_bin() -> PathBuf {
     let path = std::env::var_os("PROBE_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/probe")));
-    assert!(path.exists(), "{} missing: run the suite with `cargo xtask test`", path.display());
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/debug/probe"
+            ))
+        });
+    assert!(
+        path.exists(),
+        "{} missing: run the suite with `cargo xtask test`",
+        path.display()
+    );
     path
 }
 
 /// `probe` run to completion: exit code, stdout, stderr.
 pub fn probe_output(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(probe_bin()).args(args).stdin(Stdio::null()).output().expect("run probe");
+    let out = Command::new(probe_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run probe");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -64,7 +78,8 @@ impl Watch {
     pub fn start_with(mut cmd: Command, args: &[&str]) -> Watch {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ready = std::env::temp_dir().join(format!("probe-test-{}-{n}.ready", std::process::id()));
+        let ready =
+            std::env::temp_dir().join(format!("probe-test-{}-{n}.ready", std::process::id()));
         let _ = std::fs::remove_file(&ready);
         let child = cmd
             .args(["watch", "--json", "--ready-file"])
@@ -79,10 +94,14 @@ impl Watch {
         let start = Instant::now();
         while !w.ready.exists() {
             if let Some(status) = w.child.try_wait().unwrap() {
-                let err = std::io::read_to_string(w.child.stderr.take().unwrap()).unwrap_or_default();
+                let err =
+                    std::io::read_to_string(w.child.stderr.take().unwrap()).unwrap_or_default();
                 panic!("probe exited before attaching ({status}): {err}");
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "probe did not attach within 20 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "probe did not attach within 20 s"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         w
@@ -122,7 +141,11 @@ impl Drop for Watch {
 
 /// The last `{"type":"summary"}` object.
 pub fn summary(lines: &[serde_json::Value]) -> &serde_json::Value {
-    lines.iter().rev().find(|l| l["type"] == "summary").expect("a summary line")
+    lines
+        .iter()
+        .rev()
+        .find(|l| l["type"] == "summary")
+        .expect("a summary line")
 }
 
 /// The stage object `stage` on `iface`.
@@ -137,7 +160,11 @@ pub fn stage<'a>(report: &'a serde_json::Value, stage: &str, iface: &str) -> &'a
 
 /// Ids of the BPF programs attached in `netns` at XDP on `iface` (from netlink).
 pub fn xdp_prog_id(netns: &str, iface: &str) -> Option<u32> {
-    let out = lab::run("ip", &["-n", netns, "-j", "-d", "link", "show", "dev", iface]).unwrap();
+    let out = lab::run(
+        "ip",
+        &["-n", netns, "-j", "-d", "link", "show", "dev", iface],
+    )
+    .unwrap();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v[0]["xdp"]["prog"]["id"].as_u64().map(|id| id as u32)
 }
@@ -158,7 +185,9 @@ pub fn tcx_prog_ids(netns: &str, iface: &str) -> Vec<u32> {
 
 /// Whether a BPF program with this id is still loaded anywhere.
 pub fn prog_loaded(id: u32) -> bool {
-    aya::programs::loaded_programs().filter_map(Result::ok).any(|p| p.id() == id)
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .any(|p| p.id() == id)
 }
 
 /// Polls `cond` for up to `timeout`.
@@ -206,25 +235,35 @@ pub mod prog_run {
                 .expect("load BPF object");
             for name in [PROG_NIC_XDP, PROG_EMPTY_XDP] {
                 let p: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
-                p.load().unwrap_or_else(|e| panic!("verifier rejected {name}: {e}"));
+                p.load()
+                    .unwrap_or_else(|e| panic!("verifier rejected {name}: {e}"));
             }
             for name in [PROG_VXLAN_INGRESS, PROG_VXLAN_EGRESS, PROG_EMPTY_TC] {
                 let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
-                p.load().unwrap_or_else(|e| panic!("verifier rejected {name}: {e}"));
+                p.load()
+                    .unwrap_or_else(|e| panic!("verifier rejected {name}: {e}"));
             }
             Programs { ebpf }
         }
 
         /// Runs program `name` on `frame` `repeat` times: (return value, mean ns per run).
         pub fn run(&mut self, name: &str, frame: &[u8], repeat: u32) -> (u32, f64) {
-            let opts = TestRunOptions { data_in: Some(frame), repeat, ..Default::default() };
+            let opts = TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..Default::default()
+            };
             let prog = self.ebpf.program_mut(name).unwrap();
             let r = if let Ok(p) = <&mut Xdp>::try_from(&mut *prog) {
                 p.test_run(opts)
             } else {
-                <&mut SchedClassifier>::try_from(prog).unwrap().test_run(opts)
+                <&mut SchedClassifier>::try_from(prog)
+                    .unwrap()
+                    .test_run(opts)
             }
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {name} on {} bytes: {e}", frame.len()));
+            .unwrap_or_else(|e| {
+                panic!("BPF_PROG_TEST_RUN of {name} on {} bytes: {e}", frame.len())
+            });
             (r.return_value, r.duration.as_nanos() as f64)
         }
 

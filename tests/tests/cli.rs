@@ -7,7 +7,16 @@ use probe_tests::{lab, privileged, probe_bin, probe_output, stage, summary, xdp_
 fn help_teaches() {
     let (code, out, _) = probe_output(&["watch", "--help"]);
     assert_eq!(code, 0);
-    for needle in ["--iface", "--vxlan-iface", "--netns", "--json", "--ready-file", "OUTER-INNER", "Exit status", "Examples"] {
+    for needle in [
+        "--iface",
+        "--vxlan-iface",
+        "--netns",
+        "--json",
+        "--ready-file",
+        "OUTER-INNER",
+        "Exit status",
+        "Examples",
+    ] {
         assert!(out.contains(needle), "--help lacks {needle}:\n{out}");
     }
 }
@@ -24,7 +33,10 @@ fn bad_flag_values_exit_2() {
 fn missing_netns_exits_2() {
     let (code, _, err) = probe_output(&["watch", "--netns", "no-such-netns-probe-test"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no-such-netns-probe-test") && err.contains("/run/netns"), "{err}");
+    assert!(
+        err.contains("no-such-netns-probe-test") && err.contains("/run/netns"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -55,7 +67,13 @@ fn missing_privilege_names_the_capabilities() {
     // Root without CAP_BPF and CAP_SYS_ADMIN in its bounding set (so not in
     // its effective set after exec).
     let out = std::process::Command::new("setpriv")
-        .args(["--bounding-set", "-bpf,-sys_admin", "--inh-caps", "-all", "--"])
+        .args([
+            "--bounding-set",
+            "-bpf,-sys_admin",
+            "--inh-caps",
+            "-all",
+            "--",
+        ])
         .arg(probe_bin())
         .args(["watch", "--netns", &lab.node(1).netns])
         .output()
@@ -63,9 +81,15 @@ fn missing_privilege_names_the_capabilities() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("missing privilege"), "{err}");
-    assert!(err.contains("CAP_BPF (or CAP_SYS_ADMIN) to load BPF programs"), "{err}");
+    assert!(
+        err.contains("CAP_BPF (or CAP_SYS_ADMIN) to load BPF programs"),
+        "{err}"
+    );
     assert!(err.contains("CAP_SYS_ADMIN to enter the --netns"), "{err}");
-    assert!(!err.contains("CAP_NET_ADMIN"), "CAP_NET_ADMIN is there: {err}");
+    assert!(
+        !err.contains("CAP_NET_ADMIN"),
+        "CAP_NET_ADMIN is there: {err}"
+    );
     assert_eq!(xdp_prog_id(&lab.node(1).netns, "eth0"), None);
 }
 
@@ -78,7 +102,14 @@ fn unavailable_hook_is_reported_and_the_rest_runs() {
     }
     let lab = lab();
     let (n1, n2) = (lab.node(1), lab.node(2));
-    let w = Watch::start(&["--netns", &n2.netns, "--iface", "cni0", "--xdp-mode", "native"]);
+    let w = Watch::start(&[
+        "--netns",
+        &n2.netns,
+        "--iface",
+        "cni0",
+        "--xdp-mode",
+        "native",
+    ]);
     let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
     let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
     lab::send_udp(&n1.pods[0].netns, dst, 100, 16, 0).unwrap();
@@ -87,8 +118,15 @@ fn unavailable_hook_is_reported_and_the_rest_runs() {
     assert_eq!(code, Some(0), "{err}");
     let s = summary(&lines);
     let un = &s["unavailable"][0];
-    assert_eq!((un["stage"].as_str(), un["iface"].as_str()), (Some("xdp"), Some("cni0")), "{s}");
-    assert!(un["reason"].as_str().unwrap().contains("native XDP"), "{un}");
+    assert_eq!(
+        (un["stage"].as_str(), un["iface"].as_str()),
+        (Some("xdp"), Some("cni0")),
+        "{s}"
+    );
+    assert!(
+        un["reason"].as_str().unwrap().contains("native XDP"),
+        "{un}"
+    );
     assert!(err.contains("unavailable"), "said on stderr too: {err}");
     assert_eq!(stage(s, "vxlan", "flannel.1")["packets"], 100);
 }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use probe_tests::{eventually, lab, privileged, prog_loaded, stage, summary, tcx_prog_ids, xdp_prog_id, Watch};
+use probe_tests::{
+    eventually, lab, privileged, prog_loaded, stage, summary, tcx_prog_ids, xdp_prog_id, Watch,
+};
 
 const PACKETS: u64 = 10_000;
 
@@ -36,18 +38,37 @@ fn ten_thousand_pod_packets_across_nodes() {
     let s = summary(&lines);
     let xdp = stage(s, "xdp", "eth0");
     assert_eq!(xdp["classes"]["vxlan"], PACKETS, "{xdp}");
-    assert_eq!(xdp["packets"], PACKETS, "the lab is silent: only the test's packets: {xdp}");
-    assert_eq!(nic.rx_packets - nic0.rx_packets, PACKETS, "kernel rx_packets of node2 eth0");
-    assert_eq!(xdp["kernel"]["rx_packets"], PACKETS, "the probe's own reading of stats64");
+    assert_eq!(
+        xdp["packets"], PACKETS,
+        "the lab is silent: only the test's packets: {xdp}"
+    );
+    assert_eq!(
+        nic.rx_packets - nic0.rx_packets,
+        PACKETS,
+        "kernel rx_packets of node2 eth0"
+    );
+    assert_eq!(
+        xdp["kernel"]["rx_packets"], PACKETS,
+        "the probe's own reading of stats64"
+    );
     assert_eq!(xdp["hook"], "xdp/native");
 
     let vxs = stage(s, "vxlan", "flannel.1");
     assert_eq!(vxs["packets"], PACKETS, "{vxs}");
     assert_eq!(vxs["classes"]["ipv4"], PACKETS);
-    assert_eq!(vx.rx_packets - vx0.rx_packets, PACKETS, "kernel rx_packets of flannel.1");
+    assert_eq!(
+        vx.rx_packets - vx0.rx_packets,
+        PACKETS,
+        "kernel rx_packets of flannel.1"
+    );
     assert_eq!(vxs["kernel"]["rx_packets"], PACKETS);
 
-    let row = s["vxlan"].as_array().unwrap().iter().find(|r| r["vni"] == 1).expect("VNI 1 row");
+    let row = s["vxlan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["vni"] == 1)
+        .expect("VNI 1 row");
     assert_eq!(row["outer_packets"], PACKETS);
     assert_eq!(row["inner_packets"], PACKETS);
     assert_eq!(row["outer_inner"]["ipv4"], PACKETS);
@@ -61,14 +82,32 @@ fn ten_thousand_pod_packets_across_nodes() {
         .map(|l| stage(l, "xdp", "eth0")["packets"].as_u64().unwrap())
         .sum();
     assert_eq!(intervals, PACKETS);
-    let queue_total: u64 = s["queues"].as_array().unwrap().iter().map(|q| q["packets"].as_u64().unwrap()).sum();
-    let cpu_total: u64 =
-        s["cpus"].as_array().unwrap().iter().filter(|c| c["stage"] == "xdp").map(|c| c["packets"].as_u64().unwrap()).sum();
+    let queue_total: u64 = s["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["packets"].as_u64().unwrap())
+        .sum();
+    let cpu_total: u64 = s["cpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["stage"] == "xdp")
+        .map(|c| c["packets"].as_u64().unwrap())
+        .sum();
     assert_eq!((queue_total, cpu_total), (PACKETS, PACKETS));
 
-    assert_eq!(xdp_prog_id(&n2.netns, "eth0"), None, "XDP detached after exit");
-    assert!(tcx_prog_ids(&n2.netns, "flannel.1").is_empty(), "TCX detached after exit");
-    assert!(eventually(Duration::from_secs(5), || !prog_loaded(xdp_id) && tcx_ids.iter().all(|id| !prog_loaded(*id))));
+    assert_eq!(
+        xdp_prog_id(&n2.netns, "eth0"),
+        None,
+        "XDP detached after exit"
+    );
+    assert!(
+        tcx_prog_ids(&n2.netns, "flannel.1").is_empty(),
+        "TCX detached after exit"
+    );
+    assert!(eventually(Duration::from_secs(5), || !prog_loaded(xdp_id)
+        && tcx_ids.iter().all(|id| !prog_loaded(*id))));
 }
 
 /// Exit paths: SIGTERM prints a summary and exits 0; SIGKILL leaves nothing
@@ -93,10 +132,14 @@ fn sigterm_and_sigkill_leave_nothing_behind() {
         assert_eq!(tcx_ids.len(), 2);
         let (code, _, _) = w.stop(libc::SIGKILL);
         assert_eq!(code, None, "killed by a signal");
-        assert!(eventually(Duration::from_secs(5), || xdp_prog_id(&n2.netns, "eth0").is_none()));
+        assert!(eventually(Duration::from_secs(5), || xdp_prog_id(
+            &n2.netns, "eth0"
+        )
+        .is_none()));
         assert!(tcx_prog_ids(&n2.netns, "flannel.1").is_empty());
         assert!(
-            eventually(Duration::from_secs(5), || !prog_loaded(xdp_id) && tcx_ids.iter().all(|id| !prog_loaded(*id))),
+            eventually(Duration::from_secs(5), || !prog_loaded(xdp_id)
+                && tcx_ids.iter().all(|id| !prog_loaded(*id))),
             "programs unloaded after SIGKILL"
         );
     }
@@ -110,12 +153,27 @@ fn duration_ends_with_a_summary() {
     }
     let lab = lab();
     let out = std::process::Command::new(probe_tests::probe_bin())
-        .args(["watch", "--json", "--netns", &lab.node(1).netns, "--interval", "0.3", "--duration", "1"])
+        .args([
+            "watch",
+            "--json",
+            "--netns",
+            &lab.node(1).netns,
+            "--interval",
+            "0.3",
+            "--duration",
+            "1",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(lines.iter().filter(|l| l["type"] == "interval").count() >= 3);
     let s = summary(&lines);
     assert!((s["elapsed_s"].as_f64().unwrap() - 1.0).abs() < 0.3, "{s}");

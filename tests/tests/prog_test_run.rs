@@ -2,7 +2,9 @@
 //! verifier accepts them, they classify like the host classifier (which the
 //! unit tests pin down), and they always let the packet pass.
 
-use probe_common::{classify::classify, frames, frames::Outer, InnerClass, NicClass, DIR_INGRESS, VNI_OTHER_SLOT};
+use probe_common::{
+    classify::classify, frames, frames::Outer, InnerClass, NicClass, DIR_INGRESS, VNI_OTHER_SLOT,
+};
 use probe_tests::{privileged, prog_run::Programs};
 
 const XDP_PASS: u32 = 2;
@@ -28,12 +30,22 @@ fn check_xdp(progs: &mut Programs, frame: &[u8]) {
     let after = progs.nic_classes();
     for class in NicClass::ALL {
         let want = u64::from(class == expected.class);
-        assert_eq!(after[class as usize] - before[class as usize], want, "{class:?} for {} bytes", frame.len());
+        assert_eq!(
+            after[class as usize] - before[class as usize],
+            want,
+            "{class:?} for {} bytes",
+            frame.len()
+        );
     }
     if expected.class == NicClass::Vxlan {
         let (outer, inner) = progs.vni_slot(slot);
         assert_eq!(outer - vni_before.0, 1, "VNI slot {slot}");
-        assert_eq!(inner[expected.inner as usize] - vni_before.1[expected.inner as usize], 1, "{:?}", expected.inner);
+        assert_eq!(
+            inner[expected.inner as usize] - vni_before.1[expected.inner as usize],
+            1,
+            "{:?}",
+            expected.inner
+        );
     }
 }
 
@@ -46,14 +58,57 @@ fn xdp_classifies_crafted_frames() {
     let inner4 = frames::udp4(9000, 32);
     let inner6 = frames::udp6(9000, 32);
     let cases: Vec<(Vec<u8>, NicClass, Option<u32>, InnerClass)> = vec![
-        (frames::udp4(53, 32), NicClass::Ipv4, None, InnerClass::Other),
-        (frames::udp6(53, 32), NicClass::Ipv6, None, InnerClass::Other),
-        (frames::vxlan(Outer::V4, 8472, 1, &inner4), NicClass::Vxlan, Some(1), InnerClass::Ipv4),
-        (frames::vxlan(Outer::V4, 4789, 1, &inner6), NicClass::Vxlan, Some(1), InnerClass::Ipv6),
-        (frames::vxlan(Outer::V6, 8472, 0xabcdef, &inner4), NicClass::Vxlan, Some(0xabcdef), InnerClass::Ipv4),
-        (frames::vxlan(Outer::V6, 4789, 7, &inner6), NicClass::Vxlan, Some(7), InnerClass::Ipv6),
-        (frames::vxlan(Outer::V4, 8472, 1, &frames::ethernet(0x0806)), NicClass::Vxlan, Some(1), InnerClass::Other),
-        (frames::ethernet(0x0806).into_iter().chain([0; 46]).collect(), NicClass::NonIp, None, InnerClass::Other),
+        (
+            frames::udp4(53, 32),
+            NicClass::Ipv4,
+            None,
+            InnerClass::Other,
+        ),
+        (
+            frames::udp6(53, 32),
+            NicClass::Ipv6,
+            None,
+            InnerClass::Other,
+        ),
+        (
+            frames::vxlan(Outer::V4, 8472, 1, &inner4),
+            NicClass::Vxlan,
+            Some(1),
+            InnerClass::Ipv4,
+        ),
+        (
+            frames::vxlan(Outer::V4, 4789, 1, &inner6),
+            NicClass::Vxlan,
+            Some(1),
+            InnerClass::Ipv6,
+        ),
+        (
+            frames::vxlan(Outer::V6, 8472, 0xabcdef, &inner4),
+            NicClass::Vxlan,
+            Some(0xabcdef),
+            InnerClass::Ipv4,
+        ),
+        (
+            frames::vxlan(Outer::V6, 4789, 7, &inner6),
+            NicClass::Vxlan,
+            Some(7),
+            InnerClass::Ipv6,
+        ),
+        (
+            frames::vxlan(Outer::V4, 8472, 1, &frames::ethernet(0x0806)),
+            NicClass::Vxlan,
+            Some(1),
+            InnerClass::Other,
+        ),
+        (
+            frames::ethernet(0x0806)
+                .into_iter()
+                .chain([0; 46])
+                .collect(),
+            NicClass::NonIp,
+            None,
+            InnerClass::Other,
+        ),
     ];
     for (frame, class, vni, inner) in &cases {
         let c = classify(&frame[..], host_ports);
@@ -115,7 +170,13 @@ fn tc_counts_inner_classes_and_continues() {
     let cases = [
         (frames::udp4(53, 32), InnerClass::Ipv4),
         (frames::udp6(53, 32), InnerClass::Ipv6),
-        (frames::ethernet(0x0806).into_iter().chain([0; 46]).collect::<Vec<u8>>(), InnerClass::Other),
+        (
+            frames::ethernet(0x0806)
+                .into_iter()
+                .chain([0; 46])
+                .collect::<Vec<u8>>(),
+            InnerClass::Other,
+        ),
     ];
     for (frame, class) in &cases {
         let before = p.dev_classes(DIR_INGRESS);
@@ -123,11 +184,18 @@ fn tc_counts_inner_classes_and_continues() {
         assert_eq!(ret, TC_ACT_UNSPEC, "tc program must continue");
         let after = p.dev_classes(DIR_INGRESS);
         for c in InnerClass::ALL {
-            assert_eq!(after[c as usize] - before[c as usize], u64::from(c == *class), "{c:?}");
+            assert_eq!(
+                after[c as usize] - before[c as usize],
+                u64::from(c == *class),
+                "{c:?}"
+            );
         }
     }
     for seed in 1..=200u64 {
         let f = frames::pseudo_random(14 + seed as usize % 200, seed);
-        assert_eq!(p.run(probe_common::PROG_VXLAN_EGRESS, &f, 1).0, TC_ACT_UNSPEC);
+        assert_eq!(
+            p.run(probe_common::PROG_VXLAN_EGRESS, &f, 1).0,
+            TC_ACT_UNSPEC
+        );
     }
 }

@@ -14,17 +14,25 @@ use probe_lab::{send_udp, Lab, UdpSink};
 const PREFIX: &str = "plabdemo";
 
 pub fn run(json: bool) -> Result<()> {
-    let status = crate::cargo().args(["build", "--quiet", "-p", "probe-user", "--bin", "probe"]).status()?;
+    let status = crate::cargo()
+        .args(["build", "--quiet", "-p", "probe-user", "--bin", "probe"])
+        .status()?;
     if !status.success() {
         bail!("building probe failed");
     }
     // Ctrl-C goes to probe too (same process group): it prints its summary and
     // exits; we stay alive long enough to tear the lab down.
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::new(AtomicBool::new(false)))?;
+    signal_hook::flag::register(
+        signal_hook::consts::SIGINT,
+        Arc::new(AtomicBool::new(false)),
+    )?;
 
     let lab = Lab::up(PREFIX).map_err(anyhow::Error::msg)?;
     let (n1, n2) = (lab.node(1), lab.node(2));
-    eprintln!("demo: lab up: 2 nodes ({}, {}), flannel.1 VNI 1 on UDP 8472, 2 pods each", n1.netns, n2.netns);
+    eprintln!(
+        "demo: lab up: 2 nodes ({}, {}), flannel.1 VNI 1 on UDP 8472, 2 pods each",
+        n1.netns, n2.netns
+    );
     let sink_a = UdpSink::start(&n2.pods[0].netns, 9000)?;
     let sink_b = UdpSink::start(&n2.pods[1].netns, 9001)?;
 
@@ -32,15 +40,25 @@ pub fn run(json: bool) -> Result<()> {
     let _ = std::fs::remove_file(&ready);
     let probe = std::env::current_dir()?.join("target/debug/probe");
     let mut cmd = Command::new(&probe);
-    cmd.args(["watch", "--netns", &n2.netns, "--interval", "1", "--duration", "5"])
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdin(Stdio::null());
+    cmd.args([
+        "watch",
+        "--netns",
+        &n2.netns,
+        "--interval",
+        "1",
+        "--duration",
+        "5",
+    ])
+    .arg("--ready-file")
+    .arg(&ready)
+    .stdin(Stdio::null());
     if json {
         cmd.arg("--json");
     }
     eprintln!("demo: running {cmd:?}");
-    let mut child = cmd.spawn().with_context(|| format!("starting {}", probe.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", probe.display()))?;
     let start = Instant::now();
     while !ready.exists() {
         if let Some(status) = child.try_wait()? {
@@ -57,19 +75,30 @@ pub fn run(json: bool) -> Result<()> {
     let dst_b = format!("{}:9001", n2.pods[1].ip).parse()?;
     let dst_closed = format!("{}:9999", n2.pods[1].ip).parse()?;
     std::thread::sleep(Duration::from_millis(700));
-    eprintln!("demo: second 1: 20000 UDP packets pod {} -> pod {}", n1.pods[0].ip, n2.pods[0].ip);
+    eprintln!(
+        "demo: second 1: 20000 UDP packets pod {} -> pod {}",
+        n1.pods[0].ip, n2.pods[0].ip
+    );
     send_udp(&n1.pods[0].netns, dst_a, 20_000, 64, 100)?;
     std::thread::sleep(Duration::from_millis(1000));
-    eprintln!("demo: second 2: 5000 packets pod {} -> pod {}, 500 to a port nobody listens on", n1.pods[1].ip, n2.pods[1].ip);
+    eprintln!(
+        "demo: second 2: 5000 packets pod {} -> pod {}, 500 to a port nobody listens on",
+        n1.pods[1].ip, n2.pods[1].ip
+    );
     send_udp(&n1.pods[1].netns, dst_b, 5_000, 512, 100)?;
     send_udp(&n1.pods[1].netns, dst_closed, 500, 64, 100)?;
 
     let status = child.wait()?;
-    let (a, b) = (sink_a.finish(20_000, Duration::from_secs(1)), sink_b.finish(5_000, Duration::from_secs(1)));
+    let (a, b) = (
+        sink_a.finish(20_000, Duration::from_secs(1)),
+        sink_b.finish(5_000, Duration::from_secs(1)),
+    );
     eprintln!("demo: the pods' sockets received {a} and {b} packets");
     eprintln!("demo: every stage saw the same packets as the kernel's rx_packets (KERNEL_RX), and OUTER-INNER");
     eprintln!("demo: is 0: nothing was lost between the NIC and flannel.1. The replies to the closed port");
-    eprintln!("demo: (ICMP port unreachable, rate-limited by the kernel) show up as TX on flannel.1.");
+    eprintln!(
+        "demo: (ICMP port unreachable, rate-limited by the kernel) show up as TX on flannel.1."
+    );
     drop(lab);
     eprintln!("demo: lab removed");
     if !status.success() {

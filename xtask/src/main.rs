@@ -10,7 +10,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Set up, demo, test and benchmark the probe")]
+#[command(
+    name = "cargo xtask",
+    about = "Set up, demo, test and benchmark the probe"
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -85,7 +88,17 @@ fn main() -> Result<()> {
         Task::Bench => {
             require_root("the benchmark")?;
             setup::run()?;
-            let status = cargo().args(["run", "--release", "--quiet", "-p", "probe-tests", "--bin", "probe-bench"]).status()?;
+            let status = cargo()
+                .args([
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "probe-tests",
+                    "--bin",
+                    "probe-bench",
+                ])
+                .status()?;
             if !status.success() {
                 bail!("benchmark failed: {status}");
             }
@@ -119,7 +132,10 @@ fn test(extra: &[String]) -> Result<()> {
     }
     // Labs of test processes that were killed before their guards ran.
     probe_lab::sweep_stale(TEST_LAB_PREFIX).ok();
-    let status = cargo().args(["build", "-p", "probe-user", "--bin", "probe"]).status().context("cargo build")?;
+    let status = cargo()
+        .args(["build", "-p", "probe-user", "--bin", "probe"])
+        .status()
+        .context("cargo build")?;
     if !status.success() {
         bail!("building probe failed");
     }

@@ -22,7 +22,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[("iproute2", "ip"), ("util-linux", "setp
 
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The toolchain that builds the eBPF crate: nightly if installed, else stable.
@@ -37,7 +39,8 @@ fn ebpf_toolchain() -> &'static str {
 /// Environment for cargo invocations that build probe-user.
 pub fn apply_env(cmd: &mut Command) {
     if ebpf_toolchain() == "stable" {
-        cmd.env("PROBE_EBPF_TOOLCHAIN", "stable").env("RUSTC_BOOTSTRAP", "1");
+        cmd.env("PROBE_EBPF_TOOLCHAIN", "stable")
+            .env("RUSTC_BOOTSTRAP", "1");
     }
 }
 
@@ -49,7 +52,9 @@ fn sysroot(toolchain: &str) -> Result<PathBuf> {
 
 fn exec(cmd: &mut Command) -> Result<()> {
     eprintln!("setup: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -62,13 +67,22 @@ fn steps() -> Result<()> {
 
     // 1. rust-src (build-std=core for bpfel-unknown-none).
     if !root.join("lib/rustlib/src/rust/library/core").exists() {
-        exec(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", toolchain]))?;
+        exec(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            toolchain,
+        ]))?;
     }
 
     // 2. bpf-linker against this toolchain's libLLVM. A bpf-linker whose
     //    libLLVM is gone (toolchain updated) fails to start: reinstall then.
     let installed = output(Command::new("bpf-linker").arg("--version"));
-    if !installed.as_deref().is_some_and(|v| v.contains(BPF_LINKER_VERSION)) {
+    if !installed
+        .as_deref()
+        .is_some_and(|v| v.contains(BPF_LINKER_VERSION))
+    {
         let lib = root.join("lib");
         let llvm = std::fs::read_dir(&lib)?
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -76,23 +90,41 @@ fn steps() -> Result<()> {
             .with_context(|| format!("no libLLVM.so.*-rust-* in {}", lib.display()))?;
         let link = lib.join("libLLVM.so");
         if !link.exists() {
-            std::os::unix::fs::symlink(&llvm, &link).with_context(|| format!("symlink {}", link.display()))?;
+            std::os::unix::fs::symlink(&llvm, &link)
+                .with_context(|| format!("symlink {}", link.display()))?;
         }
         let mut cmd = Command::new("cargo");
-        cmd.args([&format!("+{toolchain}"), "install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--force"])
-            .args(["--no-default-features", "--features", BPF_LINKER_FEATURE])
-            .env("LLVM_PREFIX", &root);
+        cmd.args([
+            &format!("+{toolchain}"),
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--force",
+        ])
+        .args(["--no-default-features", "--features", BPF_LINKER_FEATURE])
+        .env("LLVM_PREFIX", &root);
         exec(&mut cmd)?;
     }
 
     // 3. Debian packages.
-    let missing: Vec<&str> = APT_PACKAGES.iter().filter(|(_, bin)| !on_path(bin)).map(|(pkg, _)| *pkg).collect();
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(_, bin)| !on_path(bin))
+        .map(|(pkg, _)| *pkg)
+        .collect();
     if !missing.is_empty() {
         if !crate::is_root() {
             bail!("missing Debian packages {missing:?}: run `cargo xtask setup` as root (it uses apt-get)");
         }
         exec(Command::new("apt-get").args(["update", "-qq"]))?;
-        exec(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        exec(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
     }
     Ok(())
 }

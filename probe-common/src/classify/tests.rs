@@ -22,9 +22,23 @@ fn vxlan_on_both_ports_and_both_outer_versions() {
     for outer in [Outer::V4, Outer::V6] {
         for port in [8472, 4789] {
             let c = class_of(&frames::vxlan(outer, port, 1, &inner4));
-            assert_eq!(c, Classification { class: NicClass::Vxlan, vni: Some(1), inner: InnerClass::Ipv4 });
+            assert_eq!(
+                c,
+                Classification {
+                    class: NicClass::Vxlan,
+                    vni: Some(1),
+                    inner: InnerClass::Ipv4
+                }
+            );
             let c = class_of(&frames::vxlan(outer, port, 0xabcdef, &inner6));
-            assert_eq!(c, Classification { class: NicClass::Vxlan, vni: Some(0xabcdef), inner: InnerClass::Ipv6 });
+            assert_eq!(
+                c,
+                Classification {
+                    class: NicClass::Vxlan,
+                    vni: Some(0xabcdef),
+                    inner: InnerClass::Ipv6
+                }
+            );
         }
     }
 }
@@ -51,7 +65,14 @@ fn vlan_tagged_frames_are_seen_through() {
     payload.extend_from_slice(&frames::ethernet(ETH_P_IPV6));
     frames::push_udp(&mut f, 1, 8472, &payload);
     let c = class_of(&f);
-    assert_eq!(c, Classification { class: NicClass::Vxlan, vni: Some(1), inner: InnerClass::Ipv6 });
+    assert_eq!(
+        c,
+        Classification {
+            class: NicClass::Vxlan,
+            vni: Some(1),
+            inner: InnerClass::Ipv6
+        }
+    );
 
     let mut plain = frames::ethernet_vlan(7, ETH_P_IPV6);
     frames::push_ipv6(&mut plain, 8);
@@ -96,7 +117,11 @@ fn every_truncation_of_a_vxlan_frame() {
         if expected == NicClass::Vxlan {
             let vni = if len >= eth_ip_udp + 8 { Some(1) } else { None };
             assert_eq!(c.vni, vni, "len {len}");
-            let inner = if len >= eth_ip_udp + 8 + 14 { InnerClass::Ipv4 } else { InnerClass::Truncated };
+            let inner = if len >= eth_ip_udp + 8 + 14 {
+                InnerClass::Ipv4
+            } else {
+                InnerClass::Truncated
+            };
             assert_eq!(c.inner, inner, "len {len}");
         }
     }

@@ -19,8 +19,7 @@ use crate::{
     model::{DevInfo, NicInfo, Report, ReportKind, Sample, Topology},
     netns::Netns,
     probes::{self, NicConfig, NicHook, Unavailable, VxlanHook, XdpModeArg},
-    render,
-    route,
+    render, route,
     rtnl::{Link, RtnlSocket},
 };
 
@@ -105,7 +104,9 @@ pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
     let baseline = first.attach_baseline();
     let mut previous = first;
     let interval = Duration::from_secs_f64(args.interval);
-    let deadline = args.duration.map(|d| attached.started + Duration::from_secs_f64(d));
+    let deadline = args
+        .duration
+        .map(|d| attached.started + Duration::from_secs_f64(d));
     let mut next_tick = attached.started + interval;
     loop {
         let now = Instant::now();
@@ -120,7 +121,15 @@ pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
         }
         if now >= next_tick {
             let current = sample(&mut attached)?;
-            let reader_gone = !emit(&args, &Report::between(ReportKind::Interval, &attached.topology, &previous, &current))?;
+            let reader_gone = !emit(
+                &args,
+                &Report::between(
+                    ReportKind::Interval,
+                    &attached.topology,
+                    &previous,
+                    &current,
+                ),
+            )?;
             previous = current;
             next_tick += interval;
             if reader_gone {
@@ -130,9 +139,15 @@ pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
     }
     let last = sample(&mut attached)?;
     if last.uptime_s - previous.uptime_s >= args.interval / 2.0 {
-        emit(&args, &Report::between(ReportKind::Interval, &attached.topology, &previous, &last))?;
+        emit(
+            &args,
+            &Report::between(ReportKind::Interval, &attached.topology, &previous, &last),
+        )?;
     }
-    emit(&args, &Report::between(ReportKind::Summary, &attached.topology, &baseline, &last))?;
+    emit(
+        &args,
+        &Report::between(ReportKind::Summary, &attached.topology, &baseline, &last),
+    )?;
     if let Some(path) = &args.ready_file {
         let _ = std::fs::remove_file(path);
     }
@@ -142,11 +157,16 @@ pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
 
 fn validate(args: &WatchArgs) -> Result<(), ProbeError> {
     if !(args.interval >= 0.1 && args.interval.is_finite()) {
-        return Err(ProbeError::Usage(format!("--interval {} must be at least 0.1 seconds", args.interval)));
+        return Err(ProbeError::Usage(format!(
+            "--interval {} must be at least 0.1 seconds",
+            args.interval
+        )));
     }
     if let Some(d) = args.duration {
         if !(d > 0.0 && d.is_finite()) {
-            return Err(ProbeError::Usage(format!("--duration {d} must be a positive number of seconds")));
+            return Err(ProbeError::Usage(format!(
+                "--duration {d} must be a positive number of seconds"
+            )));
         }
     }
     if args.vxlan_ports.contains(&0) {
@@ -162,18 +182,28 @@ fn names(links: &[Link]) -> String {
 }
 
 fn find<'a>(links: &'a [Link], name: &str, netns: &Netns) -> Result<&'a Link, ProbeError> {
-    links.iter().find(|l| l.name == name).ok_or_else(|| ProbeError::UnknownInterface {
-        name: name.into(),
-        netns: netns.label(),
-        available: names(links),
-    })
+    links
+        .iter()
+        .find(|l| l.name == name)
+        .ok_or_else(|| ProbeError::UnknownInterface {
+            name: name.into(),
+            netns: netns.label(),
+            available: names(links),
+        })
 }
 
 /// The VXLAN ports the XDP program matches: the given or default ones, plus
 /// the destination ports of the watched devices.
 pub fn vxlan_port_set(given: &[u16], devices: &[&Link]) -> Result<Vec<u16>, ProbeError> {
-    let mut ports: Vec<u16> =
-        if given.is_empty() { DEFAULT_VXLAN_PORTS.iter().copied().filter(|p| *p != 0).collect() } else { given.to_vec() };
+    let mut ports: Vec<u16> = if given.is_empty() {
+        DEFAULT_VXLAN_PORTS
+            .iter()
+            .copied()
+            .filter(|p| *p != 0)
+            .collect()
+    } else {
+        given.to_vec()
+    };
     for port in devices.iter().filter_map(|d| d.vxlan.and_then(|v| v.port)) {
         if !ports.contains(&port) {
             ports.push(port);
@@ -193,17 +223,26 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
     let mut rtnl = netns
         .run(RtnlSocket::open)?
         .map_err(|e| ProbeError::Runtime(format!("cannot open an rtnetlink socket: {e}")))?;
-    let links = rtnl.links().map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
+    let links = rtnl
+        .links()
+        .map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
 
     let nic_name = match &args.iface {
         Some(name) => name.clone(),
-        None => netns.run(route::default_route_iface)?.ok_or(ProbeError::NoDefaultRoute { netns: netns.label() })?,
+        None => netns
+            .run(route::default_route_iface)?
+            .ok_or(ProbeError::NoDefaultRoute {
+                netns: netns.label(),
+            })?,
     };
     let nic = find(&links, &nic_name, &netns)?.clone();
     let devices: Vec<&Link> = if args.vxlan_ifaces.is_empty() {
         links.iter().filter(|l| l.is_vxlan()).collect()
     } else {
-        args.vxlan_ifaces.iter().map(|n| find(&links, n, &netns)).collect::<Result<_, _>>()?
+        args.vxlan_ifaces
+            .iter()
+            .map(|n| find(&links, n, &netns))
+            .collect::<Result<_, _>>()?
     };
     let ports = vxlan_port_set(&args.vxlan_ports, &devices)?;
     let mut vnis: Vec<u32> = Vec::new();
@@ -215,11 +254,19 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
     vnis.truncate(MAX_VNIS);
 
     let mut unavailable = Vec::new();
-    let cfg = NicConfig { vxlan_ports: ports, vnis, mode: args.xdp_mode };
+    let cfg = NicConfig {
+        vxlan_ports: ports,
+        vnis,
+        mode: args.xdp_mode,
+    };
     let mut nic_hook = match probes::attach_nic(&netns, &nic, &cfg) {
         Ok(hook) => Some(hook),
         Err(reason) => {
-            unavailable.push(Unavailable { stage: "xdp", iface: nic.name.clone(), reason });
+            unavailable.push(Unavailable {
+                stage: "xdp",
+                iface: nic.name.clone(),
+                reason,
+            });
             None
         }
     };
@@ -227,22 +274,37 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
     for dev in &devices {
         match probes::attach_vxlan_dev(&netns, dev) {
             Ok(hook) => dev_hooks.push(hook),
-            Err(reason) => unavailable.push(Unavailable { stage: "vxlan", iface: dev.name.clone(), reason }),
+            Err(reason) => unavailable.push(Unavailable {
+                stage: "vxlan",
+                iface: dev.name.clone(),
+                reason,
+            }),
         }
     }
     if nic_hook.is_none() && dev_hooks.is_empty() {
-        let reasons: Vec<_> = unavailable.iter().map(|u| format!("{} on {}: {}", u.stage, u.iface, u.reason)).collect();
-        return Err(ProbeError::Runtime(format!("no probe could be attached: {}", reasons.join("; "))));
+        let reasons: Vec<_> = unavailable
+            .iter()
+            .map(|u| format!("{} on {}: {}", u.stage, u.iface, u.reason))
+            .collect();
+        return Err(ProbeError::Runtime(format!(
+            "no probe could be attached: {}",
+            reasons.join("; ")
+        )));
     }
     // Read back the XDP mode the kernel chose (auto picks native where it can).
-    let after = rtnl.links().map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
+    let after = rtnl
+        .links()
+        .map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
     if let Some(hook) = nic_hook.as_mut() {
         if let Some(link) = after.iter().find(|l| l.ifindex == hook.ifindex) {
             hook.set_mode_from(link);
         }
     }
     for u in &unavailable {
-        eprintln!("probe: stage {} on {} unavailable: {}", u.stage, u.iface, u.reason);
+        eprintln!(
+            "probe: stage {} on {} unavailable: {}",
+            u.stage, u.iface, u.reason
+        );
     }
     let topology = Topology {
         netns: netns.label(),
@@ -252,10 +314,23 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
             queue_slots: h.queue_slots,
             vnis: h.vnis.clone(),
         }),
-        vxlan_devs: dev_hooks.iter().map(|h| DevInfo { iface: h.iface.clone(), vni: h.vni }).collect(),
+        vxlan_devs: dev_hooks
+            .iter()
+            .map(|h| DevInfo {
+                iface: h.iface.clone(),
+                vni: h.vni,
+            })
+            .collect(),
         unavailable,
     };
-    let attached = Attached { netns, rtnl, nic: nic_hook, devs: dev_hooks, topology, started: Instant::now() };
+    let attached = Attached {
+        netns,
+        rtnl,
+        nic: nic_hook,
+        devs: dev_hooks,
+        topology,
+        started: Instant::now(),
+    };
     if !args.json {
         eprintln!(
             "probe: attached in {} ms (netns {}): {}",
@@ -279,10 +354,28 @@ fn describe_hooks(t: &Topology) -> String {
 }
 
 fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
-    let links = a.rtnl.links().map_err(|e| ProbeError::Runtime(format!("cannot read interface statistics: {e}")))?;
-    let stats = |ifindex: u32| links.iter().find(|l| l.ifindex == ifindex).and_then(|l| l.stats);
-    let nic = a.nic.as_ref().map(|h| h.read()).transpose().map_err(ProbeError::Runtime)?;
-    let devs = a.devs.iter().map(|h| h.read()).collect::<Result<Vec<_>, _>>().map_err(ProbeError::Runtime)?;
+    let links = a
+        .rtnl
+        .links()
+        .map_err(|e| ProbeError::Runtime(format!("cannot read interface statistics: {e}")))?;
+    let stats = |ifindex: u32| {
+        links
+            .iter()
+            .find(|l| l.ifindex == ifindex)
+            .and_then(|l| l.stats)
+    };
+    let nic = a
+        .nic
+        .as_ref()
+        .map(|h| h.read())
+        .transpose()
+        .map_err(ProbeError::Runtime)?;
+    let devs = a
+        .devs
+        .iter()
+        .map(|h| h.read())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ProbeError::Runtime)?;
     Ok(Sample {
         wall: Some(SystemTime::now()),
         uptime_s: a.started.elapsed().as_secs_f64(),
@@ -319,7 +412,9 @@ fn write_ready_file(path: &std::path::Path, t: &Topology) -> Result<(), ProbeErr
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, body.to_string() + "\n")
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| ProbeError::Runtime(format!("cannot write --ready-file {}: {e}", path.display())))
+        .map_err(|e| {
+            ProbeError::Runtime(format!("cannot write --ready-file {}: {e}", path.display()))
+        })
 }
 
 #[cfg(test)]
@@ -328,7 +423,14 @@ mod tests {
     use crate::rtnl::VxlanInfo;
 
     fn vxlan_dev(port: u16) -> Link {
-        Link { kind: Some("vxlan".into()), vxlan: Some(VxlanInfo { vni: Some(1), port: Some(port) }), ..Default::default() }
+        Link {
+            kind: Some("vxlan".into()),
+            vxlan: Some(VxlanInfo {
+                vni: Some(1),
+                port: Some(port),
+            }),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -337,7 +439,10 @@ mod tests {
         assert_eq!(vxlan_port_set(&[], &[&d]).unwrap(), vec![8472, 4789, 4790]);
         let flannel = vxlan_dev(8472);
         assert_eq!(vxlan_port_set(&[], &[&flannel]).unwrap(), vec![8472, 4789]);
-        assert_eq!(vxlan_port_set(&[9000], &[&flannel]).unwrap(), vec![9000, 8472]);
+        assert_eq!(
+            vxlan_port_set(&[9000], &[&flannel]).unwrap(),
+            vec![9000, 8472]
+        );
     }
 
     #[test]
@@ -349,9 +454,11 @@ mod tests {
     #[test]
     fn interval_and_duration_are_checked() {
         use clap::Parser;
-        let parse = |argv: &[&str]| crate::cli::Cli::try_parse_from(argv).map(|c| match c.command {
-            crate::cli::Command::Watch(w) => w,
-        });
+        let parse = |argv: &[&str]| {
+            crate::cli::Cli::try_parse_from(argv).map(|c| match c.command {
+                crate::cli::Command::Watch(w) => w,
+            })
+        };
         let ok = parse(&["probe", "watch", "--interval", "0.5", "--duration", "2"]).unwrap();
         assert!(validate(&ok).is_ok());
         let bad = parse(&["probe", "watch", "--interval", "0"]).unwrap();

@@ -7,8 +7,16 @@ const CPUS: usize = 2;
 fn topo() -> Topology {
     Topology {
         netns: "lab".into(),
-        nic: Some(NicInfo { iface: "eth0".into(), mode: "native".into(), queue_slots: 1, vnis: vec![1] }),
-        vxlan_devs: vec![DevInfo { iface: "flannel.1".into(), vni: Some(1) }],
+        nic: Some(NicInfo {
+            iface: "eth0".into(),
+            mode: "native".into(),
+            queue_slots: 1,
+            vnis: vec![1],
+        }),
+        vxlan_devs: vec![DevInfo {
+            iface: "flannel.1".into(),
+            vni: Some(1),
+        }],
         unavailable: vec![],
     }
 }
@@ -34,10 +42,22 @@ fn sample(uptime_s: f64, cpu: usize, vxlan: u64, ipv4: u64, inner: u64, kernel_r
     Sample {
         wall: Some(std::time::UNIX_EPOCH),
         uptime_s,
-        nic: Some(NicCounts { queues: vec![q, vec![NicCounters::default(); CPUS]], vnis }),
-        nic_kernel: Some(LinkStats { rx_packets: kernel_rx, rx_dropped: 1, ..Default::default() }),
-        devs: vec![DevCounts { dirs: vec![d, vec![DevCounters::default(); CPUS]] }],
-        devs_kernel: vec![Some(LinkStats { rx_packets: inner, ..Default::default() })],
+        nic: Some(NicCounts {
+            queues: vec![q, vec![NicCounters::default(); CPUS]],
+            vnis,
+        }),
+        nic_kernel: Some(LinkStats {
+            rx_packets: kernel_rx,
+            rx_dropped: 1,
+            ..Default::default()
+        }),
+        devs: vec![DevCounts {
+            dirs: vec![d, vec![DevCounters::default(); CPUS]],
+        }],
+        devs_kernel: vec![Some(LinkStats {
+            rx_packets: inner,
+            ..Default::default()
+        })],
     }
 }
 
@@ -56,7 +76,15 @@ fn interval_is_the_difference_of_two_samples() {
     assert_eq!(xdp.hook, "xdp/native");
     let vx = r.stage("vxlan", "flannel.1").unwrap();
     assert_eq!((vx.packets, vx.bytes), (91, 91 * 50));
-    assert_eq!(r.queues, vec![QueueRow { iface: "eth0".into(), queue: 0, packets: 102, bytes: 10120 }]);
+    assert_eq!(
+        r.queues,
+        vec![QueueRow {
+            iface: "eth0".into(),
+            queue: 0,
+            packets: 102,
+            bytes: 10120
+        }]
+    );
 }
 
 #[test]
@@ -68,19 +96,40 @@ fn vxlan_rows_join_outer_and_inner_by_vni() {
     assert_eq!(row.vni, Some(1));
     assert_eq!(row.iface.as_deref(), Some("flannel.1"));
     assert_eq!(row.nic.as_deref(), Some("eth0"));
-    assert_eq!((row.outer_packets, row.inner_packets), (Some(500), Some(498)));
+    assert_eq!(
+        (row.outer_packets, row.inner_packets),
+        (Some(500), Some(498))
+    );
     assert_eq!(row.outer_inner.as_ref().unwrap()["ipv4"], 500);
     let other = &r.vxlan[1];
-    assert_eq!((other.vni, other.outer_packets, other.inner_packets), (None, Some(0), None));
+    assert_eq!(
+        (other.vni, other.outer_packets, other.inner_packets),
+        (None, Some(0), None)
+    );
 }
 
 #[test]
 fn per_cpu_rows_keep_the_cpu() {
     let zero = sample(0.0, 0, 0, 0, 0, 0).attach_baseline();
-    let r = Report::between(ReportKind::Summary, &topo(), &zero, &sample(1.0, 1, 7, 0, 7, 7));
-    let xdp: Vec<_> = r.cpus.iter().filter(|c| c.stage == "xdp").map(|c| (c.cpu, c.packets)).collect();
+    let r = Report::between(
+        ReportKind::Summary,
+        &topo(),
+        &zero,
+        &sample(1.0, 1, 7, 0, 7, 7),
+    );
+    let xdp: Vec<_> = r
+        .cpus
+        .iter()
+        .filter(|c| c.stage == "xdp")
+        .map(|c| (c.cpu, c.packets))
+        .collect();
     assert_eq!(xdp, vec![(0, 0), (1, 7)]);
-    let vx: Vec<_> = r.cpus.iter().filter(|c| c.stage == "vxlan").map(|c| (c.cpu, c.packets)).collect();
+    let vx: Vec<_> = r
+        .cpus
+        .iter()
+        .filter(|c| c.stage == "vxlan")
+        .map(|c| (c.cpu, c.packets))
+        .collect();
     assert_eq!(vx, vec![(0, 0), (1, 7)]);
 }
 
@@ -88,7 +137,14 @@ fn per_cpu_rows_keep_the_cpu() {
 fn baseline_zeroes_bpf_counters_but_keeps_kernel_counters() {
     let s = sample(4.0, 0, 10, 0, 10, 77).attach_baseline();
     assert_eq!(s.uptime_s, 0.0);
-    assert!(s.nic.as_ref().unwrap().queues.iter().flatten().all(|c| *c == NicCounters::default()));
+    assert!(s
+        .nic
+        .as_ref()
+        .unwrap()
+        .queues
+        .iter()
+        .flatten()
+        .all(|c| *c == NicCounters::default()));
     assert_eq!(s.nic_kernel.unwrap().rx_packets, 77);
 }
 
@@ -101,13 +157,21 @@ fn missing_hooks_give_nulls_not_zeros() {
     let r = Report::between(ReportKind::Interval, &t, &a, &b);
     assert!(r.stage("xdp", "eth0").is_none());
     assert_eq!(r.vxlan.len(), 1);
-    assert_eq!((r.vxlan[0].outer_packets, r.vxlan[0].inner_packets), (None, Some(4)));
+    assert_eq!(
+        (r.vxlan[0].outer_packets, r.vxlan[0].inner_packets),
+        (None, Some(4))
+    );
 }
 
 #[test]
 fn json_has_the_documented_fields() {
     let zero = sample(0.0, 0, 0, 0, 0, 0).attach_baseline();
-    let r = Report::between(ReportKind::Summary, &topo(), &zero, &sample(1.0, 0, 1, 0, 1, 1));
+    let r = Report::between(
+        ReportKind::Summary,
+        &topo(),
+        &zero,
+        &sample(1.0, 0, 1, 0, 1, 1),
+    );
     let v: serde_json::Value = serde_json::to_value(&r).unwrap();
     assert_eq!(v["type"], "summary");
     assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");

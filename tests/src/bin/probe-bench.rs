@@ -27,18 +27,35 @@ fn main() {
     let inner = frames::udp4(9000, 64);
     let frames: [(&str, Vec<u8>); 3] = [
         ("udp4 (106 B)", frames::udp4(53, 64)),
-        ("vxlan/udp4 (156 B)", frames::vxlan(frames::Outer::V4, 8472, 1, &inner)),
-        ("non-ip (60 B)", { let mut f = frames::ethernet(0x0806); f.resize(60, 0); f }),
+        (
+            "vxlan/udp4 (156 B)",
+            frames::vxlan(frames::Outer::V4, 8472, 1, &inner),
+        ),
+        ("non-ip (60 B)", {
+            let mut f = frames::ethernet(0x0806);
+            f.resize(60, 0);
+            f
+        }),
     ];
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     println!("BPF_PROG_TEST_RUN, repeat {REPEAT}, {ROUNDS} paired rounds pinned to CPU 0 (medians); kernel {}; {cpu}; {} CPUs", kernel.trim(), num_cpus());
-    println!("{:<22} {:<20} {:>10} {:>10} {:>12} {:>8}", "program", "frame", "ns/pkt", "empty", "over empty", "target");
+    println!(
+        "{:<22} {:<20} {:>10} {:>10} {:>12} {:>8}",
+        "program", "frame", "ns/pkt", "empty", "over empty", "target"
+    );
     let mut worst: f64 = 0.0;
-    for (prog, empty) in [(PROG_NIC_XDP, PROG_EMPTY_XDP), (PROG_VXLAN_INGRESS, PROG_EMPTY_TC)] {
+    for (prog, empty) in [
+        (PROG_NIC_XDP, PROG_EMPTY_XDP),
+        (PROG_VXLAN_INGRESS, PROG_EMPTY_TC),
+    ] {
         for (label, frame) in &frames {
             let (mut real, mut base, mut diff) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
@@ -64,7 +81,10 @@ fn pin_to_cpu(cpu: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("probe-bench: cannot pin to CPU {cpu}: {}", std::io::Error::last_os_error());
+            eprintln!(
+                "probe-bench: cannot pin to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }
