@@ -14,6 +14,9 @@ pub mod frames;
 
 #[cfg(feature = "user")]
 impl Frame for [u8] {
+    fn head<const N: usize>(&self) -> Option<&[u8; N]> {
+        self.first_chunk()
+    }
     fn u8_at(&self, offset: usize) -> Option<u8> {
         self.get(offset).copied()
     }

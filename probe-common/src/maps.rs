@@ -7,10 +7,8 @@ use core::mem::size_of;
 
 use crate::classify::{InnerClass, NicClass};
 
-/// XDP on the NIC: one [`NicCounters`] per RX queue, plus one overflow slot.
+/// XDP on the NIC: one [`QueueCounters`] per RX queue, plus one overflow slot.
 pub const MAP_NIC_QUEUES: &str = "NIC_QUEUES";
-/// XDP on the NIC: one [`VniCounters`] per watched VNI, plus one "other VNI" slot.
-pub const MAP_NIC_VNIS: &str = "NIC_VNIS";
 /// TCX on a VXLAN device: one [`DevCounters`] per direction ([`DIR_INGRESS`], [`DIR_EGRESS`]).
 pub const MAP_VXLAN_DEV: &str = "VXLAN_DEV";
 
@@ -36,7 +34,7 @@ pub const MAX_VNIS: usize = 8;
 /// Index of the shared slot for VNIs outside the watched set (and for VXLAN
 /// packets too short to carry a VNI).
 pub const VNI_OTHER_SLOT: u32 = MAX_VNIS as u32;
-/// Entries of [`MAP_NIC_VNIS`].
+/// VNI slots in each [`QueueCounters`].
 pub const VNI_SLOTS: u32 = MAX_VNIS as u32 + 1;
 /// Queue slots used when the loader does not size the map from the device.
 pub const DEFAULT_QUEUE_SLOTS: u32 = 64;
@@ -58,12 +56,29 @@ const _: () = assert!(size_of::<NicCounters>() == 64);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VniCounters {
-    pub outer_packets: u64,
     pub outer_bytes: u64,
-    /// Outer packets by the class of the frame they carry.
+    /// Outer packets by the class of the frame they carry. Their sum is the
+    /// packet count: no separate counter to increment per packet.
     pub inner: [u64; InnerClass::COUNT],
 }
-const _: () = assert!(size_of::<VniCounters>() == 48);
+const _: () = assert!(size_of::<VniCounters>() == 40);
+
+impl VniCounters {
+    pub fn outer_packets(&self) -> u64 {
+        self.inner.iter().sum()
+    }
+}
+
+/// Everything XDP counts for one RX queue (one CPU's copy). The VNI counters
+/// live in the queue's entry so that a VXLAN packet costs one map lookup, not
+/// two; user space sums them over the queues.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueCounters {
+    pub classes: NicCounters,
+    pub vnis: [VniCounters; VNI_SLOTS as usize],
+}
+const _: () = assert!(size_of::<QueueCounters>() == 64 + 40 * VNI_SLOTS as usize);
 
 /// Packets and bytes per [`InnerClass`] seen by tc on a VXLAN device, one direction.
 #[repr(C)]
@@ -79,5 +94,6 @@ mod pod {
     // SAFETY: plain #[repr(C)] structs of u64 arrays: no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::NicCounters {}
     unsafe impl aya::Pod for super::VniCounters {}
+    unsafe impl aya::Pod for super::QueueCounters {}
     unsafe impl aya::Pod for super::DevCounters {}
 }

@@ -8,9 +8,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use probe_common::{
-    classify::{classify, Frame, NicClass},
-    NicCounters, VniCounters, DEFAULT_QUEUE_SLOTS, DEFAULT_VXLAN_PORTS, MAX_VNIS, MAX_VXLAN_PORTS,
-    VNI_OTHER_SLOT, VNI_SLOTS,
+    classify::{classify, Frame, InnerClass, NicClass},
+    QueueCounters, DEFAULT_QUEUE_SLOTS, DEFAULT_VXLAN_PORTS, MAX_VNIS, MAX_VXLAN_PORTS,
+    VNI_OTHER_SLOT,
 };
 
 // Set by the loader. `read_volatile` keeps the compiler from folding the defaults.
@@ -26,10 +26,8 @@ static QUEUE_SLOTS: u32 = DEFAULT_QUEUE_SLOTS;
 
 // Resized by the loader to the device's RX queue count + 1.
 #[map]
-static NIC_QUEUES: PerCpuArray<NicCounters> =
+static NIC_QUEUES: PerCpuArray<QueueCounters> =
     PerCpuArray::with_max_entries(DEFAULT_QUEUE_SLOTS + 1, 0);
-#[map]
-static NIC_VNIS: PerCpuArray<VniCounters> = PerCpuArray::with_max_entries(VNI_SLOTS, 0);
 
 #[xdp]
 pub fn nic_xdp(ctx: XdpContext) -> u32 {
@@ -59,6 +57,11 @@ impl XdpFrame {
 // misaligned packet loads where the arch has efficient unaligned access
 // (x86-64, arm64: the nodes this runs on), so one ldxh/ldxw does it.
 impl Frame for XdpFrame {
+    #[inline(always)]
+    fn head<const N: usize>(&self) -> Option<&[u8; N]> {
+        // SAFETY: ptr_at checked that all N bytes lie inside the packet.
+        self.ptr_at::<[u8; N]>(0).map(|p| unsafe { &*p })
+    }
     #[inline(always)]
     fn u8_at(&self, offset: usize) -> Option<u8> {
         // SAFETY: ptr_at checked that the bytes lie inside the packet.
@@ -125,24 +128,23 @@ fn count(ctx: &XdpContext) {
     let slots = unsafe { core::ptr::read_volatile(&QUEUE_SLOTS) };
     let queue = ctx.rx_queue_index();
     let slot = if queue < slots { queue } else { slots };
-    if let Some(q) = NIC_QUEUES.get_ptr_mut(slot) {
-        // SAFETY: this CPU's copy; XDP runs in NAPI (softirq) context, which
-        // never nests with itself on one CPU, so plain increments do not race.
-        let q = unsafe { &mut *q };
-        if class < NicClass::COUNT {
-            q.packets[class] += 1;
-            q.bytes[class] += len;
-        }
+    let Some(q) = NIC_QUEUES.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: this CPU's copy; XDP runs in NAPI (softirq) context, which
+    // never nests with itself on one CPU, so plain increments do not race.
+    let q = unsafe { &mut *q };
+    if class < NicClass::COUNT {
+        q.classes.packets[class] += 1;
+        q.classes.bytes[class] += len;
     }
     if c.class == NicClass::Vxlan {
-        if let Some(v) = NIC_VNIS.get_ptr_mut(vni_slot(c.vni)) {
-            let v = unsafe { &mut *v };
-            v.outer_packets += 1;
+        let slot = vni_slot(c.vni) as usize;
+        let inner = c.inner as usize;
+        if slot < q.vnis.len() && inner < InnerClass::COUNT {
+            let v = &mut q.vnis[slot];
             v.outer_bytes += len;
-            let inner = c.inner as usize;
-            if inner < v.inner.len() {
-                v.inner[inner] += 1;
-            }
+            v.inner[inner] += 1;
         }
     }
 }

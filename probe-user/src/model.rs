@@ -242,7 +242,7 @@ impl Report {
             }
             for (slot, per_cpu) in now.vnis.iter().enumerate() {
                 let prev = before.and_then(|b| b.vnis.get(slot)).map(Vec::as_slice);
-                let packets = per_cpu_delta(per_cpu, prev, |v| v.outer_packets)
+                let packets = per_cpu_delta(per_cpu, prev, |v| v.outer_packets())
                     .iter()
                     .sum();
                 let bytes = per_cpu_delta(per_cpu, prev, |v| v.outer_bytes).iter().sum();

@@ -11,8 +11,8 @@ use aya::{
     Ebpf, EbpfLoader, Pod,
 };
 use probe_common::{
-    DevCounters, NicCounters, VniCounters, DIRECTIONS, GLOBAL_QUEUE_SLOTS, GLOBAL_VNIS,
-    GLOBAL_VNI_COUNT, GLOBAL_VXLAN_PORTS, MAP_NIC_QUEUES, MAP_NIC_VNIS, MAP_VXLAN_DEV, MAX_VNIS,
+    DevCounters, NicCounters, QueueCounters, VniCounters, DIRECTIONS, GLOBAL_QUEUE_SLOTS,
+    GLOBAL_VNIS, GLOBAL_VNI_COUNT, GLOBAL_VXLAN_PORTS, MAP_NIC_QUEUES, MAP_VXLAN_DEV, MAX_VNIS,
     MAX_VXLAN_PORTS, PROG_NIC_XDP, PROG_VXLAN_EGRESS, PROG_VXLAN_INGRESS, VNI_SLOTS,
 };
 
@@ -78,11 +78,39 @@ pub struct VxlanHook {
     ebpf: Ebpf,
 }
 
-/// Raw cumulative counters of one NIC hook: `queues[slot][cpu]`, `vnis[slot][cpu]`.
+/// Raw cumulative counters of one NIC hook: `queues[slot][cpu]`, and
+/// `vnis[slot][cpu]` summed over the queues.
 #[derive(Clone, Debug, Default)]
 pub struct NicCounts {
     pub queues: Vec<Vec<NicCounters>>,
     pub vnis: Vec<Vec<VniCounters>>,
+}
+
+impl NicCounts {
+    /// Splits the map's per-queue entries (`entries[queue][cpu]`) into the
+    /// queue counters and the VNI counters summed over queues.
+    pub fn from_queue_entries(entries: &[Vec<QueueCounters>]) -> NicCounts {
+        let cpus = entries.first().map_or(0, Vec::len);
+        let mut vnis = vec![vec![VniCounters::default(); cpus]; VNI_SLOTS as usize];
+        for per_cpu in entries {
+            for (cpu, entry) in per_cpu.iter().enumerate() {
+                for (sum, v) in vnis.iter_mut().zip(&entry.vnis) {
+                    let sum = &mut sum[cpu];
+                    sum.outer_bytes += v.outer_bytes;
+                    for (s, n) in sum.inner.iter_mut().zip(v.inner) {
+                        *s += n;
+                    }
+                }
+            }
+        }
+        NicCounts {
+            queues: entries
+                .iter()
+                .map(|per_cpu| per_cpu.iter().map(|e| e.classes).collect())
+                .collect(),
+            vnis,
+        }
+    }
 }
 
 /// Raw cumulative counters of one VXLAN-device hook: `dirs[direction][cpu]`.
@@ -156,10 +184,9 @@ impl NicHook {
     }
 
     pub fn read(&self) -> Result<NicCounts, String> {
-        Ok(NicCounts {
-            queues: read_per_cpu::<NicCounters>(&self.ebpf, MAP_NIC_QUEUES, self.queue_slots + 1)?,
-            vnis: read_per_cpu::<VniCounters>(&self.ebpf, MAP_NIC_VNIS, VNI_SLOTS)?,
-        })
+        let entries =
+            read_per_cpu::<QueueCounters>(&self.ebpf, MAP_NIC_QUEUES, self.queue_slots + 1)?;
+        Ok(NicCounts::from_queue_entries(&entries))
     }
 }
 
@@ -218,7 +245,7 @@ where
 }
 
 /// Every entry of a per-CPU array: `result[index][cpu]`.
-fn read_per_cpu<T: Pod>(ebpf: &Ebpf, name: &str, entries: u32) -> Result<Vec<Vec<T>>, String> {
+pub fn read_per_cpu<T: Pod>(ebpf: &Ebpf, name: &str, entries: u32) -> Result<Vec<Vec<T>>, String> {
     let map = ebpf
         .map(name)
         .ok_or_else(|| format!("map {name} missing from the BPF object"))?;
@@ -231,4 +258,33 @@ fn read_per_cpu<T: Pod>(ebpf: &Ebpf, name: &str, entries: u32) -> Result<Vec<Vec
                 .map_err(|e| format!("reading {name}[{i}]: {e}"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vni_counters_are_summed_over_queues_per_cpu() {
+        let mut q0 = vec![QueueCounters::default(); 2];
+        let mut q1 = vec![QueueCounters::default(); 2];
+        q0[0].classes.packets[3] = 5;
+        q0[0].vnis[0].inner[0] = 5;
+        q0[0].vnis[0].outer_bytes = 500;
+        q1[0].vnis[0].inner[1] = 2;
+        q1[1].vnis[8].inner[3] = 1;
+        let n = NicCounts::from_queue_entries(&[q0, q1]);
+        assert_eq!(n.queues.len(), 2);
+        assert_eq!(n.queues[0][0].packets[3], 5);
+        assert_eq!(n.vnis.len(), VNI_SLOTS as usize);
+        assert_eq!(n.vnis[0][0].inner, [5, 2, 0, 0]);
+        assert_eq!(n.vnis[0][0].outer_packets(), 7);
+        assert_eq!(n.vnis[0][0].outer_bytes, 500);
+        assert_eq!(n.vnis[0][1], VniCounters::default());
+        assert_eq!(n.vnis[8][1].outer_packets(), 1);
+        assert!(NicCounts::from_queue_entries(&[])
+            .vnis
+            .iter()
+            .all(Vec::is_empty));
+    }
 }

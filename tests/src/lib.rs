@@ -207,7 +207,6 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// The probe's BPF object loaded for BPF_PROG_TEST_RUN (nothing attached).
 pub mod prog_run {
     use aya::{
-        maps::PerCpuArray,
         programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
         Ebpf, EbpfLoader,
     };
@@ -267,16 +266,28 @@ pub mod prog_run {
             (r.return_value, r.duration.as_nanos() as f64)
         }
 
-        fn sum<T: aya::Pod>(&self, map: &str, index: u32) -> Vec<T> {
-            let a = PerCpuArray::<_, T>::try_from(self.ebpf.map(map).unwrap()).unwrap();
-            a.get(&index, 0).unwrap().iter().copied().collect()
+        /// Entry `index` of per-CPU array `map`, one value per CPU.
+        fn per_cpu<T: aya::Pod>(&self, map: &str, entries: u32, index: u32) -> Vec<T> {
+            probe_user::probes::read_per_cpu::<T>(&self.ebpf, map, entries)
+                .unwrap()
+                .swap_remove(index as usize)
+        }
+
+        fn nic_counts(&self) -> probe_user::probes::NicCounts {
+            let entries = probe_user::probes::read_per_cpu::<QueueCounters>(
+                &self.ebpf,
+                MAP_NIC_QUEUES,
+                QUEUE_SLOTS + 1,
+            )
+            .unwrap();
+            probe_user::probes::NicCounts::from_queue_entries(&entries)
         }
 
         /// Packets per NicClass, summed over CPUs and queue slots.
         pub fn nic_classes(&self) -> [u64; NicClass::COUNT] {
             let mut out = [0; NicClass::COUNT];
-            for slot in 0..=QUEUE_SLOTS {
-                for c in self.sum::<NicCounters>(MAP_NIC_QUEUES, slot) {
+            for per_cpu in self.nic_counts().queues {
+                for c in per_cpu {
                     for (o, p) in out.iter_mut().zip(c.packets) {
                         *o += p;
                     }
@@ -285,12 +296,12 @@ pub mod prog_run {
             out
         }
 
-        /// (outer packets, inner per InnerClass) of a VNI slot, summed over CPUs.
+        /// (outer packets, inner per InnerClass) of a VNI slot, summed over CPUs and queues.
         pub fn vni_slot(&self, slot: u32) -> (u64, [u64; InnerClass::COUNT]) {
             let mut inner = [0; InnerClass::COUNT];
             let mut outer = 0;
-            for v in self.sum::<VniCounters>(MAP_NIC_VNIS, slot) {
-                outer += v.outer_packets;
+            for v in &self.nic_counts().vnis[slot as usize] {
+                outer += v.outer_packets();
                 for (o, p) in inner.iter_mut().zip(v.inner) {
                     *o += p;
                 }
@@ -301,7 +312,7 @@ pub mod prog_run {
         /// Packets per InnerClass for a direction of the VXLAN-device program.
         pub fn dev_classes(&self, dir: u32) -> [u64; InnerClass::COUNT] {
             let mut out = [0; InnerClass::COUNT];
-            for c in self.sum::<DevCounters>(MAP_VXLAN_DEV, dir) {
+            for c in self.per_cpu::<DevCounters>(MAP_VXLAN_DEV, DIRECTIONS, dir) {
                 for (o, p) in out.iter_mut().zip(c.packets) {
                     *o += p;
                 }

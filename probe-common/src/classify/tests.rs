@@ -143,3 +143,50 @@ fn bad_ip_version_or_ihl_is_not_parsed_further() {
     f[14] = 0x65; // version 6 in an IPv4 EtherType
     assert_eq!(class_of(&f).class, NicClass::Ipv4);
 }
+
+/// The fixed-offset fast path must answer exactly like the general parser:
+/// every byte of the first 64 of a VXLAN and a plain UDP frame set to values
+/// that matter (0, the expected byte, VLAN/IP markers, 0xff), at every length.
+#[test]
+fn fast_path_agrees_with_the_general_parser() {
+    let vxlan = frames::vxlan(Outer::V4, 8472, 0x12345, &frames::udp4(9000, 16));
+    let udp = frames::udp4(4789, 40);
+    let mut checked = 0;
+    for base in [&vxlan, &udp] {
+        for pos in 0..64.min(base.len()) {
+            for value in [
+                0x00, 0x01, 0x08, 0x11, 0x1f, 0x20, 0x45, 0x46, 0x81, 0x86, 0xdd, 0xff,
+            ] {
+                let mut f = base.clone();
+                f[pos] = value;
+                for len in [f.len(), 64, 63, 50, 49, 42, 41, 34] {
+                    let f = &f[..len.min(f.len())];
+                    assert_eq!(
+                        classify(f, vxlan_ports),
+                        classify_any(f, vxlan_ports),
+                        "byte {pos} = {value:#x}, len {}",
+                        f.len()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 10_000);
+}
+
+#[test]
+fn fast_path_takes_untagged_ipv4_only() {
+    let is_vx = &vxlan_ports;
+    let vxlan = frames::vxlan(Outer::V4, 8472, 9, &frames::udp4(1, 1));
+    assert_eq!(
+        classify_untagged_ipv4(&vxlan[..], is_vx).map(|c| c.vni),
+        Some(Some(9))
+    );
+    assert!(classify_untagged_ipv4(&frames::udp6(53, 8)[..], is_vx).is_none());
+    let mut options = vxlan.clone();
+    options[14] = 0x46;
+    assert!(classify_untagged_ipv4(&options[..], is_vx).is_none());
+    // A truncated VXLAN header is left to the general parser (Truncated inner).
+    assert!(classify_untagged_ipv4(&vxlan[..49], is_vx).is_none());
+}

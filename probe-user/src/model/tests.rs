@@ -31,7 +31,6 @@ fn sample(uptime_s: f64, cpu: usize, vxlan: u64, ipv4: u64, inner: u64, kernel_r
     q[cpu].packets[NicClass::Ipv4 as usize] = ipv4;
     q[cpu].bytes[NicClass::Ipv4 as usize] = ipv4 * 60;
     let mut v = vec![VniCounters::default(); CPUS];
-    v[cpu].outer_packets = vxlan;
     v[cpu].outer_bytes = vxlan * 100;
     v[cpu].inner[InnerClass::Ipv4 as usize] = vxlan;
     let mut vnis = vec![vec![VniCounters::default(); CPUS]; probe_common::VNI_SLOTS as usize];
