@@ -11,6 +11,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    sync::OnceLock,
 };
 
 use anyhow::{bail, Context, Result};
@@ -27,13 +28,17 @@ fn output(cmd: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The toolchain that builds the eBPF crate: nightly if installed, else stable.
+/// The toolchain that builds the eBPF crate: nightly if installed, else
+/// stable. Asked once per xtask run (setup installs nothing that changes it).
 fn ebpf_toolchain() -> &'static str {
-    if output(Command::new("rustc").args(["+nightly", "--version"])).is_some() {
-        "nightly"
-    } else {
-        "stable"
-    }
+    static CHOICE: OnceLock<&'static str> = OnceLock::new();
+    CHOICE.get_or_init(|| {
+        if output(Command::new("rustc").args(["+nightly", "--version"])).is_some() {
+            "nightly"
+        } else {
+            "stable"
+        }
+    })
 }
 
 /// Environment for cargo invocations that build probe-user.
