@@ -4,6 +4,7 @@
 #![cfg_attr(not(feature = "user"), no_std)]
 
 pub mod classify;
+pub mod drops;
 pub mod maps;
 
 pub use classify::{Classification, Frame, InnerClass, NicClass};

@@ -6,6 +6,7 @@
 
 mod bench;
 mod nic_xdp;
+mod skb_drop;
 mod vxlan_tc;
 
 #[cfg(not(test))]

@@ -84,7 +84,7 @@ impl Frame for XdpFrame {
 
 /// Ports are packed from slot 0; a 0 ends the list.
 #[inline(always)]
-fn is_vxlan_port(port: u16) -> bool {
+pub(crate) fn is_vxlan_port(port: u16) -> bool {
     let mut i = 0;
     while i < MAX_VXLAN_PORTS {
         let p = unsafe { core::ptr::read_volatile(&VXLAN_PORTS[i]) };

@@ -46,6 +46,10 @@ pub fn watch_requirements(enters_netns: bool) -> Vec<Requirement> {
             alternatives: vec![CAP_NET_ADMIN],
             why: "attach XDP and tc programs to interfaces",
         },
+        Requirement {
+            alternatives: vec![CAP_PERFMON, CAP_SYS_ADMIN],
+            why: "attach the drop probe (tp_btf/kfree_skb) and read sk_buff fields",
+        },
     ];
     if enters_netns {
         reqs.push(Requirement {
@@ -152,8 +156,13 @@ mod tests {
 
     #[test]
     fn netns_requirement_only_when_entering_one() {
-        let eff = (1 << CAP_BPF.bit) | (1 << CAP_NET_ADMIN.bit);
+        let eff = (1 << CAP_BPF.bit) | (1 << CAP_NET_ADMIN.bit) | (1 << CAP_PERFMON.bit);
         assert!(missing(eff, &watch_requirements(false)).is_empty());
+        // Without CAP_PERFMON the drop probe cannot attach.
+        let no_perfmon = (1 << CAP_BPF.bit) | (1 << CAP_NET_ADMIN.bit);
+        let m = missing(no_perfmon, &watch_requirements(false));
+        assert_eq!(m.len(), 1);
+        assert!(m[0].why.contains("drop probe"));
         assert_eq!(missing(eff, &watch_requirements(true)).len(), 1);
     }
 }

@@ -4,12 +4,16 @@
 //! kernel maps --(probes)--> Sample --(model)--> Report --(render / JSON)--> output
 //! kernel facts (rtnl stats64, routes, capabilities) ------^
 
+pub mod btf;
 pub mod caps;
 pub mod cli;
+pub mod drops;
 pub mod error;
+pub mod ledger;
 pub mod model;
 pub mod netns;
 pub mod probes;
+pub mod procfs;
 pub mod render;
 pub mod route;
 pub mod rtnl;

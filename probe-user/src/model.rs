@@ -9,7 +9,10 @@ use probe_common::{InnerClass, NicClass, DIR_EGRESS, DIR_INGRESS, VNI_OTHER_SLOT
 use serde::Serialize;
 
 use crate::{
+    drops::{DropCounts, ReasonNames},
+    ledger::{self, Ledger, LedgerInput, Names},
     probes::{DevCounts, NicCounts, Unavailable},
+    procfs::{Snmp, SoftnetCpu},
     rtnl::LinkStats,
 };
 
@@ -20,6 +23,10 @@ pub struct Topology {
     pub nic: Option<NicInfo>,
     pub vxlan_devs: Vec<DevInfo>,
     pub unavailable: Vec<Unavailable>,
+    /// Drop reason names of the running kernel; None without the drop probe.
+    pub reasons: Option<ReasonNames>,
+    /// `--drop-netns` names; empty: drops in every namespace count.
+    pub drop_scope: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -49,6 +56,12 @@ pub struct Sample {
     /// Parallel to `Topology::vxlan_devs`.
     pub devs: Vec<DevCounts>,
     pub devs_kernel: Vec<Option<LinkStats>>,
+    pub drops: Option<DropCounts>,
+    /// /proc/net/softnet_stat, per CPU.
+    pub softnet: Vec<SoftnetCpu>,
+    /// /proc/net/snmp per namespace read (label, counters).
+    pub snmp: Vec<(String, Snmp)>,
+    pub names: Names,
 }
 
 impl Sample {
@@ -81,6 +94,10 @@ impl Sample {
                     .collect(),
             })
             .collect();
+        s.drops = s.drops.map(|d| DropCounts {
+            by_reason: vec![0; d.by_reason.len()],
+            ..Default::default()
+        });
         s
     }
 }
@@ -108,6 +125,23 @@ pub struct Report {
     pub cpus: Vec<CpuRow>,
     pub queues: Vec<QueueRow>,
     pub unavailable: Vec<Unavailable>,
+    /// The drop ledger: `ledger`, `drops`, `flows`, `vxlan_loss`, `verdict`,
+    /// `drops_out_of_scope` (see ledger.rs).
+    #[serde(flatten)]
+    pub ledger: Ledger,
+    /// `--drop-netns` (empty: every namespace).
+    pub drop_scope: Vec<String>,
+    /// /proc/net/softnet_stat per CPU over the period.
+    pub softnet: Vec<SoftnetCpu>,
+    /// /proc/net/snmp over the period, per namespace read.
+    pub snmp: Vec<SnmpRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SnmpRow {
+    pub netns: String,
+    #[serde(flatten)]
+    pub counters: Snmp,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -203,6 +237,10 @@ impl Report {
             cpus: Vec::new(),
             queues: Vec::new(),
             unavailable: topo.unavailable.clone(),
+            ledger: Ledger::default(),
+            drop_scope: topo.drop_scope.clone(),
+            softnet: Vec::new(),
+            snmp: Vec::new(),
         };
         let mut outer_by_slot: Vec<(u64, u64, BTreeMap<&'static str, u64>)> = Vec::new();
         if let (Some(nic), Some(now)) = (&topo.nic, &later.nic) {
@@ -398,7 +436,61 @@ impl Report {
                 inner_packets: None,
             });
         }
+        r.add_ledger(topo, earlier, later);
         r
+    }
+
+    fn add_ledger(&mut self, topo: &Topology, earlier: &Sample, later: &Sample) {
+        self.softnet = later
+            .softnet
+            .iter()
+            .map(|now| {
+                let before = earlier.softnet.iter().find(|c| c.cpu == now.cpu);
+                let d = |f: fn(&SoftnetCpu) -> u64| sub(f(now), before.map_or(0, f));
+                SoftnetCpu {
+                    cpu: now.cpu,
+                    processed: d(|c| c.processed),
+                    dropped: d(|c| c.dropped),
+                    time_squeeze: d(|c| c.time_squeeze),
+                    received_rps: d(|c| c.received_rps),
+                    flow_limit_count: d(|c| c.flow_limit_count),
+                }
+            })
+            .collect();
+        self.snmp = later
+            .snmp
+            .iter()
+            .filter_map(|(netns, now)| {
+                let before = earlier.snmp.iter().find(|(n, _)| n == netns)?;
+                Some(SnmpRow {
+                    netns: netns.clone(),
+                    counters: now.delta(&before.1),
+                })
+            })
+            .collect();
+        let xdp = self.stages.iter().find(|s| s.stage == "xdp");
+        let vxlan_devs: Vec<&StageRow> =
+            self.stages.iter().filter(|s| s.stage == "vxlan").collect();
+        let input = LedgerInput {
+            reasons: topo.reasons.as_ref(),
+            drops: later
+                .drops
+                .as_ref()
+                .map(|d| ledger::drop_delta(d, earlier.drops.as_ref())),
+            names: Some(&later.names),
+            nic_kernel: xdp.and_then(|s| s.kernel),
+            xdp_packets: xdp.map(|s| s.packets),
+            vxlan_outer: xdp.map(|_| self.vxlan.iter().filter_map(|v| v.outer_packets).sum()),
+            vxlan_inner: (!vxlan_devs.is_empty())
+                .then(|| vxlan_devs.iter().map(|s| s.packets).sum()),
+            softnet: self.softnet.clone(),
+            snmp: self
+                .snmp
+                .iter()
+                .map(|s| (s.netns.clone(), s.counters))
+                .collect(),
+        };
+        self.ledger = ledger::build(&input);
     }
 
     /// The stage row for `stage` on `iface`.

@@ -17,6 +17,35 @@ use crate::error::ProbeError;
 /// Directory where `ip netns add` bind-mounts named namespaces.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 
+/// The node's own network namespace (containers may run the probe elsewhere).
+const HOST_NETNS: &str = "/proc/1/ns/net";
+
+/// Names of the namespaces a person can refer to, by inode number: every
+/// entry of /run/netns (where CNI plugins and `ip netns` put pod namespaces)
+/// and `host`. A name under /run/netns wins over `host` for the same namespace.
+pub fn known_namespaces() -> std::collections::BTreeMap<u32, String> {
+    let mut out = std::collections::BTreeMap::new();
+    if let Ok(meta) = std::fs::metadata(HOST_NETNS) {
+        out.insert(
+            std::os::unix::fs::MetadataExt::ino(&meta) as u32,
+            "host".to_string(),
+        );
+    }
+    if let Ok(dir) = std::fs::read_dir(NETNS_RUN_DIR) {
+        for entry in dir.flatten() {
+            if let (Ok(meta), Some(name)) =
+                (std::fs::metadata(entry.path()), entry.file_name().to_str())
+            {
+                out.insert(
+                    std::os::unix::fs::MetadataExt::ino(&meta) as u32,
+                    name.to_string(),
+                );
+            }
+        }
+    }
+    out
+}
+
 /// A network namespace to work in: the current one, or a named one.
 #[derive(Debug)]
 pub struct Netns {
@@ -49,6 +78,37 @@ impl Netns {
             name: Some(name.into()),
             file: Some(file),
         })
+    }
+
+    /// The node's own namespace: that of PID 1, named `host`.
+    pub fn host() -> Result<Self, ProbeError> {
+        let file = File::open(HOST_NETNS).map_err(|e| ProbeError::NetnsNotFound {
+            name: "host".into(),
+            detail: format!("{HOST_NETNS}: {e}"),
+        })?;
+        Ok(Self {
+            name: Some("host".into()),
+            file: Some(file),
+        })
+    }
+
+    /// `host` or a name under /run/netns.
+    pub fn host_or_named(name: &str) -> Result<Self, ProbeError> {
+        if name == "host" {
+            Self::host()
+        } else {
+            Self::named(name)
+        }
+    }
+
+    /// The namespace's inode number: what `ip netns identify`, `lsns` and the
+    /// kernel's `net->ns.inum` call it.
+    pub fn inum(&self) -> io::Result<u32> {
+        let meta = match &self.file {
+            Some(f) => f.metadata()?,
+            None => std::fs::metadata(thread_netns_path())?,
+        };
+        Ok(std::os::unix::fs::MetadataExt::ino(&meta) as u32)
     }
 
     /// The name given with `--netns`, or None for the loader's own namespace.

@@ -131,10 +131,101 @@ pub fn human(r: &Report) -> String {
             bytes(t.bytes)
         );
     }
+    ledger(&mut o, r);
     for u in &r.unavailable {
         let _ = writeln!(o, "UNAVAILABLE {} on {}: {}", u.stage, u.iface, u.reason);
     }
     o
+}
+
+/// The drop ledger as a funnel: stages in path order, what entered, what was
+/// lost and why, then where (netns/device) and which flows.
+fn ledger(o: &mut String, r: &Report) {
+    let l = &r.ledger;
+    if l.ledger.is_empty() {
+        return;
+    }
+    let scope = if r.drop_scope.is_empty() {
+        "every netns".to_string()
+    } else {
+        r.drop_scope.join(", ")
+    };
+    let _ = writeln!(
+        o,
+        "LEDGER (drops in {scope})\n  {:<8} {:>10} {:>8} {:>7}  REASONS / KERNEL COUNTERS",
+        "STAGE", "IN", "DROPS", "%IN"
+    );
+    for row in &l.ledger {
+        let pct = match row.packets_in {
+            Some(n) if n > 0 => format!("{:.1}", row.drops as f64 * 100.0 / n as f64),
+            _ => "-".into(),
+        };
+        let mut notes: Vec<String> = row
+            .reasons
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        let kernel: Vec<String> = row
+            .kernel
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(name, n)| format!("{name}={n}"))
+            .collect();
+        if !kernel.is_empty() {
+            notes.push(format!("[kernel: {}]", kernel.join(" ")));
+        }
+        let _ = writeln!(
+            o,
+            "  {:<8} {:>10} {:>8} {:>7}  {}",
+            row.stage,
+            opt(row.packets_in),
+            row.drops,
+            pct,
+            notes.join(", ")
+        );
+    }
+    if let Some(v) = &l.vxlan_loss {
+        let _ = writeln!(
+            o,
+            "  vxlan: {} outer - {} inner = {} lost ({} explained by drop reasons, {} unexplained)",
+            v.outer_packets, v.inner_packets, v.lost, v.explained, v.unexplained
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  {}",
+        l.verdict.as_ref().map_or("no drops", |v| v.text.as_str())
+    );
+    for d in l.drops.iter().take(10) {
+        let _ = writeln!(
+            o,
+            "  DROP  {:<8} {:<24} netns {:<14} dev {:<12} {}",
+            d.stage,
+            d.reason,
+            d.netns.as_deref().unwrap_or("-"),
+            d.iface.as_deref().unwrap_or("-"),
+            d.count
+        );
+    }
+    for f in l.flows.iter().take(5) {
+        let _ = writeln!(
+            o,
+            "  FLOW  {} -> {}{}  {} {}  {}",
+            f.src,
+            f.dst,
+            if f.inner { " (inner)" } else { "" },
+            f.stage,
+            f.reason,
+            f.count
+        );
+    }
+    if l.drops_out_of_scope > 0 {
+        let _ = writeln!(
+            o,
+            "  ({} drops outside the scope not counted)",
+            l.drops_out_of_scope
+        );
+    }
 }
 
 #[cfg(test)]

@@ -15,9 +15,11 @@ use probe_common::{DEFAULT_VXLAN_PORTS, MAX_VNIS, MAX_VXLAN_PORTS};
 
 use crate::{
     caps,
+    drops::{self, DropHook},
     error::ProbeError,
+    ledger::Names,
     model::{DevInfo, NicInfo, Report, ReportKind, Sample, Topology},
-    netns::Netns,
+    netns::{self, Netns},
     probes::{self, NicConfig, NicHook, Unavailable, VxlanHook, XdpModeArg},
     render, route,
     rtnl::{Link, RtnlSocket},
@@ -70,6 +72,10 @@ pub struct WatchArgs {
     /// XDP attach mode at the NIC
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
     pub xdp_mode: XdpModeArg,
+    /// Count drops only in this network namespace (a name under /run/netns, or
+    /// `host`); repeatable, at most 16 [default: every namespace of the node]
+    #[arg(long = "drop-netns", value_name = "NAME")]
+    pub drop_netns: Vec<String>,
 }
 
 /// What got attached. Dropping it detaches everything.
@@ -78,6 +84,10 @@ struct Attached {
     rtnl: RtnlSocket,
     nic: Option<NicHook>,
     devs: Vec<VxlanHook>,
+    drops: Option<DropHook>,
+    /// Where /proc/net/snmp is read: the --drop-netns namespaces, else the watched one.
+    snmp_netns: Vec<Netns>,
+    names: Names,
     topology: Topology,
     started: Instant,
 }
@@ -253,9 +263,24 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
     }
     vnis.truncate(MAX_VNIS);
 
+    // --drop-netns: resolved before anything is attached (bad names exit 2).
+    let scope: Vec<Netns> = args
+        .drop_netns
+        .iter()
+        .map(|n| Netns::host_or_named(n))
+        .collect::<Result<_, _>>()?;
+    let scope_inums: Vec<u32> = scope
+        .iter()
+        .map(|n| {
+            n.inum().map_err(|e| {
+                ProbeError::Runtime(format!("cannot identify netns {}: {e}", n.label()))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+
     let mut unavailable = Vec::new();
     let cfg = NicConfig {
-        vxlan_ports: ports,
+        vxlan_ports: ports.clone(),
         vnis,
         mode: args.xdp_mode,
     };
@@ -281,7 +306,18 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
             }),
         }
     }
-    if nic_hook.is_none() && dev_hooks.is_empty() {
+    let drop_hook = match drops::attach_drops(&scope_inums, &ports) {
+        Ok(hook) => Some(hook),
+        Err(reason) => {
+            unavailable.push(Unavailable {
+                stage: "drops",
+                iface: "*".into(),
+                reason,
+            });
+            None
+        }
+    };
+    if nic_hook.is_none() && dev_hooks.is_empty() && drop_hook.is_none() {
         let reasons: Vec<_> = unavailable
             .iter()
             .map(|u| format!("{} on {}: {}", u.stage, u.iface, u.reason))
@@ -300,11 +336,14 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
             hook.set_mode_from(link);
         }
     }
-    for u in &unavailable {
+    for u in unavailable.iter_mut() {
+        // The whole reason (a verifier log can be long) goes to stderr once;
+        // reports carry its first line.
         eprintln!(
             "probe: stage {} on {} unavailable: {}",
             u.stage, u.iface, u.reason
         );
+        u.reason = first_line(&u.reason);
     }
     let topology = Topology {
         netns: netns.label(),
@@ -322,12 +361,25 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
             })
             .collect(),
         unavailable,
+        reasons: drop_hook.as_ref().map(|h| h.reasons.clone()),
+        drop_scope: args.drop_netns.clone(),
+    };
+    let snmp_netns = if scope.is_empty() {
+        vec![match netns.name() {
+            Some(name) => Netns::named(name)?,
+            None => Netns::current(),
+        }]
+    } else {
+        scope
     };
     let attached = Attached {
         netns,
         rtnl,
         nic: nic_hook,
         devs: dev_hooks,
+        drops: drop_hook,
+        snmp_netns,
+        names: Names::default(),
         topology,
         started: Instant::now(),
     };
@@ -342,6 +394,14 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
     Ok(attached)
 }
 
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("");
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
 fn describe_hooks(t: &Topology) -> String {
     let mut parts = Vec::new();
     if let Some(n) = &t.nic {
@@ -349,6 +409,13 @@ fn describe_hooks(t: &Topology) -> String {
     }
     for d in &t.vxlan_devs {
         parts.push(format!("tcx ingress+egress on {}", d.iface));
+    }
+    if t.reasons.is_some() {
+        parts.push(if t.drop_scope.is_empty() {
+            "tp_btf/kfree_skb (drops in every netns)".to_string()
+        } else {
+            format!("tp_btf/kfree_skb (drops in {})", t.drop_scope.join(", "))
+        });
     }
     parts.join(", ")
 }
@@ -376,6 +443,26 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
         .map(|h| h.read())
         .collect::<Result<Vec<_>, _>>()
         .map_err(ProbeError::Runtime)?;
+    let drops = a
+        .drops
+        .as_ref()
+        .map(|h| h.read())
+        .transpose()
+        .map_err(ProbeError::Runtime)?;
+    if let Some(d) = &drops {
+        refresh_names(&mut a.names, d);
+    }
+    // Node-wide and per-netns kernel counters; unreadable ones are left out
+    // of the cross-check rather than ending the run.
+    let softnet = crate::procfs::read_softnet().unwrap_or_default();
+    let snmp = a
+        .snmp_netns
+        .iter()
+        .filter_map(|n| {
+            let s = n.run(crate::procfs::read_snmp).ok()?.ok()?;
+            Some((n.label(), s))
+        })
+        .collect();
     Ok(Sample {
         wall: Some(SystemTime::now()),
         uptime_s: a.started.elapsed().as_secs_f64(),
@@ -383,7 +470,44 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
         nic_kernel: a.nic.as_ref().and_then(|h| stats(h.ifindex)),
         devs,
         devs_kernel: a.devs.iter().map(|h| stats(h.ifindex)).collect(),
+        drops,
+        softnet,
+        snmp,
+        names: a.names.clone(),
     })
+}
+
+/// Names the namespaces and devices that drops were seen in. Interface names
+/// are listed once per namespace and again only when an unknown one appears.
+fn refresh_names(names: &mut Names, drops: &crate::drops::DropCounts) {
+    let seen = drops
+        .keyed
+        .keys()
+        .map(|k| (k.netns, k.ifindex))
+        .chain(drops.flows.keys().map(|k| (k.netns, 0)));
+    let missing_netns = seen
+        .clone()
+        .any(|(n, _)| n != 0 && !names.netns.contains_key(&n));
+    if missing_netns || names.netns.is_empty() {
+        names.netns = netns::known_namespaces();
+    }
+    let mut listed = std::collections::BTreeSet::new();
+    for (inum, ifindex) in seen {
+        if ifindex == 0 || names.ifaces.contains_key(&(inum, ifindex)) || !listed.insert(inum) {
+            continue;
+        }
+        let Some(name) = names.netns.get(&inum) else {
+            continue;
+        };
+        let Ok(ns) = Netns::host_or_named(name) else {
+            continue;
+        };
+        if let Ok(Ok(links)) = ns.run(|| RtnlSocket::open().and_then(|mut s| s.links())) {
+            for l in links {
+                names.ifaces.insert((inum, l.ifindex), l.name);
+            }
+        }
+    }
 }
 
 /// Prints one report. Ok(false) when the reader has gone (`probe watch | head`):

@@ -18,6 +18,7 @@ fn topo() -> Topology {
             vni: Some(1),
         }],
         unavailable: vec![],
+        ..Default::default()
     }
 }
 
@@ -57,6 +58,7 @@ fn sample(uptime_s: f64, cpu: usize, vxlan: u64, ipv4: u64, inner: u64, kernel_r
             rx_packets: inner,
             ..Default::default()
         })],
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,173 @@
+//! The drop probe (`skb:kfree_skb` via tp_btf): what it counts and how.
+//!
+//! It runs only when the kernel drops an skb, never for delivered packets.
+//! Still no hash maps: each map has one per-CPU entry holding fixed tables.
+//! Keyed tables are direct-mapped (slot = a hash of the key, a few probes);
+//! the per-reason totals next to them are exact whatever happens to the keys.
+
+use core::mem::size_of;
+
+/// One entry: [`DropTable`].
+pub const MAP_DROPS: &str = "DROPS";
+/// One entry: [`FlowTable`].
+pub const MAP_DROP_FLOWS: &str = "DROP_FLOWS";
+pub const PROG_SKB_DROP: &str = "skb_drop";
+/// The tp_btf attach point (the `skb:kfree_skb` tracepoint).
+pub const DROP_TRACEPOINT: &str = "kfree_skb";
+
+pub const GLOBAL_DROP_OFFSETS: &str = "DROP_OFFSETS";
+pub const GLOBAL_SCOPE_NETNS: &str = "SCOPE_NETNS";
+pub const GLOBAL_SCOPE_COUNT: &str = "SCOPE_COUNT";
+
+/// Core drop reasons (subsystem 0) below this get their own slot.
+pub const CORE_REASON_SLOTS: u32 = 240;
+/// Slots of [`DropTable::by_reason`]: core reasons, then one per subsystem
+/// (reason >> 16, from Linux 6.4 the high 16 bits name a subsystem).
+pub const REASON_SLOTS: usize = 256;
+/// Keyed (netns, ifindex, reason) slots; a power of two.
+pub const DROP_SLOTS: usize = 512;
+/// Keyed flow slots; a power of two.
+pub const FLOW_SLOTS: usize = 256;
+/// Slots tried after the home slot before a key is given up on.
+pub const PROBES: usize = 4;
+/// At most this many network namespaces in `--drop-netns`.
+pub const MAX_SCOPE_NETNS: usize = 16;
+
+/// sk_buff / net_device / net layout of the running kernel, from its BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropOffsets {
+    pub skb_dev: u32,
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub dev_ifindex: u32,
+    pub dev_nd_net: u32,
+    /// `net.ns` + `ns_common.inum`.
+    pub net_inum: u32,
+}
+
+/// Where a drop happened: the netns inode number and ifindex of skb->dev
+/// (0 and 0 when the skb had no device), and the raw drop reason.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DropKey {
+    pub netns: u32,
+    pub ifindex: u32,
+    pub reason: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropSlot {
+    pub key: DropKey,
+    /// 0: the slot is free.
+    pub count: u64,
+}
+
+/// One CPU's drop counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropTable {
+    /// Exact drops per reason slot ([`reason_slot`]), in scope only.
+    pub by_reason: [u64; REASON_SLOTS],
+    /// Drops per (netns, ifindex, reason). A key whose home slot and the next
+    /// [`PROBES`] are taken by others is counted in `by_reason` only.
+    pub slots: [DropSlot; DROP_SLOTS],
+    /// Drops in namespaces outside `--drop-netns` (not counted above).
+    pub out_of_scope: u64,
+}
+
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// A dropped IPv4/IPv6 packet's addresses (IPv4 in the first 4 bytes). For a
+/// VXLAN packet dropped before decapsulation, the inner addresses.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowKey {
+    pub netns: u32,
+    pub reason: u32,
+    pub family: u8,
+    /// 1 when the addresses are the inner ones of a VXLAN packet.
+    pub inner: u8,
+    pub _pad: [u8; 6],
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSlot {
+    pub key: FlowKey,
+    pub count: u64,
+}
+
+/// One CPU's flows with drops.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowTable {
+    pub slots: [FlowSlot; FLOW_SLOTS],
+    /// In-scope drops of IP packets whose flow found no slot.
+    pub unslotted: u64,
+}
+
+// The per-CPU value size limit is 32 KiB (PCPU_MIN_UNIT_SIZE).
+const _: () = assert!(size_of::<DropTable>() == 8 * REASON_SLOTS + 24 * DROP_SLOTS + 8);
+const _: () = assert!(size_of::<DropTable>() <= 32 * 1024);
+const _: () = assert!(size_of::<FlowKey>() == 48);
+const _: () = assert!(size_of::<FlowTable>() <= 32 * 1024);
+const _: () = assert!(DROP_SLOTS.is_power_of_two() && FLOW_SLOTS.is_power_of_two());
+
+/// Slot of a raw drop reason in [`DropTable::by_reason`].
+#[inline(always)]
+pub const fn reason_slot(reason: u32) -> usize {
+    let subsys = reason >> 16;
+    if subsys == 0 && reason < CORE_REASON_SLOTS {
+        reason as usize
+    } else {
+        let s = CORE_REASON_SLOTS as usize + subsys as usize;
+        if s < REASON_SLOTS {
+            s
+        } else {
+            REASON_SLOTS - 1
+        }
+    }
+}
+
+/// Multiplicative hash of up to three words (Knuth's constant).
+#[inline(always)]
+pub const fn mix(a: u32, b: u32, c: u32) -> u32 {
+    let h = a.wrapping_mul(0x9e37_79b1) ^ b.wrapping_mul(0x85eb_ca6b) ^ c.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 15)
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: #[repr(C)] structs of integers and byte arrays with explicit
+    // padding fields: every bit pattern is valid.
+    unsafe impl aya::Pod for super::DropOffsets {}
+    unsafe impl aya::Pod for super::DropTable {}
+    unsafe impl aya::Pod for super::FlowTable {}
+}
+
+#[cfg(feature = "user")]
+impl Default for DropTable {
+    fn default() -> Self {
+        Self {
+            by_reason: [0; REASON_SLOTS],
+            slots: [DropSlot::default(); DROP_SLOTS],
+            out_of_scope: 0,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+impl Default for FlowTable {
+    fn default() -> Self {
+        Self {
+            slots: [FlowSlot::default(); FLOW_SLOTS],
+            unslotted: 0,
+        }
+    }
+}

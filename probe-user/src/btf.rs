@@ -1,0 +1,222 @@
+//! A small reader of the kernel's BTF (/sys/kernel/btf/vmlinux): struct
+//! member offsets and enum values. Rust/aya has no CO-RE field relocation, so
+//! the drop probe gets its sk_buff/net_device/net offsets from here, at load
+//! time, for the kernel it runs on. Format: linux/Documentation/bpf/btf.rst.
+
+use std::collections::HashMap;
+
+const MAGIC: u16 = 0xeb9f;
+
+const KIND_INT: u32 = 1;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_ENUM64: u32 = 19;
+
+#[derive(Clone, Debug)]
+struct Member {
+    name: String,
+    type_id: u32,
+    /// Offset in bits from the start of the enclosing struct/union.
+    bit_offset: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Type {
+    /// STRUCT or UNION.
+    Composite {
+        name: String,
+        members: Vec<Member>,
+    },
+    Enum {
+        name: String,
+        values: Vec<(String, i64)>,
+    },
+    Other,
+}
+
+/// The parsed type section. Type id N is `types[N]` (id 0 is `void`).
+#[derive(Debug)]
+pub struct Btf {
+    types: Vec<Type>,
+    by_name: HashMap<String, Vec<u32>>,
+}
+
+fn u32_at(b: &[u8], off: usize) -> Result<u32, String> {
+    b.get(off..off + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or_else(|| format!("BTF truncated at byte {off}"))
+}
+
+fn str_at(strings: &[u8], off: u32) -> Result<String, String> {
+    let s = strings
+        .get(off as usize..)
+        .ok_or_else(|| format!("BTF string offset {off} out of range"))?;
+    let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+    Ok(String::from_utf8_lossy(&s[..end]).into_owned())
+}
+
+impl Btf {
+    /// The running kernel's BTF.
+    pub fn from_kernel() -> Result<Btf, String> {
+        let path = "/sys/kernel/btf/vmlinux";
+        let data = std::fs::read(path).map_err(|e| {
+            format!("cannot read {path} ({e}): the kernel needs CONFIG_DEBUG_INFO_BTF")
+        })?;
+        Btf::parse(&data)
+    }
+
+    /// Parses little-endian BTF (x86-64, arm64).
+    pub fn parse(data: &[u8]) -> Result<Btf, String> {
+        let magic = data
+            .get(..2)
+            .map(|m| u16::from_le_bytes([m[0], m[1]]))
+            .ok_or("BTF shorter than its header")?;
+        if magic != MAGIC {
+            return Err(format!("not little-endian BTF (magic {magic:#x})"));
+        }
+        let hdr_len = u32_at(data, 4)? as usize;
+        let (type_off, type_len) = (u32_at(data, 8)? as usize, u32_at(data, 12)? as usize);
+        let (str_off, str_len) = (u32_at(data, 16)? as usize, u32_at(data, 20)? as usize);
+        let section = |off: usize, len: usize| {
+            data.get(hdr_len + off..hdr_len + off + len)
+                .ok_or_else(|| "BTF section out of range".to_string())
+        };
+        let (tsec, strings) = (section(type_off, type_len)?, section(str_off, str_len)?);
+
+        let mut types = vec![Type::Other]; // id 0: void
+        let mut pos = 0;
+        while pos < tsec.len() {
+            let name = str_at(strings, u32_at(tsec, pos)?)?;
+            let info = u32_at(tsec, pos + 4)?;
+            let (vlen, kind, kind_flag) = (
+                (info & 0xffff) as usize,
+                (info >> 24) & 0x1f,
+                info >> 31 == 1,
+            );
+            pos += 12;
+            let ty = match kind {
+                KIND_STRUCT | KIND_UNION => {
+                    let mut members = Vec::with_capacity(vlen);
+                    for i in 0..vlen {
+                        let m = pos + i * 12;
+                        let offset = u32_at(tsec, m + 8)?;
+                        members.push(Member {
+                            name: str_at(strings, u32_at(tsec, m)?)?,
+                            type_id: u32_at(tsec, m + 4)?,
+                            // With kind_flag the top 8 bits are a bitfield size.
+                            bit_offset: if kind_flag {
+                                offset & 0xff_ffff
+                            } else {
+                                offset
+                            },
+                        });
+                    }
+                    pos += vlen * 12;
+                    Type::Composite { name, members }
+                }
+                KIND_ENUM | KIND_ENUM64 => {
+                    let size = if kind == KIND_ENUM { 8 } else { 12 };
+                    let mut values = Vec::with_capacity(vlen);
+                    for i in 0..vlen {
+                        let v = pos + i * size;
+                        let lo = u32_at(tsec, v + 4)?;
+                        let value = if kind == KIND_ENUM {
+                            lo as i32 as i64
+                        } else {
+                            ((u32_at(tsec, v + 8)? as i64) << 32) | lo as i64
+                        };
+                        values.push((str_at(strings, u32_at(tsec, v)?)?, value));
+                    }
+                    pos += vlen * size;
+                    Type::Enum { name, values }
+                }
+                _ => {
+                    pos += match kind {
+                        KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+                        KIND_ARRAY => 12,
+                        KIND_FUNC_PROTO => vlen * 8,
+                        KIND_DATASEC => vlen * 12,
+                        0 | 20.. => return Err(format!("unknown BTF kind {kind}")),
+                        _ => 0, // PTR, FWD, TYPEDEF, modifiers, FUNC, FLOAT, TYPE_TAG
+                    };
+                    Type::Other
+                }
+            };
+            types.push(ty);
+        }
+        let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
+        for (id, t) in types.iter().enumerate() {
+            if let Type::Composite { name, .. } | Type::Enum { name, .. } = t {
+                if !name.is_empty() {
+                    by_name.entry(name.clone()).or_default().push(id as u32);
+                }
+            }
+        }
+        Ok(Btf { types, by_name })
+    }
+
+    fn composite(&self, name: &str) -> Result<&[Member], String> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .find_map(|id| match &self.types[*id as usize] {
+                // A FWD declaration has no members; the definition does.
+                Type::Composite { members, .. } if !members.is_empty() => Some(members.as_slice()),
+                _ => None,
+            })
+            .ok_or_else(|| format!("struct {name} not in the kernel's BTF"))
+    }
+
+    /// Byte offset of `member` in struct/union `ty`, looking through anonymous
+    /// structs and unions (sk_buff keeps `dev` and `network_header` in them).
+    pub fn member_offset(&self, ty: &str, member: &str) -> Result<u32, String> {
+        let members = self.composite(ty)?;
+        let bits = self
+            .find_member(members, member, 0)
+            .ok_or_else(|| format!("{ty}.{member} not in the kernel's BTF"))?;
+        if bits % 8 != 0 {
+            return Err(format!("{ty}.{member} is a bitfield"));
+        }
+        Ok(bits / 8)
+    }
+
+    fn find_member(&self, members: &[Member], name: &str, base: u32) -> Option<u32> {
+        for m in members {
+            if m.name == name {
+                return Some(base + m.bit_offset);
+            }
+        }
+        for m in members.iter().filter(|m| m.name.is_empty()) {
+            if let Some(Type::Composite { members: inner, .. }) = self.types.get(m.type_id as usize)
+            {
+                if let Some(off) = self.find_member(inner, name, base + m.bit_offset) {
+                    return Some(off);
+                }
+            }
+        }
+        None
+    }
+
+    /// The values of enum `name`, in declaration order.
+    pub fn enum_values(&self, name: &str) -> Result<Vec<(String, i64)>, String> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .find_map(|id| match &self.types[*id as usize] {
+                Type::Enum { values, .. } => Some(values.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| format!("enum {name} not in the kernel's BTF"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+use super::*;
+
+/// Encodes a BTF blob: `types` are (name, info, size_or_type, trailing words).
+fn blob(types: &[(&str, u32, u32, Vec<u32>)], extra_strings: &[&str]) -> Vec<u8> {
+    let mut strings = vec![0u8];
+    let mut offsets = HashMap::new();
+    let mut add = |s: &str, strings: &mut Vec<u8>| -> u32 {
+        if s.is_empty() {
+            return 0;
+        }
+        *offsets.entry(s.to_string()).or_insert_with(|| {
+            let off = strings.len() as u32;
+            strings.extend_from_slice(s.as_bytes());
+            strings.push(0);
+            off
+        })
+    };
+    for s in extra_strings {
+        add(s, &mut strings);
+    }
+    let mut tsec = Vec::new();
+    for (name, info, size, words) in types {
+        for w in [add(name, &mut strings), *info, *size].iter().chain(words) {
+            tsec.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&MAGIC.to_le_bytes());
+    out.extend_from_slice(&[1, 0]);
+    for w in [
+        24u32,
+        0,
+        tsec.len() as u32,
+        tsec.len() as u32,
+        strings.len() as u32,
+    ] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out.extend_from_slice(&tsec);
+    out.extend_from_slice(&strings);
+    out
+}
+
+fn info(kind: u32, vlen: u32) -> u32 {
+    kind << 24 | vlen
+}
+
+#[test]
+fn members_through_anonymous_unions_and_enums() {
+    // Strings referenced by member/enum entries are added first so their
+    // offsets are known: "a"=1, "dev"=3, "net"=7, "R_A"=11, "R_B"=15.
+    let strs = ["a", "dev", "net", "R_A", "R_B"];
+    let types = vec![
+        // 1: int
+        ("int", info(KIND_INT, 0), 4, vec![32]),
+        // 2: anonymous union { int dev @ 0 }
+        ("", info(KIND_UNION, 1), 8, vec![3, 1, 0]),
+        // 3: struct sk { int a @ 0; union (2) @ 64 bits; int net @ 128 bits }
+        (
+            "sk",
+            info(KIND_STRUCT, 3),
+            24,
+            vec![1, 1, 0, 0, 2, 64, 7, 1, 128],
+        ),
+        // 4: enum reasons { R_A = 0, R_B = -2 }
+        (
+            "reasons",
+            info(KIND_ENUM, 2),
+            4,
+            vec![11, 0, 15, (-2i32) as u32],
+        ),
+        // 5: enum64 big { R_A = 1 << 40 }
+        ("big", info(KIND_ENUM64, 1), 8, vec![11, 0, 1 << 8]),
+        // 6: func_proto with 2 params, then a struct after it still parses
+        ("", info(KIND_FUNC_PROTO, 2), 0, vec![0, 1, 0, 1]),
+        ("after", info(KIND_STRUCT, 1), 4, vec![1, 1, 0]),
+    ];
+    let btf = Btf::parse(&blob(&types, &strs)).unwrap();
+    assert_eq!(btf.member_offset("sk", "a"), Ok(0));
+    assert_eq!(btf.member_offset("sk", "dev"), Ok(8));
+    assert_eq!(btf.member_offset("sk", "net"), Ok(16));
+    assert_eq!(btf.member_offset("after", "a"), Ok(0));
+    assert!(btf
+        .member_offset("sk", "nope")
+        .unwrap_err()
+        .contains("sk.nope"));
+    assert!(btf.member_offset("nope", "a").is_err());
+    assert_eq!(
+        btf.enum_values("reasons").unwrap(),
+        vec![("R_A".into(), 0), ("R_B".into(), -2)]
+    );
+    assert_eq!(
+        btf.enum_values("big").unwrap(),
+        vec![("R_A".into(), 1 << 40)]
+    );
+}
+
+#[test]
+fn rejects_garbage() {
+    assert!(Btf::parse(&[]).is_err());
+    assert!(Btf::parse(&[0x9f, 0xeb, 1, 0, 24, 0]).is_err());
+    let mut b = blob(&[("int", info(KIND_INT, 0), 4, vec![32])], &[]);
+    b[0] = 0;
+    assert!(Btf::parse(&b).is_err());
+    let unknown = blob(&[("x", info(25, 0), 4, vec![])], &[]);
+    assert!(Btf::parse(&unknown).unwrap_err().contains("kind"));
+}
+
+/// The running kernel's BTF has what the drop probe needs.
+#[test]
+fn running_kernel_has_the_drop_probe_fields() {
+    let btf = Btf::from_kernel().expect("this project requires a kernel with BTF");
+    for (ty, member) in [
+        ("sk_buff", "dev"),
+        ("sk_buff", "head"),
+        ("sk_buff", "network_header"),
+        ("net_device", "ifindex"),
+        ("net_device", "nd_net"),
+        ("net", "ns"),
+        ("ns_common", "inum"),
+    ] {
+        btf.member_offset(ty, member)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let reasons = btf.enum_values("skb_drop_reason").unwrap();
+    assert!(reasons
+        .iter()
+        .any(|(n, _)| n == "SKB_DROP_REASON_NO_SOCKET"));
+}

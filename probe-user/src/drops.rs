@@ -1,0 +1,300 @@
+//! The drop probe: loading it with the running kernel's offsets, reading its
+//! tables, naming drop reasons, and mapping each reason to a receive-path stage.
+
+use std::collections::BTreeMap;
+
+use aya::{programs::BtfTracePoint, Ebpf, EbpfLoader};
+use probe_common::{
+    drops::{
+        DropKey, DropOffsets, DropTable, FlowKey, FlowTable, CORE_REASON_SLOTS, DROP_TRACEPOINT,
+        GLOBAL_DROP_OFFSETS, GLOBAL_SCOPE_COUNT, GLOBAL_SCOPE_NETNS, MAP_DROPS, MAP_DROP_FLOWS,
+        MAX_SCOPE_NETNS, PROG_SKB_DROP, REASON_SLOTS,
+    },
+    GLOBAL_VXLAN_PORTS, MAX_VXLAN_PORTS,
+};
+
+use crate::{btf::Btf, probes::read_per_cpu, EBPF_OBJECT};
+
+/// Receive-path stages, in path order.
+pub const STAGES: [&str; 8] = [
+    "nic", "xdp", "backlog", "ip", "vxlan", "bridge", "socket", "other",
+];
+
+/// Stage of a drop reason (name without the `SKB_DROP_REASON_` prefix).
+/// Rules are exact names, or prefixes ending in `*`. Names of every kernel
+/// from 5.17 (when reasons appeared) to 6.18 are covered; the tests check that
+/// every reason of the running kernel matches a rule. Unknown names are `other`.
+const STAGE_RULES: &[(&str, &str)] = &[
+    // Generic XDP (XDP_DROP/ABORTED in skb mode) and the NIC ring.
+    ("XDP", "xdp"),
+    ("FULL_RING", "nic"),
+    // enqueue_to_backlog: per-CPU backlog full (netdev_max_backlog), RPS.
+    ("CPU_BACKLOG", "backlog"),
+    // VXLAN decapsulation and the overlay device.
+    ("VXLAN_*", "vxlan"),
+    ("MAC_INVALID_SOURCE", "vxlan"),
+    ("IP_TUNNEL_ECN", "vxlan"),
+    ("LOCAL_MAC", "vxlan"),
+    ("NO_TX_TARGET", "vxlan"),
+    ("TUNNEL_TXINFO", "vxlan"),
+    // The bridge and the veth into the pod.
+    ("BRIDGE_*", "bridge"),
+    ("DEV_READY", "bridge"),
+    ("MAC_IEEE_MAC_CONTROL", "bridge"),
+    ("ARP_PVLAN_DISABLE", "bridge"),
+    ("VLAN_*", "bridge"),
+    // IP input, routing, netfilter/conntrack, fragments, IPv6.
+    ("NETFILTER_DROP", "ip"),
+    ("OTHERHOST", "ip"),
+    ("IP_OUTNOROUTES", "other"),
+    ("IP_*", "ip"),
+    ("IPV6*", "ip"),
+    ("PKT_TOO_SMALL", "ip"),
+    ("PKT_TOO_BIG", "ip"),
+    ("UNICAST_IN_L2_MULTICAST", "ip"),
+    ("XFRM_POLICY", "ip"),
+    ("INVALID_PROTO", "ip"),
+    ("UNHANDLED_PROTO", "ip"),
+    ("ICMP_CSUM", "ip"),
+    ("DUP_FRAG", "ip"),
+    ("FRAG_*", "ip"),
+    ("HDR_TRUNC", "ip"),
+    ("SECURITY_HOOK", "ip"),
+    ("PSP_INPUT", "ip"),
+    ("OPENVSWITCH*", "ip"),
+    // Sockets: lookup, filters, buffers, TCP/UDP state.
+    ("NO_SOCKET", "socket"),
+    ("SOCKET_*", "socket"),
+    ("TCP_*", "socket"),
+    ("UDP_*", "socket"),
+    ("UNIX_*", "socket"),
+    ("PROTO_MEM", "socket"),
+    ("SKB_CSUM", "socket"),
+    ("SKB_UCOPY_FAULT", "socket"),
+    ("PACKET_SOCK_ERROR", "socket"),
+    // Not on the receive path, or not tied to one stage.
+    ("NOT_SPECIFIED", "other"),
+    ("NOMEM", "other"),
+    ("PFMEMALLOC", "other"),
+    ("DEV_HDR", "other"),
+    ("QUEUE_PURGE", "other"),
+    ("RECURSION_LIMIT", "other"),
+    ("SKB_GSO_SEG", "other"),
+    ("SKB_TRIM", "other"),
+    ("TC_*", "other"),
+    ("QDISC_*", "other"),
+    ("CAKE_FLOOD", "other"),
+    ("FQ_*", "other"),
+    ("DUALPI2_*", "other"),
+    ("NEIGH_*", "other"),
+    ("BPF_CGROUP_EGRESS", "other"),
+    ("TAP_FILTER", "other"),
+    ("TAP_TXFILTER", "other"),
+    ("PSP_OUTPUT", "other"),
+    ("CAN_*", "other"),
+    ("CANFD_*", "other"),
+    ("CANXL_*", "other"),
+    ("MAC80211*", "other"),
+    ("SUBSYS_*", "other"),
+];
+
+fn rule_matches(rule: &str, name: &str) -> bool {
+    match rule.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == rule,
+    }
+}
+
+/// The stage of a reason name, and whether a rule matched (false: `other` by default).
+pub fn stage_of(reason: &str) -> (&'static str, bool) {
+    STAGE_RULES
+        .iter()
+        .find(|(rule, _)| rule_matches(rule, reason))
+        .map_or(("other", false), |(_, stage)| (stage, true))
+}
+
+/// Drop reason names of the running kernel, from the BTF enums.
+#[derive(Clone, Debug, Default)]
+pub struct ReasonNames {
+    /// Core reasons by value, without the `SKB_DROP_REASON_` prefix.
+    core: BTreeMap<u32, String>,
+    /// Subsystems by id (1 = MAC80211_UNUSABLE, ...).
+    subsystems: BTreeMap<u32, String>,
+}
+
+impl ReasonNames {
+    pub fn from_btf(btf: &Btf) -> Result<ReasonNames, String> {
+        let mut names = ReasonNames::default();
+        for (name, value) in btf.enum_values("skb_drop_reason")? {
+            // SKB_NOT_DROPPED_YET and SKB_CONSUMED are not drops; the _MAX and
+            // _SUBSYS_MASK entries are not reasons.
+            let Some(short) = name.strip_prefix("SKB_DROP_REASON_") else {
+                continue;
+            };
+            if short == "MAX" || short == "SUBSYS_MASK" || !(0..1 << 16).contains(&value) {
+                continue;
+            }
+            names.core.insert(value as u32, short.to_string());
+        }
+        // Absent before Linux 6.4: no subsystems then.
+        if let Ok(subsystems) = btf.enum_values("skb_drop_reason_subsys") {
+            for (name, value) in subsystems {
+                let short = name.trim_start_matches("SKB_DROP_REASON_SUBSYS_");
+                if value > 0 && short != "NUM" {
+                    names.subsystems.insert(value as u32, short.to_string());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    #[cfg(test)]
+    pub fn from_lists(core: &[(u32, &str)], subsystems: &[(u32, &str)]) -> ReasonNames {
+        ReasonNames {
+            core: core.iter().map(|(v, n)| (*v, n.to_string())).collect(),
+            subsystems: subsystems
+                .iter()
+                .map(|(v, n)| (*v, n.to_string()))
+                .collect(),
+        }
+    }
+
+    /// Every core reason name of this kernel.
+    pub fn core_names(&self) -> impl Iterator<Item = &str> {
+        self.core.values().map(String::as_str)
+    }
+
+    /// Name of a raw reason value as the tracepoint reports it.
+    pub fn name(&self, reason: u32) -> String {
+        let subsys = reason >> 16;
+        if subsys == 0 {
+            return self
+                .core
+                .get(&reason)
+                .cloned()
+                .unwrap_or_else(|| format!("REASON_{reason}"));
+        }
+        match self.subsystems.get(&subsys) {
+            Some(s) => format!("{s}_{}", reason & 0xffff),
+            None => format!("SUBSYS_{subsys}_{}", reason & 0xffff),
+        }
+    }
+
+    /// Name of a slot of `DropTable::by_reason`.
+    pub fn slot_name(&self, slot: usize) -> String {
+        if (slot as u32) < CORE_REASON_SLOTS {
+            self.name(slot as u32)
+        } else {
+            let subsys = slot as u32 - CORE_REASON_SLOTS;
+            match self.subsystems.get(&subsys) {
+                Some(s) => s.clone(),
+                None => format!("SUBSYS_{subsys}"),
+            }
+        }
+    }
+}
+
+/// Offsets the probe needs, from the running kernel's BTF.
+pub fn offsets(btf: &Btf) -> Result<DropOffsets, String> {
+    Ok(DropOffsets {
+        skb_dev: btf.member_offset("sk_buff", "dev")?,
+        skb_head: btf.member_offset("sk_buff", "head")?,
+        skb_network_header: btf.member_offset("sk_buff", "network_header")?,
+        dev_ifindex: btf.member_offset("net_device", "ifindex")?,
+        // nd_net is a possible_net_t: a typedef of an anonymous struct whose
+        // only member, with CONFIG_NET_NS, is `struct net *net`, at offset 0.
+        dev_nd_net: btf.member_offset("net_device", "nd_net")?,
+        net_inum: btf.member_offset("net", "ns")? + btf.member_offset("ns_common", "inum")?,
+    })
+}
+
+/// Cumulative drop counters, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DropCounts {
+    /// Indexed by reason slot.
+    pub by_reason: Vec<u64>,
+    pub keyed: BTreeMap<DropKey, u64>,
+    pub flows: BTreeMap<FlowKey, u64>,
+    pub out_of_scope: u64,
+    pub flows_unslotted: u64,
+}
+
+impl DropCounts {
+    pub fn from_tables(drops: &[DropTable], flows: &[FlowTable]) -> DropCounts {
+        let mut c = DropCounts {
+            by_reason: vec![0; REASON_SLOTS],
+            ..Default::default()
+        };
+        for t in drops {
+            for (sum, n) in c.by_reason.iter_mut().zip(t.by_reason) {
+                *sum += n;
+            }
+            for s in t.slots.iter().filter(|s| s.count > 0) {
+                *c.keyed.entry(s.key).or_default() += s.count;
+            }
+            c.out_of_scope += t.out_of_scope;
+        }
+        for t in flows {
+            for s in t.slots.iter().filter(|s| s.count > 0) {
+                *c.flows.entry(s.key).or_default() += s.count;
+            }
+            c.flows_unslotted += t.unslotted;
+        }
+        c
+    }
+}
+
+/// The attached drop probe. Dropping it detaches it.
+pub struct DropHook {
+    pub reasons: ReasonNames,
+    ebpf: Ebpf,
+}
+
+/// Loads the drop probe and attaches it to `skb:kfree_skb`. `scope`: network
+/// namespace inode numbers whose drops count (empty: every namespace).
+pub fn attach_drops(scope: &[u32], vxlan_ports: &[u16]) -> Result<DropHook, String> {
+    let btf = Btf::from_kernel()?;
+    let reasons = ReasonNames::from_btf(&btf)?;
+    let offsets = offsets(&btf)?;
+    if scope.len() > MAX_SCOPE_NETNS {
+        return Err(format!(
+            "at most {MAX_SCOPE_NETNS} namespaces can be given to --drop-netns"
+        ));
+    }
+    let mut netns = [0u32; MAX_SCOPE_NETNS];
+    netns[..scope.len()].copy_from_slice(scope);
+    let count = scope.len() as u32;
+    let mut ports = [0u16; MAX_VXLAN_PORTS];
+    for (slot, port) in ports.iter_mut().zip(vxlan_ports) {
+        *slot = *port;
+    }
+    let mut ebpf = EbpfLoader::new()
+        .override_global(GLOBAL_DROP_OFFSETS, &offsets, true)
+        .override_global(GLOBAL_SCOPE_NETNS, &netns, true)
+        .override_global(GLOBAL_SCOPE_COUNT, &count, true)
+        .override_global(GLOBAL_VXLAN_PORTS, &ports, true)
+        .load(EBPF_OBJECT)
+        .map_err(|e| format!("loading the BPF object failed: {e}"))?;
+    let aya_btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(PROG_SKB_DROP)
+        .ok_or_else(|| format!("program {PROG_SKB_DROP} missing from the BPF object"))?
+        .try_into()
+        .map_err(|e| format!("program {PROG_SKB_DROP}: {e}"))?;
+    prog.load(DROP_TRACEPOINT, &aya_btf)
+        .map_err(|e| format!("the verifier rejected {PROG_SKB_DROP}: {e}"))?;
+    prog.attach()
+        .map_err(|e| format!("attaching to tp_btf/{DROP_TRACEPOINT} failed: {e}"))?;
+    Ok(DropHook { reasons, ebpf })
+}
+
+impl DropHook {
+    pub fn read(&self) -> Result<DropCounts, String> {
+        let drops = read_per_cpu::<DropTable>(&self.ebpf, MAP_DROPS, 1)?;
+        let flows = read_per_cpu::<FlowTable>(&self.ebpf, MAP_DROP_FLOWS, 1)?;
+        Ok(DropCounts::from_tables(&drops[0], &flows[0]))
+    }
+}
+
+#[cfg(test)]
+mod tests;

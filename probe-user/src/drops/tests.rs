@@ -1,0 +1,169 @@
+use probe_common::drops::{DropSlot, FlowSlot};
+
+use super::*;
+
+#[test]
+fn every_reason_of_the_running_kernel_has_a_stage() {
+    let btf = Btf::from_kernel().expect("this project requires a kernel with BTF");
+    let names = ReasonNames::from_btf(&btf).unwrap();
+    let all: Vec<&str> = names.core_names().collect();
+    assert!(all.len() > 60, "only {} reasons read from BTF", all.len());
+    assert!(!all.contains(&"CONSUMED") && !all.iter().any(|n| n.contains("NOT_DROPPED")));
+    let unmatched: Vec<&&str> = all.iter().filter(|n| !stage_of(n).1).collect();
+    assert!(unmatched.is_empty(), "no stage rule for {unmatched:?}");
+    for (name, stage) in [
+        ("NO_SOCKET", "socket"),
+        ("SOCKET_RCVBUFF", "socket"),
+        ("NETFILTER_DROP", "ip"),
+        ("CPU_BACKLOG", "backlog"),
+    ] {
+        assert!(all.contains(&name), "{name} missing from this kernel");
+        assert_eq!(stage_of(name).0, stage, "{name}");
+    }
+}
+
+/// Reason names of kernels 5.17 to 6.x (some renamed or gone since) map too.
+#[test]
+fn reason_names_of_older_kernels() {
+    let table = [
+        // 5.17: the first reasons.
+        ("NOT_SPECIFIED", "other"),
+        ("NO_SOCKET", "socket"),
+        ("PKT_TOO_SMALL", "ip"),
+        ("TCP_CSUM", "socket"),
+        ("TCP_FILTER", "socket"),
+        ("UDP_CSUM", "socket"),
+        // 5.18 / 5.19.
+        ("SOCKET_FILTER", "socket"),
+        ("NETFILTER_DROP", "ip"),
+        ("OTHERHOST", "ip"),
+        ("IP_CSUM", "ip"),
+        ("IP_INHDR", "ip"),
+        ("IP_RPFILTER", "ip"),
+        ("UNICAST_IN_L2_MULTICAST", "ip"),
+        ("XFRM_POLICY", "ip"),
+        ("IP_NOPROTO", "ip"),
+        ("SOCKET_RCVBUFF", "socket"),
+        ("PROTO_MEM", "socket"),
+        ("TCP_MD5NOTFOUND", "socket"),
+        ("SOCKET_BACKLOG", "socket"),
+        ("IP_OUTNOROUTES", "other"),
+        ("BPF_CGROUP_EGRESS", "other"),
+        ("IPV6DISABLED", "ip"),
+        ("NEIGH_CREATEFAIL", "other"),
+        ("TC_EGRESS", "other"),
+        ("QDISC_DROP", "other"),
+        ("CPU_BACKLOG", "backlog"),
+        ("XDP", "xdp"),
+        ("TC_INGRESS", "other"),
+        ("UNHANDLED_PROTO", "ip"),
+        ("SKB_CSUM", "socket"),
+        ("SKB_GSO_SEG", "other"),
+        ("SKB_UCOPY_FAULT", "socket"),
+        ("DEV_HDR", "other"),
+        ("DEV_READY", "bridge"),
+        ("FULL_RING", "nic"),
+        ("NOMEM", "other"),
+        ("HDR_TRUNC", "ip"),
+        ("TAP_FILTER", "other"),
+        ("TAP_TXFILTER", "other"),
+        ("ICMP_CSUM", "ip"),
+        ("INVALID_PROTO", "ip"),
+        ("IP_INADDRERRORS", "ip"),
+        ("IP_INNOROUTES", "ip"),
+        ("PKT_TOO_BIG", "ip"),
+        // 6.0 - 6.9.
+        ("IPV6_NDISC_FRAG", "ip"),
+        ("TCP_OFO_QUEUE_PRUNE", "socket"),
+        ("FRAG_REASM_TIMEOUT", "ip"),
+        ("DUP_FRAG", "ip"),
+        ("IPV6_BAD_EXTHDR", "ip"),
+        ("QUEUE_PURGE", "other"),
+        ("TC_COOKIE_ERROR", "other"),
+        ("TC_CHAIN_NOTFOUND", "other"),
+        ("PACKET_SOCK_ERROR", "socket"),
+        ("IP_LOCALNET", "ip"),
+        // 6.10+: tunnels and bridges.
+        ("VXLAN_INVALID_HDR", "vxlan"),
+        ("VXLAN_VNI_NOT_FOUND", "vxlan"),
+        ("VXLAN_ENTRY_EXISTS", "vxlan"),
+        ("MAC_INVALID_SOURCE", "vxlan"),
+        ("IP_TUNNEL_ECN", "vxlan"),
+        ("BRIDGE_INGRESS_STP_STATE", "bridge"),
+        ("MAC_IEEE_MAC_CONTROL", "bridge"),
+        ("SOCKET_CLOSE", "socket"),
+        ("UNIX_DISCONNECT", "socket"),
+        ("PFMEMALLOC", "other"),
+    ];
+    for (name, stage) in table {
+        assert_eq!(stage_of(name), (stage, true), "{name}");
+    }
+    assert_eq!(stage_of("SOMETHING_NEW"), ("other", false));
+}
+
+#[test]
+fn stages_are_in_path_order_and_rules_name_only_them() {
+    assert_eq!(STAGES.first(), Some(&"nic"));
+    assert_eq!(STAGES.last(), Some(&"other"));
+    for (rule, stage) in STAGE_RULES {
+        assert!(STAGES.contains(stage), "rule {rule} names stage {stage}");
+    }
+}
+
+#[test]
+fn reason_and_subsystem_names() {
+    let n = ReasonNames::from_lists(
+        &[(2, "NOT_SPECIFIED"), (3, "NO_SOCKET")],
+        &[(2, "OPENVSWITCH")],
+    );
+    assert_eq!(n.name(3), "NO_SOCKET");
+    assert_eq!(n.name(99), "REASON_99");
+    assert_eq!(n.name(2 << 16 | 5), "OPENVSWITCH_5");
+    assert_eq!(n.name(7 << 16 | 1), "SUBSYS_7_1");
+    assert_eq!(n.slot_name(3), "NO_SOCKET");
+    assert_eq!(n.slot_name(CORE_REASON_SLOTS as usize + 2), "OPENVSWITCH");
+    assert_eq!(n.slot_name(CORE_REASON_SLOTS as usize + 9), "SUBSYS_9");
+}
+
+#[test]
+fn tables_are_summed_over_cpus_by_key() {
+    let key = DropKey {
+        netns: 7,
+        ifindex: 2,
+        reason: 3,
+        _pad: 0,
+    };
+    let mut a = DropTable::default();
+    let mut b = DropTable::default();
+    a.by_reason[3] = 4;
+    b.by_reason[3] = 1;
+    a.slots[10] = DropSlot { key, count: 4 };
+    b.slots[99] = DropSlot { key, count: 1 };
+    b.out_of_scope = 6;
+    let mut f = FlowTable::default();
+    let flow = FlowKey {
+        netns: 7,
+        reason: 3,
+        family: 4,
+        ..Default::default()
+    };
+    f.slots[1] = FlowSlot {
+        key: flow,
+        count: 2,
+    };
+    f.unslotted = 1;
+    let c = DropCounts::from_tables(&[a, b], &[f, FlowTable::default()]);
+    assert_eq!(c.by_reason[3], 5);
+    assert_eq!(c.keyed, BTreeMap::from([(key, 5)]));
+    assert_eq!(c.out_of_scope, 6);
+    assert_eq!(c.flows, BTreeMap::from([(flow, 2)]));
+    assert_eq!(c.flows_unslotted, 1);
+}
+
+#[test]
+fn offsets_resolve_on_the_running_kernel() {
+    let o = offsets(&Btf::from_kernel().unwrap()).unwrap();
+    // Sanity, not layout: fields are distinct and inside their structs.
+    assert_ne!(o.skb_dev, o.skb_head);
+    assert!(o.skb_network_header < 512 && o.dev_ifindex < 4096 && o.net_inum < 4096);
+}

@@ -1,0 +1,193 @@
+//! Kernel counters from /proc that the ledger reconciles against:
+//! /proc/net/softnet_stat (per CPU, node-wide) and /proc/net/snmp (per netns).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// One CPU's line of /proc/net/softnet_stat (cumulative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SoftnetCpu {
+    pub cpu: u32,
+    /// Packets taken off the backlog / processed by __netif_receive_skb.
+    pub processed: u64,
+    /// Packets dropped because the per-CPU backlog was full (netdev_max_backlog).
+    pub dropped: u64,
+    /// NET_RX runs that stopped with work left (netdev_budget or budget_usecs).
+    pub time_squeeze: u64,
+    /// Packets this CPU was sent by RPS/RFS.
+    pub received_rps: u64,
+    pub flow_limit_count: u64,
+}
+
+/// Parses /proc/net/softnet_stat: one line per online CPU, hex columns
+/// processed, dropped, time_squeeze, 5 unused, cpu_collision, received_rps,
+/// flow_limit_count, then (5.10+) backlog length and the CPU number.
+pub fn parse_softnet(text: &str) -> Vec<SoftnetCpu> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(line_no, line)| {
+            let cols: Vec<u64> = line
+                .split_whitespace()
+                .map(|c| u64::from_str_radix(c, 16))
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let col = |i: usize| cols.get(i).copied().unwrap_or(0);
+            if cols.len() < 3 {
+                return None;
+            }
+            Some(SoftnetCpu {
+                // Offline CPUs have no line, so the line number is only a fallback.
+                cpu: cols.get(12).map_or(line_no as u32, |c| *c as u32),
+                processed: col(0),
+                dropped: col(1),
+                time_squeeze: col(2),
+                received_rps: col(9),
+                flow_limit_count: col(10),
+            })
+        })
+        .collect()
+}
+
+pub fn read_softnet() -> Result<Vec<SoftnetCpu>, String> {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .map(|t| parse_softnet(&t))
+        .map_err(|e| format!("cannot read /proc/net/softnet_stat: {e}"))
+}
+
+/// /proc/net/snmp counters of one network namespace (cumulative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Snmp {
+    pub udp_in_errors: u64,
+    pub udp_no_ports: u64,
+    pub udp_rcvbuf_errors: u64,
+    pub ip_in_discards: u64,
+    pub ip_in_addr_errors: u64,
+    pub ip_in_hdr_errors: u64,
+}
+
+impl Snmp {
+    pub fn delta(&self, earlier: &Snmp) -> Snmp {
+        let d = |a: u64, b: u64| a.wrapping_sub(b);
+        Snmp {
+            udp_in_errors: d(self.udp_in_errors, earlier.udp_in_errors),
+            udp_no_ports: d(self.udp_no_ports, earlier.udp_no_ports),
+            udp_rcvbuf_errors: d(self.udp_rcvbuf_errors, earlier.udp_rcvbuf_errors),
+            ip_in_discards: d(self.ip_in_discards, earlier.ip_in_discards),
+            ip_in_addr_errors: d(self.ip_in_addr_errors, earlier.ip_in_addr_errors),
+            ip_in_hdr_errors: d(self.ip_in_hdr_errors, earlier.ip_in_hdr_errors),
+        }
+    }
+}
+
+/// Parses /proc/net/snmp: pairs of lines `Proto: names...` / `Proto: values...`.
+pub fn parse_snmp(text: &str) -> Snmp {
+    let mut fields: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let (Some((proto, names)), Some((proto2, values))) =
+            (names.split_once(':'), values.split_once(':'))
+        else {
+            continue;
+        };
+        if proto != proto2 {
+            continue;
+        }
+        for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
+            if let Ok(v) = value.parse::<i64>() {
+                fields.insert((proto.to_string(), name.to_string()), v as u64);
+            }
+        }
+    }
+    let get = |proto: &str, name: &str| {
+        fields
+            .get(&(proto.to_string(), name.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    Snmp {
+        udp_in_errors: get("Udp", "InErrors"),
+        udp_no_ports: get("Udp", "NoPorts"),
+        udp_rcvbuf_errors: get("Udp", "RcvbufErrors"),
+        ip_in_discards: get("Ip", "InDiscards"),
+        ip_in_addr_errors: get("Ip", "InAddrErrors"),
+        ip_in_hdr_errors: get("Ip", "InHdrErrors"),
+    }
+}
+
+/// /proc/net/snmp of the calling thread's network namespace: run it inside
+/// `Netns::run` (`/proc/net` follows the process's first thread, not this one).
+pub fn read_snmp() -> Result<Snmp, String> {
+    std::fs::read_to_string("/proc/thread-self/net/snmp")
+        .map(|t| parse_snmp(&t))
+        .map_err(|e| format!("cannot read /proc/thread-self/net/snmp: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softnet_columns() {
+        let text = "\
+0000a0f1 00000002 00000003 00000000 00000000 00000000 00000000 00000000 00000000 00000010 00000001 00000000 00000000
+00000005 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000002
+";
+        let s = parse_softnet(text);
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s[0],
+            SoftnetCpu {
+                cpu: 0,
+                processed: 0xa0f1,
+                dropped: 2,
+                time_squeeze: 3,
+                received_rps: 0x10,
+                flow_limit_count: 1
+            }
+        );
+        // The CPU number column wins over the line number (CPU 1 offline).
+        assert_eq!(s[1].cpu, 2);
+        // Old kernels: 11 columns, no CPU number.
+        let old = parse_softnet("00000001 00000000 00000000 0 0 0 0 0 0 0 0\n");
+        assert_eq!(old[0].cpu, 0);
+        assert!(parse_softnet("garbage here\n").is_empty());
+    }
+
+    #[test]
+    fn snmp_pairs() {
+        let text = "\
+Ip: Forwarding DefaultTTL InReceives InHdrErrors InAddrErrors ForwDatagrams InUnknownProtos InDiscards
+Ip: 1 64 100 1 2 0 0 3
+Icmp: InMsgs InErrors
+Icmp: 0 0
+Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+Udp: 10 4 7 0 7 0 0 0 0
+";
+        let s = parse_snmp(text);
+        assert_eq!(
+            s,
+            Snmp {
+                udp_in_errors: 7,
+                udp_no_ports: 4,
+                udp_rcvbuf_errors: 7,
+                ip_in_discards: 3,
+                ip_in_addr_errors: 2,
+                ip_in_hdr_errors: 1
+            }
+        );
+        let later = Snmp {
+            udp_no_ports: 5,
+            ..s
+        };
+        assert_eq!(later.delta(&s).udp_no_ports, 1);
+        assert_eq!(parse_snmp(""), Snmp::default());
+    }
+
+    #[test]
+    fn reads_this_machine() {
+        assert!(!read_softnet().unwrap().is_empty());
+        read_snmp().unwrap();
+    }
+}
