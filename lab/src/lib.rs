@@ -250,7 +250,9 @@ impl Lab {
         ip(
             ns,
             &format!(
-                "link add cni0 address {} mtu {FLANNEL_MTU} type bridge",
+                // No multicast snooping: the bridge would join 224.0.0.106 and
+                // send IGMP reports the pods drop (noise in exact drop counts).
+                "link add cni0 address {} mtu {FLANNEL_MTU} type bridge mcast_snooping 0",
                 mac(MAC_BRIDGE, i, 0)
             ),
         )?;
@@ -282,6 +284,23 @@ impl Lab {
                 ],
             )?;
             ip(ns, &format!("link set {} master cni0 up", pod.host_veth))?;
+            // The bridge knows every pod's port from the start: without it,
+            // frames to a pod that has not sent yet are flooded to the other
+            // pods, which drop them (OTHERHOST) and blur exact drop counts.
+            run(
+                "bridge",
+                &[
+                    "-n",
+                    ns,
+                    "fdb",
+                    "add",
+                    &pod_mac,
+                    "dev",
+                    &pod.host_veth,
+                    "master",
+                    "static",
+                ],
+            )?;
             ip(
                 ns,
                 &format!(
@@ -315,6 +334,11 @@ impl Lab {
             .collect();
         v.extend(self.nodes.iter().map(|n| n.netns.clone()));
         v
+    }
+
+    /// Every namespace of this lab is named `PREFIX-...`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub fn node(&self, index: u8) -> &Node {

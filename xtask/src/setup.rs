@@ -19,7 +19,12 @@ use anyhow::{bail, Context, Result};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_FEATURE: &str = "llvm-22";
 /// Debian packages and a command each provides (to check without dpkg).
-const APT_PACKAGES: &[(&str, &str)] = &[("iproute2", "ip"), ("util-linux", "setpriv")];
+/// iptables: the ledger test that drops with a netfilter rule.
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ip"),
+    ("util-linux", "setpriv"),
+    ("iptables", "iptables"),
+];
 
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok()?;

@@ -1,0 +1,508 @@
+//! The drop ledger on the lab: one injected loss per test, counted at the
+//! right stage with the kernel's reason, equal to the kernel's own counter,
+//! and sent == delivered + drops. `probe watch` is scoped to the lab's
+//! namespaces with --drop-netns, while a namespace outside the scope drops
+//! packets at the same time: none of those may enter the ledger.
+
+use std::{
+    net::{SocketAddrV4, UdpSocket},
+    os::fd::AsRawFd,
+    time::Duration,
+};
+
+use probe_tests::{lab, privileged, summary, Lab, Watch};
+use probe_user::procfs::{self, Snmp};
+use serde_json::Value;
+
+const PORT: u16 = 9100;
+
+/// `probe watch` on node 2, drops counted in the lab's namespaces only.
+fn watch(lab: &Lab) -> Watch {
+    let mut args: Vec<String> = vec![
+        "--netns".into(),
+        lab.node(2).netns.clone(),
+        "--interval".into(),
+        "0.5".into(),
+    ];
+    for ns in lab.namespaces() {
+        args.extend(["--drop-netns".into(), ns]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Watch::start(&args)
+}
+
+/// A namespace outside the lab's scope that drops `count` packets (UDP to a
+/// closed port on its own loopback). Named `PREFIX-noise`: the lab's sweep
+/// removes it with the rest.
+fn noise(lab: &Lab, count: u64) {
+    let ns = format!("{}-noise", lab.prefix());
+    if !std::path::Path::new("/run/netns").join(&ns).exists() {
+        lab::run("ip", &["netns", "add", &ns]).unwrap();
+        lab::run("ip", &["-n", &ns, "link", "set", "lo", "up"]).unwrap();
+    }
+    lab::send_udp(&ns, "127.0.0.1:9".parse().unwrap(), count, 8, 0).unwrap();
+}
+
+fn snmp(netns: &str) -> Snmp {
+    lab::in_netns(netns, procfs::read_snmp).unwrap().unwrap()
+}
+
+fn softnet_dropped() -> u64 {
+    procfs::read_softnet()
+        .unwrap()
+        .iter()
+        .map(|c| c.dropped)
+        .sum()
+}
+
+/// Drops the summary's ledger counts at `stage` for `reason`.
+fn reason_count(s: &Value, stage: &str, reason: &str) -> u64 {
+    ledger_row(s, stage)["reasons"][reason]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn ledger_row<'a>(s: &'a Value, stage: &str) -> &'a Value {
+    s["ledger"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["stage"] == stage)
+        .unwrap_or_else(|| panic!("no ledger row {stage}: {s}"))
+}
+
+fn total_drops(s: &Value) -> u64 {
+    s["ledger"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["drops"].as_u64().unwrap())
+        .sum()
+}
+
+/// Every drop and flow row belongs to a lab namespace, and the noise was seen
+/// but kept out.
+fn assert_scoped(s: &Value, lab: &Lab, noise: u64) {
+    let lab_ns = lab.namespaces();
+    for row in s["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(s["flows"].as_array().unwrap())
+    {
+        let ns = row["netns"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no netns: {row}"));
+        assert!(
+            lab_ns.iter().any(|n| n == ns),
+            "drop outside the scope: {row}"
+        );
+    }
+    assert!(
+        s["drops_out_of_scope"].as_u64().unwrap() >= noise,
+        "the noise namespace's {noise} drops were not seen: {}",
+        s["drops_out_of_scope"]
+    );
+}
+
+fn assert_verdict(s: &Value, stage: &str, reason: &str) {
+    let v = &s["verdict"];
+    assert_eq!(v["stage"], stage, "{v}");
+    assert_eq!(v["reason"], reason, "{v}");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("largest loss: stage {stage}, reason {reason}, ")),
+        "{v}"
+    );
+}
+
+fn stop(w: Watch) -> Value {
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    summary(&lines).clone()
+}
+
+#[test]
+fn socket_receive_buffer_overflow() {
+    if !privileged("socket_receive_buffer_overflow") {
+        return;
+    }
+    const SENT: u64 = 300;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let pod = n2.pods[0].clone();
+    // A receiver with the smallest buffer that never reads until the end.
+    let sock = lab::in_netns(&pod.netns, || {
+        let s = UdpSocket::bind(("0.0.0.0", PORT)).unwrap();
+        let one: libc::c_int = 1;
+        // SAFETY: valid fd and option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &one as *const _ as *const libc::c_void,
+                std::mem::size_of_val(&one) as u32,
+            )
+        };
+        assert_eq!(rc, 0);
+        s
+    })
+    .unwrap();
+    let before = snmp(&pod.netns);
+    let w = watch(&lab);
+    noise(&lab, 50);
+    let dst = SocketAddrV4::new(pod.ip, PORT);
+    lab::send_udp(&n1.pods[0].netns, dst, SENT, 200, 10).unwrap();
+    let s = stop(w);
+    let errors = snmp(&pod.netns).delta(&before).udp_rcvbuf_errors;
+    sock.set_nonblocking(true).unwrap();
+    let mut delivered = 0;
+    let mut buf = [0u8; 512];
+    while sock.recv(&mut buf).is_ok() {
+        delivered += 1;
+    }
+
+    assert!(
+        errors > 0 && delivered > 0,
+        "errors {errors}, delivered {delivered}"
+    );
+    assert_eq!(reason_count(&s, "socket", "SOCKET_RCVBUFF"), errors, "{s}");
+    assert_eq!(
+        ledger_row(&s, "socket")["kernel"]["UdpRcvbufErrors"],
+        errors
+    );
+    assert_eq!(
+        SENT,
+        delivered + total_drops(&s),
+        "sent == delivered + drops: {s}"
+    );
+    assert_verdict(&s, "socket", "SOCKET_RCVBUFF");
+    assert_scoped(&s, &lab, 50);
+    // The drop is attributed to the pod's namespace and device, and the flow
+    // to the pod-to-pod addresses.
+    let row = &s["drops"][0];
+    assert_eq!(
+        (row["netns"].as_str(), row["iface"].as_str()),
+        (Some(pod.netns.as_str()), Some("eth0"))
+    );
+    let flow = &s["flows"][0];
+    assert_eq!(flow["src"], n1.pods[0].ip.to_string());
+    assert_eq!(flow["dst"], pod.ip.to_string());
+    assert_eq!(flow["count"], errors);
+}
+
+#[test]
+fn no_listener() {
+    if !privileged("no_listener") {
+        return;
+    }
+    const SENT: u64 = 200;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let pod = &n2.pods[1];
+    let before = snmp(&pod.netns);
+    let w = watch(&lab);
+    noise(&lab, 30);
+    lab::send_udp(
+        &n1.pods[0].netns,
+        SocketAddrV4::new(pod.ip, PORT),
+        SENT,
+        32,
+        20,
+    )
+    .unwrap();
+    let s = stop(w);
+    let no_ports = snmp(&pod.netns).delta(&before).udp_no_ports;
+
+    assert_eq!(no_ports, SENT);
+    assert_eq!(reason_count(&s, "socket", "NO_SOCKET"), no_ports, "{s}");
+    assert_eq!(ledger_row(&s, "socket")["kernel"]["UdpNoPorts"], no_ports);
+    assert_eq!(
+        SENT,
+        total_drops(&s),
+        "nothing delivered, every packet dropped once: {s}"
+    );
+    assert_verdict(&s, "socket", "NO_SOCKET");
+    assert_scoped(&s, &lab, 30);
+}
+
+#[test]
+fn netfilter_drop_in_a_pod() {
+    if !privileged("netfilter_drop_in_a_pod") {
+        return;
+    }
+    const SENT: u64 = 150;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let pod = &n2.pods[0];
+    let rule = ["INPUT", "-p", "udp", "--dport", "9100", "-j", "DROP"];
+    let ipt = |args: &[&str]| {
+        let mut a = vec!["netns", "exec", pod.netns.as_str(), "iptables", "-w"];
+        a.extend_from_slice(args);
+        lab::run("ip", &a).unwrap()
+    };
+    ipt(&[&["-A"][..], &rule[..]].concat());
+    let sink = lab::UdpSink::start(&pod.netns, PORT).unwrap();
+    let w = watch(&lab);
+    noise(&lab, 20);
+    lab::send_udp(
+        &n1.pods[0].netns,
+        SocketAddrV4::new(pod.ip, PORT),
+        SENT,
+        64,
+        25,
+    )
+    .unwrap();
+    let s = stop(w);
+    let delivered = sink.finish(0, Duration::ZERO);
+    // The rule's own packet counter: `iptables -L INPUT -v -x -n`, first rule.
+    let listing = ipt(&["-L", "INPUT", "-v", "-x", "-n"]);
+    let rule_packets: u64 = listing
+        .lines()
+        .find(|l| l.contains("DROP") && l.contains("dpt:9100"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no rule counter in:\n{listing}"));
+
+    assert_eq!(rule_packets, SENT);
+    assert_eq!(
+        reason_count(&s, "ip", "NETFILTER_DROP"),
+        rule_packets,
+        "{s}"
+    );
+    assert_eq!(SENT, delivered + total_drops(&s), "{s}");
+    assert_verdict(&s, "ip", "NETFILTER_DROP");
+    assert_scoped(&s, &lab, 20);
+}
+
+/// VXLAN packets the receiving node cannot decapsulate: a VNI it has no
+/// device for, and a header without the VNI flag. Outer seen at the NIC,
+/// inner never seen on flannel.1.
+#[test]
+fn vxlan_unknown_vni_and_bad_flags() {
+    if !privileged("vxlan_unknown_vni_and_bad_flags") {
+        return;
+    }
+    const UNKNOWN_VNI: u64 = 70;
+    const BAD_FLAGS: u64 = 30;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let eth0 = lab::dev_stats(&n2.netns, "eth0").unwrap();
+    let vx = lab::dev_stats(&n2.netns, "flannel.1").unwrap();
+    let w = watch(&lab);
+    noise(&lab, 10);
+    // From node 1's own stack: UDP to node 2's VTEP port with a crafted
+    // VXLAN header and an inner Ethernet/IPv4/UDP frame.
+    let inner = probe_common::frames::udp4(9000, 16);
+    let frame = |flags: u8, vni: u32| {
+        let mut p = vec![flags, 0, 0, 0];
+        p.extend_from_slice(&(vni << 8).to_be_bytes());
+        p.extend_from_slice(&inner);
+        p
+    };
+    let (good_vni_bad_flags, unknown_vni) = (frame(0x00, 1), frame(0x08, 42));
+    let dst = SocketAddrV4::new(n2.underlay_ip, 8472);
+    lab::in_netns(&n1.netns, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..UNKNOWN_VNI {
+            s.send_to(&unknown_vni, dst).unwrap();
+        }
+        for _ in 0..BAD_FLAGS {
+            s.send_to(&good_vni_bad_flags, dst).unwrap();
+        }
+    })
+    .unwrap();
+    let s = stop(w);
+    let sent = UNKNOWN_VNI + BAD_FLAGS;
+
+    // The kernel's counters: all reached eth0, none came out of flannel.1.
+    assert_eq!(
+        lab::dev_stats(&n2.netns, "eth0").unwrap().rx_packets - eth0.rx_packets,
+        sent
+    );
+    assert_eq!(
+        lab::dev_stats(&n2.netns, "flannel.1").unwrap().rx_packets - vx.rx_packets,
+        0
+    );
+    assert_eq!(
+        reason_count(&s, "vxlan", "VXLAN_VNI_NOT_FOUND"),
+        UNKNOWN_VNI,
+        "{s}"
+    );
+    assert_eq!(
+        reason_count(&s, "vxlan", "VXLAN_INVALID_HDR"),
+        BAD_FLAGS,
+        "{s}"
+    );
+    let loss = &s["vxlan_loss"];
+    assert_eq!(loss["outer_packets"], sent, "{loss}");
+    assert_eq!(loss["inner_packets"], 0);
+    assert_eq!(loss["lost"], sent);
+    assert_eq!(loss["explained"], sent);
+    assert_eq!(loss["unexplained"], 0);
+    assert_eq!(sent, total_drops(&s), "{s}");
+    assert_verdict(&s, "vxlan", "VXLAN_VNI_NOT_FOUND");
+    assert_eq!(s["verdict"]["percent"], 100.0);
+    assert_scoped(&s, &lab, 10);
+    // Dropped before decapsulation: the flows are the inner addresses.
+    let flow = &s["flows"][0];
+    assert_eq!(flow["inner"], true, "{flow}");
+}
+
+/// Restores net.core.netdev_max_backlog (a node-wide sysctl) on drop, also
+/// when the test panics.
+struct MaxBacklog(String);
+
+impl MaxBacklog {
+    const PATH: &'static str = "/proc/sys/net/core/netdev_max_backlog";
+
+    fn set(value: u32) -> MaxBacklog {
+        let old = std::fs::read_to_string(Self::PATH).unwrap();
+        std::fs::write(Self::PATH, value.to_string()).unwrap();
+        MaxBacklog(old.trim().to_string())
+    }
+}
+
+impl Drop for MaxBacklog {
+    fn drop(&mut self) {
+        std::fs::write(Self::PATH, &self.0).expect("restore netdev_max_backlog");
+    }
+}
+
+/// A pod sends UDP GSO bursts through a veth whose gso_max_segs is 1: the
+/// stack segments each burst in software and the peer enqueues every segment
+/// into this CPU's backlog before NET_RX runs, so a low netdev_max_backlog
+/// overflows it.
+#[test]
+fn backlog_overflow() {
+    if !privileged("backlog_overflow") {
+        return;
+    }
+    const SEGMENT: usize = 1000;
+    const SEGMENTS: u64 = 40;
+    const SENDS: u64 = 10;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let sender = n1.pods[0].netns.clone();
+    lab::run(
+        "ip",
+        &["-n", &sender, "link", "set", "eth0", "gso_max_segs", "1"],
+    )
+    .unwrap();
+    let sink = lab::UdpSink::start(&n2.pods[0].netns, PORT).unwrap();
+    let w = watch(&lab);
+    noise(&lab, 10);
+    let dst = SocketAddrV4::new(n2.pods[0].ip, PORT);
+    let softnet0 = softnet_dropped();
+    {
+        let _guard = MaxBacklog::set(8);
+        lab::in_netns(&sender, move || {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            let gso: libc::c_int = SEGMENT as libc::c_int;
+            // SAFETY: valid fd and option value. UDP_SEGMENT = 103 (Linux 4.18+).
+            let rc = unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_UDP,
+                    103,
+                    &gso as *const _ as *const libc::c_void,
+                    std::mem::size_of_val(&gso) as u32,
+                )
+            };
+            assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+            let burst = vec![0x42u8; SEGMENT * SEGMENTS as usize];
+            for _ in 0..SENDS {
+                assert_eq!(s.send_to(&burst, dst).unwrap(), burst.len());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .unwrap();
+    }
+    let sent = SEGMENTS * SENDS;
+    let delivered = sink.finish(sent, Duration::from_secs(2));
+    let s = stop(w);
+    let dropped = softnet_dropped() - softnet0;
+
+    assert!(dropped > 0, "the backlog never overflowed");
+    assert_eq!(reason_count(&s, "backlog", "CPU_BACKLOG"), dropped, "{s}");
+    assert!(
+        ledger_row(&s, "backlog")["kernel"]["softnet_dropped"]
+            .as_u64()
+            .unwrap()
+            >= dropped
+    );
+    assert_eq!(sent, delivered + total_drops(&s), "{s}");
+    assert_verdict(&s, "backlog", "CPU_BACKLOG");
+    assert_scoped(&s, &lab, 10);
+    // Dropped on the pod's host-side veth, in node 1.
+    let row = s["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["reason"] == "CPU_BACKLOG")
+        .unwrap();
+    assert_eq!(row["netns"], n1.netns.as_str());
+    assert_eq!(row["iface"], n1.pods[0].host_veth.as_str());
+}
+
+/// Strict reverse-path filtering on node 2's flannel.1 drops packets whose
+/// source node 2 would not route back through flannel.1.
+#[test]
+fn reverse_path_filter() {
+    if !privileged("reverse_path_filter") {
+        return;
+    }
+    const SENT: u64 = 120;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    for key in [
+        "net.ipv4.conf.all.rp_filter=1",
+        "net.ipv4.conf.flannel/1.rp_filter=1",
+    ] {
+        lab::run("ip", &["netns", "exec", &n2.netns, "sysctl", "-qw", key]).unwrap();
+    }
+    let netstat = |ns: &str| -> u64 {
+        let text = lab::in_netns(ns, || {
+            std::fs::read_to_string("/proc/thread-self/net/netstat").unwrap()
+        })
+        .unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+        let names = lines[0].split_whitespace();
+        let values = lines[1].split_whitespace();
+        names
+            .zip(values)
+            .find(|(n, _)| *n == "IPReversePathFilter")
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap()
+    };
+    let before = netstat(&n2.netns);
+    let w = watch(&lab);
+    noise(&lab, 10);
+    // Node 1 sends from its underlay address to a pod on node 2: the packet
+    // goes through the overlay, but node 2 reaches 192.168.50.1 via eth0.
+    let (src, dst) = (n1.underlay_ip, SocketAddrV4::new(n2.pods[0].ip, PORT));
+    lab::in_netns(&n1.netns, move || {
+        let s = UdpSocket::bind(SocketAddrV4::new(src, 0)).unwrap();
+        for _ in 0..SENT {
+            s.send_to(b"spoof?", dst).unwrap();
+        }
+    })
+    .unwrap();
+    let s = stop(w);
+    let rp = netstat(&n2.netns) - before;
+
+    assert_eq!(rp, SENT);
+    assert_eq!(reason_count(&s, "ip", "IP_RPFILTER"), rp, "{s}");
+    assert_eq!(SENT, total_drops(&s), "{s}");
+    assert_verdict(&s, "ip", "IP_RPFILTER");
+    assert_scoped(&s, &lab, 10);
+    let row = &s["drops"][0];
+    assert_eq!(
+        (row["netns"].as_str(), row["iface"].as_str()),
+        (Some(n2.netns.as_str()), Some("flannel.1"))
+    );
+}
