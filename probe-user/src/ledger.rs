@@ -84,7 +84,7 @@ pub struct LedgerRow {
     /// Drops by reason (at `nic`: by NIC counter).
     pub reasons: BTreeMap<String, u64>,
     /// The kernel's own counters for this stage, to check `drops` against.
-    pub kernel: BTreeMap<&'static str, u64>,
+    pub kernel: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -122,6 +122,8 @@ pub struct LedgerInput<'a> {
     pub drops: Option<DropCounts>,
     pub names: Option<&'a Names>,
     pub nic_kernel: Option<LinkStats>,
+    /// The NIC driver's per-RX-queue drop statistics (ethtool -S), if any.
+    pub nic_queue_drops: Vec<(String, u64)>,
     pub xdp_packets: Option<u64>,
     pub vxlan_outer: Option<u64>,
     pub vxlan_inner: Option<u64>,
@@ -207,7 +209,7 @@ pub fn build(input: &LedgerInput) -> Ledger {
             ("rx_over_errors", k.rx_over_errors),
         ];
         for (name, n) in hw {
-            rows[i].kernel.insert(name, n);
+            rows[i].kernel.insert(name.into(), n);
             if n > 0 {
                 rows[i].reasons.insert(name.to_string(), n);
             }
@@ -215,8 +217,15 @@ pub fn build(input: &LedgerInput) -> Ledger {
         }
         // Software drops the driver/stack also count per device; they show
         // up again as drop reasons at later stages, so they are not added.
-        rows[i].kernel.insert("rx_dropped", k.rx_dropped);
+        rows[i].kernel.insert("rx_dropped".into(), k.rx_dropped);
         rows[i].packets_in = Some(k.rx_packets + rows[i].drops);
+    }
+    // Per-queue ring drops as the driver counts them: shown to check against,
+    // not added (drivers differ in whether rx_dropped already has them).
+    for (name, n) in &input.nic_queue_drops {
+        rows[stage_index("nic")]
+            .kernel
+            .insert(format!("ethtool:{name}"), *n);
     }
     rows[stage_index("xdp")].packets_in = input.xdp_packets;
     rows[stage_index("vxlan")].packets_in = input.vxlan_outer;
@@ -302,34 +311,38 @@ pub fn build(input: &LedgerInput) -> Ledger {
     if !input.softnet.is_empty() {
         let i = stage_index("backlog");
         let sum = |f: fn(&SoftnetCpu) -> u64| input.softnet.iter().map(f).sum::<u64>();
-        rows[i].kernel.insert("softnet_dropped", sum(|c| c.dropped));
         rows[i]
             .kernel
-            .insert("softnet_time_squeeze", sum(|c| c.time_squeeze));
+            .insert("softnet_dropped".into(), sum(|c| c.dropped));
         rows[i]
             .kernel
-            .insert("softnet_processed", sum(|c| c.processed));
+            .insert("softnet_time_squeeze".into(), sum(|c| c.time_squeeze));
+        rows[i]
+            .kernel
+            .insert("softnet_processed".into(), sum(|c| c.processed));
     }
     if !input.snmp.is_empty() {
         let sum = |f: fn(&Snmp) -> u64| input.snmp.iter().map(|(_, s)| f(s)).sum::<u64>();
         let s = stage_index("socket");
         rows[s]
             .kernel
-            .insert("UdpRcvbufErrors", sum(|s| s.udp_rcvbuf_errors));
-        rows[s].kernel.insert("UdpNoPorts", sum(|s| s.udp_no_ports));
+            .insert("UdpRcvbufErrors".into(), sum(|s| s.udp_rcvbuf_errors));
         rows[s]
             .kernel
-            .insert("UdpInErrors", sum(|s| s.udp_in_errors));
+            .insert("UdpNoPorts".into(), sum(|s| s.udp_no_ports));
+        rows[s]
+            .kernel
+            .insert("UdpInErrors".into(), sum(|s| s.udp_in_errors));
         let ip = stage_index("ip");
         rows[ip]
             .kernel
-            .insert("IpInDiscards", sum(|s| s.ip_in_discards));
+            .insert("IpInDiscards".into(), sum(|s| s.ip_in_discards));
         rows[ip]
             .kernel
-            .insert("IpInAddrErrors", sum(|s| s.ip_in_addr_errors));
+            .insert("IpInAddrErrors".into(), sum(|s| s.ip_in_addr_errors));
         rows[ip]
             .kernel
-            .insert("IpInHdrErrors", sum(|s| s.ip_in_hdr_errors));
+            .insert("IpInHdrErrors".into(), sum(|s| s.ip_in_hdr_errors));
     }
 
     if let (Some(outer), Some(inner)) = (input.vxlan_outer, input.vxlan_inner) {

@@ -9,6 +9,7 @@ pub mod caps;
 pub mod cli;
 pub mod drops;
 pub mod error;
+pub mod ethtool;
 pub mod ledger;
 pub mod model;
 pub mod netns;

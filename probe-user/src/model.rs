@@ -57,6 +57,8 @@ pub struct Sample {
     pub devs: Vec<DevCounts>,
     pub devs_kernel: Vec<Option<LinkStats>>,
     pub drops: Option<DropCounts>,
+    /// The NIC driver's per-RX-queue drop statistics (ethtool -S).
+    pub nic_queue_drops: Vec<(String, u64)>,
     /// /proc/net/softnet_stat, per CPU.
     pub softnet: Vec<SoftnetCpu>,
     /// /proc/net/snmp per namespace read (label, counters).
@@ -479,6 +481,14 @@ impl Report {
                 .map(|d| ledger::drop_delta(d, earlier.drops.as_ref())),
             names: Some(&later.names),
             nic_kernel: xdp.and_then(|s| s.kernel),
+            nic_queue_drops: later
+                .nic_queue_drops
+                .iter()
+                .map(|(name, n)| {
+                    let before = earlier.nic_queue_drops.iter().find(|(e, _)| e == name);
+                    (name.clone(), sub(*n, before.map_or(0, |b| b.1)))
+                })
+                .collect(),
             xdp_packets: xdp.map(|s| s.packets),
             vxlan_outer: xdp.map(|_| self.vxlan.iter().filter_map(|v| v.outer_packets).sum()),
             vxlan_inner: (!vxlan_devs.is_empty())

@@ -506,3 +506,41 @@ fn reverse_path_filter() {
         (Some(n2.netns.as_str()), Some("flannel.1"))
     );
 }
+
+/// The driver's statistics as `ethtool -S` shows them, read in the node's
+/// namespace: veth reports its peer's ifindex and per-queue drop counters.
+#[test]
+fn nic_driver_statistics() {
+    if !privileged("nic_driver_statistics") {
+        return;
+    }
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let stats = lab::in_netns(&n2.netns, || probe_user::ethtool::stats("eth0"))
+        .unwrap()
+        .unwrap();
+    let peer = stats.iter().find(|(n, _)| n == "peer_ifindex").unwrap().1;
+    let out = lab::run(
+        "ip",
+        &["-n", &n1.netns, "-j", "link", "show", "dev", "eth0"],
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["ifindex"].as_u64(), Some(peer), "veth peer_ifindex");
+    let queue = probe_user::ethtool::queue_drop_stats(&stats);
+    assert!(
+        queue
+            .iter()
+            .any(|(n, v)| n == "rx_queue_0_drops" && *v == 0),
+        "{queue:?}"
+    );
+
+    // And `probe watch` shows them under the nic stage.
+    let w = watch(&lab);
+    let s = stop(w);
+    assert_eq!(
+        ledger_row(&s, "nic")["kernel"]["ethtool:rx_queue_0_drops"],
+        0,
+        "{s}"
+    );
+}

@@ -97,12 +97,18 @@ pub fn run(json: bool) -> Result<()> {
         sink_a.finish(20_000, Duration::from_secs(1)),
         sink_b.finish(5_000, Duration::from_secs(1)),
     );
-    eprintln!("demo: the pods' sockets received {a} of 20000 and {b} of 5000 packets; any shortfall");
+    eprintln!(
+        "demo: the pods' sockets received {a} of 20000 and {b} of 5000 packets; any shortfall"
+    );
     eprintln!("demo: is in the LEDGER with its stage and reason (on this small VM, a few SOCKET_RCVBUFF).");
     eprintln!("demo: every stage saw the same packets as the kernel's rx_packets (KERNEL_RX), and OUTER-INNER");
-    eprintln!("demo: is 0: nothing was lost between the NIC and flannel.1. The LEDGER shows the 500");
+    eprintln!(
+        "demo: is 0: nothing was lost between the NIC and flannel.1. The LEDGER shows the 500"
+    );
     eprintln!("demo: packets to the closed port at stage socket (NO_SOCKET, in the pod's namespace, equal to");
-    eprintln!("demo: its UdpNoPorts), and the verdict line names that stage. The ICMP port-unreachable");
+    eprintln!(
+        "demo: its UdpNoPorts), and the verdict line names that stage. The ICMP port-unreachable"
+    );
     eprintln!("demo: replies (rate-limited by the kernel) show up as TX on flannel.1.");
     drop(lab);
     eprintln!("demo: lab removed");

@@ -455,6 +455,16 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
     // Node-wide and per-netns kernel counters; unreadable ones are left out
     // of the cross-check rather than ending the run.
     let softnet = crate::procfs::read_softnet().unwrap_or_default();
+    let nic_queue_drops = match &a.nic {
+        Some(h) => a
+            .netns
+            .run(|| crate::ethtool::stats(&h.iface))
+            .ok()
+            .and_then(Result::ok)
+            .map(|s| crate::ethtool::queue_drop_stats(&s))
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     let snmp = a
         .snmp_netns
         .iter()
@@ -471,6 +481,7 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
         devs,
         devs_kernel: a.devs.iter().map(|h| stats(h.ifindex)).collect(),
         drops,
+        nic_queue_drops,
         softnet,
         snmp,
         names: a.names.clone(),
