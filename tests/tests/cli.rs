@@ -40,6 +40,31 @@ fn missing_netns_exits_2() {
 }
 
 #[test]
+fn bad_drop_netns_exits_2() {
+    if !privileged("bad_drop_netns_exits_2") {
+        return;
+    }
+    let lab = lab();
+    let ns = &lab.node(2).netns;
+    let (code, _, err) = probe_output(&[
+        "watch",
+        "--netns",
+        ns,
+        "--drop-netns",
+        "no-such-netns-probe-test",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no-such-netns-probe-test"), "{err}");
+    let mut argv = vec!["watch", "--netns", ns.as_str()];
+    for _ in 0..17 {
+        argv.extend(["--drop-netns", "host"]);
+    }
+    let (code, _, err) = probe_output(&argv);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("at most 16"), "{err}");
+}
+
+#[test]
 fn unknown_interface_exits_2_and_lists_what_exists() {
     if !privileged("unknown_interface_exits_2_and_lists_what_exists") {
         return;

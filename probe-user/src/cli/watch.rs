@@ -35,10 +35,16 @@ use crate::{
         the VXLAN table is the number of VXLAN packets that reached the NIC but never came\n\
         out of the overlay device. KERNEL_RX is the device's own rx_packets over the same\n\
         interval, to check the probe against.\n\n\
+        The LEDGER follows the receive path stage by stage (nic, xdp, backlog, ip, vxlan,\n\
+        bridge, socket, other): packets in, drops by the kernel's drop reason (skb:kfree_skb),\n\
+        the kernel's own counters to check them against (stats64, ethtool -S, softnet_stat,\n\
+        /proc/net/snmp), and a verdict line naming the stage that lost the most. Drops are\n\
+        counted in every namespace of the node unless --drop-netns narrows it.\n\n\
         Examples:\n  \
         probe watch                                  # default-route NIC + every VXLAN device\n  \
         probe watch --iface eth0 --vxlan-iface flannel.1 --interval 5\n  \
-        probe watch --netns node2 --json --duration 30 > run.jsonl",
+        probe watch --netns node2 --json --duration 30 > run.jsonl\n  \
+        probe watch --drop-netns host --drop-netns cni-5f2e   # drops in these namespaces only",
     after_help = "Exit status: 0 after --duration, SIGINT or SIGTERM (a summary is printed first);\n\
         2 for bad usage (unknown interface or namespace); 1 for run-time failures\n\
         (missing privilege, nothing could be attached)."
@@ -178,6 +184,13 @@ fn validate(args: &WatchArgs) -> Result<(), ProbeError> {
                 "--duration {d} must be a positive number of seconds"
             )));
         }
+    }
+    if args.drop_netns.len() > probe_common::drops::MAX_SCOPE_NETNS {
+        return Err(ProbeError::Usage(format!(
+            "--drop-netns is given {} times; at most {} namespaces",
+            args.drop_netns.len(),
+            probe_common::drops::MAX_SCOPE_NETNS
+        )));
     }
     if args.vxlan_ports.contains(&0) {
         return Err(ProbeError::Usage("--vxlan-port 0 is not a UDP port".into()));
