@@ -18,6 +18,9 @@ pub const DROP_TRACEPOINT: &str = "kfree_skb";
 pub const GLOBAL_DROP_OFFSETS: &str = "DROP_OFFSETS";
 pub const GLOBAL_SCOPE_NETNS: &str = "SCOPE_NETNS";
 pub const GLOBAL_SCOPE_COUNT: &str = "SCOPE_COUNT";
+pub const GLOBAL_NOT_DROPS: &str = "NOT_DROPS";
+/// Placeholder in NOT_DROPS for a value the running kernel does not have.
+pub const NO_REASON: u32 = u32::MAX;
 
 /// Core drop reasons (subsystem 0) below this get their own slot.
 pub const CORE_REASON_SLOTS: u32 = 240;

@@ -16,7 +16,7 @@ use probe_common::{
     classify::{ETH_P_IPV4, ETH_P_IPV6},
     drops::{
         mix, reason_slot, DropKey, DropOffsets, DropTable, FlowKey, FlowTable, DROP_SLOTS,
-        FAMILY_V4, FAMILY_V6, FLOW_SLOTS, MAX_SCOPE_NETNS, PROBES, REASON_SLOTS,
+        FAMILY_V4, FAMILY_V6, FLOW_SLOTS, MAX_SCOPE_NETNS, NO_REASON, PROBES, REASON_SLOTS,
     },
 };
 
@@ -42,15 +42,20 @@ static DROPS: PerCpuArray<DropTable> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static DROP_FLOWS: PerCpuArray<FlowTable> = PerCpuArray::with_max_entries(1, 0);
 
-/// SKB_NOT_DROPPED_YET = 0, SKB_CONSUMED = 1 (stable since 5.17).
-const FIRST_DROP_REASON: u32 = 2;
+/// Values of `enum skb_drop_reason` that are not drops: SKB_NOT_DROPPED_YET
+/// (Linux 5.19+) and SKB_CONSUMED (6.3+), from BTF; NO_REASON where absent.
+/// Before 5.19 value 0 was NOT_SPECIFIED, a real drop: no fixed numbers here.
+#[unsafe(no_mangle)]
+static NOT_DROPS: [u32; 2] = [NO_REASON, NO_REASON];
+
 const IPPROTO_UDP: u8 = 17;
 
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn skb_drop(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
     let reason: u32 = ctx.arg(2);
-    if reason >= FIRST_DROP_REASON && !skb.is_null() {
+    let not_drops = unsafe { core::ptr::read_volatile(&NOT_DROPS) };
+    if reason != not_drops[0] && reason != not_drops[1] && !skb.is_null() {
         // SAFETY: every kernel read goes through bpf_probe_read_kernel.
         unsafe { record(skb, reason) };
     }

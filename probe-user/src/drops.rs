@@ -7,8 +7,8 @@ use aya::{programs::BtfTracePoint, Ebpf, EbpfLoader};
 use probe_common::{
     drops::{
         DropKey, DropOffsets, DropTable, FlowKey, FlowTable, CORE_REASON_SLOTS, DROP_TRACEPOINT,
-        GLOBAL_DROP_OFFSETS, GLOBAL_SCOPE_COUNT, GLOBAL_SCOPE_NETNS, MAP_DROPS, MAP_DROP_FLOWS,
-        MAX_SCOPE_NETNS, PROG_SKB_DROP, REASON_SLOTS,
+        GLOBAL_DROP_OFFSETS, GLOBAL_NOT_DROPS, GLOBAL_SCOPE_COUNT, GLOBAL_SCOPE_NETNS, MAP_DROPS,
+        MAP_DROP_FLOWS, MAX_SCOPE_NETNS, NO_REASON, PROG_SKB_DROP, REASON_SLOTS,
     },
     GLOBAL_VXLAN_PORTS, MAX_VXLAN_PORTS,
 };
@@ -120,6 +120,9 @@ pub struct ReasonNames {
     core: BTreeMap<u32, String>,
     /// Subsystems by id (1 = MAC80211_UNUSABLE, ...).
     subsystems: BTreeMap<u32, String>,
+    /// Values that are not drops (SKB_NOT_DROPPED_YET, SKB_CONSUMED) where
+    /// this kernel has them.
+    pub not_drops: Vec<u32>,
 }
 
 impl ReasonNames {
@@ -129,6 +132,9 @@ impl ReasonNames {
             // SKB_NOT_DROPPED_YET and SKB_CONSUMED are not drops; the _MAX and
             // _SUBSYS_MASK entries are not reasons.
             let Some(short) = name.strip_prefix("SKB_DROP_REASON_") else {
+                if name == "SKB_NOT_DROPPED_YET" || name == "SKB_CONSUMED" {
+                    names.not_drops.push(value as u32);
+                }
                 continue;
             };
             if short == "MAX" || short == "SUBSYS_MASK" || !(0..1 << 16).contains(&value) {
@@ -156,6 +162,7 @@ impl ReasonNames {
                 .iter()
                 .map(|(v, n)| (*v, n.to_string()))
                 .collect(),
+            not_drops: Vec::new(),
         }
     }
 
@@ -268,7 +275,12 @@ pub fn attach_drops(scope: &[u32], vxlan_ports: &[u16]) -> Result<DropHook, Stri
     for (slot, port) in ports.iter_mut().zip(vxlan_ports) {
         *slot = *port;
     }
+    let mut not_drops = [NO_REASON; 2];
+    for (slot, value) in not_drops.iter_mut().zip(&reasons.not_drops) {
+        *slot = *value;
+    }
     let mut ebpf = EbpfLoader::new()
+        .override_global(GLOBAL_NOT_DROPS, &not_drops, true)
         .override_global(GLOBAL_DROP_OFFSETS, &offsets, true)
         .override_global(GLOBAL_SCOPE_NETNS, &netns, true)
         .override_global(GLOBAL_SCOPE_COUNT, &count, true)

@@ -376,8 +376,10 @@ pub fn verdict(rows: &[LedgerRow]) -> Option<Verdict> {
         .map(|(name, _)| name.clone())
         .unwrap_or_default();
     let input = rows[..=i].iter().rev().find_map(|r| r.packets_in);
+    // Drops above the input mean the input was counted elsewhere (e.g. the
+    // drops happened on another node of the scope): no share then.
     let percent = input
-        .filter(|n| *n > 0)
+        .filter(|n| *n > 0 && *n >= worst.drops)
         .map(|n| (worst.drops as f64 * 1000.0 / n as f64).round() / 10.0);
     let share = percent.map_or_else(String::new, |p| format!(" ({p}% of its input)"));
     Some(Verdict {

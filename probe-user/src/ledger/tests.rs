@@ -237,3 +237,20 @@ fn deltas_and_top_flows() {
         ("socket", "SOCKET_RCVBUFF")
     );
 }
+
+#[test]
+fn no_share_when_the_input_was_counted_elsewhere() {
+    let names = names();
+    let l = build(&LedgerInput {
+        reasons: Some(&names),
+        drops: Some(counts(&[(RCVBUFF, 50)], &[])),
+        xdp_packets: Some(20),
+        ..Default::default()
+    });
+    let v = l.verdict.unwrap();
+    assert_eq!((v.input, v.percent), (Some(20), None));
+    assert_eq!(
+        v.text,
+        "largest loss: stage socket, reason SOCKET_RCVBUFF, 50 packets"
+    );
+}
