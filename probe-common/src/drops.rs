@@ -60,12 +60,43 @@ pub struct DropKey {
     pub _pad: u32,
 }
 
+/// A keyed counter in a direct-mapped table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DropSlot {
-    pub key: DropKey,
+pub struct Slot<K> {
+    pub key: K,
     /// 0: the slot is free.
     pub count: u64,
+}
+
+pub type DropSlot = Slot<DropKey>;
+pub type FlowSlot = Slot<FlowKey>;
+
+/// Counts one event for `key` in `slots`: in the slot `home` points at, or
+/// one of the next [`PROBES`]; a free slot is claimed. False when all were
+/// taken by other keys. Slots are never freed: the counts are cumulative.
+#[inline(always)]
+pub fn count_in<K: Copy + PartialEq, const N: usize>(
+    slots: &mut [Slot<K>; N],
+    home: usize,
+    key: K,
+) -> bool {
+    let mut i = 0;
+    while i <= PROBES {
+        // N is a power of two: the mask bounds the index for the verifier.
+        let slot = &mut slots[(home + i) & (N - 1)];
+        if slot.count == 0 {
+            slot.key = key;
+            slot.count = 1;
+            return true;
+        }
+        if slot.key == key {
+            slot.count += 1;
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// One CPU's drop counters.
@@ -97,13 +128,6 @@ pub struct FlowKey {
     pub _pad: [u8; 6],
     pub src: [u8; 16],
     pub dst: [u8; 16],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowSlot {
-    pub key: FlowKey,
-    pub count: u64,
 }
 
 /// One CPU's flows with drops.

@@ -15,8 +15,8 @@ use aya_ebpf::{
 use probe_common::{
     classify::{ETH_P_IPV4, ETH_P_IPV6},
     drops::{
-        mix, reason_slot, DropKey, DropOffsets, DropTable, FlowKey, FlowTable, DROP_SLOTS,
-        FAMILY_V4, FAMILY_V6, FLOW_SLOTS, MAX_SCOPE_NETNS, NO_REASON, PROBES, REASON_SLOTS,
+        count_in, mix, reason_slot, DropKey, DropOffsets, DropTable, FlowKey, FlowTable, FAMILY_V4,
+        FAMILY_V6, MAX_SCOPE_NETNS, NO_REASON, REASON_SLOTS,
     },
 };
 
@@ -115,21 +115,8 @@ unsafe fn record(skb: *const u8, reason: u32) {
         reason,
         _pad: 0,
     };
-    let home = mix(netns, ifindex, reason) as usize;
-    let mut i = 0;
-    while i <= PROBES {
-        let slot = &mut table.slots[(home + i) & (DROP_SLOTS - 1)];
-        if slot.count == 0 {
-            slot.key = key;
-            slot.count = 1;
-            break;
-        }
-        if slot.key == key {
-            slot.count += 1;
-            break;
-        }
-        i += 1;
-    }
+    // A key that finds no slot still counts in by_reason above.
+    count_in(&mut table.slots, mix(netns, ifindex, reason) as usize, key);
     if let Some(flow) = unsafe { flow_of(skb, &o) } {
         unsafe {
             record_flow(FlowKey {
@@ -153,19 +140,8 @@ unsafe fn record_flow(key: FlowKey) {
         w(&key.src, 0) ^ w(&key.src, 12),
         w(&key.dst, 0) ^ w(&key.dst, 12),
     ) as usize;
-    let mut i = 0;
-    while i <= PROBES {
-        let slot = &mut table.slots[(home + i) & (FLOW_SLOTS - 1)];
-        if slot.count == 0 {
-            slot.key = key;
-            slot.count = 1;
-            return;
-        }
-        if slot.key == key {
-            slot.count += 1;
-            return;
-        }
-        i += 1;
+    if count_in(&mut table.slots, home, key) {
+        return;
     }
     table.unslotted += 1;
 }
