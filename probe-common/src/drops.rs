@@ -25,7 +25,8 @@ pub const NO_REASON: u32 = u32::MAX;
 /// Core drop reasons (subsystem 0) below this get their own slot.
 pub const CORE_REASON_SLOTS: u32 = 240;
 /// Slots of [`DropTable::by_reason`]: core reasons, then one per subsystem
-/// (reason >> 16, from Linux 6.4 the high 16 bits name a subsystem).
+/// (reason >> 16, from Linux 6.4 the high 16 bits name a subsystem). Slot
+/// CORE_REASON_SLOTS ("subsystem 0") holds core reasons past the table.
 pub const REASON_SLOTS: usize = 256;
 /// Keyed (netns, ifindex, reason) slots; a power of two.
 pub const DROP_SLOTS: usize = 512;
@@ -196,5 +197,48 @@ impl Default for FlowTable {
             slots: [FlowSlot::default(); FLOW_SLOTS],
             unslotted: 0,
         }
+    }
+}
+
+#[cfg(all(test, feature = "user"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_mapped_counting() {
+        let mut slots = [Slot::<u32>::default(); 8];
+        assert!(count_in(&mut slots, 3, 7));
+        assert!(count_in(&mut slots, 3, 7));
+        assert_eq!(slots[3], Slot { key: 7, count: 2 });
+        // Another key with the same home takes the next slot; wraps at the end.
+        assert!(count_in(&mut slots, 3, 9));
+        assert_eq!(slots[4], Slot { key: 9, count: 1 });
+        assert!(count_in(&mut slots, 7, 1) && count_in(&mut slots, 7, 2));
+        assert_eq!(slots[0], Slot { key: 2, count: 1 });
+        // Home and the next PROBES slots taken by others: given up.
+        let mut full = [Slot {
+            key: 1u32,
+            count: 1,
+        }; 8];
+        full[7] = Slot::default();
+        assert!(!count_in(&mut full, 0, 5));
+        assert!(
+            count_in(&mut full, 3, 5),
+            "slot 7 is within reach of home 3"
+        );
+        assert_eq!(full[7], Slot { key: 5, count: 1 });
+    }
+
+    #[test]
+    fn reason_slots() {
+        assert_eq!(reason_slot(3), 3);
+        assert_eq!(
+            reason_slot(CORE_REASON_SLOTS - 1),
+            CORE_REASON_SLOTS as usize - 1
+        );
+        // Core reasons past the table share the slot of "subsystem 0".
+        assert_eq!(reason_slot(CORE_REASON_SLOTS), CORE_REASON_SLOTS as usize);
+        assert_eq!(reason_slot(2 << 16 | 4), CORE_REASON_SLOTS as usize + 2);
+        assert_eq!(reason_slot(0xffff << 16), REASON_SLOTS - 1);
     }
 }

@@ -193,6 +193,9 @@ impl ReasonNames {
             self.name(slot as u32)
         } else {
             let subsys = slot as u32 - CORE_REASON_SLOTS;
+            if subsys == 0 {
+                return format!("REASON_{CORE_REASON_SLOTS}_OR_ABOVE");
+            }
             match self.subsystems.get(&subsys) {
                 Some(s) => s.clone(),
                 None => format!("SUBSYS_{subsys}"),

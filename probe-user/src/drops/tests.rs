@@ -125,6 +125,10 @@ fn reason_and_subsystem_names() {
     assert_eq!(n.slot_name(3), "NO_SOCKET");
     assert_eq!(n.slot_name(CORE_REASON_SLOTS as usize + 2), "OPENVSWITCH");
     assert_eq!(n.slot_name(CORE_REASON_SLOTS as usize + 9), "SUBSYS_9");
+    assert_eq!(
+        n.slot_name(CORE_REASON_SLOTS as usize),
+        "REASON_240_OR_ABOVE"
+    );
 }
 
 #[test]
