@@ -18,6 +18,7 @@ pub mod procfs;
 pub mod render;
 pub mod route;
 pub mod rtnl;
+pub mod selfcost;
 
 /// The compiled kernel programs (BPF ELF object).
 pub static EBPF_OBJECT: &[u8] =

@@ -14,6 +14,7 @@ use crate::{
     probes::{DevCounts, NicCounts, Unavailable},
     procfs::{Snmp, SoftnetCpu},
     rtnl::LinkStats,
+    selfcost::{SelfCost, SelfSample},
 };
 
 /// What is being watched: fixed for the whole run.
@@ -64,6 +65,8 @@ pub struct Sample {
     /// /proc/net/snmp per namespace read (label, counters).
     pub snmp: Vec<(String, Snmp)>,
     pub names: Names,
+    /// With `--self`: the probe's own CPU, memory and BPF program counters.
+    pub self_sample: Option<SelfSample>,
 }
 
 impl Sample {
@@ -96,6 +99,12 @@ impl Sample {
                     .collect(),
             })
             .collect();
+        // Programs ran 0 times at attach; the process's CPU and memory are what they are.
+        if let Some(own) = s.self_sample.as_mut() {
+            for p in &mut own.programs {
+                (p.runs, p.run_ns) = (0, 0);
+            }
+        }
         s.drops = s.drops.map(|d| DropCounts {
             by_reason: vec![0; d.by_reason.len()],
             ..Default::default()
@@ -137,6 +146,9 @@ pub struct Report {
     pub softnet: Vec<SoftnetCpu>,
     /// /proc/net/snmp over the period, per namespace read.
     pub snmp: Vec<SnmpRow>,
+    /// `--self`: what the probe cost over the period; null without `--self`.
+    #[serde(rename = "self")]
+    pub self_cost: Option<SelfCost>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -243,6 +255,7 @@ impl Report {
             drop_scope: topo.drop_scope.clone(),
             softnet: Vec::new(),
             snmp: Vec::new(),
+            self_cost: None,
         };
         let mut outer_by_slot: Vec<(u64, u64, BTreeMap<&'static str, u64>)> = Vec::new();
         if let (Some(nic), Some(now)) = (&topo.nic, &later.nic) {
@@ -439,6 +452,9 @@ impl Report {
             });
         }
         r.add_ledger(topo, earlier, later);
+        if let (Some(a), Some(b)) = (&earlier.self_sample, &later.self_sample) {
+            r.self_cost = Some(SelfCost::between(a, b, r.elapsed_s));
+        }
         r
     }
 

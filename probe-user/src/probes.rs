@@ -183,6 +183,12 @@ impl NicHook {
         .into();
     }
 
+    pub fn program_stats(&self) -> Vec<crate::selfcost::ProgramStat> {
+        crate::selfcost::program_stat(&self.ebpf, PROG_NIC_XDP, &self.iface)
+            .into_iter()
+            .collect()
+    }
+
     pub fn read(&self) -> Result<NicCounts, String> {
         let entries =
             read_per_cpu::<QueueCounters>(&self.ebpf, MAP_NIC_QUEUES, self.queue_slots + 1)?;
@@ -227,6 +233,13 @@ pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String>
 }
 
 impl VxlanHook {
+    pub fn program_stats(&self) -> Vec<crate::selfcost::ProgramStat> {
+        [PROG_VXLAN_INGRESS, PROG_VXLAN_EGRESS]
+            .iter()
+            .filter_map(|p| crate::selfcost::program_stat(&self.ebpf, p, &self.iface))
+            .collect()
+    }
+
     pub fn read(&self) -> Result<DevCounts, String> {
         Ok(DevCounts {
             dirs: read_per_cpu::<DevCounters>(&self.ebpf, MAP_VXLAN_DEV, DIRECTIONS)?,

@@ -132,6 +132,24 @@ pub fn human(r: &Report) -> String {
         );
     }
     ledger(&mut o, r);
+    if let Some(c) = &r.self_cost {
+        let programs: Vec<String> = c
+            .programs
+            .iter()
+            .map(|p| {
+                let per_run = p.ns_per_run.map_or("-".into(), |n| format!("{n:.0}"));
+                format!("{}@{} {} runs {} ns/run", p.program, p.iface, p.runs, per_run)
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "SELF   cpu {:.2}%  rss {} (peak {})  {}",
+            c.cpu_percent,
+            bytes(c.rss_kib * 1024),
+            bytes(c.peak_rss_kib * 1024),
+            programs.join("  ")
+        );
+    }
     for u in &r.unavailable {
         let _ = writeln!(o, "UNAVAILABLE {} on {}: {}", u.stage, u.iface, u.reason);
     }

@@ -82,6 +82,12 @@ pub struct WatchArgs {
     /// `host`); repeatable, at most 16 [default: every namespace of the node]
     #[arg(long = "drop-netns", value_name = "NAME")]
     pub drop_netns: Vec<String>,
+    /// Also report what the probe costs: its CPU and memory, and each of its
+    /// BPF programs' runs and ns per run (turns on the kernel's BPF run-time
+    /// statistics while running, which adds ~20-40 ns to every BPF program
+    /// run on the node)
+    #[arg(long = "self")]
+    pub self_cost: bool,
 }
 
 /// What got attached. Dropping it detaches everything.
@@ -94,6 +100,9 @@ struct Attached {
     /// Where /proc/net/snmp is read: the --drop-netns namespaces, else the watched one.
     snmp_netns: Vec<Netns>,
     names: Names,
+    /// Held while `--self` runs: BPF run-time statistics stay on until closed.
+    bpf_stats: Option<std::os::fd::OwnedFd>,
+    self_cost: bool,
     topology: Topology,
     started: Instant,
 }
@@ -377,6 +386,15 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         reasons: drop_hook.as_ref().map(|h| h.reasons.clone()),
         drop_scope: args.drop_netns.clone(),
     };
+    let mut bpf_stats = None;
+    if args.self_cost {
+        match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+            Ok(fd) => bpf_stats = Some(fd),
+            Err(e) => eprintln!(
+                "probe: --self: cannot enable BPF run-time statistics ({e}); reporting CPU and memory only"
+            ),
+        }
+    }
     let snmp_netns = if scope.is_empty() {
         vec![match netns.name() {
             Some(name) => Netns::named(name)?,
@@ -393,6 +411,8 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         drops: drop_hook,
         snmp_netns,
         names: Names::default(),
+        bpf_stats,
+        self_cost: args.self_cost,
         topology,
         started: Instant::now(),
     };
@@ -498,7 +518,24 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
         softnet,
         snmp,
         names: a.names.clone(),
+        self_sample: a.self_cost.then(|| self_sample(a)),
     })
+}
+
+fn self_sample(a: &Attached) -> crate::selfcost::SelfSample {
+    let (cpu_s, rss_kib, peak_rss_kib) = crate::selfcost::process_usage("self");
+    let mut programs = Vec::new();
+    if a.bpf_stats.is_some() {
+        programs.extend(a.nic.iter().flat_map(|h| h.program_stats()));
+        programs.extend(a.devs.iter().flat_map(|h| h.program_stats()));
+        programs.extend(a.drops.iter().flat_map(|h| h.program_stats()));
+    }
+    crate::selfcost::SelfSample {
+        cpu_s,
+        rss_kib,
+        peak_rss_kib,
+        programs,
+    }
 }
 
 /// Names the namespaces and devices that drops were seen in. Interface names
