@@ -7,7 +7,7 @@
 //! (skb, location, reason[, rx_sk from 6.12]): the reason is argument 2.
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
+    helpers::bpf_probe_read_kernel_buf,
     macros::{btf_tracepoint, map},
     maps::PerCpuArray,
     programs::BtfTracePointContext,
@@ -62,9 +62,14 @@ pub fn skb_drop(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// A field of a kernel struct reached from a tp_btf argument. The verifier
+/// knows the pointer's BTF type and the offset (a constant from the frozen
+/// .rodata), checks the access against the struct layout, and emits a
+/// fault-safe load (PROBE_MEM): a NULL or stale pointer reads as 0. Much
+/// cheaper than a bpf_probe_read_kernel call per field.
 #[inline(always)]
-unsafe fn read<T>(base: *const u8, offset: usize) -> Option<T> {
-    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset) as *const T).ok() }
+unsafe fn field<T: Copy>(base: *const u8, offset: u32) -> T {
+    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
 }
 
 #[inline(always)]
@@ -86,14 +91,13 @@ fn in_scope(netns: u32) -> bool {
 #[inline(always)]
 unsafe fn record(skb: *const u8, reason: u32) {
     let o = unsafe { core::ptr::read_volatile(&DROP_OFFSETS) };
-    let dev: *const u8 = unsafe { read(skb, o.skb_dev as usize) }.unwrap_or(core::ptr::null());
+    let dev: *const u8 = unsafe { field(skb, o.skb_dev) };
     let (mut netns, mut ifindex) = (0u32, 0u32);
     if !dev.is_null() {
-        ifindex = unsafe { read(dev, o.dev_ifindex as usize) }.unwrap_or(0);
-        let net: *const u8 =
-            unsafe { read(dev, o.dev_nd_net as usize) }.unwrap_or(core::ptr::null());
+        ifindex = unsafe { field(dev, o.dev_ifindex) };
+        let net: *const u8 = unsafe { field(dev, o.dev_nd_net) };
         if !net.is_null() {
-            netns = unsafe { read(net, o.net_inum as usize) }.unwrap_or(0);
+            netns = unsafe { field(net, o.net_inum) };
         }
     }
     let Some(table) = DROPS.get_ptr_mut(0) else {
@@ -117,19 +121,18 @@ unsafe fn record(skb: *const u8, reason: u32) {
     };
     // A key that finds no slot still counts in by_reason above.
     count_in(&mut table.slots, mix(netns, ifindex, reason) as usize, key);
-    if let Some(flow) = unsafe { flow_of(skb, &o) } {
-        unsafe {
-            record_flow(FlowKey {
-                netns,
-                reason,
-                ..flow
-            })
-        };
+    let mut flow = FlowKey {
+        netns,
+        reason,
+        ..FlowKey::default()
+    };
+    if unsafe { flow_of(skb, &o, &mut flow) } {
+        unsafe { record_flow(&flow) };
     }
 }
 
 #[inline(always)]
-unsafe fn record_flow(key: FlowKey) {
+unsafe fn record_flow(key: &FlowKey) {
     let Some(table) = DROP_FLOWS.get_ptr_mut(0) else {
         return;
     };
@@ -140,60 +143,64 @@ unsafe fn record_flow(key: FlowKey) {
         w(&key.src, 0) ^ w(&key.src, 12),
         w(&key.dst, 0) ^ w(&key.dst, 12),
     ) as usize;
-    if count_in(&mut table.slots, home, key) {
+    if count_in(&mut table.slots, home, *key) {
         return;
     }
     table.unslotted += 1;
 }
 
-/// Addresses of the IP packet at skb->network_header; for a VXLAN packet
-/// (UDP to a VXLAN port) the inner packet's.
+/// Bytes read from the network header in one go: IPv4 (20) + UDP (8) +
+/// VXLAN (8) + inner Ethernet (14) + an inner IPv6 header (40).
+const HEADER_BYTES: usize = 90;
+
+/// Fills `key` with the addresses of the IP packet at skb->network_header;
+/// for a VXLAN packet (IPv4 without options, UDP to a VXLAN port) with the
+/// inner packet's. False when there is no IP header to read.
 #[inline(always)]
-unsafe fn flow_of(skb: *const u8, o: &DropOffsets) -> Option<FlowKey> {
-    let head: *const u8 = unsafe { read(skb, o.skb_head as usize) }?;
-    let nh: u16 = unsafe { read(skb, o.skb_network_header as usize) }?;
+unsafe fn flow_of(skb: *const u8, o: &DropOffsets, key: &mut FlowKey) -> bool {
+    let head: *const u8 = unsafe { field(skb, o.skb_head) };
+    let nh: u16 = unsafe { field(skb, o.skb_network_header) };
     if head.is_null() || nh == 0xffff {
-        return None; // network header never set
+        return false; // network header never set
     }
-    let ip = head.wrapping_add(nh as usize);
-    let mut key = unsafe { addresses(ip) }?;
-    // An IPv4 packet without options to a VXLAN port: look inside.
-    let first: u8 = unsafe { read(ip, 0) }?;
-    if first == 0x45 {
-        let proto: u8 = unsafe { read(ip, 9) }?;
-        let dport: [u8; 2] = unsafe { read(ip, 20 + 2) }?;
-        if proto == IPPROTO_UDP && is_vxlan_port(u16::from_be_bytes(dport)) {
-            // UDP 8 + VXLAN 8, then the inner Ethernet header (14).
-            let ethertype: [u8; 2] = unsafe { read(ip, 20 + 16 + 12) }?;
-            let inner_type = u16::from_be_bytes(ethertype);
-            if inner_type == ETH_P_IPV4 || inner_type == ETH_P_IPV6 {
-                if let Some(inner) = unsafe { addresses(ip.wrapping_add(20 + 16 + 14)) } {
-                    key = FlowKey { inner: 1, ..inner };
-                }
-            }
+    // Packet bytes are not a BTF-typed struct: one helper read into a stack
+    // buffer. It fails (no flow for this drop) only if fewer than
+    // HEADER_BYTES remain in the head buffer.
+    let mut h = [0u8; HEADER_BYTES];
+    if unsafe { bpf_probe_read_kernel_buf(head.wrapping_add(nh as usize), &mut h) }.is_err() {
+        return false;
+    }
+    // UDP 8 + VXLAN 8, then the inner Ethernet header (14).
+    const INNER_ETH: usize = 20 + 16;
+    let dport = u16::from_be_bytes([h[22], h[23]]);
+    if h[0] == 0x45 && h[9] == IPPROTO_UDP && is_vxlan_port(dport) {
+        let inner_type = u16::from_be_bytes([h[INNER_ETH + 12], h[INNER_ETH + 13]]);
+        if (inner_type == ETH_P_IPV4 || inner_type == ETH_P_IPV6)
+            && addresses(&h, INNER_ETH + 14, key)
+        {
+            key.inner = 1;
+            return true;
         }
     }
-    Some(key)
+    addresses(&h, 0, key)
 }
 
+/// Copies the addresses of the IPv4 or IPv6 header at `at` in `h` into `key`.
 #[inline(always)]
-unsafe fn addresses(ip: *const u8) -> Option<FlowKey> {
-    let first: u8 = unsafe { read(ip, 0) }?;
-    let mut key = FlowKey::default();
-    match first >> 4 {
-        4 => {
-            let a: [u8; 8] = unsafe { read(ip, 12) }?;
+fn addresses(h: &[u8; HEADER_BYTES], at: usize, key: &mut FlowKey) -> bool {
+    match h[at] >> 4 {
+        4 if at + 20 <= HEADER_BYTES => {
             key.family = FAMILY_V4;
-            key.src[..4].copy_from_slice(&a[..4]);
-            key.dst[..4].copy_from_slice(&a[4..]);
+            key.src[..4].copy_from_slice(&h[at + 12..at + 16]);
+            key.dst[..4].copy_from_slice(&h[at + 16..at + 20]);
+            true
         }
-        6 => {
-            let a: [u8; 32] = unsafe { read(ip, 8) }?;
+        6 if at + 40 <= HEADER_BYTES => {
             key.family = FAMILY_V6;
-            key.src.copy_from_slice(&a[..16]);
-            key.dst.copy_from_slice(&a[16..]);
+            key.src.copy_from_slice(&h[at + 8..at + 24]);
+            key.dst.copy_from_slice(&h[at + 24..at + 40]);
+            true
         }
-        _ => return None,
+        _ => false,
     }
-    Some(key)
 }
