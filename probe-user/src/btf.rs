@@ -3,8 +3,6 @@
 //! the drop probe gets its sk_buff/net_device/net offsets from here, at load
 //! time, for the kernel it runs on. Format: linux/Documentation/bpf/btf.rst.
 
-use std::collections::HashMap;
-
 const MAGIC: u16 = 0xeb9f;
 
 const KIND_INT: u32 = 1;
@@ -18,9 +16,11 @@ const KIND_DATASEC: u32 = 15;
 const KIND_DECL_TAG: u32 = 17;
 const KIND_ENUM64: u32 = 19;
 
+/// Names are offsets into the string section: the kernel's BTF has ~150k
+/// types, and keeping them compact keeps the loader's peak memory low.
 #[derive(Clone, Debug)]
 struct Member {
-    name: String,
+    name: u32,
     type_id: u32,
     /// Offset in bits from the start of the enclosing struct/union.
     bit_offset: u32,
@@ -30,12 +30,13 @@ struct Member {
 enum Type {
     /// STRUCT or UNION.
     Composite {
-        name: String,
+        name: u32,
         members: Vec<Member>,
     },
+    /// ENUM or ENUM64: (name, value) pairs.
     Enum {
-        name: String,
-        values: Vec<(String, i64)>,
+        name: u32,
+        values: Vec<(u32, i64)>,
     },
     Other,
 }
@@ -44,21 +45,13 @@ enum Type {
 #[derive(Debug)]
 pub struct Btf {
     types: Vec<Type>,
-    by_name: HashMap<String, Vec<u32>>,
+    strings: Vec<u8>,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Result<u32, String> {
     b.get(off..off + 4)
         .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
         .ok_or_else(|| format!("BTF truncated at byte {off}"))
-}
-
-fn str_at(strings: &[u8], off: u32) -> Result<String, String> {
-    let s = strings
-        .get(off as usize..)
-        .ok_or_else(|| format!("BTF string offset {off} out of range"))?;
-    let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
-    Ok(String::from_utf8_lossy(&s[..end]).into_owned())
 }
 
 impl Btf {
@@ -92,7 +85,7 @@ impl Btf {
         let mut types = vec![Type::Other]; // id 0: void
         let mut pos = 0;
         while pos < tsec.len() {
-            let name = str_at(strings, u32_at(tsec, pos)?)?;
+            let name = u32_at(tsec, pos)?;
             let info = u32_at(tsec, pos + 4)?;
             let (vlen, kind, kind_flag) = (
                 (info & 0xffff) as usize,
@@ -107,7 +100,7 @@ impl Btf {
                         let m = pos + i * 12;
                         let offset = u32_at(tsec, m + 8)?;
                         members.push(Member {
-                            name: str_at(strings, u32_at(tsec, m)?)?,
+                            name: u32_at(tsec, m)?,
                             type_id: u32_at(tsec, m + 4)?,
                             // With kind_flag the top 8 bits are a bitfield size.
                             bit_offset: if kind_flag {
@@ -131,7 +124,7 @@ impl Btf {
                         } else {
                             ((u32_at(tsec, v + 8)? as i64) << 32) | lo as i64
                         };
-                        values.push((str_at(strings, u32_at(tsec, v)?)?, value));
+                        values.push((u32_at(tsec, v)?, value));
                     }
                     pos += vlen * size;
                     Type::Enum { name, values }
@@ -150,25 +143,27 @@ impl Btf {
             };
             types.push(ty);
         }
-        let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
-        for (id, t) in types.iter().enumerate() {
-            if let Type::Composite { name, .. } | Type::Enum { name, .. } = t {
-                if !name.is_empty() {
-                    by_name.entry(name.clone()).or_default().push(id as u32);
-                }
-            }
-        }
-        Ok(Btf { types, by_name })
+        Ok(Btf {
+            types,
+            strings: strings.to_vec(),
+        })
+    }
+
+    fn name(&self, off: u32) -> &[u8] {
+        let s = self.strings.get(off as usize..).unwrap_or(&[]);
+        &s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())]
     }
 
     fn composite(&self, name: &str) -> Result<&[Member], String> {
-        self.by_name
-            .get(name)
-            .into_iter()
-            .flatten()
-            .find_map(|id| match &self.types[*id as usize] {
+        self.types
+            .iter()
+            .find_map(|t| match t {
                 // A FWD declaration has no members; the definition does.
-                Type::Composite { members, .. } if !members.is_empty() => Some(members.as_slice()),
+                Type::Composite { name: n, members }
+                    if !members.is_empty() && self.name(*n) == name.as_bytes() =>
+                {
+                    Some(members.as_slice())
+                }
                 _ => None,
             })
             .ok_or_else(|| format!("struct {name} not in the kernel's BTF"))
@@ -189,11 +184,11 @@ impl Btf {
 
     fn find_member(&self, members: &[Member], name: &str, base: u32) -> Option<u32> {
         for m in members {
-            if m.name == name {
+            if self.name(m.name) == name.as_bytes() {
                 return Some(base + m.bit_offset);
             }
         }
-        for m in members.iter().filter(|m| m.name.is_empty()) {
+        for m in members.iter().filter(|m| self.name(m.name).is_empty()) {
             if let Some(Type::Composite { members: inner, .. }) = self.types.get(m.type_id as usize)
             {
                 if let Some(off) = self.find_member(inner, name, base + m.bit_offset) {
@@ -206,12 +201,17 @@ impl Btf {
 
     /// The values of enum `name`, in declaration order.
     pub fn enum_values(&self, name: &str) -> Result<Vec<(String, i64)>, String> {
-        self.by_name
-            .get(name)
-            .into_iter()
-            .flatten()
-            .find_map(|id| match &self.types[*id as usize] {
-                Type::Enum { values, .. } => Some(values.clone()),
+        self.types
+            .iter()
+            .find_map(|t| match t {
+                Type::Enum { name: n, values } if self.name(*n) == name.as_bytes() => Some(
+                    values
+                        .iter()
+                        .map(|(v, value)| {
+                            (String::from_utf8_lossy(self.name(*v)).into_owned(), *value)
+                        })
+                        .collect(),
+                ),
                 _ => None,
             })
             .ok_or_else(|| format!("enum {name} not in the kernel's BTF"))

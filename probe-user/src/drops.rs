@@ -266,6 +266,8 @@ pub fn attach_drops(scope: &[u32], vxlan_ports: &[u16]) -> Result<DropHook, Stri
     let btf = Btf::from_kernel()?;
     let reasons = ReasonNames::from_btf(&btf)?;
     let offsets = offsets(&btf)?;
+    // Freed before aya parses the BTF again below: only one copy at a time.
+    drop(btf);
     if scope.len() > MAX_SCOPE_NETNS {
         return Err(format!(
             "at most {MAX_SCOPE_NETNS} namespaces can be given to --drop-netns"
@@ -283,6 +285,8 @@ pub fn attach_drops(scope: &[u32], vxlan_ports: &[u16]) -> Result<DropHook, Stri
         *slot = *value;
     }
     let mut ebpf = EbpfLoader::new()
+        // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
+        .btf(None)
         .override_global(GLOBAL_NOT_DROPS, &not_drops, true)
         .override_global(GLOBAL_DROP_OFFSETS, &offsets, true)
         .override_global(GLOBAL_SCOPE_NETNS, &netns, true)

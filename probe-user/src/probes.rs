@@ -142,6 +142,8 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
         .unwrap_or(probe_common::DEFAULT_QUEUE_SLOTS)
         .max(1);
     let mut ebpf = EbpfLoader::new()
+        // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
+        .btf(None)
         .override_global(GLOBAL_VXLAN_PORTS, &ports, true)
         .override_global(GLOBAL_VNIS, &vnis, true)
         .override_global(GLOBAL_VNI_COUNT, &vni_count, true)
@@ -200,7 +202,10 @@ impl NicHook {
 /// inside `netns`, after every program already there (LinkOrder::last), so the
 /// CNI's own programs run first and ours only continue.
 pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String> {
-    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(load_error)?;
+    let mut ebpf = EbpfLoader::new()
+        .btf(None)
+        .load(EBPF_OBJECT)
+        .map_err(load_error)?;
     for (name, attach_type) in [
         (PROG_VXLAN_INGRESS, TcAttachType::Ingress),
         (PROG_VXLAN_EGRESS, TcAttachType::Egress),

@@ -138,7 +138,10 @@ pub fn human(r: &Report) -> String {
             .iter()
             .map(|p| {
                 let per_run = p.ns_per_run.map_or("-".into(), |n| format!("{n:.0}"));
-                format!("{}@{} {} runs {} ns/run", p.program, p.iface, p.runs, per_run)
+                format!(
+                    "{}@{} {} runs {} ns/run",
+                    p.program, p.iface, p.runs, per_run
+                )
             })
             .collect();
         let _ = writeln!(

@@ -134,7 +134,8 @@ mod tests {
 
     #[test]
     fn proc_parsing() {
-        let stat = "1234 (probe (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 25 7 0 0 20 0 1 0 100 1000 200";
+        let stat =
+            "1234 (probe (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 25 7 0 0 20 0 1 0 100 1000 200";
         assert_eq!(parse_stat_cpu_ticks(stat), Some(32));
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
         let status = "Name:\tprobe\nVmHWM:\t   9000 kB\nVmRSS:\t   8000 kB\n";

@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use super::*;
 
 /// Encodes a BTF blob: `types` are (name, info, size_or_type, trailing words).
