@@ -74,6 +74,7 @@ fn ten_thousand_pod_packets_across_nodes() {
     assert_eq!(row["outer_inner"]["ipv4"], PACKETS);
     assert_eq!(row["iface"], "flannel.1");
     assert_eq!(delivered, PACKETS, "every packet reached the pod's socket");
+    assert!(s["self"].is_null(), "no --self, no self-cost: {}", s["self"]);
 
     // Interval lines add up to the summary.
     let intervals: u64 = lines
@@ -178,4 +179,44 @@ fn duration_ends_with_a_summary() {
     let s = summary(&lines);
     assert!((s["elapsed_s"].as_f64().unwrap() - 1.0).abs() < 0.3, "{s}");
     assert_eq!(lines.last().unwrap()["type"], "summary");
+}
+
+/// `--self`: the kernel's own run counts of the probe's programs (BPF stats)
+/// equal the packets each hook saw, and the process reports its CPU and RSS.
+#[test]
+fn self_cost_from_bpf_stats() {
+    if !privileged("self_cost_from_bpf_stats") {
+        return;
+    }
+    const SENT: u64 = 2_000;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
+    let watch = Watch::start(&["--netns", &n2.netns, "--interval", "0.5", "--self"]);
+    let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
+    lab::send_udp(&n1.pods[0].netns, dst, SENT, 64, 100).unwrap();
+    assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
+    std::thread::sleep(Duration::from_millis(100));
+    let (code, lines, err) = watch.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    let s = summary(&lines);
+    let own = &s["self"];
+    let runs = |program: &str| {
+        own["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["program"] == program)
+            .unwrap_or_else(|| panic!("{program} missing: {own}"))["runs"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(runs("nic_xdp"), SENT, "{own}");
+    assert_eq!(runs("vxlan_dev_ingress"), SENT, "{own}");
+    assert_eq!(stage(s, "xdp", "eth0")["packets"], SENT);
+    assert!(own["rss_kib"].as_u64().unwrap() > 0, "{own}");
+    let cpu = own["cpu_percent"].as_f64().unwrap();
+    assert!((0.0..100.0).contains(&cpu), "{own}");
+    // Every line carries it with --self (and null without: see the 10,000-packet test).
+    assert!(lines.iter().all(|l| !l["self"].is_null()));
 }
