@@ -114,14 +114,31 @@ pub fn parse_status_rss(status: &str) -> (u64, u64) {
     (kib("VmRSS:"), kib("VmHWM:"))
 }
 
+/// CPU time of every thread of `pid` from /proc/PID/task/*/schedstat (its
+/// first field: ns on a CPU), which resolves what a lightly loaded process
+/// uses; the clock ticks of /proc/PID/stat (10 ms) do not.
+fn schedstat_cpu_s(pid: &str) -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
 /// CPU seconds and RSS of process `pid` ("self" for this one).
 pub fn process_usage(pid: &str) -> (f64, u64, u64) {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| parse_stat_cpu_ticks(&s))
-        .map_or(0.0, |t| t as f64 / ticks);
+    let cpu = schedstat_cpu_s(pid).unwrap_or_else(|| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| parse_stat_cpu_ticks(&s))
+            .map_or(0.0, |t| t as f64 / ticks)
+    });
     let (rss, peak) = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map(|s| parse_status_rss(&s))
         .unwrap_or((0, 0));

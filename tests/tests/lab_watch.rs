@@ -74,7 +74,11 @@ fn ten_thousand_pod_packets_across_nodes() {
     assert_eq!(row["outer_inner"]["ipv4"], PACKETS);
     assert_eq!(row["iface"], "flannel.1");
     assert_eq!(delivered, PACKETS, "every packet reached the pod's socket");
-    assert!(s["self"].is_null(), "no --self, no self-cost: {}", s["self"]);
+    assert!(
+        s["self"].is_null(),
+        "no --self, no self-cost: {}",
+        s["self"]
+    );
 
     // Interval lines add up to the summary.
     let intervals: u64 = lines

@@ -42,8 +42,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Benchmarks: BPF_PROG_TEST_RUN ns/packet of each program over an empty one
-    Bench,
+    /// Benchmarks (BENCHMARKS.md): BPF_PROG_TEST_RUN ns/packet over an empty
+    /// program, and a lab flood with no probe / probe watch / bpftrace (pps, the
+    /// probe's CPU and RSS, attach/detach time, kernel ns per program run)
+    Bench {
+        /// Only one part: `testrun` or `flood`
+        part: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -85,9 +90,17 @@ fn main() -> Result<()> {
             setup::run()?;
             test(&args)
         }
-        Task::Bench => {
+        Task::Bench { part } => {
             require_root("the benchmark")?;
             setup::run()?;
+            setup::bench_packages()?;
+            let status = cargo()
+                .args(["build", "--release", "-p", "probe-user", "--bin", "probe"])
+                .status()?;
+            if !status.success() {
+                bail!("building probe failed");
+            }
+            let probe = std::env::current_dir()?.join("target/release/probe");
             let status = cargo()
                 .args([
                     "run",
@@ -97,7 +110,10 @@ fn main() -> Result<()> {
                     "probe-tests",
                     "--bin",
                     "probe-bench",
+                    "--",
                 ])
+                .args(part)
+                .env("PROBE_BIN", &probe)
                 .status()?;
             if !status.success() {
                 bail!("benchmark failed: {status}");

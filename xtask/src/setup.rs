@@ -71,6 +71,23 @@ fn exec(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// What only `cargo xtask bench` needs: bpftrace, the comparison in the flood
+/// benchmark (a large package, so not part of every set-up).
+pub fn bench_packages() -> Result<()> {
+    if on_path("bpftrace") {
+        return Ok(());
+    }
+    if !crate::is_root() {
+        bail!("bpftrace is missing: run `cargo xtask bench` as root (it uses apt-get)");
+    }
+    exec(Command::new("apt-get").args(["update", "-qq"]))?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "bpftrace"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 fn steps() -> Result<()> {
     let toolchain = ebpf_toolchain();
     let root = sysroot(toolchain)?;

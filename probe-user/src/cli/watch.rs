@@ -103,6 +103,8 @@ struct Attached {
     /// Held while `--self` runs: BPF run-time statistics stay on until closed.
     bpf_stats: Option<std::os::fd::OwnedFd>,
     self_cost: bool,
+    /// Time it took to load, verify and attach every probe.
+    attach_ms: f64,
     topology: Topology,
     started: Instant,
 }
@@ -122,7 +124,7 @@ pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
     caps::check(&caps::watch_requirements(args.netns.is_some()))?;
     let mut attached = attach(&args, netns)?;
     if let Some(path) = &args.ready_file {
-        write_ready_file(path, &attached.topology)?;
+        write_ready_file(path, &attached.topology, attached.attach_ms)?;
     }
 
     let first = sample(&mut attached)?;
@@ -413,13 +415,14 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         names: Names::default(),
         bpf_stats,
         self_cost: args.self_cost,
+        attach_ms: started_attach.elapsed().as_secs_f64() * 1e3,
         topology,
         started: Instant::now(),
     };
     if !args.json {
         eprintln!(
-            "probe: attached in {} ms (netns {}): {}",
-            started_attach.elapsed().as_millis(),
+            "probe: attached in {:.0} ms (netns {}): {}",
+            attached.attach_ms,
             attached.netns.label(),
             describe_hooks(&attached.topology)
         );
@@ -587,9 +590,14 @@ fn emit(args: &WatchArgs, report: &Report) -> Result<bool, ProbeError> {
     }
 }
 
-fn write_ready_file(path: &std::path::Path, t: &Topology) -> Result<(), ProbeError> {
+fn write_ready_file(
+    path: &std::path::Path,
+    t: &Topology,
+    attach_ms: f64,
+) -> Result<(), ProbeError> {
     let body = serde_json::json!({
         "pid": std::process::id(),
+        "attach_ms": attach_ms,
         "netns": t.netns,
         "hooks": describe_hooks(t),
         "unavailable": t.unavailable,

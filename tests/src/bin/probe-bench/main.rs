@@ -1,0 +1,36 @@
+//! `cargo xtask bench`: the cost of the probe, measured.
+//! 1. BPF_PROG_TEST_RUN ns/packet over an empty program (testrun.rs).
+//! 2-5. A lab flood with no probe / probe watch / bpftrace, the probe's CPU,
+//!    RSS, attach and detach time, and per-program kernel time (flood.rs).
+//!
+//! `probe-bench [testrun|flood]` runs one part; no argument runs both.
+//! Needs root and $PROBE_BIN (a release `probe`, set by `cargo xtask bench`).
+
+mod flood;
+mod testrun;
+
+fn main() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("probe-bench: needs root (BPF_PROG_TEST_RUN, network namespaces)");
+        std::process::exit(1);
+    }
+    let part = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    let mut ok = true;
+    if part == "all" || part == "testrun" {
+        ok &= testrun::run();
+    }
+    if part == "all" || part == "flood" {
+        let probe = std::env::var_os("PROBE_BIN")
+            .map(std::path::PathBuf::from)
+            .expect("PROBE_BIN: run through `cargo xtask bench`");
+        ok &= flood::Flood::new(probe).run();
+    }
+    println!(
+        "\n{}",
+        if ok {
+            "every target met"
+        } else {
+            "TARGETS MISSED (see above; BENCHMARKS.md says by how much and why)"
+        }
+    );
+}
