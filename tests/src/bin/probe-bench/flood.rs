@@ -23,7 +23,7 @@ use probe_user::selfcost::process_usage;
 use crate::testrun::median;
 
 const RUN: Duration = Duration::from_secs(3);
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 const PORT: u16 = 9000;
 const PAYLOAD: usize = 18;
 
@@ -268,7 +268,7 @@ impl Flood {
         };
         println!(
             "\nLab flood: {} senders (node-1 pods) -> 2 receivers (node-2 pods), 4 flows, {PAYLOAD}-byte UDP payloads, \
-             {} s per run, {ROUNDS} rounds alternating {}",
+             {} s per run, {ROUNDS} rounds of {} (order rotated each round)",
             self.lab.node(1).pods.len(),
             RUN.as_secs(),
             modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(" / ")
@@ -277,7 +277,11 @@ impl Flood {
         let mut runs: Vec<ProbeRun> = Vec::new();
         for round in 0..ROUNDS {
             let mut line = format!("round {}:", round + 1);
-            for (i, mode) in modes.iter().enumerate() {
+            // Rotate the order each round: no mode always runs first (the
+            // first run after a pause measured lower in early trials).
+            for k in 0..modes.len() {
+                let i = (k + round) % modes.len();
+                let mode = &modes[i];
                 let p = match mode {
                     Mode::NoProbe => self.pps(),
                     Mode::Probe => {
@@ -294,7 +298,14 @@ impl Flood {
         }
         // Each round's runs are back to back, so per-round ratios cancel the
         // VM's drift between rounds (it moves the absolute pps by +-20%).
-        let ratio_of = |i: usize| median((0..ROUNDS).map(|r| pps[i][r] / pps[0][r]).collect());
+        let ratios = |i: usize| -> Vec<f64> { (0..ROUNDS).map(|r| pps[i][r] / pps[0][r]).collect() };
+        let ratio_of = |i: usize| median(ratios(i));
+        // The spread of the per-round ratios: how much one run can be trusted.
+        let quartiles = |i: usize| {
+            let mut v = ratios(i);
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            (v[ROUNDS / 4] * 100.0, v[ROUNDS * 3 / 4] * 100.0)
+        };
         let med: Vec<f64> = pps.iter().map(|v| median(v.clone())).collect();
         let ratio = ratio_of(1);
         println!(
@@ -307,6 +318,8 @@ impl Flood {
                 .join(", "),
             ratio * 100.0
         );
+        let (q1, q3) = quartiles(1);
+        println!("  per-round ratios, interquartile range: {q1:.1}% .. {q3:.1}%");
         let mut ok = ratio >= 0.97;
         if modes.len() > 2 {
             let bt = ratio_of(2);

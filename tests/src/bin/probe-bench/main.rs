@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: the cost of the probe, measured.
-//! 1. BPF_PROG_TEST_RUN ns/packet over an empty program (testrun.rs).
-//! 2-5. A lab flood with no probe / probe watch / bpftrace, the probe's CPU,
-//!    RSS, attach and detach time, and per-program kernel time (flood.rs).
+//! - BPF_PROG_TEST_RUN ns/packet over an empty program (testrun.rs).
+//! - A lab flood with no probe / probe watch / bpftrace, the probe's CPU,
+//!   RSS, attach and detach time, and per-program kernel time (flood.rs).
 //!
 //! `probe-bench [testrun|flood]` runs one part; no argument runs both.
 //! Needs root and $PROBE_BIN (a release `probe`, set by `cargo xtask bench`).
