@@ -298,7 +298,8 @@ impl Flood {
         }
         // Each round's runs are back to back, so per-round ratios cancel the
         // VM's drift between rounds (it moves the absolute pps by +-20%).
-        let ratios = |i: usize| -> Vec<f64> { (0..ROUNDS).map(|r| pps[i][r] / pps[0][r]).collect() };
+        let ratios =
+            |i: usize| -> Vec<f64> { (0..ROUNDS).map(|r| pps[i][r] / pps[0][r]).collect() };
         let ratio_of = |i: usize| median(ratios(i));
         // The spread of the per-round ratios: how much one run can be trusted.
         let quartiles = |i: usize| {
