@@ -73,31 +73,68 @@ pub struct Slot<K> {
 pub type DropSlot = Slot<DropKey>;
 pub type FlowSlot = Slot<FlowKey>;
 
-/// Counts one event for `key` in `slots`: in the slot `home` points at, or
-/// one of the next [`PROBES`]; a free slot is claimed. False when all were
-/// taken by other keys. Slots are never freed: the counts are cumulative.
+/// An entry of a direct-mapped, per-CPU table: a key, and values that are
+/// all zero while the entry is free.
+pub trait Keyed {
+    type Key: Copy + PartialEq;
+    fn key(&self) -> Self::Key;
+    fn is_free(&self) -> bool;
+    fn claim(&mut self, key: Self::Key);
+}
+
+impl<K: Copy + PartialEq> Keyed for Slot<K> {
+    type Key = K;
+    fn key(&self) -> K {
+        self.key
+    }
+    fn is_free(&self) -> bool {
+        self.count == 0
+    }
+    fn claim(&mut self, key: K) {
+        self.key = key;
+    }
+}
+
+/// The entry of `key` in `slots`: the one `home` points at, or one of the
+/// next [`PROBES`]; a free entry is claimed. None when all were taken by
+/// other keys. Entries are never freed: their values are cumulative.
+#[inline(always)]
+pub fn entry_in<S: Keyed, const N: usize>(
+    slots: &mut [S; N],
+    home: usize,
+    key: S::Key,
+) -> Option<&mut S> {
+    let mut i = 0;
+    while i <= PROBES {
+        // N is a power of two: the mask bounds the index for the verifier.
+        let index = (home + i) & (N - 1);
+        if slots[index].is_free() {
+            slots[index].claim(key);
+            return Some(&mut slots[index]);
+        }
+        if slots[index].key() == key {
+            return Some(&mut slots[index]);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Counts one event for `key` in `slots` ([`entry_in`]). False when no entry
+/// was free for it.
 #[inline(always)]
 pub fn count_in<K: Copy + PartialEq, const N: usize>(
     slots: &mut [Slot<K>; N],
     home: usize,
     key: K,
 ) -> bool {
-    let mut i = 0;
-    while i <= PROBES {
-        // N is a power of two: the mask bounds the index for the verifier.
-        let slot = &mut slots[(home + i) & (N - 1)];
-        if slot.count == 0 {
-            slot.key = key;
-            slot.count = 1;
-            return true;
-        }
-        if slot.key == key {
+    match entry_in(slots, home, key) {
+        Some(slot) => {
             slot.count += 1;
-            return true;
+            true
         }
-        i += 1;
+        None => false,
     }
-    false
 }
 
 /// One CPU's drop counters.

@@ -5,6 +5,7 @@
 
 pub mod classify;
 pub mod drops;
+pub mod latency;
 pub mod maps;
 
 pub use classify::{Classification, Frame, InnerClass, NicClass};

@@ -7,6 +7,7 @@
 mod bench;
 mod nic_xdp;
 mod skb_drop;
+mod softirq;
 mod vxlan_tc;
 
 #[cfg(not(test))]

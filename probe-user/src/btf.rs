@@ -199,6 +199,18 @@ impl Btf {
         None
     }
 
+    /// The value of enumerator `name` in whichever enum declares it (the
+    /// softirq vectors' enum, for one, has no name).
+    pub fn enum_value(&self, name: &str) -> Option<i64> {
+        self.types.iter().find_map(|t| match t {
+            Type::Enum { values, .. } => values
+                .iter()
+                .find(|(n, _)| self.name(*n) == name.as_bytes())
+                .map(|(_, v)| *v),
+            _ => None,
+        })
+    }
+
     /// The values of enum `name`, in declaration order.
     pub fn enum_values(&self, name: &str) -> Result<Vec<(String, i64)>, String> {
         self.types

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod drops;
 pub mod error;
 pub mod ethtool;
+pub mod latency;
 pub mod ledger;
 pub mod model;
 pub mod netns;

@@ -14,6 +14,7 @@ use crate::{
     probes::{DevCounts, NicCounts, Unavailable},
     procfs::{Snmp, SoftnetCpu},
     rtnl::LinkStats,
+    latency::{self as lat, LatencyCounts, NapiRow, SoftirqRow},
     selfcost::{SelfCost, SelfSample},
 };
 
@@ -67,6 +68,8 @@ pub struct Sample {
     pub names: Names,
     /// With `--self`: the probe's own CPU, memory and BPF program counters.
     pub self_sample: Option<SelfSample>,
+    /// NET_RX softirq and NAPI counters.
+    pub latency: Option<LatencyCounts>,
 }
 
 impl Sample {
@@ -105,6 +108,10 @@ impl Sample {
                 (p.runs, p.run_ns) = (0, 0);
             }
         }
+        s.latency = s.latency.map(|l| LatencyCounts {
+            softirq: vec![Default::default(); l.softirq.len()],
+            napi: Default::default(),
+        });
         s.drops = s.drops.map(|d| DropCounts {
             by_reason: vec![0; d.by_reason.len()],
             ..Default::default()
@@ -149,6 +156,10 @@ pub struct Report {
     /// `--self`: what the probe cost over the period; null without `--self`.
     #[serde(rename = "self")]
     pub self_cost: Option<SelfCost>,
+    /// NET_RX softirq timing: the all-CPU row (`cpu: null`) first, then per CPU.
+    pub softirq: Vec<SoftirqRow>,
+    /// NAPI polls per device and CPU.
+    pub napi: Vec<NapiRow>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -256,6 +267,8 @@ impl Report {
             softnet: Vec::new(),
             snmp: Vec::new(),
             self_cost: None,
+            softirq: Vec::new(),
+            napi: Vec::new(),
         };
         let mut outer_by_slot: Vec<(u64, u64, BTreeMap<&'static str, u64>)> = Vec::new();
         if let (Some(nic), Some(now)) = (&topo.nic, &later.nic) {
@@ -452,6 +465,16 @@ impl Report {
             });
         }
         r.add_ledger(topo, earlier, later);
+        if let Some(now) = &later.latency {
+            let before = earlier.latency.as_ref();
+            r.softirq = lat::softirq_rows(&now.softirq, before.map(|b| b.softirq.as_slice()));
+            r.napi = lat::napi_rows(&now.napi, before.map(|b| &b.napi), |k| {
+                (
+                    later.names.iface(k.netns, k.ifindex),
+                    later.names.netns(k.netns),
+                )
+            });
+        }
         if let (Some(a), Some(b)) = (&earlier.self_sample, &later.self_sample) {
             r.self_cost = Some(SelfCost::between(a, b, r.elapsed_s));
         }

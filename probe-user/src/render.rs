@@ -132,6 +132,7 @@ pub fn human(r: &Report) -> String {
         );
     }
     ledger(&mut o, r);
+    softirq(&mut o, r);
     if let Some(c) = &r.self_cost {
         let programs: Vec<String> = c
             .programs
@@ -157,6 +158,81 @@ pub fn human(r: &Report) -> String {
         let _ = writeln!(o, "UNAVAILABLE {} on {}: {}", u.stage, u.iface, u.reason);
     }
     o
+}
+
+/// Nanoseconds as a person reads them.
+fn ns(n: Option<u64>) -> String {
+    match n {
+        None => "-".into(),
+        Some(n @ 0..1_000) => format!("{n}ns"),
+        Some(n @ 1_000..1_000_000) => format!("{:.1}us", n as f64 / 1e3),
+        Some(n @ 1_000_000..1_000_000_000) => format!("{:.1}ms", n as f64 / 1e6),
+        Some(n) => format!("{:.2}s", n as f64 / 1e9),
+    }
+}
+
+fn percentiles(h: &crate::latency::Histogram) -> String {
+    format!(
+        "p50 {} p90 {} p99 {} max {}",
+        ns(h.p50),
+        ns(h.p90),
+        ns(h.p99),
+        ns(h.max)
+    )
+}
+
+/// A log2 histogram the way bcc's and bpftrace's tools print them.
+pub fn histogram(o: &mut String, title: &str, h: &crate::latency::Histogram) {
+    let _ = writeln!(o, "  {title}");
+    let _ = writeln!(o, "  {:>24} : {:<8} distribution", "range", "count");
+    let top = h.buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1);
+
+    for b in &h.buckets {
+        let from = if b.le == 0 { 0 } else { b.le / 2 + 1 };
+
+        let bar = "*".repeat(((b.count * 40) / top) as usize);
+        let _ = writeln!(
+            o,
+            "  {:>11} -> {:<10} : {:<8} |{:<40}|",
+            from, b.le, b.count, bar
+        );
+    }
+}
+
+/// NET_RX softirq timing and NAPI polls; histograms in the summary.
+fn softirq(o: &mut String, r: &Report) {
+    let Some(all) = r.softirq.first() else {
+        return;
+    };
+    let share = all
+        .ksoftirqd_time_percent
+        .map_or("-".into(), |p| format!("{p:.1}%"));
+    let _ = writeln!(
+        o,
+        "SOFTIRQ NET_RX: {} runs ({} in ksoftirqd, {share} of run time); wait {}; run {}",
+        all.runs,
+        all.ksoftirqd_runs,
+        percentiles(&all.wait_ns),
+        percentiles(&all.run_ns)
+    );
+    for n in &r.napi {
+        let _ = writeln!(
+            o,
+            "NAPI   {}{} cpu{}: {} polls, {} packets, {} used the whole budget; packets/poll p50 {} p99 {}",
+            n.iface.as_deref().unwrap_or("(backlog)"),
+            n.netns.as_deref().map_or(String::new(), |ns| format!(" [{ns}]")),
+            n.cpu,
+            n.polls,
+            n.packets,
+            n.full_budget_polls,
+            opt(n.work.p50),
+            opt(n.work.p99)
+        );
+    }
+    if r.kind == ReportKind::Summary && all.runs > 0 {
+        histogram(o, "NET_RX wait, raise -> entry (ns), all CPUs", &all.wait_ns);
+        histogram(o, "NET_RX run, entry -> exit (ns), all CPUs", &all.run_ns);
+    }
 }
 
 /// The drop ledger as a funnel: stages in path order, what entered, what was

@@ -124,6 +124,8 @@ fn running_kernel_has_the_drop_probe_fields() {
         btf.member_offset(ty, member)
             .unwrap_or_else(|e| panic!("{e}"));
     }
+    assert_eq!(btf.enum_value("NET_RX_SOFTIRQ"), Some(3));
+    btf.member_offset("napi_struct", "dev").unwrap();
     let reasons = btf.enum_values("skb_drop_reason").unwrap();
     assert!(reasons
         .iter()

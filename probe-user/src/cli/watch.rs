@@ -97,6 +97,7 @@ struct Attached {
     nic: Option<NicHook>,
     devs: Vec<VxlanHook>,
     drops: Option<DropHook>,
+    latency: Option<crate::latency::LatencyHook>,
     /// Where /proc/net/snmp is read: the --drop-netns namespaces, else the watched one.
     snmp_netns: Vec<Netns>,
     names: Names,
@@ -341,6 +342,17 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
             None
         }
     };
+    let latency_hook = match crate::latency::attach_latency() {
+        Ok(hook) => Some(hook),
+        Err(reason) => {
+            unavailable.push(Unavailable {
+                stage: "softirq",
+                iface: "*".into(),
+                reason,
+            });
+            None
+        }
+    };
     if nic_hook.is_none() && dev_hooks.is_empty() && drop_hook.is_none() {
         let reasons: Vec<_> = unavailable
             .iter()
@@ -411,6 +423,7 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         nic: nic_hook,
         devs: dev_hooks,
         drops: drop_hook,
+        latency: latency_hook,
         snmp_netns,
         names: Names::default(),
         bpf_stats,
@@ -445,6 +458,9 @@ fn describe_hooks(t: &Topology) -> String {
     }
     for d in &t.vxlan_devs {
         parts.push(format!("tcx ingress+egress on {}", d.iface));
+    }
+    if !t.unavailable.iter().any(|u| u.stage == "softirq") {
+        parts.push("tp_btf/softirq_raise+entry+exit, tp_btf/napi_poll".to_string());
     }
     if t.reasons.is_some() {
         parts.push(if t.drop_scope.is_empty() {
@@ -485,9 +501,26 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
         .map(|h| h.read())
         .transpose()
         .map_err(ProbeError::Runtime)?;
-    if let Some(d) = &drops {
-        refresh_names(&mut a.names, d);
-    }
+    let latency = a
+        .latency
+        .as_ref()
+        .map(|h| h.read())
+        .transpose()
+        .map_err(ProbeError::Runtime)?;
+    let napi_keys: Vec<(u32, u32)> = latency
+        .iter()
+        .flat_map(|l| l.napi.keys().map(|(k, _)| (k.netns, k.ifindex)))
+        .collect();
+    let drop_keys: Vec<(u32, u32)> = drops
+        .iter()
+        .flat_map(|d| {
+            d.keyed
+                .keys()
+                .map(|k| (k.netns, k.ifindex))
+                .chain(d.flows.keys().map(|k| (k.netns, 0)))
+        })
+        .collect();
+    refresh_names(&mut a.names, drop_keys.into_iter().chain(napi_keys));
     // Node-wide and per-netns kernel counters; unreadable ones are left out
     // of the cross-check rather than ending the run.
     let softnet = crate::procfs::read_softnet().unwrap_or_default();
@@ -522,6 +555,7 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
         snmp,
         names: a.names.clone(),
         self_sample: a.self_cost.then(|| self_sample(a)),
+        latency,
     })
 }
 
@@ -532,6 +566,7 @@ fn self_sample(a: &Attached) -> crate::selfcost::SelfSample {
         programs.extend(a.nic.iter().flat_map(|h| h.program_stats()));
         programs.extend(a.devs.iter().flat_map(|h| h.program_stats()));
         programs.extend(a.drops.iter().flat_map(|h| h.program_stats()));
+        programs.extend(a.latency.iter().flat_map(|h| h.program_stats()));
     }
     crate::selfcost::SelfSample {
         cpu_s,
@@ -541,14 +576,10 @@ fn self_sample(a: &Attached) -> crate::selfcost::SelfSample {
     }
 }
 
-/// Names the namespaces and devices that drops were seen in. Interface names
-/// are listed once per namespace and again only when an unknown one appears.
-fn refresh_names(names: &mut Names, drops: &crate::drops::DropCounts) {
-    let seen = drops
-        .keyed
-        .keys()
-        .map(|k| (k.netns, k.ifindex))
-        .chain(drops.flows.keys().map(|k| (k.netns, 0)));
+/// Names the namespaces and devices that drops and NAPI polls were seen in
+/// (netns inode, ifindex). Interface names are listed once per namespace and
+/// again only when an unknown one appears.
+fn refresh_names(names: &mut Names, seen: impl Iterator<Item = (u32, u32)> + Clone) {
     let missing_netns = seen
         .clone()
         .any(|(n, _)| n != 0 && !names.netns.contains_key(&n));

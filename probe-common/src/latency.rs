@@ -1,0 +1,167 @@
+//! NET_RX softirq and NAPI probes (tp_btf on irq:softirq_raise/entry/exit and
+//! napi:napi_poll). They run per softirq and per NAPI poll, not per packet.
+
+use core::mem::size_of;
+
+use crate::drops::Keyed;
+
+/// One entry: [`SoftirqCpu`], this CPU's NET_RX timing.
+pub const MAP_SOFTIRQ: &str = "SOFTIRQ";
+/// One entry: [`NapiTable`].
+pub const MAP_NAPI: &str = "NAPI";
+pub const PROG_SOFTIRQ_RAISE: &str = "net_rx_raise";
+pub const PROG_SOFTIRQ_ENTRY: &str = "net_rx_entry";
+pub const PROG_SOFTIRQ_EXIT: &str = "net_rx_exit";
+pub const PROG_NAPI_POLL: &str = "napi_poll";
+
+/// NET_RX_SOFTIRQ's value, from the kernel's BTF.
+pub const GLOBAL_NET_RX_VEC: &str = "NET_RX_VEC";
+pub const GLOBAL_NAPI_OFFSETS: &str = "NAPI_OFFSETS";
+
+/// log2 buckets: bucket 0 holds 0, bucket k holds [2^(k-1), 2^k); the last
+/// one everything from 2^30 ns (~1.07 s) up. A power of two (index mask).
+pub const HIST_BUCKETS: usize = 32;
+/// Work-per-poll buckets: 0, 1, 2-3, 4-7, ..., 64-127 (a weight-64 poll
+/// that used its budget), ... A power of two (index mask).
+pub const WORK_BUCKETS: usize = 16;
+/// (netns, device) entries of the NAPI table; a power of two.
+pub const NAPI_SLOTS: usize = 64;
+
+/// The log2 bucket of `v`.
+#[inline(always)]
+pub const fn bucket(v: u64, buckets: usize) -> usize {
+    let b = (64 - v.leading_zeros()) as usize;
+    if b < buckets {
+        b
+    } else {
+        buckets - 1
+    }
+}
+
+/// One CPU's NET_RX softirq timing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoftirqCpu {
+    /// Scratch: ns of the first raise since the last entry (0: none pending).
+    pub raised_at: u64,
+    /// Scratch: ns of the current entry (0: not running).
+    pub entered_at: u64,
+    /// Raise -> entry, ns.
+    pub wait: [u64; HIST_BUCKETS],
+    /// Entry -> exit, ns.
+    pub run: [u64; HIST_BUCKETS],
+    pub wait_max: u64,
+    pub run_max: u64,
+    pub wait_sum: u64,
+    pub run_sum: u64,
+    pub entries: u64,
+    /// Entries in a ksoftirqd thread (the rest ran on irq exit or BH enable).
+    pub ksoftirqd_entries: u64,
+    /// Run time spent in ksoftirqd, ns.
+    pub ksoftirqd_run_sum: u64,
+}
+
+/// `napi_struct.dev` and the net_device fields, from BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NapiOffsets {
+    pub napi_dev: u32,
+    pub dev_ifindex: u32,
+    pub dev_nd_net: u32,
+    pub net_inum: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NapiKey {
+    /// 0 and 0 for a NAPI instance without a device (the per-CPU backlog).
+    pub netns: u32,
+    pub ifindex: u32,
+}
+
+/// NAPI polls of one device on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NapiSlot {
+    pub key: NapiKey,
+    /// 0: the entry is free.
+    pub polls: u64,
+    /// Packets processed (the `work` of each poll).
+    pub packets: u64,
+    /// Polls that used their whole budget (more work was left).
+    pub full_budget: u64,
+    pub work: [u64; WORK_BUCKETS],
+}
+
+impl Keyed for NapiSlot {
+    type Key = NapiKey;
+    fn key(&self) -> NapiKey {
+        self.key
+    }
+    fn is_free(&self) -> bool {
+        self.polls == 0
+    }
+    fn claim(&mut self, key: NapiKey) {
+        self.key = key;
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NapiTable {
+    pub slots: [NapiSlot; NAPI_SLOTS],
+    /// Polls of devices that found no entry.
+    pub unslotted: u64,
+}
+
+const _: () = assert!(size_of::<NapiTable>() <= 32 * 1024);
+const _: () = assert!(
+    NAPI_SLOTS.is_power_of_two()
+        && HIST_BUCKETS.is_power_of_two()
+        && WORK_BUCKETS.is_power_of_two()
+);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: #[repr(C)] structs of integers: every bit pattern is valid.
+    unsafe impl aya::Pod for super::SoftirqCpu {}
+    unsafe impl aya::Pod for super::NapiOffsets {}
+    unsafe impl aya::Pod for super::NapiTable {}
+}
+
+#[cfg(feature = "user")]
+impl Default for SoftirqCpu {
+    fn default() -> Self {
+        // SAFETY: all-integer struct; zero is a valid value for every field.
+        unsafe { core::mem::zeroed() }
+    }
+}
+
+#[cfg(feature = "user")]
+impl Default for NapiTable {
+    fn default() -> Self {
+        Self {
+            slots: [NapiSlot::default(); NAPI_SLOTS],
+            unslotted: 0,
+        }
+    }
+}
+
+#[cfg(all(test, feature = "user"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log2_buckets() {
+        assert_eq!(bucket(0, HIST_BUCKETS), 0);
+        assert_eq!(bucket(1, HIST_BUCKETS), 1);
+        assert_eq!(bucket(2, HIST_BUCKETS), 2);
+        assert_eq!(bucket(3, HIST_BUCKETS), 2);
+        assert_eq!(bucket(1023, HIST_BUCKETS), 10);
+        assert_eq!(bucket(1024, HIST_BUCKETS), 11);
+        assert_eq!(bucket(u64::MAX, HIST_BUCKETS), HIST_BUCKETS - 1);
+        assert_eq!(bucket(64, WORK_BUCKETS), 7);
+        assert_eq!(bucket(128, WORK_BUCKETS), 8);
+        assert_eq!(bucket(1 << 20, WORK_BUCKETS), WORK_BUCKETS - 1);
+    }
+}

@@ -1,0 +1,156 @@
+//! NET_RX softirq timing (irq:softirq_raise/entry/exit) and NAPI polls
+//! (napi:napi_poll), all tp_btf. They run once per softirq run or NAPI poll
+//! (a poll handles up to `budget` packets), never per packet.
+//!
+//! Wait = first raise -> entry, run = entry -> exit, per CPU: raise, entry and
+//! exit of NET_RX happen on the same CPU (the pending bit is per CPU).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
+    macros::{btf_tracepoint, map},
+    maps::PerCpuArray,
+    programs::BtfTracePointContext,
+};
+use probe_common::{
+    drops::{entry_in, mix},
+    latency::{
+        bucket, NapiKey, NapiOffsets, NapiTable, SoftirqCpu, HIST_BUCKETS, WORK_BUCKETS,
+    },
+};
+
+/// NET_RX_SOFTIRQ, set by the loader from the kernel's BTF.
+#[unsafe(no_mangle)]
+static NET_RX_VEC: u32 = 3;
+#[unsafe(no_mangle)]
+static NAPI_OFFSETS: NapiOffsets = NapiOffsets {
+    napi_dev: 0,
+    dev_ifindex: 0,
+    dev_nd_net: 0,
+    net_inum: 0,
+};
+
+#[map]
+static SOFTIRQ: PerCpuArray<SoftirqCpu> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static NAPI: PerCpuArray<NapiTable> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn net_rx(ctx: &BtfTracePointContext) -> Option<&'static mut SoftirqCpu> {
+    let vec: u32 = ctx.arg(0);
+    if vec != unsafe { core::ptr::read_volatile(&NET_RX_VEC) } {
+        return None;
+    }
+    // SAFETY: this CPU's copy; the tracepoints of one softirq vector do not
+    // nest on a CPU, and tp_btf programs skip a recursive run.
+    SOFTIRQ.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+#[btf_tracepoint(function = "softirq_raise")]
+pub fn net_rx_raise(ctx: BtfTracePointContext) -> i32 {
+    if let Some(s) = net_rx(&ctx) {
+        if s.raised_at == 0 {
+            s.raised_at = unsafe { bpf_ktime_get_ns() };
+        }
+    }
+    0
+}
+
+#[btf_tracepoint(function = "softirq_entry")]
+pub fn net_rx_entry(ctx: BtfTracePointContext) -> i32 {
+    if let Some(s) = net_rx(&ctx) {
+        let now = unsafe { bpf_ktime_get_ns() };
+        s.entered_at = now;
+        s.entries += 1;
+        if is_ksoftirqd() {
+            s.ksoftirqd_entries += 1;
+        }
+        // A softirq can also run without a raise seen here (raised before
+        // the probe attached): no wait sample then.
+        if s.raised_at != 0 && now >= s.raised_at {
+            let wait = now - s.raised_at;
+            s.wait[bucket(wait, HIST_BUCKETS) & (HIST_BUCKETS - 1)] += 1;
+            s.wait_sum += wait;
+            if wait > s.wait_max {
+                s.wait_max = wait;
+            }
+        }
+        s.raised_at = 0;
+    }
+    0
+}
+
+#[btf_tracepoint(function = "softirq_exit")]
+pub fn net_rx_exit(ctx: BtfTracePointContext) -> i32 {
+    if let Some(s) = net_rx(&ctx) {
+        let now = unsafe { bpf_ktime_get_ns() };
+        if s.entered_at != 0 && now >= s.entered_at {
+            let run = now - s.entered_at;
+            s.run[bucket(run, HIST_BUCKETS) & (HIST_BUCKETS - 1)] += 1;
+            s.run_sum += run;
+            if run > s.run_max {
+                s.run_max = run;
+            }
+            if is_ksoftirqd() {
+                s.ksoftirqd_run_sum += run;
+            }
+        }
+        s.entered_at = 0;
+    }
+    0
+}
+
+/// Whether the softirq runs in a ksoftirqd/N thread rather than on irq exit
+/// or when a task re-enables bottom halves.
+#[inline(always)]
+fn is_ksoftirqd() -> bool {
+    match bpf_get_current_comm() {
+        Ok(comm) => comm.starts_with(b"ksoftirqd/"),
+        Err(_) => false,
+    }
+}
+
+/// A field of a BTF-typed kernel struct (see skb_drop.rs: a fault-safe load
+/// the verifier checks against the struct layout).
+#[inline(always)]
+unsafe fn field<T: Copy>(base: *const u8, offset: u32) -> T {
+    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
+}
+
+/// TP_PROTO(struct napi_struct *napi, int work, int budget), Linux 4.14+.
+#[btf_tracepoint(function = "napi_poll")]
+pub fn napi_poll(ctx: BtfTracePointContext) -> i32 {
+    let napi: *const u8 = ctx.arg(0);
+    let work: i32 = ctx.arg(1);
+    let budget: i32 = ctx.arg(2);
+    let o = unsafe { core::ptr::read_volatile(&NAPI_OFFSETS) };
+    let mut key = NapiKey::default();
+    if !napi.is_null() {
+        let dev: *const u8 = unsafe { field(napi, o.napi_dev) };
+        if !dev.is_null() {
+            key.ifindex = unsafe { field(dev, o.dev_ifindex) };
+            let net: *const u8 = unsafe { field(dev, o.dev_nd_net) };
+            if !net.is_null() {
+                key.netns = unsafe { field(net, o.net_inum) };
+            }
+        }
+    }
+    let Some(table) = NAPI.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's copy; NAPI polls of one CPU run one after another.
+    let table = unsafe { &mut *table };
+    let home = mix(key.netns, key.ifindex, 0) as usize;
+    match entry_in(&mut table.slots, home, key) {
+        Some(slot) => {
+            let work = if work > 0 { work as u64 } else { 0 };
+            slot.polls += 1;
+            slot.packets += work;
+            if budget > 0 && work >= budget as u64 {
+                slot.full_budget += 1;
+            }
+            slot.work[bucket(work, WORK_BUCKETS) & (WORK_BUCKETS - 1)] += 1;
+        }
+        None => table.unslotted += 1,
+    }
+    0
+}
