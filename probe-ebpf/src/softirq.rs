@@ -13,9 +13,7 @@ use aya_ebpf::{
 };
 use probe_common::{
     drops::{entry_in, mix},
-    latency::{
-        bucket, NapiKey, NapiOffsets, NapiTable, SoftirqCpu, HIST_BUCKETS, WORK_BUCKETS,
-    },
+    latency::{bucket, NapiKey, NapiOffsets, NapiTable, SoftirqCpu, HIST_BUCKETS, WORK_BUCKETS},
 };
 
 /// NET_RX_SOFTIRQ, set by the loader from the kernel's BTF.

@@ -260,14 +260,28 @@ pub struct DropHook {
     ebpf: Ebpf,
 }
 
-/// Loads the drop probe and attaches it to `skb:kfree_skb`. `scope`: network
-/// namespace inode numbers whose drops count (empty: every namespace).
-pub fn attach_drops(scope: &[u32], vxlan_ports: &[u16]) -> Result<DropHook, String> {
-    let btf = Btf::from_kernel()?;
-    let reasons = ReasonNames::from_btf(&btf)?;
-    let offsets = offsets(&btf)?;
-    // Freed before aya parses the BTF again below: only one copy at a time.
-    drop(btf);
+/// What the drop probe needs from the kernel's BTF.
+pub struct DropSetup {
+    pub reasons: ReasonNames,
+    pub offsets: DropOffsets,
+}
+
+pub fn setup(btf: &Btf) -> Result<DropSetup, String> {
+    Ok(DropSetup {
+        reasons: ReasonNames::from_btf(btf)?,
+        offsets: offsets(btf)?,
+    })
+}
+
+/// Loads the drop probe's object with its settings (nothing attached yet:
+/// [`DropHook::attach`]). `scope`: network namespace inode numbers whose
+/// drops count (empty: every namespace).
+pub fn load_drops(
+    setup: DropSetup,
+    scope: &[u32],
+    vxlan_ports: &[u16],
+) -> Result<DropHook, String> {
+    let DropSetup { reasons, offsets } = setup;
     if scope.len() > MAX_SCOPE_NETNS {
         return Err(format!(
             "at most {MAX_SCOPE_NETNS} namespaces can be given to --drop-netns"
@@ -284,7 +298,7 @@ pub fn attach_drops(scope: &[u32], vxlan_ports: &[u16]) -> Result<DropHook, Stri
     for (slot, value) in not_drops.iter_mut().zip(&reasons.not_drops) {
         *slot = *value;
     }
-    let mut ebpf = EbpfLoader::new()
+    let ebpf = EbpfLoader::new()
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
         .btf(None)
         .override_global(GLOBAL_NOT_DROPS, &not_drops, true)
@@ -294,20 +308,26 @@ pub fn attach_drops(scope: &[u32], vxlan_ports: &[u16]) -> Result<DropHook, Stri
         .override_global(GLOBAL_VXLAN_PORTS, &ports, true)
         .load(EBPF_OBJECT)
         .map_err(|e| format!("loading the BPF object failed: {e}"))?;
-    let aya_btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
-    let prog: &mut BtfTracePoint = ebpf
-        .program_mut(PROG_SKB_DROP)
-        .ok_or_else(|| format!("program {PROG_SKB_DROP} missing from the BPF object"))?
-        .try_into()
-        .map_err(|e| format!("program {PROG_SKB_DROP}: {e}"))?;
-    prog.load(DROP_TRACEPOINT, &aya_btf)
-        .map_err(|e| format!("the verifier rejected {PROG_SKB_DROP}: {e}"))?;
-    prog.attach()
-        .map_err(|e| format!("attaching to tp_btf/{DROP_TRACEPOINT} failed: {e}"))?;
     Ok(DropHook { reasons, ebpf })
 }
 
 impl DropHook {
+    /// Verifies the program and attaches it to `skb:kfree_skb`.
+    /// `kernel_btf`: aya's parse of the kernel's BTF, for the tp_btf attach.
+    pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), String> {
+        let prog: &mut BtfTracePoint = self
+            .ebpf
+            .program_mut(PROG_SKB_DROP)
+            .ok_or_else(|| format!("program {PROG_SKB_DROP} missing from the BPF object"))?
+            .try_into()
+            .map_err(|e| format!("program {PROG_SKB_DROP}: {e}"))?;
+        prog.load(DROP_TRACEPOINT, kernel_btf)
+            .map_err(|e| format!("the verifier rejected {PROG_SKB_DROP}: {e}"))?;
+        prog.attach()
+            .map_err(|e| format!("attaching to tp_btf/{DROP_TRACEPOINT} failed: {e}"))?;
+        Ok(())
+    }
+
     pub fn program_stats(&self) -> Vec<crate::selfcost::ProgramStat> {
         crate::selfcost::program_stat(&self.ebpf, PROG_SKB_DROP, "*")
             .into_iter()

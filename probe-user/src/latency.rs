@@ -41,46 +41,63 @@ const PROGRAMS: [(&str, &str); 4] = [
     (PROG_NAPI_POLL, "napi_poll"),
 ];
 
-/// Loads and attaches the four programs, with NET_RX_SOFTIRQ's value and the
-/// napi_struct/net_device offsets of the running kernel.
-pub fn attach_latency() -> Result<LatencyHook, String> {
-    let btf = Btf::from_kernel()?;
-    let net_rx = net_rx_vec(&btf).ok_or("NET_RX_SOFTIRQ not in the kernel's BTF")?;
-    let offsets = NapiOffsets {
-        napi_dev: btf.member_offset("napi_struct", "dev")?,
-        dev_ifindex: btf.member_offset("net_device", "ifindex")?,
-        dev_nd_net: btf.member_offset("net_device", "nd_net")?,
-        net_inum: btf.member_offset("net", "ns")? + btf.member_offset("ns_common", "inum")?,
-    };
-    drop(btf);
-    let mut ebpf = EbpfLoader::new()
+/// What the softirq and NAPI probes need from the kernel's BTF.
+pub struct LatencySetup {
+    pub net_rx_vec: u32,
+    pub offsets: NapiOffsets,
+}
+
+/// NET_RX_SOFTIRQ's value (from the anonymous enum of softirq vectors) and
+/// the napi_struct/net_device offsets of the running kernel.
+pub fn setup(btf: &Btf) -> Result<LatencySetup, String> {
+    Ok(LatencySetup {
+        net_rx_vec: btf
+            .enum_value("NET_RX_SOFTIRQ")
+            .ok_or("NET_RX_SOFTIRQ not in the kernel's BTF")? as u32,
+        offsets: NapiOffsets {
+            napi_dev: btf.member_offset("napi_struct", "dev")?,
+            dev_ifindex: btf.member_offset("net_device", "ifindex")?,
+            dev_nd_net: btf.member_offset("net_device", "nd_net")?,
+            net_inum: btf.member_offset("net", "ns")? + btf.member_offset("ns_common", "inum")?,
+        },
+    })
+}
+
+/// Loads the object with its settings (nothing attached yet: [`LatencyHook::attach`]).
+pub fn load_latency(setup: LatencySetup) -> Result<LatencyHook, String> {
+    let LatencySetup {
+        net_rx_vec: net_rx,
+        offsets,
+    } = setup;
+    let ebpf = EbpfLoader::new()
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
         .btf(None)
         .override_global(GLOBAL_NET_RX_VEC, &net_rx, true)
         .override_global(GLOBAL_NAPI_OFFSETS, &offsets, true)
         .load(EBPF_OBJECT)
         .map_err(|e| format!("loading the BPF object failed: {e}"))?;
-    let aya_btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
-    for (name, tracepoint) in PROGRAMS {
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("program {name} missing from the BPF object"))?
-            .try_into()
-            .map_err(|e| format!("program {name}: {e}"))?;
-        prog.load(tracepoint, &aya_btf)
-            .map_err(|e| format!("the verifier rejected {name}: {e}"))?;
-        prog.attach()
-            .map_err(|e| format!("attaching to tp_btf/{tracepoint} failed: {e}"))?;
-    }
     Ok(LatencyHook { ebpf })
 }
 
-/// NET_RX_SOFTIRQ from the anonymous enum of softirq vectors.
-fn net_rx_vec(btf: &Btf) -> Option<u32> {
-    btf.enum_value("NET_RX_SOFTIRQ").map(|v| v as u32)
-}
-
 impl LatencyHook {
+    /// Verifies the four programs and attaches them. `kernel_btf`: aya's
+    /// parse of the kernel's BTF, for the tp_btf attach.
+    pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), String> {
+        for (name, tracepoint) in PROGRAMS {
+            let prog: &mut BtfTracePoint = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| format!("program {name} missing from the BPF object"))?
+                .try_into()
+                .map_err(|e| format!("program {name}: {e}"))?;
+            prog.load(tracepoint, kernel_btf)
+                .map_err(|e| format!("the verifier rejected {name}: {e}"))?;
+            prog.attach()
+                .map_err(|e| format!("attaching to tp_btf/{tracepoint} failed: {e}"))?;
+        }
+        Ok(())
+    }
+
     pub fn read(&self) -> Result<LatencyCounts, String> {
         let softirq = read_per_cpu::<SoftirqCpu>(&self.ebpf, MAP_SOFTIRQ, 1)?.remove(0);
         let tables = read_per_cpu::<NapiTable>(&self.ebpf, MAP_NAPI, 1)?.remove(0);
@@ -226,19 +243,30 @@ pub fn softirq_rows(later: &[SoftirqCpu], earlier: Option<&[SoftirqCpu]>) -> Vec
     for (cpu, now) in later.iter().enumerate() {
         let before = earlier.and_then(|e| e.get(cpu)).unwrap_or(&zero);
         let d = |a: u64, b: u64| a.wrapping_sub(b);
-        let wait: Vec<u64> = (0..HIST_BUCKETS).map(|k| d(now.wait[k], before.wait[k])).collect();
-        let run: Vec<u64> = (0..HIST_BUCKETS).map(|k| d(now.run[k], before.run[k])).collect();
+        let wait: Vec<u64> = (0..HIST_BUCKETS)
+            .map(|k| d(now.wait[k], before.wait[k]))
+            .collect();
+        let run: Vec<u64> = (0..HIST_BUCKETS)
+            .map(|k| d(now.run[k], before.run[k]))
+            .collect();
         // The kernel keeps a running maximum: it belongs to this period only
         // if it grew during it.
         let max_in = |now: u64, before: u64| (now > before).then_some(now);
-        let (wait_sum, run_sum) = (d(now.wait_sum, before.wait_sum), d(now.run_sum, before.run_sum));
+        let (wait_sum, run_sum) = (
+            d(now.wait_sum, before.wait_sum),
+            d(now.run_sum, before.run_sum),
+        );
         let ksoft_ns = d(now.ksoftirqd_run_sum, before.ksoftirqd_run_sum);
         let row = SoftirqRow {
             cpu: Some(cpu as u32),
             runs: d(now.entries, before.entries),
             ksoftirqd_runs: d(now.ksoftirqd_entries, before.ksoftirqd_entries),
             ksoftirqd_time_percent: (run_sum > 0).then(|| ksoft_ns as f64 * 100.0 / run_sum as f64),
-            wait_ns: Histogram::from_buckets(&wait, wait_sum, max_in(now.wait_max, before.wait_max)),
+            wait_ns: Histogram::from_buckets(
+                &wait,
+                wait_sum,
+                max_in(now.wait_max, before.wait_max),
+            ),
             run_ns: Histogram::from_buckets(&run, run_sum, max_in(now.run_max, before.run_max)),
         };
         for k in 0..HIST_BUCKETS {

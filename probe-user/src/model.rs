@@ -10,11 +10,11 @@ use serde::Serialize;
 
 use crate::{
     drops::{DropCounts, ReasonNames},
+    latency::{self as lat, LatencyCounts, NapiRow, SoftirqRow},
     ledger::{self, Ledger, LedgerInput, Names},
     probes::{DevCounts, NicCounts, Unavailable},
     procfs::{Snmp, SoftnetCpu},
     rtnl::LinkStats,
-    latency::{self as lat, LatencyCounts, NapiRow, SoftirqRow},
     selfcost::{SelfCost, SelfSample},
 };
 

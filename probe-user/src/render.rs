@@ -230,7 +230,11 @@ fn softirq(o: &mut String, r: &Report) {
         );
     }
     if r.kind == ReportKind::Summary && all.runs > 0 {
-        histogram(o, "NET_RX wait, raise -> entry (ns), all CPUs", &all.wait_ns);
+        histogram(
+            o,
+            "NET_RX wait, raise -> entry (ns), all CPUs",
+            &all.wait_ns,
+        );
         histogram(o, "NET_RX run, entry -> exit (ns), all CPUs", &all.run_ns);
     }
 }

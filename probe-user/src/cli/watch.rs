@@ -331,28 +331,54 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
             }),
         }
     }
-    let drop_hook = match drops::attach_drops(&scope_inums, &ports) {
-        Ok(hook) => Some(hook),
-        Err(reason) => {
+    // The tracing probes. Memory: the kernel's BTF is ~5 MB that parse to
+    // ~10 MB, and each object load has a large short-lived allocation of its
+    // own. So: read what the probes need from our own compact parse, free it,
+    // load the objects, and only then let aya parse the BTF for the tp_btf
+    // attach: never two of these at once (peak RSS, BENCHMARKS.md).
+    let (drop_setup, latency_setup) = match crate::btf::Btf::from_kernel() {
+        Ok(btf) => (drops::setup(&btf), crate::latency::setup(&btf)),
+        Err(e) => (Err(e.clone()), Err(e)),
+    };
+    let mut drop_hook = drop_setup.and_then(|setup| drops::load_drops(setup, &scope_inums, &ports));
+    let mut latency_hook = latency_setup.and_then(crate::latency::load_latency);
+    if drop_hook.is_ok() || latency_hook.is_ok() {
+        match aya::Btf::from_sys_fs() {
+            Ok(btf) => {
+                if let Ok(hook) = &mut drop_hook {
+                    if let Err(e) = hook.attach(&btf) {
+                        drop_hook = Err(e);
+                    }
+                }
+                if let Ok(hook) = &mut latency_hook {
+                    if let Err(e) = hook.attach(&btf) {
+                        latency_hook = Err(e);
+                    }
+                }
+            }
+            Err(e) => {
+                let e = format!("reading the kernel's BTF: {e}");
+                drop_hook = Err(e.clone());
+                latency_hook = Err(e);
+            }
+        }
+    }
+    // Give the freed parse buffers back to the system.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+    let mut tracing_stage = |stage: &'static str, reason: Option<String>| {
+        if let Some(reason) = reason {
             unavailable.push(Unavailable {
-                stage: "drops",
+                stage,
                 iface: "*".into(),
                 reason,
             });
-            None
         }
     };
-    let latency_hook = match crate::latency::attach_latency() {
-        Ok(hook) => Some(hook),
-        Err(reason) => {
-            unavailable.push(Unavailable {
-                stage: "softirq",
-                iface: "*".into(),
-                reason,
-            });
-            None
-        }
-    };
+    tracing_stage("drops", drop_hook.as_ref().err().cloned());
+    tracing_stage("softirq", latency_hook.as_ref().err().cloned());
+    let drop_hook = drop_hook.ok();
+    let latency_hook = latency_hook.ok();
     if nic_hook.is_none() && dev_hooks.is_empty() && drop_hook.is_none() {
         let reasons: Vec<_> = unavailable
             .iter()

@@ -17,11 +17,20 @@ fn percentiles_from_log2_buckets() {
     assert_eq!(h.p99, Some(4095));
     assert_eq!(h.max, Some(600_000));
     assert_eq!(h.buckets.len(), 4);
-    assert_eq!(h.buckets[3], Bucket { le: (1 << 20) - 1, count: 1 });
+    assert_eq!(
+        h.buckets[3],
+        Bucket {
+            le: (1 << 20) - 1,
+            count: 1
+        }
+    );
     let empty = Histogram::from_buckets(&[0; HIST_BUCKETS], 0, Some(5));
     assert_eq!((empty.p50, empty.max, empty.count), (None, None, 0));
     // Without a kept maximum, the top bucket's bound stands in.
-    assert_eq!(Histogram::from_buckets(&counts, 0, None).max, Some((1 << 20) - 1));
+    assert_eq!(
+        Histogram::from_buckets(&counts, 0, None).max,
+        Some((1 << 20) - 1)
+    );
     assert_eq!(bucket_le(0), 0);
     assert_eq!(bucket_le(1), 1);
 }
@@ -81,7 +90,10 @@ fn napi_rows_between_readings() {
     let rows = napi_rows(&later, None, |k| (Some(format!("if{}", k.ifindex)), None));
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
-    assert_eq!((r.cpu, r.polls, r.packets, r.full_budget_polls), (1, 13, 202, 3));
+    assert_eq!(
+        (r.cpu, r.polls, r.packets, r.full_budget_polls),
+        (1, 13, 202, 3)
+    );
     assert_eq!(r.iface.as_deref(), Some("if2"));
     assert_eq!(r.work.p50, Some(1));
     assert_eq!(r.work.p99, Some(127));
