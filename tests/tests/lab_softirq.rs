@@ -89,7 +89,11 @@ fn softirq_and_napi_under_lab_load() {
     let all = &s["softirq"][0];
     assert!(all["cpu"].is_null(), "the all-CPU row comes first: {all}");
     let runs = all["runs"].as_u64().unwrap();
-    assert!(runs > 0 && all["run_ns"]["count"] == runs, "{all}");
+    let cpus = s["softirq"].as_array().unwrap().len() as u64 - 1;
+    // `runs` counts entries, the run histogram exits: a softirq running when
+    // a period starts or ends is in one and not the other (at most one per CPU).
+    let timed = all["run_ns"]["count"].as_u64().unwrap();
+    assert!(runs > 0 && runs.abs_diff(timed) <= cpus, "{all}");
     assert!(all["wait_ns"]["count"].as_u64().unwrap() > 0, "{all}");
     assert!(all["wait_ns"]["p50"].as_u64().unwrap() < 10_000_000, "{all}");
     assert!(all["run_ns"]["p99"].as_u64().unwrap() < 100_000_000, "{all}");
@@ -99,7 +103,7 @@ fn softirq_and_napi_under_lab_load() {
         .iter()
         .map(|b| b["count"].as_u64().unwrap())
         .sum();
-    assert_eq!(bucket_total, runs);
+    assert_eq!(bucket_total, timed);
     let per_cpu: u64 = s["softirq"].as_array().unwrap()[1..]
         .iter()
         .map(|c| c["runs"].as_u64().unwrap())
