@@ -40,6 +40,9 @@ use crate::{
         the kernel's own counters to check them against (stats64, ethtool -S, softnet_stat,\n\
         /proc/net/snmp), and a verdict line naming the stage that lost the most. Drops are\n\
         counted in every namespace of the node unless --drop-netns narrows it.\n\n\
+        SOFTIRQ shows how long NET_RX waited after being raised and how long it ran\n\
+        (p50/p90/p99/max; log2 histograms in the summary), and how much ran in ksoftirqd.\n\
+        NAPI shows each device's polls per CPU and the polls that used the whole budget.\n\n\
         Examples:\n  \
         probe watch                                  # default-route NIC + every VXLAN device\n  \
         probe watch --iface eth0 --vxlan-iface flannel.1 --interval 5\n  \
