@@ -20,6 +20,7 @@ pub mod render;
 pub mod route;
 pub mod rtnl;
 pub mod selfcost;
+pub mod tune;
 
 /// The compiled kernel programs (BPF ELF object).
 pub static EBPF_OBJECT: &[u8] =

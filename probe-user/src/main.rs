@@ -7,6 +7,7 @@ fn main() {
     let cli = Cli::parse(); // usage errors exit 2 with clap's message
     let result = match cli.command {
         Command::Watch(args) => probe_user::cli::watch::run(args),
+        Command::Tune(args) => probe_user::cli::tune::run(args),
     };
     if let Err(e) = result {
         eprintln!("probe: {e}");

@@ -51,7 +51,12 @@ fn softirq_and_napi_under_lab_load() {
     let (n1, n2) = (lab.node(1), lab.node(2));
     let sink = lab::UdpSink::start(&n2.pods[0].netns, PORT).unwrap();
     let w = Watch::start(&["--netns", &n2.netns, "--interval", "0.5"]);
-    send_pinned(&n1.pods[0].netns, SocketAddrV4::new(n2.pods[0].ip, PORT), SENT, 0);
+    send_pinned(
+        &n1.pods[0].netns,
+        SocketAddrV4::new(n2.pods[0].ip, PORT),
+        SENT,
+        0,
+    );
     assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
     std::thread::sleep(Duration::from_millis(200));
     let (code, lines, err) = w.stop(libc::SIGINT);
@@ -95,8 +100,14 @@ fn softirq_and_napi_under_lab_load() {
     let timed = all["run_ns"]["count"].as_u64().unwrap();
     assert!(runs > 0 && runs.abs_diff(timed) <= cpus, "{all}");
     assert!(all["wait_ns"]["count"].as_u64().unwrap() > 0, "{all}");
-    assert!(all["wait_ns"]["p50"].as_u64().unwrap() < 10_000_000, "{all}");
-    assert!(all["run_ns"]["p99"].as_u64().unwrap() < 100_000_000, "{all}");
+    assert!(
+        all["wait_ns"]["p50"].as_u64().unwrap() < 10_000_000,
+        "{all}"
+    );
+    assert!(
+        all["run_ns"]["p99"].as_u64().unwrap() < 100_000_000,
+        "{all}"
+    );
     let bucket_total: u64 = all["run_ns"]["buckets"]
         .as_array()
         .unwrap()
@@ -121,7 +132,10 @@ fn rps_moves_processing_to_the_chosen_cpu() {
     }
     // SAFETY: sysconf has no preconditions.
     let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    assert!(cpus >= 2, "RPS steering needs 2 CPUs, this machine has {cpus}");
+    assert!(
+        cpus >= 2,
+        "RPS steering needs 2 CPUs, this machine has {cpus}"
+    );
     const SENT: u64 = 1_000;
     let lab = lab();
     let (n1, n2) = (lab.node(1), lab.node(2));
@@ -171,4 +185,66 @@ fn rps_moves_processing_to_the_chosen_cpu() {
         .unwrap();
     assert!(rps_ipis > 0, "{}", after["softnet"]);
     assert_eq!(sink.finish(2 * SENT, Duration::from_secs(5)), 2 * SENT);
+}
+
+/// `probe tune` reads the settings of the namespace it is pointed at: its
+/// own devices' sysfs (here an RPS mask only node 2 has), MTUs, GRO.
+#[test]
+fn tune_reads_the_namespaces_own_settings() {
+    if !privileged("tune_reads_the_namespaces_own_settings") {
+        return;
+    }
+    let lab = lab();
+    let n2 = lab.node(2);
+    lab::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &n2.netns,
+            "sh",
+            "-c",
+            "echo 2 > /sys/class/net/eth0/queues/rx-0/rps_cpus",
+        ],
+    )
+    .unwrap();
+    let (code, out, err) = probe_tests::probe_output(&["tune", "--netns", &n2.netns, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let setting = |iface: &str, name: &str| -> Value {
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["iface"] == iface)
+            .unwrap_or_else(|| panic!("no {iface}: {v}"))["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} on {iface}: {v}"))
+            .clone()
+    };
+    assert_eq!(setting("eth0", "rx-0/rps_cpus")["value"], "2");
+    assert_eq!(setting("eth0", "mtu")["value"], "1500");
+    assert_eq!(setting("flannel.1", "mtu")["value"], "1450");
+    // Every item has a value or says why not.
+    for d in v["devices"].as_array().unwrap() {
+        for s in d["settings"].as_array().unwrap() {
+            assert!(s["value"].is_null() != s["error"].is_null(), "{s}");
+        }
+    }
+    let backlog = v["sysctls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "net.core.netdev_max_backlog")
+        .unwrap();
+    assert!(
+        backlog["value"].as_str().unwrap().ends_with("(node-wide)"),
+        "{backlog}"
+    );
+    let (code, _, err) =
+        probe_tests::probe_output(&["tune", "--netns", "no-such-netns-probe-test"]);
+    assert_eq!(code, 2, "{err}");
 }

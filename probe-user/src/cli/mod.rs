@@ -1,5 +1,6 @@
 //! The `probe` command line: one file per subcommand.
 
+pub mod tune;
 pub mod watch;
 
 use clap::{Parser, Subcommand};
@@ -13,7 +14,9 @@ use clap::{Parser, Subcommand};
         probe attaches eBPF counters at XDP on the node's NIC and at TCX on the VXLAN\n\
         overlay device (flannel.1), decapsulates VXLAN to see the pod traffic inside,\n\
         and reports per interval what each stage saw, next to the kernel's own counters.\n\
-        Everything it attaches is a bpf_link: it is gone when probe exits, even after SIGKILL.\n\n\
+        Everything it attaches is a bpf_link: it is gone when probe exits, even after SIGKILL.\n\
+        `probe tune` shows the settings (NAPI budget, backlog, buffers, RPS, rings, MTU) to\n\
+        judge them against.\n\n\
         Needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN; CAP_SYS_ADMIN with --netns."
 )]
 pub struct Cli {
@@ -24,4 +27,5 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Watch(watch::WatchArgs),
+    Tune(tune::TuneArgs),
 }

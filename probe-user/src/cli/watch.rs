@@ -710,6 +710,7 @@ mod tests {
         let parse = |argv: &[&str]| {
             crate::cli::Cli::try_parse_from(argv).map(|c| match c.command {
                 crate::cli::Command::Watch(w) => w,
+                other => panic!("not watch: {other:?}"),
             })
         };
         let ok = parse(&["probe", "watch", "--interval", "0.5", "--duration", "2"]).unwrap();

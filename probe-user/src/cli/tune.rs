@@ -1,0 +1,129 @@
+//! `probe tune`: print the receive-path settings, for a person or as JSON.
+
+use clap::Args;
+
+use crate::{
+    error::ProbeError,
+    netns::Netns,
+    route,
+    rtnl::RtnlSocket,
+    tune::{self, DeviceSettings, Setting, Snapshot},
+};
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Show the settings that decide where the receive path drops packets",
+    long_about = "Show the settings that decide where the receive path drops packets: NAPI budget\n\
+        (net.core.netdev_budget, netdev_budget_usecs, dev_weight), the per-CPU backlog\n\
+        (netdev_max_backlog), RFS (rps_sock_flow_entries), socket buffers (rmem_default,\n\
+        rmem_max, net.ipv4.udp_mem); and for the NIC and each VXLAN device: MTU, RX/TX queues\n\
+        with rps_cpus / rps_flow_cnt / xps_cpus, IRQ affinity, ring sizes, channels,\n\
+        interrupt coalescing, GRO and LRO. Items that cannot be read are listed with the reason.\n\n\
+        Examples:\n  probe tune\n  probe tune --netns node2 --json"
+)]
+pub struct TuneArgs {
+    /// The NIC [default: the interface of the default route]
+    #[arg(long, value_name = "NIC")]
+    pub iface: Option<String>,
+    /// Network namespace (a name under /run/netns) [default: the current one]
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// One JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: TuneArgs) -> Result<(), ProbeError> {
+    let netns = match &args.netns {
+        Some(name) => Netns::named(name)?,
+        None => Netns::current(),
+    };
+    let links = netns
+        .run(|| RtnlSocket::open().and_then(|mut s| s.links()))?
+        .map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
+    let nic = match &args.iface {
+        Some(n) => n.clone(),
+        None => netns
+            .run(route::default_route_iface)?
+            .ok_or(ProbeError::NoDefaultRoute {
+                netns: netns.label(),
+            })?,
+    };
+    let nic_link =
+        links
+            .iter()
+            .find(|l| l.name == nic)
+            .ok_or_else(|| ProbeError::UnknownInterface {
+                name: nic.clone(),
+                netns: netns.label(),
+                available: {
+                    let mut n: Vec<_> = links.iter().map(|l| l.name.as_str()).collect();
+                    n.sort_unstable();
+                    n.join(", ")
+                },
+            })?;
+    let mut devices = vec![nic_link];
+    devices.extend(links.iter().filter(|l| l.is_vxlan()));
+
+    let mut out = Snapshot {
+        netns: netns.label(),
+        sysctls: tune::sysctls(&netns),
+        devices: Vec::new(),
+    };
+    for link in devices {
+        let mut settings = vec![Setting {
+            name: "mtu".into(),
+            value: link.mtu.map(|m| m.to_string()),
+            error: link.mtu.is_none().then(|| "not reported".to_string()),
+        }];
+        let name = link.name.clone();
+        settings.extend(
+            tune::with_netns_sysfs(&netns, move || tune::queue_settings(&name)).unwrap_or_else(
+                |e| {
+                    vec![Setting {
+                        name: "queues".into(),
+                        value: None,
+                        error: Some(e),
+                    }]
+                },
+            ),
+        );
+        let name = link.name.clone();
+        settings.extend(netns.run(move || tune::ethtool_settings(&name))?);
+        out.devices.push(DeviceSettings {
+            iface: link.name.clone(),
+            settings,
+        });
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&out).map_err(|e| ProbeError::Runtime(e.to_string()))?
+        );
+    } else {
+        print!("{}", human(&out));
+    }
+    Ok(())
+}
+
+fn line(s: &Setting) -> String {
+    match (&s.value, &s.error) {
+        (Some(v), _) => format!("  {:<34} {v}\n", s.name),
+        (None, Some(e)) => format!("  {:<34} (unreadable: {e})\n", s.name),
+        (None, None) => format!("  {:<34} -\n", s.name),
+    }
+}
+
+pub fn human(s: &Snapshot) -> String {
+    let mut o = format!("SETTINGS (netns {})\n", s.netns);
+    for x in &s.sysctls {
+        o += &line(x);
+    }
+    for d in &s.devices {
+        o += &format!("DEVICE {}\n", d.iface);
+        for x in &d.settings {
+            o += &line(x);
+        }
+    }
+    o
+}

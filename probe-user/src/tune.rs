@@ -1,0 +1,336 @@
+//! `probe tune`: a snapshot of the receive-path settings FIELD-GUIDE.md says
+//! decide where packets are lost: NAPI budget, backlog, socket buffers, RPS/RFS,
+//! IRQ affinity, rings, coalescing, GRO/LRO, MTUs. Every item is reported,
+//! with its value or why it could not be read.
+
+use std::{ffi::CString, io, os::fd::AsRawFd};
+
+use serde::Serialize;
+
+use crate::netns::Netns;
+
+/// One setting: its value, or why it could not be read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Setting {
+    pub name: String,
+    pub value: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Setting {
+    fn from(name: impl Into<String>, r: Result<String, String>) -> Setting {
+        let (value, error) = match r {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        };
+        Setting {
+            name: name.into(),
+            value,
+            error,
+        }
+    }
+}
+
+/// Settings of one interface.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeviceSettings {
+    pub iface: String,
+    pub settings: Vec<Setting>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub netns: String,
+    /// net.core.* and net.ipv4.udp_mem. Read in the namespace where they are
+    /// visible: most net.core knobs are node-wide and exist only in the host's.
+    pub sysctls: Vec<Setting>,
+    pub devices: Vec<DeviceSettings>,
+}
+
+pub const SYSCTLS: [&str; 8] = [
+    "net.core.netdev_budget",
+    "net.core.netdev_budget_usecs",
+    "net.core.dev_weight",
+    "net.core.netdev_max_backlog",
+    "net.core.rps_sock_flow_entries",
+    "net.core.rmem_default",
+    "net.core.rmem_max",
+    "net.ipv4.udp_mem",
+];
+
+fn read_trimmed(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .map_err(|e| e.to_string())
+}
+
+/// A sysctl from /proc/sys (which shows the reading thread's namespace).
+pub fn sysctl(name: &str) -> Result<String, String> {
+    read_trimmed(&format!("/proc/sys/{}", name.replace('.', "/")))
+}
+
+/// Runs `f` on a thread that sees `netns`'s own /sys: a private mount
+/// namespace with sysfs mounted afresh, as `ip netns exec` does, but only for
+/// that thread and only for the call (the loader itself never moves).
+pub fn with_netns_sysfs<T: Send + 'static>(
+    netns: &Netns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let Some(name) = netns.name() else {
+        return Ok(f());
+    };
+    let path = if name == "host" {
+        "/proc/1/ns/net".to_string()
+    } else {
+        format!("{}/{name}", crate::netns::NETNS_RUN_DIR)
+    };
+    std::thread::spawn(move || -> Result<T, String> {
+        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        // SAFETY: plain syscalls on this fresh thread; the fs/mount namespace
+        // it unshares are its own and go away with it.
+        unsafe {
+            if libc::unshare(libc::CLONE_FS | libc::CLONE_NEWNS) != 0 {
+                return Err(format!("unshare: {}", io::Error::last_os_error()));
+            }
+            if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(format!("setns: {}", io::Error::last_os_error()));
+            }
+            let root = CString::new("/").unwrap();
+            let none = CString::new("none").unwrap();
+            if libc::mount(
+                none.as_ptr(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(format!(
+                    "mount --make-rslave /: {}",
+                    io::Error::last_os_error()
+                ));
+            }
+            let sys = CString::new("/sys").unwrap();
+            let sysfs = CString::new("sysfs").unwrap();
+            if libc::mount(
+                sysfs.as_ptr(),
+                sys.as_ptr(),
+                sysfs.as_ptr(),
+                0,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(format!("mount sysfs: {}", io::Error::last_os_error()));
+            }
+        }
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| "sysfs reader thread panicked".to_string())?
+}
+
+/// Per-queue RPS/RFS/XPS and IRQ affinity from /sys/class/net/IFACE (call
+/// where that /sys is the device's namespace's).
+pub fn queue_settings(iface: &str) -> Vec<Setting> {
+    let base = format!("/sys/class/net/{iface}");
+    let mut out = Vec::new();
+    let mut queues: Vec<String> = std::fs::read_dir(format!("{base}/queues"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    queues.sort_by_key(|q| {
+        let (kind, n) = q.split_once('-').unwrap_or((q, "0"));
+        (kind.to_string(), n.parse::<u32>().unwrap_or(0))
+    });
+    if queues.is_empty() {
+        out.push(Setting::from(
+            "queues",
+            Err(format!("{base}/queues: not readable")),
+        ));
+    }
+    for q in queues {
+        let files: &[&str] = if q.starts_with("rx-") {
+            &["rps_cpus", "rps_flow_cnt"]
+        } else {
+            &["xps_cpus"]
+        };
+        for f in files {
+            out.push(Setting::from(
+                format!("{q}/{f}"),
+                read_trimmed(&format!("{base}/queues/{q}/{f}")),
+            ));
+        }
+    }
+    // MSI(-X) vectors of a PCI NIC; virtual devices (veth, vxlan) have none.
+    match std::fs::read_dir(format!("{base}/device/msi_irqs")) {
+        Ok(d) => {
+            let mut irqs: Vec<u32> = d
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect();
+            irqs.sort_unstable();
+            for irq in irqs {
+                out.push(Setting::from(
+                    format!("irq {irq} smp_affinity_list"),
+                    read_trimmed(&format!("/proc/irq/{irq}/smp_affinity_list")),
+                ));
+            }
+        }
+        Err(_) => out.push(Setting::from(
+            "irqs",
+            Err("no MSI IRQs (a virtual device, or not PCI)".into()),
+        )),
+    }
+    out
+}
+
+// ethtool ioctls (include/uapi/linux/ethtool.h).
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GCOALESCE: u32 = 0x0e;
+const ETHTOOL_GRINGPARAM: u32 = 0x10;
+const ETHTOOL_GFLAGS: u32 = 0x25;
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const ETH_FLAG_LRO: u32 = 1 << 15;
+
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    data: *mut libc::c_void,
+    _pad: [u8; 16],
+}
+
+/// Runs ethtool command `cmd` on `iface`; `words` is the command's struct as
+/// u32 words, with the command in word 0.
+fn ethtool(iface: &str, words: &mut [u32]) -> Result<(), String> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: words.as_mut_ptr().cast(),
+        _pad: [0; 16],
+    };
+    let n = iface.len().min(libc::IFNAMSIZ - 1);
+    req.name[..n].copy_from_slice(&iface.as_bytes()[..n]);
+    // SAFETY: SIOCETHTOOL with data pointing at a buffer as large as the
+    // command's struct.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) => "not supported by the driver".into(),
+            _ => e.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Rings, channels, coalescing, GRO and LRO of `iface` (in the calling
+/// thread's namespace), as `ethtool -g/-l/-c/-k` show them.
+pub fn ethtool_settings(iface: &str) -> Vec<Setting> {
+    let mut out = Vec::new();
+    // struct ethtool_ringparam: cmd, rx_max, rx_mini_max, rx_jumbo_max,
+    // tx_max, rx, rx_mini, rx_jumbo, tx.
+    let mut ring = [0u32; 9];
+    ring[0] = ETHTOOL_GRINGPARAM;
+    let r = ethtool(iface, &mut ring);
+    out.push(Setting::from(
+        "ring rx",
+        r.clone().map(|_| format!("{} (max {})", ring[5], ring[1])),
+    ));
+    out.push(Setting::from(
+        "ring tx",
+        r.map(|_| format!("{} (max {})", ring[8], ring[4])),
+    ));
+    // struct ethtool_channels: cmd, max_rx, max_tx, max_other, max_combined,
+    // rx_count, tx_count, other_count, combined_count.
+    let mut ch = [0u32; 9];
+    ch[0] = ETHTOOL_GCHANNELS;
+    out.push(Setting::from(
+        "channels",
+        ethtool(iface, &mut ch).map(|_| {
+            format!(
+                "rx {} tx {} combined {} (max combined {})",
+                ch[5], ch[6], ch[8], ch[4]
+            )
+        }),
+    ));
+    // struct ethtool_coalesce: cmd, rx_coalesce_usecs, rx_max_coalesced_frames,
+    // ... (23 u32 words in all); adaptive rx at word 19.
+    let mut co = [0u32; 23];
+    co[0] = ETHTOOL_GCOALESCE;
+    out.push(Setting::from(
+        "coalesce rx",
+        ethtool(iface, &mut co).map(|_| {
+            format!(
+                "rx-usecs {} rx-frames {} adaptive-rx {}",
+                co[1],
+                co[2],
+                if co[19] != 0 { "on" } else { "off" }
+            )
+        }),
+    ));
+    // struct ethtool_value: cmd, data.
+    let mut gro = [ETHTOOL_GGRO, 0];
+    out.push(Setting::from(
+        "gro",
+        ethtool(iface, &mut gro).map(|_| on_off(gro[1] != 0)),
+    ));
+    let mut flags = [ETHTOOL_GFLAGS, 0];
+    out.push(Setting::from(
+        "lro",
+        ethtool(iface, &mut flags).map(|_| on_off(flags[1] & ETH_FLAG_LRO != 0)),
+    ));
+    out
+}
+
+fn on_off(b: bool) -> String {
+    if b { "on" } else { "off" }.to_string()
+}
+
+/// Sysctls as the target namespace sees them; a node-wide one missing there is
+/// read in the loader's own namespace and marked `(node-wide)`.
+pub fn sysctls(netns: &Netns) -> Vec<Setting> {
+    SYSCTLS
+        .iter()
+        .map(|name| {
+            let here = netns.run(|| sysctl(name)).map_err(|e| e.to_string());
+            match here {
+                Ok(Ok(v)) => Setting::from(*name, Ok(v)),
+                _ => Setting::from(*name, sysctl(name).map(|v| format!("{v} (node-wide)"))),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_keep_their_errors() {
+        let s = Setting::from("x", Err("nope".into()));
+        assert_eq!((s.value, s.error.as_deref()), (None, Some("nope")));
+        assert!(sysctl("net.core.netdev_max_backlog")
+            .unwrap()
+            .parse::<u64>()
+            .is_ok());
+        assert!(sysctl("net.core.no_such_knob").is_err());
+        assert_eq!(on_off(true), "on");
+    }
+
+    #[test]
+    fn loopback_reports_every_item() {
+        // lo has queues but no IRQs, and the driver lacks most ethtool ops:
+        // each item is still listed, with its error.
+        let q = queue_settings("lo");
+        assert!(
+            q.iter()
+                .any(|s| s.name == "rx-0/rps_cpus" && s.value.is_some()),
+            "{q:?}"
+        );
+        assert!(q.iter().any(|s| s.name == "irqs" && s.error.is_some()));
+        let e = ethtool_settings("lo");
+        assert_eq!(e.len(), 6);
+        assert!(e.iter().all(|s| s.value.is_some() != s.error.is_some()));
+    }
+}
