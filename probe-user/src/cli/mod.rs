@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
         Everything it attaches is a bpf_link: it is gone when probe exits, even after SIGKILL.\n\
         `probe tune` shows the settings (NAPI budget, backlog, buffers, RPS, rings, MTU) to\n\
         judge them against.\n\n\
-        Needs CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN; CAP_SYS_ADMIN with --netns."
+        Needs CAP_BPF (or CAP_SYS_ADMIN), CAP_NET_ADMIN and CAP_PERFMON (tracing probes);\n\
+        CAP_SYS_ADMIN with --netns."
 )]
 pub struct Cli {
     #[command(subcommand)]
