@@ -4,6 +4,7 @@
 //! kernel maps --(probes)--> Sample --(model)--> Report --(render / JSON)--> output
 //! kernel facts (rtnl stats64, routes, capabilities) ------^
 
+pub mod advice;
 pub mod btf;
 pub mod caps;
 pub mod cli;

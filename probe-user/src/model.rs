@@ -160,6 +160,8 @@ pub struct Report {
     pub softirq: Vec<SoftirqRow>,
     /// NAPI polls per device and CPU.
     pub napi: Vec<NapiRow>,
+    /// Rules that fired on this report's evidence (advice.rs).
+    pub advice: Vec<crate::advice::Advice>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -269,6 +271,7 @@ impl Report {
             self_cost: None,
             softirq: Vec::new(),
             napi: Vec::new(),
+            advice: Vec::new(),
         };
         let mut outer_by_slot: Vec<(u64, u64, BTreeMap<&'static str, u64>)> = Vec::new();
         if let (Some(nic), Some(now)) = (&topo.nic, &later.nic) {

@@ -154,6 +154,9 @@ pub fn human(r: &Report) -> String {
             programs.join("  ")
         );
     }
+    for a in &r.advice {
+        let _ = writeln!(o, "ADVICE {}: {}", a.rule, a.text);
+    }
     for u in &r.unavailable {
         let _ = writeln!(o, "UNAVAILABLE {} on {}: {}", u.stage, u.iface, u.reason);
     }

@@ -7,7 +7,7 @@ use std::{ffi::CString, io, os::fd::AsRawFd};
 
 use serde::Serialize;
 
-use crate::netns::Netns;
+use crate::{error::ProbeError, netns::Netns};
 
 /// One setting: its value, or why it could not be read.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -300,6 +300,39 @@ pub fn sysctls(netns: &Netns) -> Vec<Setting> {
             }
         })
         .collect()
+}
+
+/// The sysctls, and the settings of each of `devices` (the NIC first).
+pub fn snapshot(netns: &Netns, devices: &[&crate::rtnl::Link]) -> Result<Snapshot, ProbeError> {
+    let mut out = Snapshot {
+        netns: netns.label(),
+        sysctls: sysctls(netns),
+        devices: Vec::new(),
+    };
+    for link in devices {
+        let mut settings = vec![Setting {
+            name: "mtu".into(),
+            value: link.mtu.map(|m| m.to_string()),
+            error: link.mtu.is_none().then(|| "not reported".to_string()),
+        }];
+        let name = link.name.clone();
+        settings.extend(
+            with_netns_sysfs(netns, move || queue_settings(&name)).unwrap_or_else(|e| {
+                vec![Setting {
+                    name: "queues".into(),
+                    value: None,
+                    error: Some(e),
+                }]
+            }),
+        );
+        let name = link.name.clone();
+        settings.extend(netns.run(move || ethtool_settings(&name))?);
+        out.devices.push(DeviceSettings {
+            iface: link.name.clone(),
+            settings,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

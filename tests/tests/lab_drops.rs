@@ -118,6 +118,17 @@ fn assert_verdict(s: &Value, stage: &str, reason: &str) {
     );
 }
 
+/// Rule `rule` fired and cites the setting `cites`.
+fn assert_advice(s: &Value, rule: &str, cites: &str) {
+    let a = s["advice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == rule)
+        .unwrap_or_else(|| panic!("no {rule} advice: {}", s["advice"]));
+    assert!(a["text"].as_str().unwrap().contains(cites), "{a}");
+}
+
 fn stop(w: Watch) -> Value {
     std::thread::sleep(Duration::from_millis(300));
     let (code, lines, err) = w.stop(libc::SIGINT);
@@ -181,6 +192,7 @@ fn socket_receive_buffer_overflow() {
         "sent == delivered + drops: {s}"
     );
     assert_verdict(&s, "socket", "SOCKET_RCVBUFF");
+    assert_advice(&s, "rcvbuf", "rmem_max=");
     assert_scoped(&s, &lab, 50);
     // The drop is attributed to the pod's namespace and device, and the flow
     // to the pod-to-pod addresses.
@@ -227,6 +239,11 @@ fn no_listener() {
         "nothing delivered, every packet dropped once: {s}"
     );
     assert_verdict(&s, "socket", "NO_SOCKET");
+    assert!(
+        s["advice"].as_array().unwrap().is_empty(),
+        "no tuning advice for a missing listener: {}",
+        s["advice"]
+    );
     assert_scoped(&s, &lab, 30);
 }
 
@@ -437,6 +454,7 @@ fn backlog_overflow() {
     );
     assert_eq!(sent, delivered + total_drops(&s), "{s}");
     assert_verdict(&s, "backlog", "CPU_BACKLOG");
+    assert_advice(&s, "backlog", "netdev_max_backlog=");
     assert_scoped(&s, &lab, 10);
     // Dropped on the pod's host-side veth, in node 1.
     let row = s["drops"]

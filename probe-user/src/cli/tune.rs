@@ -7,7 +7,7 @@ use crate::{
     netns::Netns,
     route,
     rtnl::RtnlSocket,
-    tune::{self, DeviceSettings, Setting, Snapshot},
+    tune::{self, Setting, Snapshot},
 };
 
 #[derive(Debug, Args)]
@@ -65,36 +65,7 @@ pub fn run(args: TuneArgs) -> Result<(), ProbeError> {
     let mut devices = vec![nic_link];
     devices.extend(links.iter().filter(|l| l.is_vxlan()));
 
-    let mut out = Snapshot {
-        netns: netns.label(),
-        sysctls: tune::sysctls(&netns),
-        devices: Vec::new(),
-    };
-    for link in devices {
-        let mut settings = vec![Setting {
-            name: "mtu".into(),
-            value: link.mtu.map(|m| m.to_string()),
-            error: link.mtu.is_none().then(|| "not reported".to_string()),
-        }];
-        let name = link.name.clone();
-        settings.extend(
-            tune::with_netns_sysfs(&netns, move || tune::queue_settings(&name)).unwrap_or_else(
-                |e| {
-                    vec![Setting {
-                        name: "queues".into(),
-                        value: None,
-                        error: Some(e),
-                    }]
-                },
-            ),
-        );
-        let name = link.name.clone();
-        settings.extend(netns.run(move || tune::ethtool_settings(&name))?);
-        out.devices.push(DeviceSettings {
-            iface: link.name.clone(),
-            settings,
-        });
-    }
+    let out = tune::snapshot(&netns, &devices)?;
     if args.json {
         println!(
             "{}",

@@ -23,6 +23,7 @@ use crate::{
     probes::{self, NicConfig, NicHook, Unavailable, VxlanHook, XdpModeArg},
     render, route,
     rtnl::{Link, RtnlSocket},
+    tune::Snapshot,
 };
 
 #[derive(Debug, Args)]
@@ -109,24 +110,46 @@ struct Attached {
     self_cost: bool,
     /// Time it took to load, verify and attach every probe.
     attach_ms: f64,
+    /// The receive-path settings at attach time, for advice.
+    settings: Option<Snapshot>,
     topology: Topology,
     started: Instant,
 }
 
 pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
+    let json = args.json;
+    session(&args, |report| emit(json, report)).map(drop)
+}
+
+/// A report between two samples, with the advice its evidence supports.
+fn report(kind: ReportKind, a: &Attached, earlier: &Sample, later: &Sample) -> Report {
+    let mut r = Report::between(kind, &a.topology, earlier, later);
+    if let Some(settings) = &a.settings {
+        r.advice = crate::advice::advise(&r, settings);
+    }
+    r
+}
+
+/// Attaches, hands every interval report and then the summary to `out` (which
+/// returns false to stop early), detaches. Returns the settings snapshot taken
+/// at attach time and the summary.
+pub fn session(
+    args: &WatchArgs,
+    mut out: impl FnMut(&Report) -> Result<bool, ProbeError>,
+) -> Result<(Option<Snapshot>, Report), ProbeError> {
     // Registered before attaching: a signal during attach ends the run cleanly.
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| ProbeError::Runtime(format!("cannot install signal handler: {e}")))?;
     }
-    validate(&args)?;
+    validate(args)?;
     let netns = match &args.netns {
         Some(name) => Netns::named(name)?,
         None => Netns::current(),
     };
     caps::check(&caps::watch_requirements(args.netns.is_some()))?;
-    let mut attached = attach(&args, netns)?;
+    let mut attached = attach(args, netns)?;
     if let Some(path) = &args.ready_file {
         write_ready_file(path, &attached.topology, attached.attach_ms)?;
     }
@@ -152,15 +175,12 @@ pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
         }
         if now >= next_tick {
             let current = sample(&mut attached)?;
-            let reader_gone = !emit(
-                &args,
-                &Report::between(
-                    ReportKind::Interval,
-                    &attached.topology,
-                    &previous,
-                    &current,
-                ),
-            )?;
+            let reader_gone = !out(&report(
+                ReportKind::Interval,
+                &attached,
+                &previous,
+                &current,
+            ))?;
             previous = current;
             next_tick += interval;
             if reader_gone {
@@ -170,20 +190,16 @@ pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
     }
     let last = sample(&mut attached)?;
     if last.uptime_s - previous.uptime_s >= args.interval / 2.0 {
-        emit(
-            &args,
-            &Report::between(ReportKind::Interval, &attached.topology, &previous, &last),
-        )?;
+        out(&report(ReportKind::Interval, &attached, &previous, &last))?;
     }
-    emit(
-        &args,
-        &Report::between(ReportKind::Summary, &attached.topology, &baseline, &last),
-    )?;
+    let summary = report(ReportKind::Summary, &attached, &baseline, &last);
+    out(&summary)?;
     if let Some(path) = &args.ready_file {
         let _ = std::fs::remove_file(path);
     }
+    let settings = attached.settings.take();
     drop(attached); // detaches every link
-    Ok(())
+    Ok((settings, summary))
 }
 
 fn validate(args: &WatchArgs) -> Result<(), ProbeError> {
@@ -458,9 +474,20 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         bpf_stats,
         self_cost: args.self_cost,
         attach_ms: started_attach.elapsed().as_secs_f64() * 1e3,
+        settings: None,
         topology,
         started: Instant::now(),
     };
+    // Settings are read after attaching (not counted in attach_ms); failing
+    // to read them only costs the advice.
+    let mut devices: Vec<&Link> = vec![&nic];
+    devices.extend(
+        links
+            .iter()
+            .filter(|l| attached.devs.iter().any(|d| d.ifindex == l.ifindex)),
+    );
+    let mut attached = attached;
+    attached.settings = crate::tune::snapshot(&attached.netns, &devices).ok();
     if !args.json {
         eprintln!(
             "probe: attached in {:.0} ms (netns {}): {}",
@@ -636,8 +663,8 @@ fn refresh_names(names: &mut Names, seen: impl Iterator<Item = (u32, u32)> + Clo
 
 /// Prints one report. Ok(false) when the reader has gone (`probe watch | head`):
 /// a normal way to stop, which ends the run like SIGINT.
-fn emit(args: &WatchArgs, report: &Report) -> Result<bool, ProbeError> {
-    let text = if args.json {
+fn emit(json: bool, report: &Report) -> Result<bool, ProbeError> {
+    let text = if json {
         serde_json::to_string(report).map_err(|e| ProbeError::Runtime(e.to_string()))? + "\n"
     } else {
         render::human(report) + "\n"
