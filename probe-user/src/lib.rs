@@ -8,6 +8,7 @@ pub mod advice;
 pub mod btf;
 pub mod caps;
 pub mod cli;
+pub mod diff;
 pub mod drops;
 pub mod error;
 pub mod ethtool;

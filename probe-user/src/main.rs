@@ -8,6 +8,8 @@ fn main() {
     let result = match cli.command {
         Command::Watch(args) => probe_user::cli::watch::run(args),
         Command::Tune(args) => probe_user::cli::tune::run(args),
+        Command::Record(args) => probe_user::cli::record::run(args),
+        Command::Diff(args) => probe_user::cli::diff::run(args),
     };
     if let Err(e) = result {
         eprintln!("probe: {e}");

@@ -5,12 +5,12 @@
 
 use std::{ffi::CString, io, os::fd::AsRawFd};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{error::ProbeError, netns::Netns};
 
 /// One setting: its value, or why it could not be read.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Setting {
     pub name: String,
     pub value: Option<String>,
@@ -32,13 +32,13 @@ impl Setting {
 }
 
 /// Settings of one interface.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSettings {
     pub iface: String,
     pub settings: Vec<Setting>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub netns: String,
     /// net.core.* and net.ipv4.udp_mem. Read in the namespace where they are
@@ -302,6 +302,48 @@ pub fn sysctls(netns: &Netns) -> Vec<Setting> {
         .collect()
 }
 
+/// Parses `ss -uamnH`: a socket line (state, recv-q, send-q, local, peer),
+/// then an indented `skmem:(r..,rb<rcvbuf>,...,d<drops>)` line.
+pub fn parse_ss_udp(text: &str) -> Vec<Setting> {
+    let mut out = Vec::new();
+    let mut local: Option<String> = None;
+    for line in text.lines() {
+        if let Some(skmem) = line.trim().strip_prefix("skmem:(") {
+            let Some(addr) = local.take() else { continue };
+            for field in skmem.trim_end_matches(')').split(',') {
+                if let Some(rb) = field.strip_prefix("rb") {
+                    out.push(Setting::from(
+                        format!("udp {addr} rcvbuf"),
+                        Ok(rb.to_string()),
+                    ));
+                }
+            }
+        } else {
+            local = line.split_whitespace().nth(3).map(str::to_string);
+        }
+    }
+    out
+}
+
+/// Receive buffer sizes of the UDP sockets of the calling thread's network
+/// namespace, from `ss` (iproute2): the buffer an application really got.
+pub fn udp_socket_buffers() -> Vec<Setting> {
+    match std::process::Command::new("ss").args(["-uamnH"]).output() {
+        Ok(out) if out.status.success() => parse_ss_udp(&String::from_utf8_lossy(&out.stdout)),
+        Ok(out) => vec![Setting::from(
+            "udp sockets",
+            Err(format!(
+                "ss failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        )],
+        Err(e) => vec![Setting::from(
+            "udp sockets",
+            Err(format!("cannot run ss: {e}")),
+        )],
+    }
+}
+
 /// The sysctls, and the settings of each of `devices` (the NIC first).
 pub fn snapshot(netns: &Netns, devices: &[&crate::rtnl::Link]) -> Result<Snapshot, ProbeError> {
     let mut out = Snapshot {
@@ -349,6 +391,17 @@ mod tests {
             .is_ok());
         assert!(sysctl("net.core.no_such_knob").is_err());
         assert_eq!(on_off(true), "on");
+    }
+
+    #[test]
+    fn ss_socket_buffers() {
+        let text = "UNCONN 0      0      0.0.0.0:9100 0.0.0.0:*\n\t skmem:(r0,rb200000,t0,tb212992,f0,w0,o0,bl0,d3)\nUNCONN 0 0 [::]:53 [::]:*\n\t skmem:(r0,rb212992,t0,tb212992,f0,w0,o0,bl0,d0)\n";
+        let s = parse_ss_udp(text);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].name, "udp 0.0.0.0:9100 rcvbuf");
+        assert_eq!(s[0].value.as_deref(), Some("200000"));
+        assert_eq!(s[1].name, "udp [::]:53 rcvbuf");
+        assert!(parse_ss_udp("").is_empty());
     }
 
     #[test]

@@ -562,3 +562,122 @@ fn nic_driver_statistics() {
         "{s}"
     );
 }
+
+/// Before/after: a receiver whose buffer overflows, then a receiver that asks
+/// for a large SO_RCVBUF: `probe diff` reports the SOCKET_RCVBUFF drops gone
+/// and names the changed setting (the socket's receive buffer). The pod's
+/// rmem_* sysctls cannot be changed from inside a child namespace (EINVAL on
+/// 6.18), so the buffer is the application's.
+#[test]
+fn record_and_diff_a_buffer_change() {
+    if !privileged("record_and_diff_a_buffer_change") {
+        return;
+    }
+    const SENT: u64 = 600;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let pod = n2.pods[0].clone();
+    let dir = std::env::temp_dir().join(format!("probe-ab-{}", lab.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = |name: &str, rcvbuf: Option<libc::c_int>| -> std::path::PathBuf {
+        // A receiver that reads nothing during the run.
+        let sock = lab::in_netns(&pod.netns, move || {
+            let s = UdpSocket::bind(("0.0.0.0", PORT)).unwrap();
+            if let Some(size) = rcvbuf {
+                // SAFETY: valid fd and option value.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        s.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVBUF,
+                        &size as *const _ as *const libc::c_void,
+                        std::mem::size_of_val(&size) as u32,
+                    )
+                };
+                assert_eq!(rc, 0);
+            }
+            s
+        })
+        .unwrap();
+        let (out, ready) = (
+            dir.join(format!("{name}.json")),
+            dir.join(format!("{name}.ready")),
+        );
+        let mut args: Vec<String> = vec![
+            "record".into(),
+            "--out".into(),
+            out.display().to_string(),
+            "--duration".into(),
+            "3".into(),
+            "--netns".into(),
+            n2.netns.clone(),
+            "--ready-file".into(),
+            ready.display().to_string(),
+        ];
+        for ns in lab.namespaces() {
+            args.extend(["--drop-netns".into(), ns]);
+        }
+        let mut child = std::process::Command::new(probe_tests::probe_bin())
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(probe_tests::eventually(Duration::from_secs(20), || ready.exists()));
+        lab::send_udp(
+            &n1.pods[0].netns,
+            SocketAddrV4::new(pod.ip, PORT),
+            SENT,
+            200,
+            0,
+        )
+        .unwrap();
+        assert!(child.wait().unwrap().success());
+        drop(sock);
+        out
+    };
+    let a = record("before", None);
+    // 2 MiB asked, under rmem_max (4 MiB): the kernel doubles it for overhead.
+    let b = record("after", Some(2 * 1024 * 1024));
+    let (code, out, err) = probe_tests::probe_output(&[
+        "diff",
+        &a.display().to_string(),
+        &b.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let d: Value = serde_json::from_str(&out).unwrap();
+    let metric = d["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "drops socket/SOCKET_RCVBUFF")
+        .unwrap_or_else(|| panic!("{d}"))
+        .clone();
+    assert!(metric["a"].as_f64().unwrap() > 0.0, "{metric}");
+    assert_eq!(metric["b"], 0.0, "{metric}");
+    assert_eq!(metric["verdict"], "better");
+    let changed = d["settings_changed"].as_array().unwrap();
+    let key = format!("[{}] udp 0.0.0.0:{PORT} rcvbuf", pod.netns);
+    let c = changed
+        .iter()
+        .find(|c| c["name"] == key.as_str())
+        .unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(
+        (c["a"].as_str(), c["b"].as_str()),
+        (Some("212992"), Some("4194304"))
+    );
+    // Before, the rcvbuf advice fired on the evidence; after, nothing to say.
+    let rec = |p: &std::path::Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    assert_advice(&rec(&a)["summary"], "rcvbuf", "rmem_max=");
+    assert!(
+        d["advice"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["rule"] != "rcvbuf"),
+        "{d}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,5 +1,7 @@
 //! The `probe` command line: one file per subcommand.
 
+pub mod diff;
+pub mod record;
 pub mod tune;
 pub mod watch;
 
@@ -29,4 +31,6 @@ pub struct Cli {
 pub enum Command {
     Watch(watch::WatchArgs),
     Tune(tune::TuneArgs),
+    Record(record::RecordArgs),
+    Diff(diff::DiffArgs),
 }

@@ -1,0 +1,112 @@
+//! `probe record`: one run of `watch` saved as a self-describing file.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::{cli::watch::WatchArgs, error::ProbeError, netns::Netns, tune};
+
+/// The file's `format` and `version`; `probe diff` refuses anything else.
+pub const FORMAT: &str = "probe-record";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Record settings, ledger, histograms and per-CPU views to a file (for probe diff)",
+    long_about = "Run the probes for --duration seconds and write one JSON file: the settings\n\
+        (as `probe tune` shows them, plus the sysctls of every --drop-netns namespace), and\n\
+        the summary report (ledger, drops, flows, softirq and NAPI histograms, per-CPU and\n\
+        per-queue counts, softnet_stat, advice). Take one before and one after a change,\n\
+        then compare them with `probe diff BEFORE AFTER`.\n\n\
+        Examples:\n  probe record --out before.json --duration 60\n  \
+        probe record --out after.json --duration 60 --drop-netns host"
+)]
+pub struct RecordArgs {
+    /// Where to write the recording
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// Sysctls of one namespace of the drop scope, and the receive buffers its
+/// UDP sockets got (what an application asked for, capped by rmem_max).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetnsSettings {
+    pub netns: String,
+    pub sysctls: Vec<tune::Setting>,
+    #[serde(default)]
+    pub sockets: Vec<tune::Setting>,
+}
+
+/// The recording. Reports are kept as JSON values: `diff` reads the fields it
+/// compares and stays readable across additions to the report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Recording {
+    pub format: String,
+    pub version: u32,
+    pub kernel: String,
+    pub hostname: String,
+    pub settings: Option<tune::Snapshot>,
+    pub netns_settings: Vec<NetnsSettings>,
+    pub summary: serde_json::Value,
+}
+
+pub fn run(mut args: RecordArgs) -> Result<(), ProbeError> {
+    if args.watch.duration.is_none() {
+        return Err(ProbeError::Usage(
+            "probe record needs --duration (seconds to record)".into(),
+        ));
+    }
+    // Checked before the run, not after it: a bad path should not cost a recording.
+    std::fs::write(&args.out, b"").map_err(|e| {
+        ProbeError::Usage(format!("cannot write --out {}: {e}", args.out.display()))
+    })?;
+    args.watch.json = true;
+    let (settings, summary) = match crate::cli::watch::session(&args.watch, |_| Ok(true)) {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_file(&args.out);
+            return Err(e);
+        }
+    };
+    let netns_settings = args
+        .watch
+        .drop_netns
+        .iter()
+        .filter_map(|name| {
+            let ns = Netns::host_or_named(name).ok()?;
+            Some(NetnsSettings {
+                netns: name.clone(),
+                sysctls: tune::sysctls(&ns),
+                sockets: ns.run(tune::udp_socket_buffers).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let recording = Recording {
+        format: FORMAT.into(),
+        version: VERSION,
+        kernel: read("/proc/sys/kernel/osrelease"),
+        hostname: read("/proc/sys/kernel/hostname"),
+        settings,
+        netns_settings,
+        summary: serde_json::to_value(&summary).map_err(|e| ProbeError::Runtime(e.to_string()))?,
+    };
+    let text =
+        serde_json::to_string_pretty(&recording).map_err(|e| ProbeError::Runtime(e.to_string()))?;
+    std::fs::write(&args.out, text + "\n")
+        .map_err(|e| ProbeError::Runtime(format!("cannot write {}: {e}", args.out.display())))?;
+    eprintln!(
+        "probe: recorded {:.1} s to {}",
+        summary.elapsed_s,
+        args.out.display()
+    );
+    Ok(())
+}
