@@ -46,6 +46,8 @@ pub struct SoftirqCpu {
     pub raised_at: u64,
     /// Scratch: ns of the current entry (0: not running).
     pub entered_at: u64,
+    /// Scratch: 1 while the current run is in a ksoftirqd thread.
+    pub in_ksoftirqd: u64,
     /// Raise -> entry, ns.
     pub wait: [u64; HIST_BUCKETS],
     /// Entry -> exit, ns.

@@ -59,9 +59,10 @@ pub fn net_rx_entry(ctx: BtfTracePointContext) -> i32 {
         let now = unsafe { bpf_ktime_get_ns() };
         s.entered_at = now;
         s.entries += 1;
-        if is_ksoftirqd() {
-            s.ksoftirqd_entries += 1;
-        }
+        // Decided once per run; exit reuses it (the comm read is the most
+        // expensive part of these programs).
+        s.in_ksoftirqd = is_ksoftirqd() as u64;
+        s.ksoftirqd_entries += s.in_ksoftirqd;
         // A softirq can also run without a raise seen here (raised before
         // the probe attached): no wait sample then.
         if s.raised_at != 0 && now >= s.raised_at {
@@ -88,7 +89,7 @@ pub fn net_rx_exit(ctx: BtfTracePointContext) -> i32 {
             if run > s.run_max {
                 s.run_max = run;
             }
-            if is_ksoftirqd() {
+            if s.in_ksoftirqd != 0 {
                 s.ksoftirqd_run_sum += run;
             }
         }

@@ -29,6 +29,8 @@ pub struct Topology {
     pub reasons: Option<ReasonNames>,
     /// `--drop-netns` names; empty: drops in every namespace count.
     pub drop_scope: Vec<String>,
+    /// `--latency`: the softirq and NAPI probes are attached.
+    pub latency: bool,
 }
 
 #[derive(Clone, Debug, Default)]

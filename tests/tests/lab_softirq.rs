@@ -50,7 +50,7 @@ fn softirq_and_napi_under_lab_load() {
     let lab = lab();
     let (n1, n2) = (lab.node(1), lab.node(2));
     let sink = lab::UdpSink::start(&n2.pods[0].netns, PORT).unwrap();
-    let w = Watch::start(&["--netns", &n2.netns, "--interval", "0.5"]);
+    let w = Watch::start(&["--netns", &n2.netns, "--interval", "0.5", "--latency"]);
     send_pinned(
         &n1.pods[0].netns,
         SocketAddrV4::new(n2.pods[0].ip, PORT),

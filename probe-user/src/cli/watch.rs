@@ -41,7 +41,7 @@ use crate::{
         the kernel's own counters to check them against (stats64, ethtool -S, softnet_stat,\n\
         /proc/net/snmp), and a verdict line naming the stage that lost the most. Drops are\n\
         counted in every namespace of the node unless --drop-netns narrows it.\n\n\
-        SOFTIRQ shows how long NET_RX waited after being raised and how long it ran\n\
+        With --latency, SOFTIRQ shows how long NET_RX waited after being raised and how long it ran\n\
         (p50/p90/p99/max; log2 histograms in the summary), and how much ran in ksoftirqd.\n\
         NAPI shows each device's polls per CPU and the polls that used the whole budget.\n\n\
         Examples:\n  \
@@ -92,6 +92,11 @@ pub struct WatchArgs {
     /// run on the node)
     #[arg(long = "self")]
     pub self_cost: bool,
+    /// Also time NET_RX softirqs (raise -> entry wait, run time, ksoftirqd share)
+    /// and count NAPI polls per device. Three tracepoints per softirq run and one
+    /// per poll: a few hundred ns each time (see BENCHMARKS.md), so off by default
+    #[arg(long)]
+    pub latency: bool,
 }
 
 /// What got attached. Dropping it detaches everything.
@@ -360,8 +365,14 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         Err(e) => (Err(e.clone()), Err(e)),
     };
     let mut drop_hook = drop_setup.and_then(|setup| drops::load_drops(setup, &scope_inums, &ports));
-    let mut latency_hook = latency_setup.and_then(crate::latency::load_latency);
-    if drop_hook.is_ok() || latency_hook.is_ok() {
+    let mut latency_hook = if args.latency {
+        latency_setup
+            .and_then(crate::latency::load_latency)
+            .map(Some)
+    } else {
+        Ok(None)
+    };
+    if drop_hook.is_ok() || matches!(latency_hook, Ok(Some(_))) {
         match aya::Btf::from_sys_fs() {
             Ok(btf) => {
                 if let Ok(hook) = &mut drop_hook {
@@ -369,7 +380,7 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
                         drop_hook = Err(e);
                     }
                 }
-                if let Ok(hook) = &mut latency_hook {
+                if let Ok(Some(hook)) = &mut latency_hook {
                     if let Err(e) = hook.attach(&btf) {
                         latency_hook = Err(e);
                     }
@@ -397,7 +408,7 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
     tracing_stage("drops", drop_hook.as_ref().err().cloned());
     tracing_stage("softirq", latency_hook.as_ref().err().cloned());
     let drop_hook = drop_hook.ok();
-    let latency_hook = latency_hook.ok();
+    let latency_hook = latency_hook.ok().flatten();
     if nic_hook.is_none() && dev_hooks.is_empty() && drop_hook.is_none() {
         let reasons: Vec<_> = unavailable
             .iter()
@@ -443,6 +454,7 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
             .collect(),
         unavailable,
         reasons: drop_hook.as_ref().map(|h| h.reasons.clone()),
+        latency: latency_hook.is_some(),
         drop_scope: args.drop_netns.clone(),
     };
     let mut bpf_stats = None;
@@ -515,7 +527,7 @@ fn describe_hooks(t: &Topology) -> String {
     for d in &t.vxlan_devs {
         parts.push(format!("tcx ingress+egress on {}", d.iface));
     }
-    if !t.unavailable.iter().any(|u| u.stage == "softirq") {
+    if t.latency {
         parts.push("tp_btf/softirq_raise+entry+exit, tp_btf/napi_poll".to_string());
     }
     if t.reasons.is_some() {

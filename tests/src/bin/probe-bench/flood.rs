@@ -218,9 +218,10 @@ impl Flood {
         pps
     }
 
-    /// Kernel ns per run of each program during a flood, from `--self`.
+    /// Kernel ns per run of each program during a flood, from `--self`, with the
+    /// opt-in `--latency` probes attached too so their cost is shown.
     fn program_costs(&self) -> Vec<(String, u64, f64)> {
-        let (mut child, _) = self.start_probe(&["--self"]);
+        let (mut child, _) = self.start_probe(&["--self", "--latency"]);
         let out = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             BufReader::new(out)
@@ -348,7 +349,7 @@ impl Flood {
             runs.len()
         );
         ok &= cpu <= 1.0 && rss <= 32.0 && attach <= 1000.0 && detach <= 1000.0;
-        println!("\nKernel time per run during a flood (probe watch --self, BPF stats; includes the ~2 clock reads stats add):");
+        println!("\nKernel time per run during a flood (probe watch --self --latency, BPF stats; includes the ~2 clock reads stats add):");
         for (name, runs, ns) in self.program_costs() {
             println!("  {name:<32} {runs:>10} runs {ns:>8.1} ns/run");
         }
