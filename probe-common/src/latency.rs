@@ -167,3 +167,81 @@ mod tests {
         assert_eq!(bucket(1 << 20, WORK_BUCKETS), WORK_BUCKETS - 1);
     }
 }
+
+/// `--steering` (opt-in): the CPU that polled a packet -> the CPU where the
+/// stack processed it (after RPS/RFS), per packet; and for each socket read,
+/// the CPU that last queued data to the socket -> the reading thread's CPU.
+pub const MAP_STEER_PACKETS: &str = "STEER_PACKETS";
+pub const MAP_STEER_SOCKETS: &str = "STEER_SOCKETS";
+pub const MAP_STEER: &str = "STEER";
+pub const PROG_STEER_NAPI: &str = "steer_napi";
+pub const PROG_STEER_STACK: &str = "steer_stack";
+pub const PROG_STEER_READY: &str = "steer_ready";
+pub const PROG_STEER_RECV: &str = "steer_recv";
+pub const GLOBAL_STEER_OFFSETS: &str = "STEER_OFFSETS";
+/// CPUs tracked one by one; higher ones share the last index.
+pub const STEER_CPUS: usize = 32;
+/// Packets in flight / sockets tracked at once (direct-mapped tables).
+pub const STEER_SLOTS: usize = 4096;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SteerOffsets {
+    pub skb_head: u32,
+    /// `sock.__sk_common.skc_num` (local port, host order).
+    pub sk_num: u32,
+    /// `sock.sk_protocol` (u16 since Linux 5.6): only TCP and UDP count.
+    pub sk_protocol: u32,
+    /// `sock.__sk_common.skc_net` (a possible_net_t: `struct net *` at 0).
+    pub sk_net: u32,
+    pub net_inum: u32,
+}
+
+/// A packet in flight, named by its data buffer's address (skb->head).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SteerPacket {
+    pub id: u64,
+    pub napi_cpu: u32,
+    /// u32::MAX until the stack has seen the packet.
+    pub stack_cpu: u32,
+}
+
+/// A socket (netns, local port) and the CPU that last queued data to it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SteerSocket {
+    pub netns: u32,
+    pub port: u32,
+    pub ready_cpu: u32,
+    pub _pad: u32,
+}
+
+/// One CPU's counts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SteerMatrix {
+    /// [napi_cpu * STEER_CPUS + stack_cpu]: packets.
+    pub napi_to_stack: [u64; STEER_CPUS * STEER_CPUS],
+    /// [ready_cpu * STEER_CPUS + reader_cpu]: socket reads that returned data.
+    pub ready_to_reader: [u64; STEER_CPUS * STEER_CPUS],
+}
+
+const _: () = assert!(size_of::<SteerMatrix>() <= 32 * 1024);
+const _: () = assert!(STEER_SLOTS.is_power_of_two() && STEER_CPUS.is_power_of_two());
+
+#[inline(always)]
+pub const fn steer_cpu(cpu: u32) -> usize {
+    if (cpu as usize) < STEER_CPUS {
+        cpu as usize
+    } else {
+        STEER_CPUS - 1
+    }
+}
+
+#[cfg(feature = "user")]
+mod steer_pod {
+    // SAFETY: #[repr(C)] structs of integers: every bit pattern is valid.
+    unsafe impl aya::Pod for super::SteerMatrix {}
+    unsafe impl aya::Pod for super::SteerOffsets {}
+}

@@ -8,6 +8,7 @@ mod bench;
 mod nic_xdp;
 mod skb_drop;
 mod softirq;
+mod steering;
 mod vxlan_tc;
 
 #[cfg(not(test))]

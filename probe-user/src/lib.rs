@@ -22,6 +22,7 @@ pub mod render;
 pub mod route;
 pub mod rtnl;
 pub mod selfcost;
+pub mod steering;
 pub mod tune;
 
 /// The compiled kernel programs (BPF ELF object).

@@ -31,6 +31,8 @@ pub struct Topology {
     pub drop_scope: Vec<String>,
     /// `--latency`: the softirq and NAPI probes are attached.
     pub latency: bool,
+    /// `--steering`: the steering probes are attached.
+    pub steering: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -72,6 +74,8 @@ pub struct Sample {
     pub self_sample: Option<SelfSample>,
     /// NET_RX softirq and NAPI counters.
     pub latency: Option<LatencyCounts>,
+    /// `--steering` matrices.
+    pub steering: Option<crate::steering::SteerCounts>,
 }
 
 impl Sample {
@@ -113,6 +117,10 @@ impl Sample {
         s.latency = s.latency.map(|l| LatencyCounts {
             softirq: vec![Default::default(); l.softirq.len()],
             napi: Default::default(),
+        });
+        s.steering = s.steering.map(|st| crate::steering::SteerCounts {
+            napi_to_stack: vec![0; st.napi_to_stack.len()],
+            ready_to_reader: vec![0; st.ready_to_reader.len()],
         });
         s.drops = s.drops.map(|d| DropCounts {
             by_reason: vec![0; d.by_reason.len()],
@@ -164,6 +172,8 @@ pub struct Report {
     pub napi: Vec<NapiRow>,
     /// Rules that fired on this report's evidence (advice.rs).
     pub advice: Vec<crate::advice::Advice>,
+    /// `--steering`: poll CPU -> stack CPU, and queueing CPU -> reader CPU.
+    pub steering: Option<crate::steering::Steering>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -274,6 +284,7 @@ impl Report {
             softirq: Vec::new(),
             napi: Vec::new(),
             advice: Vec::new(),
+            steering: None,
         };
         let mut outer_by_slot: Vec<(u64, u64, BTreeMap<&'static str, u64>)> = Vec::new();
         if let (Some(nic), Some(now)) = (&topo.nic, &later.nic) {
@@ -479,6 +490,9 @@ impl Report {
                     later.names.netns(k.netns),
                 )
             });
+        }
+        if let Some(now) = &later.steering {
+            r.steering = Some(crate::steering::steering(now, earlier.steering.as_ref()));
         }
         if let (Some(a), Some(b)) = (&earlier.self_sample, &later.self_sample) {
             r.self_cost = Some(SelfCost::between(a, b, r.elapsed_s));

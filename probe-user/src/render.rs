@@ -154,6 +154,22 @@ pub fn human(r: &Report) -> String {
             programs.join("  ")
         );
     }
+    if let Some(st) = &r.steering {
+        let pairs = |v: &[crate::steering::CpuPair]| {
+            v.iter()
+                .map(|p| format!("cpu{}->cpu{} {}", p.from, p.to, p.count))
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        let _ = writeln!(
+            o,
+            "STEERING packets poll->stack: {}\nSTEERING reads queued->reader: {}; RFS hits {}",
+            pairs(&st.poll_to_stack),
+            pairs(&st.stack_to_reader),
+            st.rfs_hit_percent
+                .map_or("-".into(), |p| format!("{p:.1}%"))
+        );
+    }
     for a in &r.advice {
         let _ = writeln!(o, "ADVICE {}: {}", a.rule, a.text);
     }

@@ -96,9 +96,13 @@ fn softirq_and_napi_under_lab_load() {
     let runs = all["runs"].as_u64().unwrap();
     let cpus = s["softirq"].as_array().unwrap().len() as u64 - 1;
     // `runs` counts entries, the run histogram exits: a softirq running when
-    // a period starts or ends is in one and not the other (at most one per CPU).
+    // a period starts or ends is in one and not the other, and the kernel may
+    // skip a tracing run (recursion protection), so they differ slightly.
     let timed = all["run_ns"]["count"].as_u64().unwrap();
-    assert!(runs > 0 && runs.abs_diff(timed) <= cpus, "{all}");
+    assert!(
+        runs > 0 && runs.abs_diff(timed) <= cpus + runs / 100,
+        "{all}"
+    );
     assert!(all["wait_ns"]["count"].as_u64().unwrap() > 0, "{all}");
     assert!(
         all["wait_ns"]["p50"].as_u64().unwrap() < 10_000_000,
@@ -247,4 +251,104 @@ fn tune_reads_the_namespaces_own_settings() {
     let (code, _, err) =
         probe_tests::probe_output(&["tune", "--netns", "no-such-netns-probe-test"]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// `--steering`: packets polled on CPU 0 (the sender's) are processed by the
+/// stack on CPU 1 (RPS on node 2's eth0), queued to the socket there, and read
+/// by a thread pinned to CPU 1 (RFS hit), then by one pinned to CPU 0 (miss).
+#[test]
+fn steering_follows_packets_and_reads_across_cpus() {
+    if !privileged("steering_follows_packets_and_reads_across_cpus") {
+        return;
+    }
+    // SAFETY: sysconf has no preconditions.
+    assert!(
+        unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } >= 2,
+        "needs 2 CPUs"
+    );
+    const SENT: u64 = 300;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    lab::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &n2.netns,
+            "sh",
+            "-c",
+            "echo 2 > /sys/class/net/eth0/queues/rx-0/rps_cpus",
+        ],
+    )
+    .unwrap();
+    let dst = SocketAddrV4::new(n2.pods[0].ip, PORT);
+    let run = |reader_cpu: usize| -> Value {
+        let pod = n2.pods[0].netns.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            lab::in_netns(&pod, move || {
+                // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays within it.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(reader_cpu, &mut set);
+                    assert_eq!(
+                        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+                        0
+                    );
+                }
+                let s = std::net::UdpSocket::bind(("0.0.0.0", PORT)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                // Room for every datagram even if the reader is slow to run.
+                let size: libc::c_int = 1 << 20;
+                // SAFETY: valid fd and option value.
+                unsafe {
+                    libc::setsockopt(
+                        std::os::fd::AsRawFd::as_raw_fd(&s),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVBUF,
+                        &size as *const _ as *const libc::c_void,
+                        std::mem::size_of_val(&size) as u32,
+                    )
+                };
+                tx.send(()).unwrap();
+                let mut buf = [0u8; 64];
+                let mut n = 0;
+                while n < SENT && s.recv(&mut buf).is_ok() {
+                    n += 1;
+                }
+                n
+            })
+            .unwrap()
+        });
+        rx.recv().unwrap();
+        let w = Watch::start(&["--netns", &n2.netns, "--interval", "0.5", "--steering"]);
+        send_pinned(&n1.pods[0].netns, dst, SENT, 0);
+        assert_eq!(reader.join().unwrap(), SENT);
+        std::thread::sleep(Duration::from_millis(200));
+        let (code, lines, err) = w.stop(libc::SIGINT);
+        assert_eq!(code, Some(0), "{err}");
+        summary(&lines)["steering"].clone()
+    };
+    let count = |st: &Value, list: &str, from: u64, to: u64| -> u64 {
+        st[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["from"] == from && p["to"] == to)
+            .map_or(0, |p| p["count"].as_u64().unwrap())
+    };
+
+    let hit = run(1);
+    // Packets polled on CPU 0 reached the stack on CPU 1, and no packet went
+    // anywhere else. Followed by skb->head, which some packets change on the
+    // way (a copy in veth's XDP path): a sample, not every packet.
+    let moved = count(&hit, "poll_to_stack", 0, 1);
+    assert!(moved >= SENT / 2 && moved <= SENT, "{hit}");
+    assert_eq!(hit["poll_to_stack"].as_array().unwrap().len(), 1, "{hit}");
+    assert_eq!(count(&hit, "stack_to_reader", 1, 1), SENT, "{hit}");
+    assert_eq!(hit["rfs_hit_percent"], 100.0, "{hit}");
+
+    let miss = run(0);
+    assert_eq!(count(&miss, "stack_to_reader", 1, 0), SENT, "{miss}");
+    assert_eq!(miss["rfs_hit_percent"], 0.0, "{miss}");
 }

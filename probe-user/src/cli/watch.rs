@@ -97,6 +97,13 @@ pub struct WatchArgs {
     /// per poll: a few hundred ns each time (see BENCHMARKS.md), so off by default
     #[arg(long)]
     pub latency: bool,
+    /// Also show where receive work runs: packets from the CPU that polled
+    /// them to the CPU where the stack processed them (RPS/RFS), and socket
+    /// reads from the CPU that queued the data to the reader's CPU, with the
+    /// RFS hit rate. Two tracepoints per packet and two per read: for a
+    /// diagnosis session, not for leaving on. Linux >= 6.5
+    #[arg(long)]
+    pub steering: bool,
 }
 
 /// What got attached. Dropping it detaches everything.
@@ -107,6 +114,7 @@ struct Attached {
     devs: Vec<VxlanHook>,
     drops: Option<DropHook>,
     latency: Option<crate::latency::LatencyHook>,
+    steering: Option<crate::steering::SteerHook>,
     /// Where /proc/net/snmp is read: the --drop-netns namespaces, else the watched one.
     snmp_netns: Vec<Netns>,
     names: Names,
@@ -360,9 +368,13 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
     // own. So: read what the probes need from our own compact parse, free it,
     // load the objects, and only then let aya parse the BTF for the tp_btf
     // attach: never two of these at once (peak RSS, BENCHMARKS.md).
-    let (drop_setup, latency_setup) = match crate::btf::Btf::from_kernel() {
-        Ok(btf) => (drops::setup(&btf), crate::latency::setup(&btf)),
-        Err(e) => (Err(e.clone()), Err(e)),
+    let (drop_setup, latency_setup, steer_setup) = match crate::btf::Btf::from_kernel() {
+        Ok(btf) => (
+            drops::setup(&btf),
+            crate::latency::setup(&btf),
+            crate::steering::setup(&btf),
+        ),
+        Err(e) => (Err(e.clone()), Err(e.clone()), Err(e)),
     };
     let mut drop_hook = drop_setup.and_then(|setup| drops::load_drops(setup, &scope_inums, &ports));
     let mut latency_hook = if args.latency {
@@ -372,7 +384,15 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
     } else {
         Ok(None)
     };
-    if drop_hook.is_ok() || matches!(latency_hook, Ok(Some(_))) {
+    let mut steer_hook = if args.steering {
+        steer_setup
+            .and_then(crate::steering::load_steering)
+            .map(Some)
+    } else {
+        Ok(None)
+    };
+    if drop_hook.is_ok() || matches!(latency_hook, Ok(Some(_))) || matches!(steer_hook, Ok(Some(_)))
+    {
         match aya::Btf::from_sys_fs() {
             Ok(btf) => {
                 if let Ok(hook) = &mut drop_hook {
@@ -385,11 +405,17 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
                         latency_hook = Err(e);
                     }
                 }
+                if let Ok(Some(hook)) = &mut steer_hook {
+                    if let Err(e) = hook.attach(&btf) {
+                        steer_hook = Err(e);
+                    }
+                }
             }
             Err(e) => {
                 let e = format!("reading the kernel's BTF: {e}");
                 drop_hook = Err(e.clone());
-                latency_hook = Err(e);
+                latency_hook = Err(e.clone());
+                steer_hook = Err(e);
             }
         }
     }
@@ -407,6 +433,8 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
     };
     tracing_stage("drops", drop_hook.as_ref().err().cloned());
     tracing_stage("softirq", latency_hook.as_ref().err().cloned());
+    tracing_stage("steering", steer_hook.as_ref().err().cloned());
+    let steer_hook = steer_hook.ok().flatten();
     let drop_hook = drop_hook.ok();
     let latency_hook = latency_hook.ok().flatten();
     if nic_hook.is_none() && dev_hooks.is_empty() && drop_hook.is_none() {
@@ -455,6 +483,7 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         unavailable,
         reasons: drop_hook.as_ref().map(|h| h.reasons.clone()),
         latency: latency_hook.is_some(),
+        steering: steer_hook.is_some(),
         drop_scope: args.drop_netns.clone(),
     };
     let mut bpf_stats = None;
@@ -481,6 +510,7 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         devs: dev_hooks,
         drops: drop_hook,
         latency: latency_hook,
+        steering: steer_hook,
         snmp_netns,
         names: Names::default(),
         bpf_stats,
@@ -529,6 +559,12 @@ fn describe_hooks(t: &Topology) -> String {
     }
     if t.latency {
         parts.push("tp_btf/softirq_raise+entry+exit, tp_btf/napi_poll".to_string());
+    }
+    if t.steering {
+        parts.push(
+            "tp_btf/napi_gro_receive_entry+netif_receive_skb+sk_data_ready+sock_recv_length"
+                .to_string(),
+        );
     }
     if t.reasons.is_some() {
         parts.push(if t.drop_scope.is_empty() {
@@ -624,6 +660,12 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
         names: a.names.clone(),
         self_sample: a.self_cost.then(|| self_sample(a)),
         latency,
+        steering: a
+            .steering
+            .as_ref()
+            .map(|h| h.read())
+            .transpose()
+            .map_err(ProbeError::Runtime)?,
     })
 }
 
@@ -635,6 +677,7 @@ fn self_sample(a: &Attached) -> crate::selfcost::SelfSample {
         programs.extend(a.devs.iter().flat_map(|h| h.program_stats()));
         programs.extend(a.drops.iter().flat_map(|h| h.program_stats()));
         programs.extend(a.latency.iter().flat_map(|h| h.program_stats()));
+        programs.extend(a.steering.iter().flat_map(|h| h.program_stats()));
     }
     crate::selfcost::SelfSample {
         cpu_s,

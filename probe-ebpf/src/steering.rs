@@ -1,0 +1,173 @@
+//! `--steering` (opt-in, per packet): where a packet was polled and where the
+//! stack processed it (RPS/RFS move the latter), and for each socket read
+//! where the data was queued and where the reader ran (RFS's goal: the same).
+//!
+//! Packets are followed by skb->head (the verifier forbids arithmetic on the
+//! skb pointer, so the value is copied out with a helper). The reader cannot
+//! be tied to a packet on Linux 6.x: UDP copies linear skbs without a
+//! tracepoint and frees them on the allocating CPU, so reads are tied to the
+//! socket instead: sock:sk_data_ready (stack CPU) -> sock:sock_recv_length
+//! (reader CPU). Both tables are shared, direct-mapped samples: a slot holds
+//! one packet or socket, a later one with the same slot replaces it.
+
+use aya_ebpf::{
+    helpers::{bpf_get_smp_processor_id, bpf_probe_read_kernel},
+    macros::{btf_tracepoint, map},
+    maps::{Array, PerCpuArray},
+    programs::BtfTracePointContext,
+};
+use probe_common::{
+    drops::mix,
+    latency::{
+        steer_cpu, SteerMatrix, SteerOffsets, SteerPacket, SteerSocket, STEER_CPUS, STEER_SLOTS,
+    },
+};
+
+const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
+
+#[unsafe(no_mangle)]
+static STEER_OFFSETS: SteerOffsets = SteerOffsets {
+    skb_head: 0,
+    sk_num: 0,
+    sk_protocol: 0,
+    sk_net: 0,
+    net_inum: 0,
+};
+
+#[map]
+static STEER_PACKETS: Array<SteerPacket> = Array::with_max_entries(STEER_SLOTS as u32, 0);
+#[map]
+static STEER_SOCKETS: Array<SteerSocket> = Array::with_max_entries(STEER_SLOTS as u32, 0);
+#[map]
+static STEER: PerCpuArray<SteerMatrix> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn offsets() -> SteerOffsets {
+    unsafe { core::ptr::read_volatile(&STEER_OFFSETS) }
+}
+
+#[inline(always)]
+fn cpu() -> u32 {
+    unsafe { bpf_get_smp_processor_id() }
+}
+
+#[inline(always)]
+fn packet(ctx: &BtfTracePointContext) -> Option<(u64, &'static mut SteerPacket)> {
+    let skb: *const u8 = ctx.arg(0);
+    if skb.is_null() {
+        return None;
+    }
+    let id: u64 = unsafe {
+        bpf_probe_read_kernel(skb.wrapping_add(offsets().skb_head as usize) as *const u64)
+    }
+    .ok()?;
+    let slot = ((id >> 8) ^ (id >> 20)) as u32 & (STEER_SLOTS as u32 - 1);
+    // SAFETY: a slot of a shared array. One packet is handled by one CPU at a
+    // time, in order (poll, then stack), so plain stores do.
+    STEER_PACKETS
+        .get_ptr_mut(slot)
+        .map(|p| (id, unsafe { &mut *p }))
+}
+
+/// net:napi_gro_receive_entry: on the CPU that polls the device.
+#[btf_tracepoint(function = "napi_gro_receive_entry")]
+pub fn steer_napi(ctx: BtfTracePointContext) -> i32 {
+    if let Some((id, p)) = packet(&ctx) {
+        // A decapsulated packet is polled again (the VXLAN device's GRO cell):
+        // the first poll, the device's, is the one that counts.
+        if p.id != id {
+            *p = SteerPacket {
+                id,
+                napi_cpu: cpu(),
+                stack_cpu: u32::MAX,
+            };
+        }
+    }
+    0
+}
+
+/// net:netif_receive_skb: where the stack runs, after RPS/RFS.
+#[btf_tracepoint(function = "netif_receive_skb")]
+pub fn steer_stack(ctx: BtfTracePointContext) -> i32 {
+    if let Some((id, p)) = packet(&ctx) {
+        if p.id == id && p.stack_cpu == u32::MAX {
+            let stack = cpu();
+            p.stack_cpu = stack;
+            if let Some(m) = STEER.get_ptr_mut(0) {
+                // SAFETY: this CPU's copy; tp_btf programs do not nest on a CPU.
+                let m = unsafe { &mut *m };
+                let i = steer_cpu(p.napi_cpu) * STEER_CPUS + steer_cpu(stack);
+                m.napi_to_stack[i & (STEER_CPUS * STEER_CPUS - 1)] += 1;
+            }
+        }
+    }
+    0
+}
+
+/// A field of a BTF-typed struct: a fault-safe load (see skb_drop.rs).
+#[inline(always)]
+unsafe fn field<T: Copy>(base: *const u8, offset: u32) -> T {
+    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
+}
+
+/// The socket's (netns, local port) and its slot.
+#[inline(always)]
+fn socket(ctx: &BtfTracePointContext) -> Option<(u32, u32, &'static mut SteerSocket)> {
+    let sk: *const u8 = ctx.arg(0);
+    if sk.is_null() {
+        return None;
+    }
+    let o = offsets();
+    // Netlink and other local sockets read on whatever CPU: only TCP and UDP.
+    let protocol = unsafe { field::<u16>(sk, o.sk_protocol) };
+    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
+        return None;
+    }
+    let port = unsafe { field::<u16>(sk, o.sk_num) } as u32;
+    let net: *const u8 = unsafe { field(sk, o.sk_net) };
+    let netns: u32 = if net.is_null() {
+        0
+    } else {
+        unsafe { field(net, o.net_inum) }
+    };
+    let slot = mix(netns, port, 0) & (STEER_SLOTS as u32 - 1);
+    // SAFETY: a slot of a shared array; see the module comment.
+    STEER_SOCKETS
+        .get_ptr_mut(slot)
+        .map(|s| (netns, port, unsafe { &mut *s }))
+}
+
+/// sock:sk_data_ready: data queued to a socket, on the stack's CPU.
+#[btf_tracepoint(function = "sk_data_ready")]
+pub fn steer_ready(ctx: BtfTracePointContext) -> i32 {
+    if let Some((netns, port, s)) = socket(&ctx) {
+        *s = SteerSocket {
+            netns,
+            port,
+            ready_cpu: cpu(),
+            _pad: 0,
+        };
+    }
+    0
+}
+
+/// sock:sock_recv_length: a read on the reading thread's CPU.
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn steer_recv(ctx: BtfTracePointContext) -> i32 {
+    let ret: i32 = ctx.arg(1);
+    if ret <= 0 {
+        return 0;
+    }
+    if let Some((netns, port, s)) = socket(&ctx) {
+        if s.netns == netns && s.port == port {
+            if let Some(m) = STEER.get_ptr_mut(0) {
+                // SAFETY: this CPU's copy.
+                let m = unsafe { &mut *m };
+                let i = steer_cpu(s.ready_cpu) * STEER_CPUS + steer_cpu(cpu());
+                m.ready_to_reader[i & (STEER_CPUS * STEER_CPUS - 1)] += 1;
+            }
+        }
+    }
+    0
+}
