@@ -119,7 +119,7 @@ fn pairs(now: &[u64], before: Option<&[u64]>) -> Vec<CpuPair> {
         .enumerate()
         .filter_map(|(i, n)| {
             let d = n.wrapping_sub(before.and_then(|b| b.get(i)).copied().unwrap_or(0));
-            (d > 0).then(|| CpuPair {
+            (d > 0).then_some(CpuPair {
                 from: (i / STEER_CPUS) as u32,
                 to: (i % STEER_CPUS) as u32,
                 count: d,

@@ -343,7 +343,7 @@ fn steering_follows_packets_and_reads_across_cpus() {
     // anywhere else. Followed by skb->head, which some packets change on the
     // way (a copy in veth's XDP path): a sample, not every packet.
     let moved = count(&hit, "poll_to_stack", 0, 1);
-    assert!(moved >= SENT / 2 && moved <= SENT, "{hit}");
+    assert!((SENT / 2..=SENT).contains(&moved), "{hit}");
     assert_eq!(hit["poll_to_stack"].as_array().unwrap().len(), 1, "{hit}");
     assert_eq!(count(&hit, "stack_to_reader", 1, 1), SENT, "{hit}");
     assert_eq!(hit["rfs_hit_percent"], 100.0, "{hit}");
