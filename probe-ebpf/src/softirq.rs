@@ -66,12 +66,12 @@ pub fn net_rx_entry(ctx: BtfTracePointContext) -> i32 {
         // A softirq can also run without a raise seen here (raised before
         // the probe attached): no wait sample then.
         if s.raised_at != 0 && now >= s.raised_at {
-            let wait = now - s.raised_at;
-            s.wait[bucket(wait, HIST_BUCKETS) & (HIST_BUCKETS - 1)] += 1;
-            s.wait_sum += wait;
-            if wait > s.wait_max {
-                s.wait_max = wait;
-            }
+            observe(
+                &mut s.wait,
+                &mut s.wait_sum,
+                &mut s.wait_max,
+                now - s.raised_at,
+            );
         }
         s.raised_at = 0;
     }
@@ -84,11 +84,7 @@ pub fn net_rx_exit(ctx: BtfTracePointContext) -> i32 {
         let now = unsafe { bpf_ktime_get_ns() };
         if s.entered_at != 0 && now >= s.entered_at {
             let run = now - s.entered_at;
-            s.run[bucket(run, HIST_BUCKETS) & (HIST_BUCKETS - 1)] += 1;
-            s.run_sum += run;
-            if run > s.run_max {
-                s.run_max = run;
-            }
+            observe(&mut s.run, &mut s.run_sum, &mut s.run_max, run);
             if s.in_ksoftirqd != 0 {
                 s.ksoftirqd_run_sum += run;
             }
@@ -96,6 +92,16 @@ pub fn net_rx_exit(ctx: BtfTracePointContext) -> i32 {
         s.entered_at = 0;
     }
     0
+}
+
+/// Adds `v` ns to a log2 histogram, its sum and its maximum.
+#[inline(always)]
+fn observe(hist: &mut [u64; HIST_BUCKETS], sum: &mut u64, max: &mut u64, v: u64) {
+    hist[bucket(v, HIST_BUCKETS) & (HIST_BUCKETS - 1)] += 1;
+    *sum += v;
+    if v > *max {
+        *max = v;
+    }
 }
 
 /// Whether the softirq runs in a ksoftirqd/N thread rather than on irq exit

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aya::{programs::BtfTracePoint, Ebpf, EbpfLoader};
+use aya::{Ebpf, EbpfLoader};
 use probe_common::{
     drops::{
         DropKey, DropOffsets, DropTable, FlowKey, FlowTable, CORE_REASON_SLOTS, DROP_TRACEPOINT,
@@ -315,17 +315,11 @@ impl DropHook {
     /// Verifies the program and attaches it to `skb:kfree_skb`.
     /// `kernel_btf`: aya's parse of the kernel's BTF, for the tp_btf attach.
     pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), String> {
-        let prog: &mut BtfTracePoint = self
-            .ebpf
-            .program_mut(PROG_SKB_DROP)
-            .ok_or_else(|| format!("program {PROG_SKB_DROP} missing from the BPF object"))?
-            .try_into()
-            .map_err(|e| format!("program {PROG_SKB_DROP}: {e}"))?;
-        prog.load(DROP_TRACEPOINT, kernel_btf)
-            .map_err(|e| format!("the verifier rejected {PROG_SKB_DROP}: {e}"))?;
-        prog.attach()
-            .map_err(|e| format!("attaching to tp_btf/{DROP_TRACEPOINT} failed: {e}"))?;
-        Ok(())
+        crate::probes::attach_btf_tracepoints(
+            &mut self.ebpf,
+            &[(PROG_SKB_DROP, DROP_TRACEPOINT)],
+            kernel_btf,
+        )
     }
 
     pub fn program_stats(&self) -> Vec<crate::selfcost::ProgramStat> {

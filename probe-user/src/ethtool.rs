@@ -18,7 +18,9 @@ struct IfReq {
     _pad: [u8; 16],
 }
 
-fn ioctl(sock: &std::net::UdpSocket, iface: &str, data: *mut c_void) -> io::Result<()> {
+/// SIOCETHTOOL on `iface` with `data` pointing at the command's struct (its
+/// first u32 is the command), in `sock`'s network namespace.
+pub fn ioctl(sock: &std::net::UdpSocket, iface: &str, data: *mut c_void) -> io::Result<()> {
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
         data,

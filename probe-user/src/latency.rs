@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aya::{programs::BtfTracePoint, Ebpf, EbpfLoader};
+use aya::{Ebpf, EbpfLoader};
 use probe_common::latency::{
     NapiKey, NapiOffsets, NapiTable, SoftirqCpu, GLOBAL_NAPI_OFFSETS, GLOBAL_NET_RX_VEC,
     HIST_BUCKETS, MAP_NAPI, MAP_SOFTIRQ, PROG_NAPI_POLL, PROG_SOFTIRQ_ENTRY, PROG_SOFTIRQ_EXIT,
@@ -83,19 +83,7 @@ impl LatencyHook {
     /// Verifies the four programs and attaches them. `kernel_btf`: aya's
     /// parse of the kernel's BTF, for the tp_btf attach.
     pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), String> {
-        for (name, tracepoint) in PROGRAMS {
-            let prog: &mut BtfTracePoint = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| format!("program {name} missing from the BPF object"))?
-                .try_into()
-                .map_err(|e| format!("program {name}: {e}"))?;
-            prog.load(tracepoint, kernel_btf)
-                .map_err(|e| format!("the verifier rejected {name}: {e}"))?;
-            prog.attach()
-                .map_err(|e| format!("attaching to tp_btf/{tracepoint} failed: {e}"))?;
-        }
-        Ok(())
+        crate::probes::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf)
     }
 
     pub fn read(&self) -> Result<LatencyCounts, String> {

@@ -262,6 +262,24 @@ where
     prog.try_into().map_err(|e| format!("program {name}: {e}"))
 }
 
+/// Verifies and attaches tp_btf programs of `ebpf`: `(program, tracepoint)`.
+/// `kernel_btf`: aya's parse of the kernel's BTF (tp_btf needs the
+/// tracepoint's BTF id).
+pub fn attach_btf_tracepoints(
+    ebpf: &mut Ebpf,
+    programs: &[(&str, &str)],
+    kernel_btf: &aya::Btf,
+) -> Result<(), String> {
+    for (name, tracepoint) in programs {
+        let prog: &mut aya::programs::BtfTracePoint = program(ebpf, name)?;
+        prog.load(tracepoint, kernel_btf)
+            .map_err(|e| format!("the verifier rejected {name}: {e}"))?;
+        prog.attach()
+            .map_err(|e| format!("attaching to tp_btf/{tracepoint} failed: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Every entry of a per-CPU array: `result[index][cpu]`.
 pub fn read_per_cpu<T: Pod>(ebpf: &Ebpf, name: &str, entries: u32) -> Result<Vec<Vec<T>>, String> {
     let map = ebpf

@@ -1,7 +1,7 @@
 //! `--steering`: loading the steering probes and turning their matrices into
 //! CPU pairs and an RFS hit rate.
 
-use aya::{programs::BtfTracePoint, Ebpf, EbpfLoader};
+use aya::{Ebpf, EbpfLoader};
 use probe_common::latency::{
     SteerMatrix, SteerOffsets, GLOBAL_STEER_OFFSETS, MAP_STEER, PROG_STEER_NAPI, PROG_STEER_READY,
     PROG_STEER_RECV, PROG_STEER_STACK, STEER_CPUS,
@@ -53,21 +53,9 @@ pub struct SteerCounts {
 }
 
 impl SteerHook {
+    /// Linux >= 6.5 has all four tracepoints.
     pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), String> {
-        for (name, tracepoint) in PROGRAMS {
-            let prog: &mut BtfTracePoint = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| format!("program {name} missing from the BPF object"))?
-                .try_into()
-                .map_err(|e| format!("program {name}: {e}"))?;
-            prog.load(tracepoint, kernel_btf)
-                .map_err(|e| format!("the verifier rejected {name}: {e}"))?;
-            prog.attach().map_err(|e| {
-                format!("attaching to tp_btf/{tracepoint} failed (Linux >= 6.5 has it): {e}")
-            })?;
-        }
-        Ok(())
+        crate::probes::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf)
     }
 
     pub fn read(&self) -> Result<SteerCounts, String> {

@@ -185,8 +185,7 @@ pub fn queue_settings(iface: &str) -> Vec<Setting> {
     out
 }
 
-// ethtool ioctls (include/uapi/linux/ethtool.h).
-const SIOCETHTOOL: libc::c_ulong = 0x8946;
+// ethtool commands (include/uapi/linux/ethtool.h).
 const ETHTOOL_GCOALESCE: u32 = 0x0e;
 const ETHTOOL_GRINGPARAM: u32 = 0x10;
 const ETHTOOL_GFLAGS: u32 = 0x25;
@@ -194,34 +193,16 @@ const ETHTOOL_GGRO: u32 = 0x2b;
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 const ETH_FLAG_LRO: u32 = 1 << 15;
 
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    data: *mut libc::c_void,
-    _pad: [u8; 16],
-}
-
-/// Runs ethtool command `cmd` on `iface`; `words` is the command's struct as
-/// u32 words, with the command in word 0.
+/// Runs the ethtool command in `words[0]` on `iface`; `words` is the
+/// command's struct as u32 words.
 fn ethtool(iface: &str, words: &mut [u32]) -> Result<(), String> {
     let sock = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        data: words.as_mut_ptr().cast(),
-        _pad: [0; 16],
-    };
-    let n = iface.len().min(libc::IFNAMSIZ - 1);
-    req.name[..n].copy_from_slice(&iface.as_bytes()[..n]);
-    // SAFETY: SIOCETHTOOL with data pointing at a buffer as large as the
-    // command's struct.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) } != 0 {
-        let e = io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
+    crate::ethtool::ioctl(&sock, iface, words.as_mut_ptr().cast()).map_err(|e| {
+        match e.raw_os_error() {
             Some(libc::EOPNOTSUPP) => "not supported by the driver".into(),
             _ => e.to_string(),
-        });
-    }
-    Ok(())
+        }
+    })
 }
 
 /// Rings, channels, coalescing, GRO and LRO of `iface` (in the calling
