@@ -155,3 +155,21 @@ fn unavailable_hook_is_reported_and_the_rest_runs() {
     assert!(err.contains("unavailable"), "said on stderr too: {err}");
     assert_eq!(stage(s, "vxlan", "flannel.1")["packets"], 100);
 }
+
+#[test]
+fn record_and_diff_reject_bad_input() {
+    let out = std::env::temp_dir().join(format!("probe-cli-{}.json", std::process::id()));
+    let out_s = out.display().to_string();
+    let (code, _, err) = probe_output(&["record", "--out", &out_s]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--duration"), "{err}");
+    assert!(!out.exists(), "nothing written for a refused run");
+    std::fs::write(&out, "{\"not\": \"a recording\"}").unwrap();
+    let (code, _, err) = probe_output(&["diff", &out_s, &out_s]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a probe recording"), "{err}");
+    let (code, _, err) = probe_output(&["diff", "/nonexistent/a.json", &out_s]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot read /nonexistent/a.json"), "{err}");
+    let _ = std::fs::remove_file(&out);
+}
