@@ -78,6 +78,19 @@ impl UdpSink {
             let bound = enter(&netns).and_then(|_| {
                 let sock = UdpSocket::bind(("0.0.0.0", port))?;
                 sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+                // Room for a burst while this thread waits for a CPU (tests
+                // run in parallel): 4 MiB asked, capped by net.core.rmem_max.
+                let size: libc::c_int = 4 << 20;
+                // SAFETY: valid fd and option value.
+                unsafe {
+                    libc::setsockopt(
+                        sock.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVBUF,
+                        &size as *const _ as *const libc::c_void,
+                        std::mem::size_of_val(&size) as u32,
+                    )
+                };
                 Ok(sock)
             });
             let sock = match bound {
