@@ -21,7 +21,7 @@ pub mod traffic;
 
 use std::{net::Ipv4Addr, process::Command};
 
-pub use traffic::{in_netns, send_udp, UdpSink};
+pub use traffic::{in_netns, pin_thread, send_udp, set_rcvbuf, UdpSink};
 
 /// VXLAN id and port flanneld uses for its `vxlan` backend.
 pub const FLANNEL_VNI: u32 = 1;
@@ -403,6 +403,23 @@ pub fn sweep_stale(lead: &str) -> Result<(), String> {
     prefixes.sort();
     prefixes.dedup();
     prefixes.iter().try_for_each(|p| sweep(p))
+}
+
+/// Writes `mask` (hex CPU mask) to rps_cpus of `iface`'s RX queue `queue` in
+/// `netns` (through `ip netns exec`, which mounts that namespace's sysfs).
+pub fn set_rps(netns: &str, iface: &str, queue: u32, mask: &str) -> Result<(), String> {
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            netns,
+            "sh",
+            "-c",
+            &format!("echo {mask} > /sys/class/net/{iface}/queues/rx-{queue}/rps_cpus"),
+        ],
+    )
+    .map(drop)
 }
 
 /// Namespaces under /run/netns whose name starts with `PREFIX-`.

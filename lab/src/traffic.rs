@@ -23,6 +23,38 @@ fn enter(netns: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets a socket's SO_RCVBUF (the kernel doubles it and caps the request at
+/// net.core.rmem_max).
+pub fn set_rcvbuf(sock: &UdpSocket, bytes: libc::c_int) -> io::Result<()> {
+    // SAFETY: valid fd and option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &bytes as *const _ as *const libc::c_void,
+            std::mem::size_of_val(&bytes) as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Pins the calling thread to one CPU.
+pub fn pin_thread(cpu: usize) -> io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Runs `f` on a new thread inside `netns` and returns its result.
 pub fn in_netns<T: Send + 'static>(
     netns: &str,
@@ -80,17 +112,7 @@ impl UdpSink {
                 sock.set_read_timeout(Some(Duration::from_millis(50)))?;
                 // Room for a burst while this thread waits for a CPU (tests
                 // run in parallel): 4 MiB asked, capped by net.core.rmem_max.
-                let size: libc::c_int = 4 << 20;
-                // SAFETY: valid fd and option value.
-                unsafe {
-                    libc::setsockopt(
-                        sock.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        libc::SO_RCVBUF,
-                        &size as *const _ as *const libc::c_void,
-                        std::mem::size_of_val(&size) as u32,
-                    )
-                };
+                set_rcvbuf(&sock, 4 << 20)?;
                 Ok(sock)
             });
             let sock = match bound {

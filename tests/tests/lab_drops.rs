@@ -148,18 +148,7 @@ fn socket_receive_buffer_overflow() {
     // A receiver with the smallest buffer that never reads until the end.
     let sock = lab::in_netns(&pod.netns, || {
         let s = UdpSocket::bind(("0.0.0.0", PORT)).unwrap();
-        let one: libc::c_int = 1;
-        // SAFETY: valid fd and option value.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                &one as *const _ as *const libc::c_void,
-                std::mem::size_of_val(&one) as u32,
-            )
-        };
-        assert_eq!(rc, 0);
+        lab::set_rcvbuf(&s, 1).unwrap();
         s
     })
     .unwrap();
@@ -584,17 +573,7 @@ fn record_and_diff_a_buffer_change() {
         let sock = lab::in_netns(&pod.netns, move || {
             let s = UdpSocket::bind(("0.0.0.0", PORT)).unwrap();
             if let Some(size) = rcvbuf {
-                // SAFETY: valid fd and option value.
-                let rc = unsafe {
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        libc::SO_RCVBUF,
-                        &size as *const _ as *const libc::c_void,
-                        std::mem::size_of_val(&size) as u32,
-                    )
-                };
-                assert_eq!(rc, 0);
+                lab::set_rcvbuf(&s, size).unwrap();
             }
             s
         })

@@ -12,15 +12,7 @@ const PORT: u16 = 9200;
 /// path, and the receive path's softirqs it triggers, run on that CPU.
 fn send_pinned(netns: &str, dst: SocketAddrV4, count: u64, cpu: usize) {
     lab::in_netns(netns, move || {
-        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays within it.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            assert_eq!(
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-                0
-            );
-        }
+        lab::pin_thread(cpu).unwrap();
         let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         for i in 0..count {
             s.send_to(b"steer", dst).unwrap();
@@ -145,20 +137,7 @@ fn rps_moves_processing_to_the_chosen_cpu() {
     let (n1, n2) = (lab.node(1), lab.node(2));
     let dst = SocketAddrV4::new(n2.pods[0].ip, PORT);
     let sink = lab::UdpSink::start(&n2.pods[0].netns, PORT).unwrap();
-    let rps = |mask: &str| {
-        lab::run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &n2.netns,
-                "sh",
-                "-c",
-                &format!("echo {mask} > /sys/class/net/eth0/queues/rx-0/rps_cpus"),
-            ],
-        )
-        .unwrap();
-    };
+    let rps = |mask: &str| lab::set_rps(&n2.netns, "eth0", 0, mask).unwrap();
     let run = || {
         let w = Watch::start(&["--netns", &n2.netns, "--interval", "0.5"]);
         send_pinned(&n1.pods[0].netns, dst, SENT, 0);
@@ -200,18 +179,7 @@ fn tune_reads_the_namespaces_own_settings() {
     }
     let lab = lab();
     let n2 = lab.node(2);
-    lab::run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &n2.netns,
-            "sh",
-            "-c",
-            "echo 2 > /sys/class/net/eth0/queues/rx-0/rps_cpus",
-        ],
-    )
-    .unwrap();
+    lab::set_rps(&n2.netns, "eth0", 0, "2").unwrap();
     let (code, out, err) = probe_tests::probe_output(&["tune", "--netns", &n2.netns, "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -269,47 +237,18 @@ fn steering_follows_packets_and_reads_across_cpus() {
     const SENT: u64 = 300;
     let lab = lab();
     let (n1, n2) = (lab.node(1), lab.node(2));
-    lab::run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &n2.netns,
-            "sh",
-            "-c",
-            "echo 2 > /sys/class/net/eth0/queues/rx-0/rps_cpus",
-        ],
-    )
-    .unwrap();
+    lab::set_rps(&n2.netns, "eth0", 0, "2").unwrap();
     let dst = SocketAddrV4::new(n2.pods[0].ip, PORT);
     let run = |reader_cpu: usize| -> Value {
         let pod = n2.pods[0].netns.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             lab::in_netns(&pod, move || {
-                // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays within it.
-                unsafe {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(reader_cpu, &mut set);
-                    assert_eq!(
-                        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-                        0
-                    );
-                }
+                lab::pin_thread(reader_cpu).unwrap();
                 let s = std::net::UdpSocket::bind(("0.0.0.0", PORT)).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 // Room for every datagram even if the reader is slow to run.
-                let size: libc::c_int = 1 << 20;
-                // SAFETY: valid fd and option value.
-                unsafe {
-                    libc::setsockopt(
-                        std::os::fd::AsRawFd::as_raw_fd(&s),
-                        libc::SOL_SOCKET,
-                        libc::SO_RCVBUF,
-                        &size as *const _ as *const libc::c_void,
-                        std::mem::size_of_val(&size) as u32,
-                    )
-                };
+                lab::set_rcvbuf(&s, 1 << 20).unwrap();
                 tx.send(()).unwrap();
                 let mut buf = [0u8; 64];
                 let mut n = 0;

@@ -91,16 +91,8 @@ fn unpin() {
 
 /// BPF_PROG_TEST_RUN runs on the calling CPU: keep every round on one.
 fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays within it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!(
-                "probe-bench: cannot pin to CPU {cpu}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+    if let Err(e) = probe_tests::lab::pin_thread(cpu) {
+        eprintln!("probe-bench: cannot pin to CPU {cpu}: {e}");
     }
 }
 
