@@ -1,5 +1,6 @@
 //! Builds the kernel programs (probe-ebpf) for the BPF target with the nightly
-//! toolchain and bpf-linker; the object lands in OUT_DIR/probe-ebpf.
+//! toolchain and bpf-linker; each of its binaries (one BPF object per hook)
+//! lands in OUT_DIR under its own name (probe-nic, probe-drops, ...).
 //! `cargo xtask setup` installs both. PROBE_EBPF_TOOLCHAIN overrides the
 //! toolchain (the setup step uses it to fall back to stable + RUSTC_BOOTSTRAP).
 

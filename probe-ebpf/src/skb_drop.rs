@@ -20,7 +20,7 @@ use probe_common::{
     },
 };
 
-use crate::nic_xdp::is_vxlan_port;
+use crate::vxlan_ports::is_vxlan_port;
 
 #[unsafe(no_mangle)]
 static DROP_OFFSETS: DropOffsets = DropOffsets {

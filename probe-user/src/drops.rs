@@ -13,7 +13,7 @@ use probe_common::{
     GLOBAL_VXLAN_PORTS, MAX_VXLAN_PORTS,
 };
 
-use crate::{btf::Btf, probes::read_per_cpu, EBPF_OBJECT};
+use crate::{btf::Btf, objects, probes::read_per_cpu};
 
 /// Receive-path stages, in path order.
 pub const STAGES: [&str; 8] = [
@@ -306,7 +306,7 @@ pub fn load_drops(
         .override_global(GLOBAL_SCOPE_NETNS, &netns, true)
         .override_global(GLOBAL_SCOPE_COUNT, &count, true)
         .override_global(GLOBAL_VXLAN_PORTS, &ports, true)
-        .load(EBPF_OBJECT)
+        .load(objects::DROPS)
         .map_err(|e| format!("loading the BPF object failed: {e}"))?;
     Ok(DropHook { reasons, ebpf })
 }

@@ -11,7 +11,7 @@ use probe_common::latency::{
 };
 use serde::Serialize;
 
-use crate::{btf::Btf, probes::read_per_cpu, selfcost::ProgramStat, EBPF_OBJECT};
+use crate::{btf::Btf, objects, probes::read_per_cpu, selfcost::ProgramStat};
 
 /// The attached softirq and NAPI probes. Dropping it detaches them.
 pub struct LatencyHook {
@@ -74,7 +74,7 @@ pub fn load_latency(setup: LatencySetup) -> Result<LatencyHook, String> {
         .btf(None)
         .override_global(GLOBAL_NET_RX_VEC, &net_rx, true)
         .override_global(GLOBAL_NAPI_OFFSETS, &offsets, true)
-        .load(EBPF_OBJECT)
+        .load(objects::LATENCY)
         .map_err(|e| format!("loading the BPF object failed: {e}"))?;
     Ok(LatencyHook { ebpf })
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod ethtool;
 pub mod latency;
 pub mod ledger;
+pub mod metrics;
 pub mod model;
 pub mod netns;
 pub mod probes;
@@ -25,6 +26,24 @@ pub mod selfcost;
 pub mod steering;
 pub mod tune;
 
-/// The compiled kernel programs (BPF ELF object).
-pub static EBPF_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probe-ebpf"));
+/// The compiled kernel programs: one BPF ELF object per hook (probe-ebpf/src/bin),
+/// so a loaded instance creates only the maps its programs use.
+pub mod objects {
+    macro_rules! object {
+        ($name:literal) => {
+            aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/", $name))
+        };
+    }
+    /// XDP on the NIC (and its TCX fallback).
+    pub static NIC: &[u8] = object!("probe-nic");
+    /// TCX ingress/egress on a VXLAN device.
+    pub static VXLAN: &[u8] = object!("probe-vxlan");
+    /// tp_btf/kfree_skb.
+    pub static DROPS: &[u8] = object!("probe-drops");
+    /// `--latency`: NET_RX softirq and NAPI.
+    pub static LATENCY: &[u8] = object!("probe-latency");
+    /// `--steering`.
+    pub static STEERING: &[u8] = object!("probe-steering");
+    /// Benchmark baselines and test stand-ins for other owners' programs.
+    pub static FIXTURES: &[u8] = object!("probe-fixtures");
+}

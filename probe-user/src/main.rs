@@ -9,6 +9,7 @@ fn main() {
         Command::Watch(args) => probe_user::cli::watch::run(args),
         Command::Tune(args) => probe_user::cli::tune::run(args),
         Command::Record(args) => probe_user::cli::record::run(args),
+        Command::Serve(args) => probe_user::cli::serve::run(args),
         Command::Diff(args) => probe_user::cli::diff::run(args),
     };
     if let Err(e) = result {

@@ -16,7 +16,7 @@ use probe_common::{
     MAX_VXLAN_PORTS, PROG_NIC_XDP, PROG_VXLAN_EGRESS, PROG_VXLAN_INGRESS, VNI_SLOTS,
 };
 
-use crate::{netns::Netns, rtnl::Link, EBPF_OBJECT};
+use crate::{netns::Netns, objects, rtnl::Link};
 
 /// `--xdp-mode`: how to attach at the NIC.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -149,7 +149,7 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
         .override_global(GLOBAL_VNI_COUNT, &vni_count, true)
         .override_global(GLOBAL_QUEUE_SLOTS, &queue_slots, true)
         .map_max_entries(MAP_NIC_QUEUES, queue_slots + 1)
-        .load(EBPF_OBJECT)
+        .load(objects::NIC)
         .map_err(load_error)?;
     let prog: &mut Xdp = program(&mut ebpf, PROG_NIC_XDP)?;
     prog.load()
@@ -204,7 +204,7 @@ impl NicHook {
 pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String> {
     let mut ebpf = EbpfLoader::new()
         .btf(None)
-        .load(EBPF_OBJECT)
+        .load(objects::VXLAN)
         .map_err(load_error)?;
     for (name, attach_type) in [
         (PROG_VXLAN_INGRESS, TcAttachType::Ingress),

@@ -8,7 +8,7 @@ use probe_common::latency::{
 };
 use serde::Serialize;
 
-use crate::{btf::Btf, probes::read_per_cpu, selfcost::ProgramStat, EBPF_OBJECT};
+use crate::{btf::Btf, objects, probes::read_per_cpu, selfcost::ProgramStat};
 
 const PROGRAMS: [(&str, &str); 4] = [
     (PROG_STEER_NAPI, "napi_gro_receive_entry"),
@@ -40,7 +40,7 @@ pub fn load_steering(offsets: SteerOffsets) -> Result<SteerHook, String> {
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
         .btf(None)
         .override_global(GLOBAL_STEER_OFFSETS, &offsets, true)
-        .load(EBPF_OBJECT)
+        .load(objects::STEERING)
         .map_err(|e| format!("loading the BPF object failed: {e}"))?;
     Ok(SteerHook { ebpf })
 }

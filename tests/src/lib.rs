@@ -75,14 +75,21 @@ impl Watch {
         Self::start_with(Command::new(probe_bin()), args)
     }
 
-    pub fn start_with(mut cmd: Command, args: &[&str]) -> Watch {
+    pub fn start_with(cmd: Command, args: &[&str]) -> Watch {
+        Self::spawn(cmd, &["watch", "--json"], args)
+    }
+
+    /// Starts `probe SUBCOMMAND... --ready-file ... ARGS` (watch, serve or
+    /// record) and waits until attached.
+    pub fn spawn(mut cmd: Command, subcommand: &[&str], args: &[&str]) -> Watch {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ready =
             std::env::temp_dir().join(format!("probe-test-{}-{n}.ready", std::process::id()));
         let _ = std::fs::remove_file(&ready);
         let child = cmd
-            .args(["watch", "--json", "--ready-file"])
+            .args(subcommand)
+            .arg("--ready-file")
             .arg(&ready)
             .args(args)
             .stdin(Stdio::null())
@@ -128,6 +135,50 @@ impl Watch {
         let status = self.child.wait().unwrap();
         (status.code(), lines, err)
     }
+
+    /// Sends `sig`, waits for exit, returns (exit code, stdout, stderr).
+    pub fn stop_text(mut self, sig: i32) -> (Option<i32>, String, String) {
+        self.signal(sig);
+        let out = std::io::read_to_string(self.child.stdout.take().unwrap()).unwrap_or_default();
+        let err = std::io::read_to_string(self.child.stderr.take().unwrap()).unwrap_or_default();
+        let status = self.child.wait().unwrap();
+        (status.code(), out, err)
+    }
+}
+
+/// A free TCP port on loopback (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+/// GET http://127.0.0.1:PORT/PATH: (status, body). A test client: one request
+/// per connection (HTTP/1.0: no chunked body), read to the end.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read the response");
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+/// The value of the sample `series` (metric name with its labels, exactly as
+/// exposed) in a /metrics text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 impl Drop for Watch {
@@ -216,33 +267,55 @@ pub mod prog_run {
     pub const TEST_VNIS: [u32; MAX_VNIS] = [1, 0xabcdef, 0, 0, 0, 0, 0, 0];
     pub const QUEUE_SLOTS: u32 = 4;
 
+    /// The NIC and VXLAN-device objects, and the fixtures' empty programs.
     pub struct Programs {
-        pub ebpf: Ebpf,
+        pub nic: Ebpf,
+        pub vxlan: Ebpf,
+        pub fixtures: Ebpf,
     }
 
     impl Programs {
         /// Loads the object with known globals and loads (verifies) every program.
         pub fn load() -> Programs {
             let count = 2u32;
-            let mut ebpf = EbpfLoader::new()
+            let nic = EbpfLoader::new()
                 .override_global(GLOBAL_VXLAN_PORTS, &DEFAULT_VXLAN_PORTS, true)
                 .override_global(GLOBAL_VNIS, &TEST_VNIS, true)
                 .override_global(GLOBAL_VNI_COUNT, &count, true)
                 .override_global(GLOBAL_QUEUE_SLOTS, &QUEUE_SLOTS, true)
                 .map_max_entries(MAP_NIC_QUEUES, QUEUE_SLOTS + 1)
-                .load(probe_user::EBPF_OBJECT)
-                .expect("load BPF object");
+                .load(probe_user::objects::NIC)
+                .expect("load the NIC object");
+            let load = |object| Ebpf::load(object).expect("load BPF object");
+            let mut p = Programs {
+                nic,
+                vxlan: load(probe_user::objects::VXLAN),
+                fixtures: load(probe_user::objects::FIXTURES),
+            };
             for name in [PROG_NIC_XDP, PROG_EMPTY_XDP] {
-                let p: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
+                let p: &mut Xdp = p.program(name).try_into().unwrap();
                 p.load()
                     .unwrap_or_else(|e| panic!("verifier rejected {name}: {e}"));
             }
-            for name in [PROG_VXLAN_INGRESS, PROG_VXLAN_EGRESS, PROG_EMPTY_TC] {
-                let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
+            for name in [
+                PROG_NIC_TC,
+                PROG_VXLAN_INGRESS,
+                PROG_VXLAN_EGRESS,
+                PROG_EMPTY_TC,
+            ] {
+                let p: &mut SchedClassifier = p.program(name).try_into().unwrap();
                 p.load()
                     .unwrap_or_else(|e| panic!("verifier rejected {name}: {e}"));
             }
-            Programs { ebpf }
+            p
+        }
+
+        /// Program `name`, from whichever object has it.
+        fn program(&mut self, name: &str) -> &mut aya::programs::Program {
+            [&mut self.nic, &mut self.vxlan, &mut self.fixtures]
+                .into_iter()
+                .find_map(|o| o.program_mut(name))
+                .unwrap_or_else(|| panic!("no program {name}"))
         }
 
         /// Runs program `name` on `frame` `repeat` times: (return value, mean ns per run).
@@ -252,7 +325,7 @@ pub mod prog_run {
                 repeat,
                 ..Default::default()
             };
-            let prog = self.ebpf.program_mut(name).unwrap();
+            let prog = self.program(name);
             let r = if let Ok(p) = <&mut Xdp>::try_from(&mut *prog) {
                 p.test_run(opts)
             } else {
@@ -266,16 +339,16 @@ pub mod prog_run {
             (r.return_value, r.duration.as_nanos() as f64)
         }
 
-        /// Entry `index` of per-CPU array `map`, one value per CPU.
+        /// Entry `index` of the VXLAN object's per-CPU array `map`, one value per CPU.
         fn per_cpu<T: aya::Pod>(&self, map: &str, entries: u32, index: u32) -> Vec<T> {
-            probe_user::probes::read_per_cpu::<T>(&self.ebpf, map, entries)
+            probe_user::probes::read_per_cpu::<T>(&self.vxlan, map, entries)
                 .unwrap()
                 .swap_remove(index as usize)
         }
 
         fn nic_counts(&self) -> probe_user::probes::NicCounts {
             let entries = probe_user::probes::read_per_cpu::<QueueCounters>(
-                &self.ebpf,
+                &self.nic,
                 MAP_NIC_QUEUES,
                 QUEUE_SLOTS + 1,
             )

@@ -17,6 +17,12 @@ fn host_ports(p: u16) -> bool {
 /// Runs nic_xdp once on `frame`; asserts PASS and that exactly one packet was
 /// counted, in the class (and VNI slot / inner class) the host classifier gives.
 fn check_xdp(progs: &mut Programs, frame: &[u8]) {
+    check_nic(progs, probe_common::PROG_NIC_XDP, XDP_PASS, frame)
+}
+
+/// As check_xdp, for the NIC program `program` that must return `pass`:
+/// nic_xdp, or nic_tc (its TCX fallback) which counts the same way.
+fn check_nic(progs: &mut Programs, program: &str, pass: u32, frame: &[u8]) {
     let before = progs.nic_classes();
     let expected = classify(frame, host_ports);
     let slot = match expected.vni {
@@ -25,15 +31,15 @@ fn check_xdp(progs: &mut Programs, frame: &[u8]) {
         _ => VNI_OTHER_SLOT,
     };
     let vni_before = progs.vni_slot(slot);
-    let (ret, _) = progs.run(probe_common::PROG_NIC_XDP, frame, 1);
-    assert_eq!(ret, XDP_PASS, "frame {frame:02x?}");
+    let (ret, _) = progs.run(program, frame, 1);
+    assert_eq!(ret, pass, "{program} on frame {frame:02x?}");
     let after = progs.nic_classes();
     for class in NicClass::ALL {
         let want = u64::from(class == expected.class);
         assert_eq!(
             after[class as usize] - before[class as usize],
             want,
-            "{class:?} for {} bytes",
+            "{program}: {class:?} for {} bytes",
             frame.len()
         );
     }
@@ -50,8 +56,8 @@ fn check_xdp(progs: &mut Programs, frame: &[u8]) {
 }
 
 #[test]
-fn xdp_classifies_crafted_frames() {
-    if !privileged("xdp_classifies_crafted_frames") {
+fn nic_programs_classify_crafted_frames() {
+    if !privileged("nic_programs_classify_crafted_frames") {
         return;
     }
     let mut p = Programs::load();
@@ -117,6 +123,7 @@ fn xdp_classifies_crafted_frames() {
             assert_eq!(c.inner, *inner);
         }
         check_xdp(&mut p, frame);
+        check_nic(&mut p, probe_common::PROG_NIC_TC, TC_ACT_UNSPEC, frame);
     }
     // VLAN-tagged VXLAN outer.
     let mut tagged = frames::ethernet_vlan(42, 0x0800);

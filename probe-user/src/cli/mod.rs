@@ -2,6 +2,7 @@
 
 pub mod diff;
 pub mod record;
+pub mod serve;
 pub mod tune;
 pub mod watch;
 
@@ -32,5 +33,6 @@ pub enum Command {
     Watch(watch::WatchArgs),
     Tune(tune::TuneArgs),
     Record(record::RecordArgs),
+    Serve(serve::ServeArgs),
     Diff(diff::DiffArgs),
 }

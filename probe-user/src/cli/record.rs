@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::{cli::watch::WatchArgs, error::ProbeError, netns::Netns, tune};
+use crate::{
+    cli::watch::{Period, WatchArgs},
+    error::ProbeError,
+    netns::Netns,
+    tune,
+};
 
 /// The file's `format` and `version`; `probe diff` refuses anything else.
 pub const FORMAT: &str = "probe-record";
@@ -64,13 +69,14 @@ pub fn run(mut args: RecordArgs) -> Result<(), ProbeError> {
         ProbeError::Usage(format!("cannot write --out {}: {e}", args.out.display()))
     })?;
     args.watch.json = true;
-    let (settings, summary) = match crate::cli::watch::session(&args.watch, |_| Ok(true)) {
-        Ok(done) => done,
-        Err(e) => {
-            let _ = std::fs::remove_file(&args.out);
-            return Err(e);
-        }
-    };
+    let (settings, summary) =
+        match crate::cli::watch::session(&args.watch, Period::SinceLast, |_| {}, |_| Ok(true)) {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = std::fs::remove_file(&args.out);
+                return Err(e);
+            }
+        };
     let netns_settings = args
         .watch
         .drop_netns

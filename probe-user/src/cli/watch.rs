@@ -131,7 +131,23 @@ struct Attached {
 
 pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
     let json = args.json;
-    session(&args, |report| emit(json, report)).map(drop)
+    session(
+        &args,
+        Period::SinceLast,
+        |_| {},
+        |report| emit(json, report),
+    )
+    .map(drop)
+}
+
+/// What each report of a session covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Period {
+    /// The interval since the previous report (`watch`, `record`).
+    SinceLast,
+    /// Everything since attach, every interval (`serve`: Prometheus counters
+    /// are totals).
+    SinceAttach,
 }
 
 /// A report between two samples, with the advice its evidence supports.
@@ -143,11 +159,14 @@ fn report(kind: ReportKind, a: &Attached, earlier: &Sample, later: &Sample) -> R
     r
 }
 
-/// Attaches, hands every interval report and then the summary to `out` (which
+/// Attaches, calls `on_attached` once every probe is attached, hands every
+/// interval's report (covering `period`) and then the summary to `out` (which
 /// returns false to stop early), detaches. Returns the settings snapshot taken
 /// at attach time and the summary.
 pub fn session(
     args: &WatchArgs,
+    period: Period,
+    on_attached: impl FnOnce(&Topology),
     mut out: impl FnMut(&Report) -> Result<bool, ProbeError>,
 ) -> Result<(Option<Snapshot>, Report), ProbeError> {
     // Registered before attaching: a signal during attach ends the run cleanly.
@@ -166,6 +185,7 @@ pub fn session(
     if let Some(path) = &args.ready_file {
         write_ready_file(path, &attached.topology, attached.attach_ms)?;
     }
+    on_attached(&attached.topology);
 
     let first = sample(&mut attached)?;
     let baseline = first.attach_baseline();
@@ -188,12 +208,11 @@ pub fn session(
         }
         if now >= next_tick {
             let current = sample(&mut attached)?;
-            let reader_gone = !out(&report(
-                ReportKind::Interval,
-                &attached,
-                &previous,
-                &current,
-            ))?;
+            let r = match period {
+                Period::SinceLast => report(ReportKind::Interval, &attached, &previous, &current),
+                Period::SinceAttach => report(ReportKind::Summary, &attached, &baseline, &current),
+            };
+            let reader_gone = !out(&r)?;
             previous = current;
             next_tick += interval;
             if reader_gone {
@@ -202,7 +221,7 @@ pub fn session(
         }
     }
     let last = sample(&mut attached)?;
-    if last.uptime_s - previous.uptime_s >= args.interval / 2.0 {
+    if period == Period::SinceLast && last.uptime_s - previous.uptime_s >= args.interval / 2.0 {
         out(&report(ReportKind::Interval, &attached, &previous, &last))?;
     }
     let summary = report(ReportKind::Summary, &attached, &baseline, &last);
@@ -718,7 +737,7 @@ fn refresh_names(names: &mut Names, seen: impl Iterator<Item = (u32, u32)> + Clo
 
 /// Prints one report. Ok(false) when the reader has gone (`probe watch | head`):
 /// a normal way to stop, which ends the run like SIGINT.
-fn emit(json: bool, report: &Report) -> Result<bool, ProbeError> {
+pub fn emit(json: bool, report: &Report) -> Result<bool, ProbeError> {
     let text = if json {
         serde_json::to_string(report).map_err(|e| ProbeError::Runtime(e.to_string()))? + "\n"
     } else {

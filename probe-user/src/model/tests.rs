@@ -4,7 +4,7 @@ use super::*;
 
 const CPUS: usize = 2;
 
-fn topo() -> Topology {
+pub(crate) fn topo() -> Topology {
     Topology {
         netns: "lab".into(),
         nic: Some(NicInfo {
@@ -25,7 +25,14 @@ fn topo() -> Topology {
 /// A sample where CPU `cpu` saw `vxlan` VXLAN packets of 100 bytes (VNI 1,
 /// inner IPv4) on queue 0, `ipv4` plain IPv4 packets, and the device saw
 /// `inner` ingress packets.
-fn sample(uptime_s: f64, cpu: usize, vxlan: u64, ipv4: u64, inner: u64, kernel_rx: u64) -> Sample {
+pub(crate) fn sample(
+    uptime_s: f64,
+    cpu: usize,
+    vxlan: u64,
+    ipv4: u64,
+    inner: u64,
+    kernel_rx: u64,
+) -> Sample {
     let mut q = vec![NicCounters::default(); CPUS];
     q[cpu].packets[NicClass::Vxlan as usize] = vxlan;
     q[cpu].bytes[NicClass::Vxlan as usize] = vxlan * 100;

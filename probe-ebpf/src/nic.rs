@@ -1,21 +1,21 @@
-//! XDP on the node's NIC: packets and bytes per RX queue and class, and for
-//! VXLAN per VNI with the class of the inner frame.
+//! The node's NIC: packets and bytes per RX queue and class, and for VXLAN
+//! per VNI with the class of the inner frame. XDP (`nic_xdp`) normally; TCX
+//! ingress (`nic_tc`) when another owner's program holds the NIC's XDP hook.
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{map, xdp},
+    macros::{classifier, map, xdp},
     maps::PerCpuArray,
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use probe_common::{
     classify::{classify, Frame, InnerClass, NicClass},
-    QueueCounters, DEFAULT_QUEUE_SLOTS, DEFAULT_VXLAN_PORTS, MAX_VNIS, MAX_VXLAN_PORTS,
-    VNI_OTHER_SLOT,
+    QueueCounters, DEFAULT_QUEUE_SLOTS, MAX_VNIS, VNI_OTHER_SLOT,
 };
 
+use crate::vxlan_ports::is_vxlan_port;
+
 // Set by the loader. `read_volatile` keeps the compiler from folding the defaults.
-#[unsafe(no_mangle)]
-static VXLAN_PORTS: [u16; MAX_VXLAN_PORTS] = DEFAULT_VXLAN_PORTS;
 #[unsafe(no_mangle)]
 static WATCHED_VNIS: [u32; MAX_VNIS] = [1, 0, 0, 0, 0, 0, 0, 0];
 #[unsafe(no_mangle)]
@@ -31,17 +31,44 @@ static NIC_QUEUES: PerCpuArray<QueueCounters> =
 
 #[xdp]
 pub fn nic_xdp(ctx: XdpContext) -> u32 {
-    count(&ctx);
+    let frame = PacketFrame {
+        data: ctx.data(),
+        data_end: ctx.data_end(),
+    };
+    let len = (frame.data_end - frame.data) as u64;
+    count(&frame, ctx.rx_queue_index(), 1, len);
     xdp_action::XDP_PASS
 }
 
-/// Packet memory between `data` and `data_end`; every read is bounds-checked.
-struct XdpFrame {
+/// "Continue": the next TCX program (the CNI's) still runs.
+const TC_ACT_UNSPEC: i32 = -1;
+
+/// The fallback: the same counts from TCX ingress, after the driver built the
+/// skb (and GRO may have merged packets: gso_segs counts them).
+#[classifier]
+pub fn nic_tc(ctx: TcContext) -> i32 {
+    let frame = PacketFrame {
+        data: ctx.data(),
+        data_end: ctx.data_end(),
+    };
+    // SAFETY: reads of the context the verifier rewrites to sk_buff fields.
+    let (queue_mapping, gso_segs) =
+        unsafe { ((*ctx.skb.skb).queue_mapping, (*ctx.skb.skb).gso_segs) };
+    // skb_record_rx_queue() stores queue + 1; 0 means the driver recorded
+    // none, which XDP's rx_queue_index reports as queue 0 too.
+    let queue = queue_mapping.saturating_sub(1);
+    count(&frame, queue, gso_segs.max(1) as u64, ctx.len() as u64);
+    TC_ACT_UNSPEC
+}
+
+/// Packet memory between `data` and `data_end` (XDP's, or the linear part
+/// of an skb at tc); every read is bounds-checked.
+struct PacketFrame {
     data: usize,
     data_end: usize,
 }
 
-impl XdpFrame {
+impl PacketFrame {
     #[inline(always)]
     fn ptr_at<T>(&self, offset: usize) -> Option<*const T> {
         let start = self.data + offset;
@@ -56,7 +83,7 @@ impl XdpFrame {
 // into byte loads and shifts, several ns per packet. The verifier accepts
 // misaligned packet loads where the arch has efficient unaligned access
 // (x86-64, arm64: the nodes this runs on), so one ldxh/ldxw does it.
-impl Frame for XdpFrame {
+impl Frame for PacketFrame {
     #[inline(always)]
     fn head<const N: usize>(&self) -> Option<&[u8; N]> {
         // SAFETY: ptr_at checked that all N bytes lie inside the packet.
@@ -79,26 +106,6 @@ impl Frame for XdpFrame {
     }
 }
 
-// Element-wise volatile reads that stop early: copying the whole array per
-// packet (one volatile read of the array) cost several ns in BPF_PROG_TEST_RUN.
-
-/// Ports are packed from slot 0; a 0 ends the list.
-#[inline(always)]
-pub(crate) fn is_vxlan_port(port: u16) -> bool {
-    let mut i = 0;
-    while i < MAX_VXLAN_PORTS {
-        let p = unsafe { core::ptr::read_volatile(&VXLAN_PORTS[i]) };
-        if p == 0 {
-            return false;
-        }
-        if p == port {
-            return true;
-        }
-        i += 1;
-    }
-    false
-}
-
 #[inline(always)]
 fn vni_slot(vni: Option<u32>) -> u32 {
     let Some(vni) = vni else {
@@ -115,27 +122,24 @@ fn vni_slot(vni: Option<u32>) -> u32 {
     VNI_OTHER_SLOT
 }
 
+/// Counts `packets` packets of `len` bytes, classified by `frame`'s headers,
+/// on RX queue `queue`.
 #[inline(always)]
-fn count(ctx: &XdpContext) {
-    let frame = XdpFrame {
-        data: ctx.data(),
-        data_end: ctx.data_end(),
-    };
-    let len = (frame.data_end - frame.data) as u64;
-    let c = classify(&frame, is_vxlan_port);
+fn count(frame: &PacketFrame, queue: u32, packets: u64, len: u64) {
+    let c = classify(frame, is_vxlan_port);
     let class = c.class as usize;
 
     let slots = unsafe { core::ptr::read_volatile(&QUEUE_SLOTS) };
-    let queue = ctx.rx_queue_index();
     let slot = if queue < slots { queue } else { slots };
     let Some(q) = NIC_QUEUES.get_ptr_mut(slot) else {
         return;
     };
-    // SAFETY: this CPU's copy; XDP runs in NAPI (softirq) context, which
-    // never nests with itself on one CPU, so plain increments do not race.
+    // SAFETY: this CPU's copy; XDP and tc ingress run in softirq context
+    // (or with BH disabled), never nested with themselves on one CPU, so
+    // plain increments do not race.
     let q = unsafe { &mut *q };
     if class < NicClass::COUNT {
-        q.classes.packets[class] += 1;
+        q.classes.packets[class] += packets;
         q.classes.bytes[class] += len;
     }
     if c.class == NicClass::Vxlan {
@@ -144,7 +148,7 @@ fn count(ctx: &XdpContext) {
         if slot < q.vnis.len() && inner < InnerClass::COUNT {
             let v = &mut q.vnis[slot];
             v.outer_bytes += len;
-            v.inner[inner] += 1;
+            v.inner[inner] += packets;
         }
     }
 }

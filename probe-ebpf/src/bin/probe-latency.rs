@@ -1,0 +1,8 @@
+//! The latency object (--latency): NET_RX softirq timing and NAPI polls.
+#![no_std]
+#![no_main]
+
+#[path = "../softirq.rs"]
+mod softirq;
+
+include!("../object.rs");

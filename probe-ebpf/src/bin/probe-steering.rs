@@ -1,0 +1,8 @@
+//! The steering object (--steering): which CPUs poll, process and read packets.
+#![no_std]
+#![no_main]
+
+#[path = "../steering.rs"]
+mod steering;
+
+include!("../object.rs");

@@ -1,0 +1,404 @@
+//! Prometheus exposition of the model: `probe serve` publishes the report since
+//! attach (the same `Report` the terminal and JSON print), so every counter
+//! here is a total since the probe attached and only ever grows.
+//!
+//! Label sets are bounded by the node, never by traffic: stage, reason (the
+//! kernel's drop reasons, ~100), interface, VNI, CPU. No per-flow labels.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
+    registry::Registry,
+};
+
+use crate::{latency::Histogram, model::Report};
+
+/// Every metric name starts with this and an underscore.
+pub const PREFIX: &str = "rxprobe";
+
+/// What /metrics shows: the latest report since attach, and the hooks'
+/// state. Shared between the sampling loop (writer) and the HTTP thread.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    pub report: Option<Report>,
+    /// Times a watched device disappeared and its hook was attached again.
+    pub reattachments: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Shared(pub Arc<Mutex<Exposition>>);
+
+impl Shared {
+    /// A registry whose only collector reads this shared state on each scrape.
+    pub fn registry(&self) -> Registry {
+        let mut registry = Registry::with_prefix(PREFIX);
+        registry.register_collector(Box::new(self.clone()));
+        registry
+    }
+
+    /// OpenMetrics text of everything (what GET /metrics returns).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry())
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric family: a name, help, type and its labelled values.
+struct Family<'e, 'w> {
+    encoder: &'e mut DescriptorEncoder<'w>,
+}
+
+impl<'w> Family<'_, 'w> {
+    fn counter(&mut self, name: &str, help: &str, rows: &[(Labels, u64)]) -> std::fmt::Result {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut metric = self
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        if let [(labels, value)] = rows {
+            if labels.is_empty() {
+                return ConstCounter::new(*value).encode(metric);
+            }
+        }
+        for (labels, value) in rows {
+            ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, rows: &[(Labels, i64)]) -> std::fmt::Result {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut metric = self
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Gauge)?;
+        if let [(labels, value)] = rows {
+            if labels.is_empty() {
+                return ConstGauge::new(*value).encode(metric);
+            }
+        }
+        for (labels, value) in rows {
+            ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    /// `rows`: (labels, histogram, divisor): each bucket's upper bound and the
+    /// sum are divided by `divisor` (1e9 turns ns into seconds).
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        buckets: usize,
+        rows: &[(Labels, &Histogram, f64)],
+    ) -> std::fmt::Result {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut metric = self
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Histogram)?;
+        for (labels, h, divisor) in rows {
+            let bounds = le_buckets(h, buckets, *divisor);
+            metric.encode_family(labels)?.encode_histogram::<Labels>(
+                h.sum as f64 / divisor,
+                h.count,
+                &bounds,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Classic Prometheus buckets for a log2 histogram: every bucket, empty or
+/// not, so the series set is stable. Bucket k holds integer values up to
+/// 2^k - 1 (`bucket_le`); `+Inf` closes the list.
+pub fn le_buckets(h: &Histogram, buckets: usize, divisor: f64) -> Vec<(f64, u64)> {
+    let mut out: Vec<(f64, u64)> = (0..buckets)
+        .map(|k| {
+            let le = crate::latency::bucket_le(k);
+            let n = h
+                .buckets
+                .iter()
+                .filter(|b| b.le == le)
+                .map(|b| b.count)
+                .sum();
+            (le as f64 / divisor, n)
+        })
+        .collect();
+    let counted: u64 = out.iter().map(|(_, n)| n).sum();
+    out.push((f64::INFINITY, h.count - counted.min(h.count)));
+    out
+}
+
+fn label(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+impl Collector for Shared {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = Family {
+            encoder: &mut encoder,
+        };
+        f.counter(
+            "reattachments",
+            "Times a watched device disappeared (e.g. flanneld recreated flannel.1) and the probe attached to its successor",
+            &[(Vec::new(), state.reattachments)],
+        )?;
+        let Some(r) = &state.report else {
+            return Ok(());
+        };
+        f.gauge(
+            "uptime_seconds",
+            "Seconds since the probes were attached (the period every counter covers)",
+            &[(Vec::new(), r.elapsed_s as i64)],
+        )?;
+        let hooks: Vec<(Labels, i64)> = r
+            .stages
+            .iter()
+            .map(|s| {
+                (
+                    label(&[("stage", s.stage), ("iface", &s.iface), ("hook", &s.hook)]),
+                    1,
+                )
+            })
+            .chain(r.unavailable.iter().map(|u| {
+                (
+                    label(&[
+                        ("stage", u.stage),
+                        ("iface", &u.iface),
+                        ("hook", "unavailable"),
+                    ]),
+                    0,
+                )
+            }))
+            .collect();
+        f.gauge(
+            "hook_attached",
+            "1 for each attached hook, 0 for a stage that could not be attached (the reason is in the log and in JSON `unavailable`)",
+            &hooks,
+        )?;
+        let stage = |value: fn(&crate::model::StageRow) -> u64| -> Vec<(Labels, u64)> {
+            r.stages
+                .iter()
+                .map(|s| (label(&[("stage", s.stage), ("iface", &s.iface)]), value(s)))
+                .collect()
+        };
+        f.counter(
+            "stage_packets",
+            "Packets seen by the probe's hook at this stage (xdp: every frame the NIC received; vxlan: decapsulated packets out of the VXLAN device)",
+            &stage(|s| s.packets),
+        )?;
+        f.counter(
+            "stage_bytes",
+            "Bytes seen by the probe's hook at this stage",
+            &stage(|s| s.bytes),
+        )?;
+        let ledger_in: Vec<(Labels, u64)> = r
+            .ledger
+            .ledger
+            .iter()
+            .filter_map(|row| Some((label(&[("stage", row.stage)]), row.packets_in?)))
+            .collect();
+        f.counter(
+            "ledger_packets_in",
+            "Packets that entered this stage of the receive path, where a hook or a kernel counter shows it",
+            &ledger_in,
+        )?;
+        let ledger_drops: Vec<(Labels, u64)> = r
+            .ledger
+            .ledger
+            .iter()
+            .map(|row| (label(&[("stage", row.stage)]), row.drops))
+            .collect();
+        f.counter(
+            "ledger_drops",
+            "Packets this stage lost: its kernel drop reasons, plus the NIC's hardware drops at `nic`",
+            &ledger_drops,
+        )?;
+        let by_reason: Vec<(Labels, u64)> = r
+            .ledger
+            .ledger
+            .iter()
+            .flat_map(|row| {
+                row.reasons
+                    .iter()
+                    .map(|(reason, n)| (label(&[("stage", row.stage), ("reason", reason)]), *n))
+            })
+            .collect();
+        f.counter(
+            "drops",
+            "Packets dropped (skb:kfree_skb) by stage and the kernel's drop reason",
+            &by_reason,
+        )?;
+        let kernel: Vec<(Labels, u64)> = r
+            .ledger
+            .ledger
+            .iter()
+            .flat_map(|row| {
+                row.kernel
+                    .iter()
+                    .map(|(name, n)| (label(&[("stage", row.stage), ("counter", name)]), *n))
+            })
+            .collect();
+        f.counter(
+            "kernel_counter",
+            "The kernel's own counters next to each stage (stats64, ethtool -S, softnet_stat, /proc/net/snmp), to check the drops against",
+            &kernel,
+        )?;
+        f.counter(
+            "drops_out_of_scope",
+            "Drops in namespaces outside --drop-netns (not in the ledger)",
+            &[(Vec::new(), r.ledger.drops_out_of_scope)],
+        )?;
+        let outer: Vec<(Labels, u64)> = r
+            .vxlan
+            .iter()
+            .filter_map(|v| {
+                Some((
+                    label(&[
+                        ("iface", v.nic.as_deref().unwrap_or("")),
+                        ("vni", &vni(v.vni)),
+                    ]),
+                    v.outer_packets?,
+                ))
+            })
+            .collect();
+        f.counter(
+            "vxlan_outer_packets",
+            "VXLAN packets that reached the NIC (XDP), by VNI",
+            &outer,
+        )?;
+        let inner: Vec<(Labels, u64)> = r
+            .vxlan
+            .iter()
+            .filter_map(|v| {
+                Some((
+                    label(&[
+                        ("iface", v.iface.as_deref().unwrap_or("")),
+                        ("vni", &vni(v.vni)),
+                    ]),
+                    v.inner_packets?,
+                ))
+            })
+            .collect();
+        f.counter(
+            "vxlan_inner_packets",
+            "Decapsulated packets out of the VXLAN device (TCX ingress), by VNI",
+            &inner,
+        )?;
+        let softnet = |value: fn(&crate::procfs::SoftnetCpu) -> u64| -> Vec<(Labels, u64)> {
+            r.softnet
+                .iter()
+                .map(|c| (vec![("cpu", c.cpu.to_string())], value(c)))
+                .collect()
+        };
+        f.counter(
+            "softnet_processed",
+            "/proc/net/softnet_stat: packets processed, per CPU",
+            &softnet(|c| c.processed),
+        )?;
+        f.counter(
+            "softnet_dropped",
+            "/proc/net/softnet_stat: packets dropped because the CPU's backlog was full (netdev_max_backlog)",
+            &softnet(|c| c.dropped),
+        )?;
+        f.counter(
+            "softnet_time_squeeze",
+            "/proc/net/softnet_stat: NET_RX runs that ended with work left (netdev_budget, netdev_budget_usecs)",
+            &softnet(|c| c.time_squeeze),
+        )?;
+        f.counter(
+            "softnet_received_rps",
+            "/proc/net/softnet_stat: packets this CPU was sent by RPS/RFS",
+            &softnet(|c| c.received_rps),
+        )?;
+        // --latency: per-CPU rows only (the all-CPU row is their sum: PromQL
+        // aggregates).
+        let cpus: Vec<_> = r.softirq.iter().filter(|s| s.cpu.is_some()).collect();
+        let cpu_label = |c: Option<u32>| vec![("cpu", c.map_or(String::new(), |c| c.to_string()))];
+        f.counter(
+            "softirq_runs",
+            "NET_RX softirq runs per CPU (--latency)",
+            &cpus
+                .iter()
+                .map(|s| (cpu_label(s.cpu), s.runs))
+                .collect::<Vec<_>>(),
+        )?;
+        f.counter(
+            "softirq_ksoftirqd_runs",
+            "NET_RX softirq runs that ran in a ksoftirqd thread rather than on irq exit (--latency)",
+            &cpus
+                .iter()
+                .map(|s| (cpu_label(s.cpu), s.ksoftirqd_runs))
+                .collect::<Vec<_>>(),
+        )?;
+        let hist_rows = |pick: fn(&crate::latency::SoftirqRow) -> &Histogram| {
+            cpus.iter()
+                .map(|s| (cpu_label(s.cpu), pick(s), 1e9))
+                .collect::<Vec<_>>()
+        };
+        f.histogram(
+            "softirq_wait_seconds",
+            "Time from raising NET_RX to its softirq starting, per CPU (--latency; log2 buckets)",
+            probe_common::latency::HIST_BUCKETS,
+            &hist_rows(|s| &s.wait_ns),
+        )?;
+        f.histogram(
+            "softirq_run_seconds",
+            "Run time of each NET_RX softirq, per CPU (--latency; log2 buckets)",
+            probe_common::latency::HIST_BUCKETS,
+            &hist_rows(|s| &s.run_ns),
+        )?;
+        let napi_label = |n: &crate::latency::NapiRow| {
+            vec![
+                ("iface", n.iface.clone().unwrap_or_else(|| "backlog".into())),
+                ("cpu", n.cpu.to_string()),
+            ]
+        };
+        f.counter(
+            "napi_polls",
+            "NAPI polls per device and CPU (--latency; iface=backlog is the per-CPU backlog)",
+            &r.napi
+                .iter()
+                .map(|n| (napi_label(n), n.polls))
+                .collect::<Vec<_>>(),
+        )?;
+        f.counter(
+            "napi_full_budget_polls",
+            "NAPI polls that used their whole budget: the device had more to give (--latency)",
+            &r.napi
+                .iter()
+                .map(|n| (napi_label(n), n.full_budget_polls))
+                .collect::<Vec<_>>(),
+        )?;
+        f.histogram(
+            "napi_poll_packets",
+            "Packets per NAPI poll, per device and CPU (--latency; log2 buckets)",
+            probe_common::latency::WORK_BUCKETS,
+            &r.napi
+                .iter()
+                .map(|n| (napi_label(n), &n.work, 1.0))
+                .collect::<Vec<_>>(),
+        )?;
+        Ok(())
+    }
+}
+
+fn vni(v: Option<u32>) -> String {
+    v.map_or_else(|| "other".into(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+use super::*;
+use crate::{
+    latency::{NapiRow, SoftirqRow},
+    model::{
+        tests::{sample, topo},
+        ReportKind,
+    },
+};
+
+/// The value of the one sample line that starts with `series` (name and labels).
+fn value(text: &str, series: &str) -> f64 {
+    let hits: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .collect();
+    assert_eq!(hits.len(), 1, "{series} in:\n{text}");
+    hits[0].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn report() -> Report {
+    let zero = sample(0.0, 0, 0, 0, 0, 0);
+    let now = sample(10.0, 1, 700, 30, 690, 730);
+    Report::between(ReportKind::Summary, &topo(), &zero, &now)
+}
+
+#[test]
+fn counters_carry_the_reports_totals() {
+    let shared = Shared::default();
+    shared.0.lock().unwrap().report = Some(report());
+    let text = shared.render();
+    assert_eq!(
+        value(
+            &text,
+            r#"rxprobe_stage_packets_total{stage="xdp",iface="eth0"}"#
+        ),
+        730.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"rxprobe_vxlan_outer_packets_total{iface="eth0",vni="1"}"#
+        ),
+        700.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"rxprobe_vxlan_inner_packets_total{iface="flannel.1",vni="1"}"#
+        ),
+        690.0
+    );
+    assert_eq!(value(&text, "rxprobe_reattachments_total"), 0.0);
+    assert!(
+        text.contains("# TYPE rxprobe_stage_packets counter"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("# EOF"));
+}
+
+#[test]
+fn before_the_first_report_only_the_process_state_shows() {
+    let text = Shared::default().render();
+    assert!(!text.contains("stage_packets"), "{text}");
+    assert!(text.contains("rxprobe_reattachments_total 0"), "{text}");
+}
+
+#[test]
+fn histograms_are_cumulative_in_seconds_with_every_bucket() {
+    let mut r = report();
+    // 3 waits in bucket 10 (512..1023 ns), 1 in bucket 12 (2048..4095 ns).
+    let mut counts = [0u64; probe_common::latency::HIST_BUCKETS];
+    counts[10] = 3;
+    counts[12] = 1;
+    let wait = Histogram::from_buckets(&counts, 3 * 600 + 3000, None);
+    r.softirq = vec![SoftirqRow {
+        cpu: Some(1),
+        runs: 4,
+        wait_ns: wait,
+        ..Default::default()
+    }];
+    let mut work = [0u64; probe_common::latency::WORK_BUCKETS];
+    work[1] = 5; // polls of 1 packet
+    work[7] = 2; // polls of 64..127 packets
+    r.napi = vec![NapiRow {
+        iface: Some("eth0".into()),
+        netns: None,
+        cpu: 0,
+        polls: 7,
+        packets: 5 + 128,
+        full_budget_polls: 2,
+        work: Histogram::from_buckets(&work, 133, None),
+    }];
+    let shared = Shared::default();
+    shared.0.lock().unwrap().report = Some(r);
+    let text = shared.render();
+    let series = |le: &str| format!(r#"rxprobe_softirq_wait_seconds_bucket{{le="{le}",cpu="1"}}"#);
+    assert_eq!(value(&text, &series("5.11e-7")), 0.0);
+    assert_eq!(value(&text, &series("0.000001023")), 3.0);
+    assert_eq!(value(&text, &series("0.000002047")), 3.0);
+    assert_eq!(value(&text, &series("0.000004095")), 4.0);
+    assert_eq!(value(&text, &series("+Inf")), 4.0);
+    let buckets = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("rxprobe_softirq_wait_seconds_bucket{") && l.contains(r#"cpu="1""#)
+        })
+        .count();
+    assert_eq!(buckets, probe_common::latency::HIST_BUCKETS + 1);
+    assert_eq!(
+        value(&text, r#"rxprobe_softirq_wait_seconds_count{cpu="1"}"#),
+        4.0
+    );
+    assert_eq!(
+        value(&text, r#"rxprobe_softirq_wait_seconds_sum{cpu="1"}"#),
+        4.8e-6
+    );
+    let napi =
+        |le: &str| format!(r#"rxprobe_napi_poll_packets_bucket{{le="{le}",iface="eth0",cpu="0"}}"#);
+    assert_eq!(value(&text, &napi("1.0")), 5.0);
+    assert_eq!(value(&text, &napi("127.0")), 7.0);
+    assert_eq!(
+        value(
+            &text,
+            r#"rxprobe_napi_full_budget_polls_total{iface="eth0",cpu="0"}"#
+        ),
+        2.0
+    );
+}
+
+#[test]
+fn le_buckets_put_the_remainder_in_inf() {
+    let h = Histogram::from_buckets(&[0, 2, 0, 1], 7, None);
+    let b = le_buckets(&h, 2, 1.0);
+    assert_eq!(b, vec![(0.0, 0), (1.0, 2), (f64::INFINITY, 1)]);
+}

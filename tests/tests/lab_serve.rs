@@ -1,0 +1,189 @@
+//! `probe serve`: /metrics, /healthz and /readyz on a lab node, and the same
+//! totals on /metrics, in the JSON summary and in the terminal summary.
+
+use std::{process::Command, time::Duration};
+
+use probe_tests::{
+    eventually, free_port, http_get, lab, metric, privileged, probe_bin, stage, Watch,
+};
+
+const DELIVERED: u64 = 1_500;
+const NO_PORT: u64 = 300;
+
+/// The totals one run reports, whichever sink shows them.
+#[derive(Debug, PartialEq)]
+struct Totals {
+    xdp: u64,
+    vxlan_inner: u64,
+    no_socket: u64,
+}
+
+fn from_metrics(text: &str) -> Totals {
+    let get = |series: &str| {
+        metric(text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}")) as u64
+    };
+    Totals {
+        xdp: get(r#"rxprobe_stage_packets_total{stage="xdp",iface="eth0"}"#),
+        vxlan_inner: get(r#"rxprobe_vxlan_inner_packets_total{iface="flannel.1",vni="1"}"#),
+        no_socket: get(r#"rxprobe_drops_total{stage="socket",reason="NO_SOCKET"}"#),
+    }
+}
+
+fn from_json(summary: &serde_json::Value) -> Totals {
+    let vni1 = summary["vxlan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["vni"] == 1)
+        .expect("VNI 1 row");
+    let socket = summary["ledger"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["stage"] == "socket")
+        .unwrap();
+    Totals {
+        xdp: stage(summary, "xdp", "eth0")["packets"].as_u64().unwrap(),
+        vxlan_inner: vni1["inner_packets"].as_u64().unwrap(),
+        no_socket: socket["reasons"]["NO_SOCKET"].as_u64().unwrap_or(0),
+    }
+}
+
+/// From the terminal summary: the stage table's PACKETS column, the VXLAN
+/// table's INNER column and the ledger's reason notes.
+fn from_terminal(text: &str) -> Totals {
+    let summary = &text[text.find("SUMMARY").expect("a summary")..];
+    let row = |first: &str, second: &str| -> Vec<&str> {
+        summary
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w.len() > 3 && w[0] == first && w[1] == second)
+            .unwrap_or_else(|| panic!("no row {first} {second} in:\n{summary}"))
+    };
+    let xdp = row("xdp", "eth0")[3].parse().unwrap();
+    // VXLAN  NIC  VNI  DEVICE  OUTER  INNER  OUTER-INNER
+    let vxlan = row("eth0", "1");
+    let socket = row("socket", summary_socket_in(summary));
+    let no_socket = socket
+        .windows(2)
+        .find(|w| w[0] == "NO_SOCKET")
+        .map_or(0, |w| w[1].trim_end_matches(',').parse().unwrap());
+    Totals {
+        xdp,
+        vxlan_inner: vxlan[4].parse().unwrap(),
+        no_socket,
+    }
+}
+
+/// The IN column of the ledger's socket row ("-" when nothing measures it).
+fn summary_socket_in(summary: &str) -> &str {
+    summary
+        .lines()
+        .map(str::split_whitespace)
+        .filter_map(|mut w| (w.next() == Some("socket")).then(|| w.next()).flatten())
+        .next()
+        .expect("a socket row in the ledger")
+}
+
+#[test]
+fn metrics_json_and_terminal_report_the_same_totals() {
+    if !privileged("metrics_json_and_terminal_report_the_same_totals") {
+        return;
+    }
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let pod = &n2.pods[0];
+    for json in [true, false] {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let sub: &[&str] = if json {
+            &["serve", "--json"]
+        } else {
+            &["serve"]
+        };
+        let sink = lab::UdpSink::start(&pod.netns, 9000).unwrap();
+        let serve = Watch::spawn(
+            Command::new(probe_bin()),
+            sub,
+            &[
+                "--listen",
+                &listen,
+                "--netns",
+                &n2.netns,
+                "--drop-netns",
+                &pod.netns,
+                "--interval",
+                "0.2",
+            ],
+        );
+        assert_eq!(http_get(port, "/readyz"), (200, "ready\n".into()));
+        assert_eq!(http_get(port, "/healthz").0, 200);
+        assert_eq!(http_get(port, "/nothing-here").0, 404);
+
+        let to = |p: u16| format!("{}:{p}", pod.ip).parse().unwrap();
+        lab::send_udp(&n1.pods[0].netns, to(9000), DELIVERED, 64, 100).unwrap();
+        lab::send_udp(&n1.pods[0].netns, to(9001), NO_PORT, 64, 100).unwrap();
+        assert_eq!(sink.finish(DELIVERED, Duration::from_secs(5)), DELIVERED);
+        let expected = Totals {
+            xdp: DELIVERED + NO_PORT,
+            vxlan_inner: DELIVERED + NO_PORT,
+            no_socket: NO_PORT,
+        };
+        let mut text = String::new();
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                text = http_get(port, "/metrics").1;
+                metric(
+                    &text,
+                    r#"rxprobe_stage_packets_total{stage="xdp",iface="eth0"}"#,
+                ) == Some(expected.xdp as f64)
+            }),
+            "/metrics did not reach {expected:?}:\n{text}"
+        );
+        // One more sampling interval: nothing changes once the traffic stopped.
+        std::thread::sleep(Duration::from_millis(500));
+        let text = http_get(port, "/metrics").1;
+        assert_eq!(from_metrics(&text), expected, "/metrics");
+        assert_eq!(
+            metric(
+                &text,
+                r#"rxprobe_hook_attached{stage="xdp",iface="eth0",hook="xdp/native"}"#
+            ),
+            Some(1.0)
+        );
+        assert!(
+            text.contains("# TYPE rxprobe_drops counter"),
+            "one prefix, typed families:\n{text}"
+        );
+
+        let (code, out, err) = serve.stop_text(libc::SIGTERM);
+        assert_eq!(code, Some(0), "{err}");
+        let printed = if json {
+            let summary: serde_json::Value =
+                serde_json::from_str(out.lines().last().expect("a summary line")).unwrap();
+            assert_eq!(summary["type"], "summary");
+            from_json(&summary)
+        } else {
+            from_terminal(&out)
+        };
+        assert_eq!(
+            printed,
+            expected,
+            "{} summary:\n{out}",
+            if json { "JSON" } else { "terminal" }
+        );
+    }
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    if !privileged("a_taken_port_is_a_clear_error") {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, err) =
+        probe_tests::probe_output(&["serve", "--listen", &addr, "--iface", "probe-test-none"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
