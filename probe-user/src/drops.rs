@@ -260,6 +260,12 @@ pub struct DropHook {
     ebpf: Ebpf,
 }
 
+impl crate::probes::HookObject for DropHook {
+    fn object(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
 /// What the drop probe needs from the kernel's BTF.
 pub struct DropSetup {
     pub reasons: ReasonNames,

@@ -18,6 +18,12 @@ pub struct LatencyHook {
     ebpf: Ebpf,
 }
 
+impl crate::probes::HookObject for LatencyHook {
+    fn object(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
 /// Cumulative counters: per CPU, and NAPI per (netns, device) and CPU.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LatencyCounts {

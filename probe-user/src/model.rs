@@ -38,8 +38,9 @@ pub struct Topology {
 #[derive(Clone, Debug, Default)]
 pub struct NicInfo {
     pub iface: String,
-    /// "native" / "generic".
-    pub mode: String,
+    /// How the NIC stage is hooked: "xdp/native", "xdp/generic", or
+    /// "tcx/ingress" when another owner's program holds the XDP hook.
+    pub hook: String,
     pub queue_slots: u32,
     /// VNIs with their own slot, in slot order.
     pub vnis: Vec<u32>,
@@ -345,7 +346,7 @@ impl Report {
             r.stages.push(StageRow {
                 stage: "xdp",
                 iface: nic.iface.clone(),
-                hook: format!("xdp/{}", nic.mode),
+                hook: nic.hook.clone(),
                 packets: classes.iter().sum(),
                 bytes: class_bytes.iter().sum(),
                 drops: kernel.map(|k| k.rx_drops()),

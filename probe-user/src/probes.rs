@@ -13,7 +13,7 @@ use aya::{
 use probe_common::{
     DevCounters, NicCounters, QueueCounters, VniCounters, DIRECTIONS, GLOBAL_QUEUE_SLOTS,
     GLOBAL_VNIS, GLOBAL_VNI_COUNT, GLOBAL_VXLAN_PORTS, MAP_NIC_QUEUES, MAP_VXLAN_DEV, MAX_VNIS,
-    MAX_VXLAN_PORTS, PROG_NIC_XDP, PROG_VXLAN_EGRESS, PROG_VXLAN_INGRESS, VNI_SLOTS,
+    MAX_VXLAN_PORTS, PROG_NIC_TC, PROG_NIC_XDP, PROG_VXLAN_EGRESS, PROG_VXLAN_INGRESS, VNI_SLOTS,
 };
 
 use crate::{netns::Netns, objects, rtnl::Link};
@@ -59,12 +59,17 @@ pub struct Unavailable {
     pub reason: String,
 }
 
-/// XDP on the NIC.
+/// The NIC's counters: XDP, or TCX ingress when the XDP hook is taken.
 pub struct NicHook {
     pub iface: String,
     pub ifindex: u32,
-    /// "native" or "generic", as the kernel reports the attachment.
-    pub mode: String,
+    /// "xdp/native" or "xdp/generic" as the kernel reports the attachment,
+    /// or "tcx/ingress".
+    pub hook: String,
+    /// The program id of another owner's XDP program found on the NIC: we
+    /// never replace one, and count from TCX ingress instead.
+    pub foreign_xdp: Option<u32>,
+    program: &'static str,
     pub queue_slots: u32,
     pub vnis: Vec<u32>,
     ebpf: Ebpf,
@@ -151,21 +156,34 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
         .map_max_entries(MAP_NIC_QUEUES, queue_slots + 1)
         .load(objects::NIC)
         .map_err(load_error)?;
-    let prog: &mut Xdp = program(&mut ebpf, PROG_NIC_XDP)?;
-    prog.load()
-        .map_err(|e| format!("the verifier rejected {PROG_NIC_XDP}: {e}"))?;
-    let mode = cfg.mode.aya();
-    netns
-        .run(|| prog.attach_to_if_index(link.ifindex, mode))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| match cfg.mode {
-            XdpModeArg::Native => format!("native XDP is not available on {}: {e}", link.name),
-            _ => format!("attaching XDP to {} failed: {e}", link.name),
-        })?;
+    // A device has one XDP program per mode, and native and generic cannot be
+    // mixed (dev_xdp_attach). If someone else's is there, it stays: the
+    // kernel would refuse our link anyway (EBUSY/EEXIST), and replacing it
+    // through netlink would take the CNI's datapath away.
+    let foreign_xdp = link.xdp.prog_id.filter(|id| *id != 0);
+    let (program_name, hook) = if foreign_xdp.is_some() {
+        attach_tcx(netns, &mut ebpf, PROG_NIC_TC, TcAttachType::Ingress, link)?;
+        (PROG_NIC_TC, "tcx/ingress")
+    } else {
+        let prog: &mut Xdp = program(&mut ebpf, PROG_NIC_XDP)?;
+        prog.load()
+            .map_err(|e| format!("the verifier rejected {PROG_NIC_XDP}: {e}"))?;
+        let mode = cfg.mode.aya();
+        netns
+            .run(|| prog.attach_to_if_index(link.ifindex, mode))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| match cfg.mode {
+                XdpModeArg::Native => format!("native XDP is not available on {}: {e}", link.name),
+                _ => format!("attaching XDP to {} failed: {e}", link.name),
+            })?;
+        (PROG_NIC_XDP, "xdp")
+    };
     Ok(NicHook {
         iface: link.name.clone(),
         ifindex: link.ifindex,
-        mode: String::new(),
+        hook: hook.into(),
+        foreign_xdp,
+        program: program_name,
         queue_slots,
         vnis: cfg.vnis.iter().copied().take(MAX_VNIS).collect(),
         ebpf,
@@ -173,20 +191,23 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
 }
 
 impl NicHook {
-    /// Records the mode the kernel chose, from the device's IFLA_XDP.
-    pub fn set_mode_from(&mut self, link: &Link) {
-        self.mode = match link.xdp.attached_mode {
+    /// Records the XDP mode the kernel chose, from the device's IFLA_XDP.
+    pub fn set_hook_from(&mut self, link: &Link) {
+        if self.program != PROG_NIC_XDP {
+            return;
+        }
+        let mode = match link.xdp.attached_mode {
             1 => "native",
             2 => "generic",
             3 => "offload",
             4 => "multi",
             _ => "unknown",
-        }
-        .into();
+        };
+        self.hook = format!("xdp/{mode}");
     }
 
     pub fn program_stats(&self) -> Vec<crate::selfcost::ProgramStat> {
-        crate::selfcost::program_stat(&self.ebpf, PROG_NIC_XDP, &self.iface)
+        crate::selfcost::program_stat(&self.ebpf, self.program, &self.iface)
             .into_iter()
             .collect()
     }
@@ -198,9 +219,42 @@ impl NicHook {
     }
 }
 
+/// Verifies program `name` of `ebpf` and attaches it to `link`'s TCX hook
+/// inside `netns`, ahead of every program already there (LinkOrder::first):
+/// it only counts and returns "continue" (TC_ACT_UNSPEC), so the CNI's
+/// programs after it still get every packet, and it sees the packets that
+/// those programs redirect or drop. A TCX link needs no qdisc, so nobody's
+/// clsact qdisc or tc filter is touched.
+fn attach_tcx(
+    netns: &Netns,
+    ebpf: &mut Ebpf,
+    name: &str,
+    attach_type: TcAttachType,
+    link: &Link,
+) -> Result<(), String> {
+    let prog: &mut SchedClassifier = program(ebpf, name)?;
+    prog.load()
+        .map_err(|e| format!("the verifier rejected {name}: {e}"))?;
+    netns
+        .run(|| {
+            prog.attach_with_options(
+                &link.name,
+                attach_type,
+                TcAttachOptions::TcxOrder(LinkOrder::first()),
+            )
+        })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| {
+            format!(
+                "TCX attach ({attach_type:?}) to {} failed (TCX needs Linux >= 6.6): {e}",
+                link.name
+            )
+        })?;
+    Ok(())
+}
+
 /// Loads the object for a VXLAN device and attaches TCX ingress and egress
-/// inside `netns`, after every program already there (LinkOrder::last), so the
-/// CNI's own programs run first and ours only continue.
+/// inside `netns` (see attach_tcx for the order).
 pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String> {
     let mut ebpf = EbpfLoader::new()
         .btf(None)
@@ -210,24 +264,7 @@ pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String>
         (PROG_VXLAN_INGRESS, TcAttachType::Ingress),
         (PROG_VXLAN_EGRESS, TcAttachType::Egress),
     ] {
-        let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
-        prog.load()
-            .map_err(|e| format!("the verifier rejected {name}: {e}"))?;
-        netns
-            .run(|| {
-                prog.attach_with_options(
-                    &link.name,
-                    attach_type,
-                    TcAttachOptions::TcxOrder(LinkOrder::last()),
-                )
-            })
-            .map_err(|e| e.to_string())?
-            .map_err(|e| {
-                format!(
-                    "TCX attach ({attach_type:?}) to {} failed (TCX needs Linux >= 6.6): {e}",
-                    link.name
-                )
-            })?;
+        attach_tcx(netns, &mut ebpf, name, attach_type, link)?;
     }
     Ok(VxlanHook {
         iface: link.name.clone(),
@@ -249,6 +286,32 @@ impl VxlanHook {
         Ok(DevCounts {
             dirs: read_per_cpu::<DevCounters>(&self.ebpf, MAP_VXLAN_DEV, DIRECTIONS)?,
         })
+    }
+}
+
+/// Every hook owns the BPF object it loaded; dropping the hook closes its
+/// links and unloads its programs.
+pub trait HookObject {
+    fn object(&self) -> &Ebpf;
+
+    /// Kernel ids of the programs this hook loaded (`bpftool prog show id N`).
+    fn program_ids(&self) -> Vec<u32> {
+        self.object()
+            .programs()
+            .filter_map(|(_, p)| p.info().ok().map(|i| i.id()))
+            .collect()
+    }
+}
+
+impl HookObject for NicHook {
+    fn object(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
+impl HookObject for VxlanHook {
+    fn object(&self) -> &Ebpf {
+        &self.ebpf
     }
 }
 

@@ -34,6 +34,12 @@ pub struct SteerHook {
     ebpf: Ebpf,
 }
 
+impl crate::probes::HookObject for SteerHook {
+    fn object(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
 /// Loads the object (nothing attached yet: [`SteerHook::attach`]).
 pub fn load_steering(offsets: SteerOffsets) -> Result<SteerHook, String> {
     let ebpf = EbpfLoader::new()

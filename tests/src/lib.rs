@@ -67,6 +67,8 @@ pub fn probe_output(args: &[&str]) -> (i32, String, String) {
 pub struct Watch {
     pub child: Child,
     ready: PathBuf,
+    /// The ready file's JSON: pid, attach_ms, hooks, unavailable, program_ids.
+    pub ready_info: serde_json::Value,
 }
 
 impl Watch {
@@ -97,7 +99,11 @@ impl Watch {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn probe");
-        let mut w = Watch { child, ready };
+        let mut w = Watch {
+            child,
+            ready,
+            ready_info: serde_json::Value::Null,
+        };
         let start = Instant::now();
         while !w.ready.exists() {
             if let Some(status) = w.child.try_wait().unwrap() {
@@ -111,7 +117,19 @@ impl Watch {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+        let text = std::fs::read_to_string(&w.ready).expect("read the ready file");
+        w.ready_info = serde_json::from_str(&text).expect("the ready file is JSON");
         w
+    }
+
+    /// Kernel ids of every program this probe loaded (from its ready file).
+    pub fn program_ids(&self) -> Vec<u32> {
+        self.ready_info["program_ids"]
+            .as_array()
+            .expect("program_ids in the ready file")
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect()
     }
 
     pub fn pid(&self) -> i32 {
@@ -232,6 +250,24 @@ pub fn tcx_prog_ids(netns: &str, iface: &str) -> Vec<u32> {
             .collect()
     })
     .unwrap()
+}
+
+/// Every XDP and TCX program attached to any interface of the lab's
+/// namespaces: (netns, iface, program id).
+pub fn lab_attachments(lab: &Lab) -> Vec<(String, String, u32)> {
+    let mut out = Vec::new();
+    for netns in lab.namespaces() {
+        let text = lab::run("ip", &["-n", &netns, "-j", "link", "show"]).unwrap();
+        let links: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for link in links.as_array().unwrap() {
+            let iface = link["ifname"].as_str().unwrap().to_string();
+            let ids = xdp_prog_id(&netns, &iface)
+                .into_iter()
+                .chain(tcx_prog_ids(&netns, &iface));
+            out.extend(ids.map(|id| (netns.clone(), iface.clone(), id)));
+        }
+    }
+    out
 }
 
 /// Whether a BPF program with this id is still loaded anywhere.

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use probe_tests::{
-    eventually, lab, privileged, prog_loaded, stage, summary, tcx_prog_ids, xdp_prog_id, Watch,
+    eventually, lab, lab_attachments, privileged, prog_loaded, stage, summary, tcx_prog_ids,
+    xdp_prog_id, Watch,
 };
 
 const PACKETS: u64 = 10_000;
@@ -126,37 +127,47 @@ fn ten_thousand_pod_packets_across_nodes() {
         && tcx_ids.iter().all(|id| !prog_loaded(*id))));
 }
 
-/// Exit paths: SIGTERM prints a summary and exits 0; SIGKILL leaves nothing
-/// attached and nothing loaded (bpf_link fds die with the process).
+/// Exit paths: SIGTERM prints a summary and exits 0; 20 cycles of start,
+/// traffic, SIGKILL leave nothing attached anywhere in the lab and none of the
+/// probe's programs loaded (bpf_link fds die with the process).
 #[test]
 fn sigterm_and_sigkill_leave_nothing_behind() {
     if !privileged("sigterm_and_sigkill_leave_nothing_behind") {
         return;
     }
     let lab = lab();
-    let n2 = lab.node(2);
+    let (n1, n2) = (lab.node(1), lab.node(2));
 
     let w = Watch::start(&["--netns", &n2.netns]);
     let (code, lines, err) = w.stop(libc::SIGTERM);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(lines.last().unwrap()["type"], "summary");
 
-    for _ in 0..3 {
-        let w = Watch::start(&["--netns", &n2.netns]);
-        let xdp_id = xdp_prog_id(&n2.netns, "eth0").expect("attached");
-        let tcx_ids = tcx_prog_ids(&n2.netns, "flannel.1");
-        assert_eq!(tcx_ids.len(), 2);
+    let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
+    for cycle in 0..20 {
+        // Every kind of probe: the tracing ones too, on alternate cycles.
+        let mut args = vec!["--netns", n2.netns.as_str(), "--interval", "0.2"];
+        if cycle % 2 == 1 {
+            args.extend(["--latency", "--steering"]);
+        }
+        let w = Watch::start(&args);
+        let ids = w.program_ids();
+        assert!(ids.len() >= 4, "xdp, 2 tcx, kfree_skb at least: {ids:?}");
+        assert!(xdp_prog_id(&n2.netns, "eth0").is_some_and(|id| ids.contains(&id)));
+        assert_eq!(tcx_prog_ids(&n2.netns, "flannel.1").len(), 2);
+        lab::send_udp(&n1.pods[0].netns, dst, 200, 64, 100).unwrap();
         let (code, _, _) = w.stop(libc::SIGKILL);
-        assert_eq!(code, None, "killed by a signal");
-        assert!(eventually(Duration::from_secs(5), || xdp_prog_id(
-            &n2.netns, "eth0"
-        )
-        .is_none()));
-        assert!(tcx_prog_ids(&n2.netns, "flannel.1").is_empty());
+        assert_eq!(code, None, "cycle {cycle}: killed by a signal");
         assert!(
-            eventually(Duration::from_secs(5), || !prog_loaded(xdp_id)
-                && tcx_ids.iter().all(|id| !prog_loaded(*id))),
-            "programs unloaded after SIGKILL"
+            eventually(Duration::from_secs(5), || lab_attachments(&lab).is_empty()),
+            "cycle {cycle}: still attached: {:?}",
+            lab_attachments(&lab)
+        );
+        assert!(
+            eventually(Duration::from_secs(5), || ids
+                .iter()
+                .all(|id| !prog_loaded(*id))),
+            "cycle {cycle}: programs {ids:?} still loaded after SIGKILL"
         );
     }
 }

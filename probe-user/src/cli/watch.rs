@@ -183,7 +183,7 @@ pub fn session(
     caps::check(&caps::watch_requirements(args.netns.is_some()))?;
     let mut attached = attach(args, netns)?;
     if let Some(path) = &args.ready_file {
-        write_ready_file(path, &attached.topology, attached.attach_ms)?;
+        write_ready_file(path, &attached)?;
     }
     on_attached(&attached.topology);
 
@@ -472,7 +472,14 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         .map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
     if let Some(hook) = nic_hook.as_mut() {
         if let Some(link) = after.iter().find(|l| l.ifindex == hook.ifindex) {
-            hook.set_mode_from(link);
+            hook.set_hook_from(link);
+        }
+        if let Some(id) = hook.foreign_xdp {
+            eprintln!(
+                "probe: {} already has an XDP program (id {id}) that is not ours; \
+                 leaving it alone and counting the NIC stage at TCX ingress instead",
+                hook.iface
+            );
         }
     }
     for u in unavailable.iter_mut() {
@@ -488,7 +495,7 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         netns: netns.label(),
         nic: nic_hook.as_ref().map(|h| NicInfo {
             iface: h.iface.clone(),
-            mode: h.mode.clone(),
+            hook: h.hook.clone(),
             queue_slots: h.queue_slots,
             vnis: h.vnis.clone(),
         }),
@@ -571,7 +578,7 @@ fn first_line(text: &str) -> String {
 fn describe_hooks(t: &Topology) -> String {
     let mut parts = Vec::new();
     if let Some(n) = &t.nic {
-        parts.push(format!("xdp/{} on {}", n.mode, n.iface));
+        parts.push(format!("{} on {}", n.hook, n.iface));
     }
     for d in &t.vxlan_devs {
         parts.push(format!("tcx ingress+egress on {}", d.iface));
@@ -751,17 +758,31 @@ pub fn emit(json: bool, report: &Report) -> Result<bool, ProbeError> {
     }
 }
 
-fn write_ready_file(
-    path: &std::path::Path,
-    t: &Topology,
-    attach_ms: f64,
-) -> Result<(), ProbeError> {
+impl Attached {
+    /// Kernel ids of every program this run loaded.
+    fn program_ids(&self) -> Vec<u32> {
+        use crate::probes::HookObject;
+        let mut ids = Vec::new();
+        ids.extend(self.nic.iter().flat_map(|h| h.program_ids()));
+        ids.extend(self.devs.iter().flat_map(|h| h.program_ids()));
+        ids.extend(self.drops.iter().flat_map(|h| h.program_ids()));
+        ids.extend(self.latency.iter().flat_map(|h| h.program_ids()));
+        ids.extend(self.steering.iter().flat_map(|h| h.program_ids()));
+        ids
+    }
+}
+
+/// `{pid, attach_ms, netns, hooks, unavailable, program_ids}`: written once
+/// every probe is attached.
+fn write_ready_file(path: &std::path::Path, a: &Attached) -> Result<(), ProbeError> {
+    let t = &a.topology;
     let body = serde_json::json!({
         "pid": std::process::id(),
-        "attach_ms": attach_ms,
+        "attach_ms": a.attach_ms,
         "netns": t.netns,
         "hooks": describe_hooks(t),
         "unavailable": t.unavailable,
+        "program_ids": a.program_ids(),
     });
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, body.to_string() + "\n")

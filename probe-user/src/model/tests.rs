@@ -9,7 +9,7 @@ pub(crate) fn topo() -> Topology {
         netns: "lab".into(),
         nic: Some(NicInfo {
             iface: "eth0".into(),
-            mode: "native".into(),
+            hook: "xdp/native".into(),
             queue_slots: 1,
             vnis: vec![1],
         }),
