@@ -187,13 +187,11 @@ impl Lab {
         Ok(lab)
     }
 
-    fn wire_node(&self, node: &Node) -> Result<(), String> {
+    /// flannel.1 on `node` and what flanneld writes for each remote node: a
+    /// route to its pod CIDR, its VTEP's neighbour entry and FDB entry. What a
+    /// flanneld restart recreates.
+    pub fn add_flannel(&self, node: &Node) -> Result<(), String> {
         let (ns, i) = (node.netns.as_str(), node.index);
-        sysctl(ns, "net.ipv4.ip_forward", "1")?;
-        ip(ns, &format!("addr add {}/24 dev eth0", node.underlay_ip))?;
-        ip(ns, "link set eth0 up")?;
-        // A default route, so `probe watch` finds eth0 by itself as on a node.
-        ip(ns, "route add default via 192.168.50.254 dev eth0")?;
         ip(
             ns,
             &format!(
@@ -206,14 +204,6 @@ impl Lab {
         ip(ns, "link set flannel.1 up")?;
         for peer in self.nodes.iter().filter(|p| p.index != i) {
             let j = peer.index;
-            ip(
-                ns,
-                &format!(
-                    "neigh add {} lladdr {} dev eth0 nud permanent",
-                    peer.underlay_ip,
-                    mac(MAC_UNDERLAY, j, 0)
-                ),
-            )?;
             // What flanneld writes for each remote node (subnet lease):
             ip(
                 ns,
@@ -247,6 +237,32 @@ impl Lab {
                 ],
             )?;
         }
+        Ok(())
+    }
+
+    /// Deletes `node`'s flannel.1 (its routes and neighbour entries go with it).
+    pub fn delete_flannel(&self, node: &Node) -> Result<(), String> {
+        ip(&node.netns, "link del flannel.1")
+    }
+
+    fn wire_node(&self, node: &Node) -> Result<(), String> {
+        let (ns, i) = (node.netns.as_str(), node.index);
+        sysctl(ns, "net.ipv4.ip_forward", "1")?;
+        ip(ns, &format!("addr add {}/24 dev eth0", node.underlay_ip))?;
+        ip(ns, "link set eth0 up")?;
+        // A default route, so `probe watch` finds eth0 by itself as on a node.
+        ip(ns, "route add default via 192.168.50.254 dev eth0")?;
+        for peer in self.nodes.iter().filter(|p| p.index != i) {
+            ip(
+                ns,
+                &format!(
+                    "neigh add {} lladdr {} dev eth0 nud permanent",
+                    peer.underlay_ip,
+                    mac(MAC_UNDERLAY, peer.index, 0)
+                ),
+            )?;
+        }
+        self.add_flannel(node)?;
         ip(
             ns,
             &format!(

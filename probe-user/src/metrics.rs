@@ -19,17 +19,10 @@ use crate::{latency::Histogram, model::Report};
 /// Every metric name starts with this and an underscore.
 pub const PREFIX: &str = "rxprobe";
 
-/// What /metrics shows: the latest report since attach, and the hooks'
-/// state. Shared between the sampling loop (writer) and the HTTP thread.
-#[derive(Debug, Default)]
-pub struct Exposition {
-    pub report: Option<Report>,
-    /// Times a watched device disappeared and its hook was attached again.
-    pub reattachments: u64,
-}
-
+/// What /metrics shows: the latest report since attach (None before the
+/// first). Shared between the sampling loop (writer) and the HTTP thread.
 #[derive(Clone, Debug, Default)]
-pub struct Shared(pub Arc<Mutex<Exposition>>);
+pub struct Shared(pub Arc<Mutex<Option<Report>>>);
 
 impl Shared {
     /// A registry whose only collector reads this shared state on each scrape.
@@ -151,14 +144,15 @@ impl Collector for Shared {
         let mut f = Family {
             encoder: &mut encoder,
         };
+        let Some(r) = &*state else {
+            return Ok(());
+        };
+        let reattached = r.gaps.iter().filter(|g| g.reattached_s.is_some()).count();
         f.counter(
             "reattachments",
             "Times a watched device disappeared (e.g. flanneld recreated flannel.1) and the probe attached to its successor",
-            &[(Vec::new(), state.reattachments)],
+            &[(Vec::new(), reattached as u64)],
         )?;
-        let Some(r) = &state.report else {
-            return Ok(());
-        };
         f.gauge(
             "uptime_seconds",
             "Seconds since the probes were attached (the period every counter covers)",
@@ -168,9 +162,13 @@ impl Collector for Shared {
             .stages
             .iter()
             .map(|s| {
+                let missing = r
+                    .gaps
+                    .iter()
+                    .any(|g| g.iface == s.iface && g.reattached_s.is_none());
                 (
                     label(&[("stage", s.stage), ("iface", &s.iface), ("hook", &s.hook)]),
-                    1,
+                    i64::from(!missing),
                 )
             })
             .chain(r.unavailable.iter().map(|u| {
@@ -186,7 +184,7 @@ impl Collector for Shared {
             .collect();
         f.gauge(
             "hook_attached",
-            "1 for each attached hook, 0 for a stage that could not be attached (the reason is in the log and in JSON `unavailable`)",
+            "1 for each attached hook; 0 for a stage that could not be attached (the reason is in the log and in JSON `unavailable`) or whose device is gone",
             &hooks,
         )?;
         let stage = |value: fn(&crate::model::StageRow) -> u64| -> Vec<(Labels, u64)> {

@@ -33,6 +33,26 @@ pub struct Topology {
     pub latency: bool,
     /// `--steering`: the steering probes are attached.
     pub steering: bool,
+    /// Watched devices that disappeared, and when their hooks came back.
+    pub gaps: Vec<Gap>,
+}
+
+/// A watched device disappeared (its hooks with it) and, once a device of the
+/// same name came back (a flanneld restart recreates flannel.1), the probe
+/// attached to it. Counters carry on from where the old hooks stopped; what
+/// the device received between the two is not counted.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Gap {
+    pub stage: &'static str,
+    pub iface: String,
+    /// Seconds since attach when the probe found the device gone or
+    /// replaced (it looks every 200 ms).
+    pub lost_s: f64,
+    /// Seconds since attach when the hooks were attached to the new device;
+    /// null while it is still missing.
+    pub reattached_s: Option<f64>,
+    pub old_ifindex: u32,
+    pub new_ifindex: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -175,6 +195,9 @@ pub struct Report {
     pub advice: Vec<crate::advice::Advice>,
     /// `--steering`: poll CPU -> stack CPU, and queueing CPU -> reader CPU.
     pub steering: Option<crate::steering::Steering>,
+    /// Watched devices that disappeared during the period, and when the
+    /// probe re-attached to their successors (see [`Gap`]).
+    pub gaps: Vec<Gap>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -286,6 +309,17 @@ impl Report {
             napi: Vec::new(),
             advice: Vec::new(),
             steering: None,
+            // Every gap for a summary; for an interval, those it overlaps.
+            gaps: topo
+                .gaps
+                .iter()
+                .filter(|g| {
+                    kind == ReportKind::Summary
+                        || (g.lost_s <= later.uptime_s
+                            && g.reattached_s.is_none_or(|t| t >= earlier.uptime_s))
+                })
+                .cloned()
+                .collect(),
         };
         let mut outer_by_slot: Vec<(u64, u64, BTreeMap<&'static str, u64>)> = Vec::new();
         if let (Some(nic), Some(now)) = (&topo.nic, &later.nic) {

@@ -81,6 +81,9 @@ pub struct VxlanHook {
     pub ifindex: u32,
     pub vni: Option<u32>,
     ebpf: Ebpf,
+    /// Counts of the hooks on earlier incarnations of the device (deleted and
+    /// recreated, as by a flanneld restart), so the counters never go back.
+    carried: Option<DevCounts>,
 }
 
 /// Raw cumulative counters of one NIC hook: `queues[slot][cpu]`, and
@@ -122,6 +125,22 @@ impl NicCounts {
 #[derive(Clone, Debug, Default)]
 pub struct DevCounts {
     pub dirs: Vec<Vec<DevCounters>>,
+}
+
+impl DevCounts {
+    /// Adds `other` per direction, CPU and class.
+    pub fn add(&mut self, other: &DevCounts) {
+        for (dir, theirs) in self.dirs.iter_mut().zip(&other.dirs) {
+            for (mine, theirs) in dir.iter_mut().zip(theirs) {
+                for (a, b) in mine.packets.iter_mut().zip(theirs.packets) {
+                    *a += b;
+                }
+                for (a, b) in mine.bytes.iter_mut().zip(theirs.bytes) {
+                    *a += b;
+                }
+            }
+        }
+    }
 }
 
 fn load_error(e: impl std::fmt::Display) -> String {
@@ -271,6 +290,7 @@ pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String>
         ifindex: link.ifindex,
         vni: link.vxlan.and_then(|v| v.vni),
         ebpf,
+        carried: None,
     })
 }
 
@@ -283,9 +303,20 @@ impl VxlanHook {
     }
 
     pub fn read(&self) -> Result<DevCounts, String> {
-        Ok(DevCounts {
+        let mut counts = DevCounts {
             dirs: read_per_cpu::<DevCounters>(&self.ebpf, MAP_VXLAN_DEV, DIRECTIONS)?,
-        })
+        };
+        if let Some(carried) = &self.carried {
+            counts.add(carried);
+        }
+        Ok(counts)
+    }
+
+    /// Takes over `old`'s counts (a hook on the device this one replaces):
+    /// its maps outlive the device, so they hold every packet it counted.
+    pub fn carry_over(&mut self, old: &VxlanHook) -> Result<(), String> {
+        self.carried = Some(old.read()?);
+        Ok(())
     }
 }
 

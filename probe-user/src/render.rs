@@ -176,6 +176,20 @@ pub fn human(r: &Report) -> String {
     for u in &r.unavailable {
         let _ = writeln!(o, "UNAVAILABLE {} on {}: {}", u.stage, u.iface, u.reason);
     }
+    for g in &r.gaps {
+        let back = match (g.reattached_s, g.new_ifindex) {
+            (Some(t), Some(index)) => format!(
+                "re-attached at {t:.2}s to ifindex {index} ({:.2}s later); what it received in between is not counted",
+                t - g.lost_s
+            ),
+            _ => "still missing: not counted".into(),
+        };
+        let _ = writeln!(
+            o,
+            "GAP {} on {}: gone at {:.2}s (ifindex {}); {back}",
+            g.stage, g.iface, g.lost_s, g.old_ifindex
+        );
+    }
     o
 }
 

@@ -48,6 +48,15 @@ pub struct LinkStats {
     pub tx_bytes: u64,
 }
 
+/// The ifindex of the device named `name` in this thread's network namespace
+/// (if_nametoindex: one SIOCGIFINDEX ioctl), or None if there is none.
+pub fn ifindex_of(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
 impl LinkStats {
     /// Field-wise `self - earlier`, wrapping (counters never go back, but a
     /// device that was re-created starts again from zero).
@@ -62,6 +71,22 @@ impl LinkStats {
             rx_missed_errors: self.rx_missed_errors.wrapping_sub(earlier.rx_missed_errors),
             tx_packets: self.tx_packets.wrapping_sub(earlier.tx_packets),
             tx_bytes: self.tx_bytes.wrapping_sub(earlier.tx_bytes),
+        }
+    }
+
+    /// Field-wise `self + other`: the counters of a device's earlier
+    /// incarnations carried into its successor's.
+    pub fn plus(&self, other: &LinkStats) -> LinkStats {
+        LinkStats {
+            rx_packets: self.rx_packets.wrapping_add(other.rx_packets),
+            rx_bytes: self.rx_bytes.wrapping_add(other.rx_bytes),
+            rx_errors: self.rx_errors.wrapping_add(other.rx_errors),
+            rx_dropped: self.rx_dropped.wrapping_add(other.rx_dropped),
+            rx_over_errors: self.rx_over_errors.wrapping_add(other.rx_over_errors),
+            rx_fifo_errors: self.rx_fifo_errors.wrapping_add(other.rx_fifo_errors),
+            rx_missed_errors: self.rx_missed_errors.wrapping_add(other.rx_missed_errors),
+            tx_packets: self.tx_packets.wrapping_add(other.tx_packets),
+            tx_bytes: self.tx_bytes.wrapping_add(other.tx_bytes),
         }
     }
 

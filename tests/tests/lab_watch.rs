@@ -246,3 +246,71 @@ fn self_cost_from_bpf_stats() {
     // Every line carries it with --self (and null without: see the 10,000-packet test).
     assert!(lines.iter().all(|l| !l["self"].is_null()));
 }
+
+/// A flanneld restart deletes and recreates flannel.1: the probe notices,
+/// attaches to the new device within 2 s, marks the gap, and its counters
+/// carry on (BPF counts and the kernel's stats64 of both incarnations).
+#[test]
+fn flannel_recreated_is_reattached_within_2s() {
+    if !privileged("flannel_recreated_is_reattached_within_2s") {
+        return;
+    }
+    const EACH: u64 = 500;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
+    let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
+    let watch = Watch::start(&["--netns", &n2.netns, "--interval", "0.2"]);
+    let before = tcx_prog_ids(&n2.netns, "flannel.1");
+    assert_eq!(before.len(), 2);
+    lab::send_udp(&n1.pods[0].netns, dst, EACH, 64, 100).unwrap();
+    std::thread::sleep(Duration::from_millis(500)); // a sample after the traffic
+
+    lab.delete_flannel(n2).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    lab.add_flannel(n2).unwrap();
+    let recreated = std::time::Instant::now();
+    assert!(
+        eventually(Duration::from_secs(2), || {
+            let ids = tcx_prog_ids(&n2.netns, "flannel.1");
+            ids.len() == 2 && ids.iter().all(|id| !before.contains(id))
+        }),
+        "re-attached to the new flannel.1 within 2 s"
+    );
+    let took = recreated.elapsed();
+    lab::send_udp(&n1.pods[0].netns, dst, EACH, 64, 100).unwrap();
+    assert_eq!(sink.finish(2 * EACH, Duration::from_secs(5)), 2 * EACH);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, lines, err) = watch.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("flannel.1 is back"), "{err}");
+
+    let s = summary(&lines);
+    let vx = stage(s, "vxlan", "flannel.1");
+    assert_eq!(vx["packets"], 2 * EACH, "counts carried over: {vx}");
+    assert_eq!(
+        vx["kernel"]["rx_packets"],
+        2 * EACH,
+        "stats64 of both incarnations: {vx}"
+    );
+    let gaps = s["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    let g = &gaps[0];
+    assert_eq!(g["iface"], "flannel.1");
+    assert_ne!(g["old_ifindex"], g["new_ifindex"]);
+    let (lost, back) = (
+        g["lost_s"].as_f64().unwrap(),
+        g["reattached_s"].as_f64().unwrap(),
+    );
+    assert!(back >= lost && back - lost < 2.0, "{g}");
+    // The interval reports that overlap the gap carry it; the others do not.
+    let marked = lines
+        .iter()
+        .filter(|l| l["type"] == "interval" && !l["gaps"].as_array().unwrap().is_empty())
+        .count();
+    assert!(
+        marked >= 1 && marked < lines.len() - 2,
+        "{marked} intervals marked"
+    );
+    eprintln!("re-attached {took:?} after flannel.1 was recreated");
+}

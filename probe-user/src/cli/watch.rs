@@ -22,7 +22,7 @@ use crate::{
     netns::{self, Netns},
     probes::{self, NicConfig, NicHook, Unavailable, VxlanHook, XdpModeArg},
     render, route,
-    rtnl::{Link, RtnlSocket},
+    rtnl::{Link, LinkStats, RtnlSocket},
     tune::Snapshot,
 };
 
@@ -127,6 +127,11 @@ struct Attached {
     settings: Option<Snapshot>,
     topology: Topology,
     started: Instant,
+    /// Per VXLAN hook: kernel stats64 of the device's earlier incarnations,
+    /// and the last reading (base included), to carry over on re-attach.
+    devs_kernel_base: Vec<LinkStats>,
+    devs_kernel_last: Vec<Option<LinkStats>>,
+    last_device_check: Instant,
 }
 
 pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
@@ -201,6 +206,10 @@ pub fn session(
         if end {
             break;
         }
+        if now >= attached.last_device_check + DEVICE_CHECK {
+            attached.last_device_check = now;
+            check_devices(&mut attached);
+        }
         let wake = deadline.map_or(next_tick, |d| d.min(next_tick));
         if now < wake {
             std::thread::sleep((wake - now).min(Duration::from_millis(50)));
@@ -232,6 +241,77 @@ pub fn session(
     let settings = attached.settings.take();
     drop(attached); // detaches every link
     Ok((settings, summary))
+}
+
+/// How often the probe looks for watched VXLAN devices that were deleted or
+/// recreated. A lookup by name (SIOCGIFINDEX) in the watched namespace: cheap.
+const DEVICE_CHECK: Duration = Duration::from_millis(200);
+
+/// Finds VXLAN devices that disappeared or were replaced by a device of the
+/// same name (a flanneld restart), opens a gap for each, and attaches to the
+/// successor, carrying the counters over.
+fn check_devices(a: &mut Attached) {
+    for i in 0..a.devs.len() {
+        let (name, old_ifindex) = (a.devs[i].iface.clone(), a.devs[i].ifindex);
+        let now_index = match a.netns.run(|| crate::rtnl::ifindex_of(&name)) {
+            Ok(index) => index,
+            Err(_) => continue,
+        };
+        if now_index == Some(old_ifindex) {
+            continue;
+        }
+        let now_s = a.started.elapsed().as_secs_f64();
+        let open = a
+            .topology
+            .gaps
+            .iter()
+            .rposition(|g| g.iface == name && g.reattached_s.is_none());
+        let gap = match open {
+            Some(gap) => gap,
+            None => {
+                eprintln!(
+                    "probe: {name} (ifindex {old_ifindex}) is gone; its hooks went with it. \
+                     Waiting for it to come back"
+                );
+                a.topology.gaps.push(crate::model::Gap {
+                    stage: "vxlan",
+                    iface: name.clone(),
+                    lost_s: now_s,
+                    reattached_s: None,
+                    old_ifindex,
+                    new_ifindex: None,
+                });
+                a.topology.gaps.len() - 1
+            }
+        };
+        let Some(new_index) = now_index else {
+            continue;
+        };
+        let link = match a.rtnl.links() {
+            Ok(links) => links.into_iter().find(|l| l.ifindex == new_index),
+            Err(_) => None,
+        };
+        let Some(link) = link else { continue };
+        let mut hook = match probes::attach_vxlan_dev(&a.netns, &link) {
+            Ok(hook) => hook,
+            // Not ready yet (e.g. still being set up): try again next check.
+            Err(_) => continue,
+        };
+        if hook.carry_over(&a.devs[i]).is_err() {
+            continue;
+        }
+        a.devs[i] = hook; // drops the old hook: its dead links close
+        if let Some(last) = a.devs_kernel_last[i] {
+            a.devs_kernel_base[i] = last;
+        }
+        let g = &mut a.topology.gaps[gap];
+        g.reattached_s = Some(a.started.elapsed().as_secs_f64());
+        g.new_ifindex = Some(new_index);
+        eprintln!(
+            "probe: {name} is back (ifindex {new_index}); re-attached {:.2} s after it was found gone",
+            g.reattached_s.unwrap() - g.lost_s
+        );
+    }
 }
 
 fn validate(args: &WatchArgs) -> Result<(), ProbeError> {
@@ -511,6 +591,7 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         latency: latency_hook.is_some(),
         steering: steer_hook.is_some(),
         drop_scope: args.drop_netns.clone(),
+        gaps: Vec::new(),
     };
     let mut bpf_stats = None;
     if args.self_cost {
@@ -529,6 +610,7 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
     } else {
         scope
     };
+    let dev_hooks_len = dev_hooks.len();
     let attached = Attached {
         netns,
         rtnl,
@@ -545,6 +627,9 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         settings: None,
         topology,
         started: Instant::now(),
+        devs_kernel_base: vec![LinkStats::default(); dev_hooks_len],
+        devs_kernel_last: vec![None; dev_hooks_len],
+        last_device_check: Instant::now(),
     };
     // Settings are read after attaching (not counted in attach_ms); failing
     // to read them only costs the advice.
@@ -613,6 +698,18 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
             .find(|l| l.ifindex == ifindex)
             .and_then(|l| l.stats)
     };
+    // A recreated device's counters start from zero: add its predecessors'.
+    let devs_kernel: Vec<Option<LinkStats>> = a
+        .devs
+        .iter()
+        .zip(&a.devs_kernel_base)
+        .map(|(h, base)| stats(h.ifindex).map(|s| s.plus(base)))
+        .collect();
+    for (last, now) in a.devs_kernel_last.iter_mut().zip(&devs_kernel) {
+        if now.is_some() {
+            *last = *now;
+        }
+    }
     let nic = a
         .nic
         .as_ref()
@@ -678,7 +775,7 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
         nic,
         nic_kernel: a.nic.as_ref().and_then(|h| stats(h.ifindex)),
         devs,
-        devs_kernel: a.devs.iter().map(|h| stats(h.ifindex)).collect(),
+        devs_kernel: devs_kernel.clone(),
         drops,
         nic_queue_drops,
         softnet,
