@@ -33,9 +33,12 @@ pub struct Requirement {
     pub why: &'static str,
 }
 
-/// What `probe watch` needs: loading XDP/tc programs takes CAP_BPF (or, before
-/// Linux 5.8, CAP_SYS_ADMIN) plus CAP_NET_ADMIN; entering another network
-/// namespace with setns takes CAP_SYS_ADMIN.
+/// What `probe watch` (and `serve`, `record`) needs: loading XDP/tc programs
+/// takes CAP_BPF (or, before Linux 5.8, CAP_SYS_ADMIN) plus CAP_NET_ADMIN;
+/// entering another network namespace with setns (`--netns`, and
+/// `--drop-netns` to read its /proc/net/snmp) takes CAP_SYS_ADMIN.
+/// CAP_SYS_RESOURCE is not needed: since Linux 5.11 BPF memory is charged to
+/// the memory cgroup, not RLIMIT_MEMLOCK.
 pub fn watch_requirements(enters_netns: bool) -> Vec<Requirement> {
     let mut reqs = vec![
         Requirement {
@@ -54,10 +57,20 @@ pub fn watch_requirements(enters_netns: bool) -> Vec<Requirement> {
     if enters_netns {
         reqs.push(Requirement {
             alternatives: vec![CAP_SYS_ADMIN],
-            why: "enter the --netns network namespace (setns)",
+            why: "enter the --netns / --drop-netns network namespaces (setns)",
         });
     }
     reqs
+}
+
+/// The smallest set of capabilities that meets `reqs`: the first
+/// alternative of each ("BPF", "NET_ADMIN", ...: the names Kubernetes'
+/// securityContext.capabilities uses).
+pub fn minimal_set(reqs: &[Requirement]) -> std::collections::BTreeSet<&'static str> {
+    reqs.iter()
+        .filter_map(|r| r.alternatives.first())
+        .map(|c| c.name.trim_start_matches("CAP_"))
+        .collect()
 }
 
 /// Parses the `CapEff:` line of /proc/PID/status.

@@ -28,6 +28,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Command {
+    /// The capabilities this command checks for at start (none for the
+    /// commands that only read files and sysfs).
+    pub fn requirements(&self) -> Vec<crate::caps::Requirement> {
+        match self {
+            Command::Watch(w) => w.requirements(),
+            Command::Serve(s) => s.watch.requirements(),
+            Command::Record(r) => r.watch.requirements(),
+            Command::Tune(_) | Command::Diff(_) => Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Watch(watch::WatchArgs),

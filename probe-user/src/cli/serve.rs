@@ -49,6 +49,9 @@ struct State {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), ProbeError> {
+    // Before listening: a pod without the capabilities should say so, not
+    // answer /healthz.
+    crate::caps::check(&args.watch.requirements())?;
     let server = tiny_http::Server::http(args.listen)
         .map_err(|e| ProbeError::Runtime(format!("cannot listen on {}: {e}", args.listen)))?;
     let state = Arc::new(State {

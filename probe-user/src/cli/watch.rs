@@ -106,6 +106,13 @@ pub struct WatchArgs {
     pub steering: bool,
 }
 
+impl WatchArgs {
+    /// The capabilities a run with these flags needs (checked at start).
+    pub fn requirements(&self) -> Vec<caps::Requirement> {
+        caps::watch_requirements(self.netns.is_some() || !self.drop_netns.is_empty())
+    }
+}
+
 /// What got attached. Dropping it detaches everything.
 struct Attached {
     netns: Netns,
@@ -185,15 +192,18 @@ pub fn session(
         Some(name) => Netns::named(name)?,
         None => Netns::current(),
     };
-    caps::check(&caps::watch_requirements(args.netns.is_some()))?;
+    caps::check(&args.requirements())?;
     let mut attached = attach(args, netns)?;
     if let Some(path) = &args.ready_file {
         write_ready_file(path, &attached)?;
     }
-    on_attached(&attached.topology);
-
     let first = sample(&mut attached)?;
     let baseline = first.attach_baseline();
+    if period == Period::SinceAttach {
+        // Totals start at zero with every hook listed, before the first interval.
+        out(&report(ReportKind::Summary, &attached, &baseline, &first))?;
+    }
+    on_attached(&attached.topology);
     let mut previous = first;
     let interval = Duration::from_secs_f64(args.interval);
     let deadline = args

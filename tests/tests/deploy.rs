@@ -1,0 +1,214 @@
+//! deploy/: the manifests parse, every container's command line is one the
+//! binary's own parser accepts, and the capabilities they grant are exactly
+//! the ones the binary checks for at start with those flags. With only those
+//! capabilities, `probe serve` runs in a lab node as it would on a node.
+
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use probe_tests::{eventually, free_port, http_get, lab, privileged, probe_bin};
+use probe_user::{caps, cli::Cli};
+use serde_json::Value;
+
+fn deploy(file: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy")).join(file)
+}
+
+fn manifest(file: &str) -> Value {
+    let text = std::fs::read_to_string(deploy(file)).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{file} does not parse: {e}"))
+}
+
+/// The pod spec of a Pod or of a workload's template.
+fn pod_spec(m: &Value) -> &Value {
+    match m["kind"].as_str() {
+        Some("Pod") => &m["spec"],
+        _ => &m["spec"]["template"]["spec"],
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The Dockerfile's ENTRYPOINT (exec form).
+fn entrypoint() -> Vec<String> {
+    let text = std::fs::read_to_string(deploy("Dockerfile")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("ENTRYPOINT "))
+        .expect("an ENTRYPOINT");
+    serde_json::from_str(&line["ENTRYPOINT ".len()..]).expect("exec form")
+}
+
+const MANIFESTS: [&str; 2] = ["daemonset.yaml", "debug-pod.yaml"];
+
+#[test]
+fn manifests_parse_and_their_command_lines_are_accepted() {
+    for file in MANIFESTS {
+        let m = manifest(file);
+        let spec = pod_spec(&m);
+        assert_eq!(spec["hostNetwork"], true, "{file}: the node's namespace");
+        let containers = spec["containers"].as_array().unwrap();
+        assert!(!containers.is_empty(), "{file}");
+        for c in containers {
+            let command = strings(&c["command"]);
+            assert_eq!(command, entrypoint(), "{file}: the image's binary");
+            let argv: Vec<String> = std::iter::once("probe".to_string())
+                .chain(strings(&c["args"]))
+                .collect();
+            let cli = Cli::try_parse_from(&argv)
+                .unwrap_or_else(|e| panic!("{file}: {argv:?} rejected:\n{e}"));
+
+            // Capabilities: exactly what the binary checks for these flags.
+            let sc = &c["securityContext"];
+            let granted: BTreeSet<String> =
+                strings(&sc["capabilities"]["add"]).into_iter().collect();
+            let needed: BTreeSet<String> = caps::minimal_set(&cli.command.requirements())
+                .into_iter()
+                .map(String::from)
+                .collect();
+            assert_eq!(granted, needed, "{file}: capabilities for {argv:?}");
+            assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"], "{file}");
+            assert_eq!(sc["privileged"], false, "{file}");
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{file}");
+
+            // Read-only kernel mounts.
+            for path in ["/sys/kernel/btf", "/sys/kernel/tracing"] {
+                let mount = c["volumeMounts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|v| v["mountPath"] == path)
+                    .unwrap_or_else(|| panic!("{file}: {path} not mounted"));
+                assert_eq!(mount["readOnly"], true, "{file}: {path}");
+                let volume = spec["volumes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|v| v["name"] == mount["name"])
+                    .unwrap();
+                assert_eq!(volume["hostPath"]["path"], path, "{file}");
+            }
+            for kind in ["requests", "limits"] {
+                for r in ["cpu", "memory"] {
+                    assert!(
+                        c["resources"][kind][r].is_string(),
+                        "{file}: resources.{kind}.{r}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn daemonset_serves_metrics_where_it_says() {
+    let m = manifest("daemonset.yaml");
+    assert_eq!(m["kind"], "DaemonSet");
+    let spec = pod_spec(&m);
+    let c = &spec["containers"][0];
+    let args = strings(&c["args"]);
+    assert_eq!(args[0], "serve");
+    let listen = &args[args.iter().position(|a| a == "--listen").unwrap() + 1];
+    let port: u64 = listen.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(c["ports"][0]["containerPort"], port);
+    let annotations = &m["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], port.to_string());
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+}
+
+#[test]
+fn dockerfile_is_multi_stage_and_builds_with_the_projects_setup() {
+    let text = std::fs::read_to_string(deploy("Dockerfile")).unwrap();
+    assert!(text.lines().filter(|l| l.starts_with("FROM ")).count() >= 2);
+    assert!(
+        text.contains("cargo xtask setup"),
+        "the project's own set-up"
+    );
+    assert!(text.contains("COPY --from=build /out/probe /usr/local/bin/probe"));
+    // The default command parses too.
+    let cmd = text.lines().find(|l| l.starts_with("CMD ")).unwrap();
+    let args: Vec<String> = serde_json::from_str(&cmd["CMD ".len()..]).unwrap();
+    let argv: Vec<String> = std::iter::once("probe".to_string()).chain(args).collect();
+    Cli::try_parse_from(&argv).unwrap();
+}
+
+/// The DaemonSet's command line with only the DaemonSet's capabilities, in a
+/// lab node's namespace (hostNetwork): it attaches everything and serves
+/// /readyz; without CAP_NET_ADMIN it names what is missing and exits 1.
+#[test]
+fn the_daemonsets_capabilities_are_enough() {
+    if !privileged("the_daemonsets_capabilities_are_enough") {
+        return;
+    }
+    let lab = lab();
+    let node = lab.node(2);
+    let m = manifest("daemonset.yaml");
+    let c = &pod_spec(&m)["containers"][0];
+    let granted = strings(&c["securityContext"]["capabilities"]["add"]);
+    let port = free_port();
+    let mut args = strings(&c["args"]);
+    let at = args.iter().position(|a| a == "--listen").unwrap() + 1;
+    args[at] = format!("127.0.0.1:{port}"); // loopback of the lab node
+    let bounding = |caps: &[String]| {
+        std::iter::once("-all".to_string())
+            .chain(caps.iter().map(|c| format!("+{}", c.to_lowercase())))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    // The pod's view: the node's network namespace, these capabilities only.
+    let run = |caps: &[String]| {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &node.netns, "setpriv", "--bounding-set"])
+            .arg(bounding(caps))
+            .args(["--inh-caps", "-all", "--"])
+            .arg(probe_bin())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let child = run(&granted).spawn().unwrap();
+    let ready = eventually(Duration::from_secs(10), || {
+        lab::in_netns(&node.netns, move || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && http_get(port, "/readyz").0 == 200
+        })
+        .unwrap()
+    });
+    let metrics = lab::in_netns(&node.netns, move || http_get(port, "/metrics").1).unwrap();
+    // SAFETY: our child, not yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(ready, "not ready with {granted:?}: {err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for hook in [
+        r#"rxprobe_hook_attached{stage="xdp",iface="eth0",hook="xdp/native"} 1"#,
+        r#"rxprobe_hook_attached{stage="vxlan",iface="flannel.1",hook="tcx/ingress"} 1"#,
+    ] {
+        assert!(metrics.contains(hook), "{hook} in:\n{metrics}");
+    }
+    assert!(
+        !err.contains("unavailable"),
+        "every stage attached with {granted:?}: {err}"
+    );
+
+    let fewer: Vec<String> = granted
+        .iter()
+        .filter(|c| *c != "NET_ADMIN")
+        .cloned()
+        .collect();
+    let out = run(&fewer).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("missing privilege: CAP_NET_ADMIN"), "{err}");
+}
