@@ -173,3 +173,17 @@ fn record_and_diff_reject_bad_input() {
     assert!(err.contains("cannot read /nonexistent/a.json"), "{err}");
     let _ = std::fs::remove_file(&out);
 }
+
+#[test]
+fn serve_help_and_bad_listen_address() {
+    let (code, out, _) = probe_output(&["serve", "--help"]);
+    assert_eq!(code, 0);
+    for needle in [
+        "--listen", "/metrics", "/healthz", "/readyz", "rxprobe_", "--iface",
+    ] {
+        assert!(out.contains(needle), "serve --help lacks {needle}:\n{out}");
+    }
+    let (code, _, err) = probe_output(&["serve", "--listen", "not-an-address"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--listen"), "{err}");
+}

@@ -46,8 +46,9 @@ enum Task {
     /// program, and a lab flood with no probe / probe watch / bpftrace (pps, the
     /// probe's CPU and RSS, attach/detach time, kernel ns per program run)
     Bench {
-        /// Only one part: `testrun` or `flood`
-        part: Option<String>,
+        /// Only one part: `testrun`, `flood`, or `soak [SECONDS]` (default 600)
+        #[arg(num_args = 0..=2)]
+        part: Vec<String>,
     },
 }
 

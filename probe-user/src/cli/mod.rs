@@ -19,9 +19,11 @@ use clap::{Parser, Subcommand};
         and reports per interval what each stage saw, next to the kernel's own counters.\n\
         Everything it attaches is a bpf_link: it is gone when probe exits, even after SIGKILL.\n\
         `probe tune` shows the settings (NAPI budget, backlog, buffers, RPS, rings, MTU) to\n\
-        judge them against.\n\n\
+        judge them against; `probe record` and `probe diff` compare before and after a change;\n\
+        `probe serve` exports the same counters to Prometheus. Another owner's XDP or TCX\n\
+        program (a CNI's) is never replaced.\n\n\
         Needs CAP_BPF (or CAP_SYS_ADMIN), CAP_NET_ADMIN and CAP_PERFMON (tracing probes);\n\
-        CAP_SYS_ADMIN with --netns."
+        CAP_SYS_ADMIN with --netns or --drop-netns."
 )]
 pub struct Cli {
     #[command(subcommand)]

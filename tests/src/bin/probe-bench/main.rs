@@ -2,11 +2,13 @@
 //! - BPF_PROG_TEST_RUN ns/packet over an empty program (testrun.rs).
 //! - A lab flood with no probe / probe watch / bpftrace, the probe's CPU,
 //!   RSS, attach and detach time, and per-program kernel time (flood.rs).
+//! - A 10-minute soak of `probe serve` under traffic: RSS stays flat (soak.rs).
 //!
-//! `probe-bench [testrun|flood]` runs one part; no argument runs both.
+//! `probe-bench [testrun|flood|soak [SECONDS]]` runs one part; no argument runs all.
 //! Needs root and $PROBE_BIN (a release `probe`, set by `cargo xtask bench`).
 
 mod flood;
+mod soak;
 mod testrun;
 
 fn main() {
@@ -19,11 +21,19 @@ fn main() {
     if part == "all" || part == "testrun" {
         ok &= testrun::run();
     }
-    if part == "all" || part == "flood" {
-        let probe = std::env::var_os("PROBE_BIN")
+    let probe = || {
+        std::env::var_os("PROBE_BIN")
             .map(std::path::PathBuf::from)
-            .expect("PROBE_BIN: run through `cargo xtask bench`");
-        ok &= flood::Flood::new(probe).run();
+            .expect("PROBE_BIN: run through `cargo xtask bench`")
+    };
+    if part == "all" || part == "flood" {
+        ok &= flood::Flood::new(probe()).run();
+    }
+    if part == "all" || part == "soak" {
+        let seconds: u64 = std::env::args()
+            .nth(2)
+            .map_or(600, |s| s.parse().expect("soak SECONDS"));
+        ok &= soak::run(probe(), std::time::Duration::from_secs(seconds));
     }
     println!(
         "\n{}",
