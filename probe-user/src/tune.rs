@@ -185,82 +185,170 @@ pub fn queue_settings(iface: &str) -> Vec<Setting> {
     out
 }
 
-// ethtool commands (include/uapi/linux/ethtool.h).
-const ETHTOOL_GCOALESCE: u32 = 0x0e;
-const ETHTOOL_GRINGPARAM: u32 = 0x10;
-const ETHTOOL_GFLAGS: u32 = 0x25;
-const ETHTOOL_GGRO: u32 = 0x2b;
-const ETHTOOL_GCHANNELS: u32 = 0x3c;
-const ETH_FLAG_LRO: u32 = 1 << 15;
-
-/// Runs the ethtool command in `words[0]` on `iface`; `words` is the
-/// command's struct as u32 words.
-fn ethtool(iface: &str, words: &mut [u32]) -> Result<(), String> {
-    let sock = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
-    crate::ethtool::ioctl(&sock, iface, words.as_mut_ptr().cast()).map_err(|e| {
-        match e.raw_os_error() {
-            Some(libc::EOPNOTSUPP) => "not supported by the driver".into(),
-            _ => e.to_string(),
-        }
-    })
+/// Rings, channels, coalescing, GRO and LRO of `iface` (in the calling
+/// thread's namespace), as `ethtool -g/-l/-c/-k` show them: through the
+/// kernel's ethtool generic-netlink family (Linux >= 5.6), with the
+/// rust-netlink `ethtool` crate on a single-threaded runtime. The socket is
+/// opened on this thread, so in its network namespace.
+pub fn ethtool_settings(iface: &str) -> Vec<Setting> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(ethtool_query(iface)),
+        Err(e) => ETHTOOL_ITEMS
+            .iter()
+            .map(|name| Setting::from(*name, Err(format!("no async runtime: {e}"))))
+            .collect(),
+    }
 }
 
-/// Rings, channels, coalescing, GRO and LRO of `iface` (in the calling
-/// thread's namespace), as `ethtool -g/-l/-c/-k` show them.
-pub fn ethtool_settings(iface: &str) -> Vec<Setting> {
+/// The items ethtool_settings lists, in order.
+const ETHTOOL_ITEMS: [&str; 6] = [
+    "ring rx",
+    "ring tx",
+    "channels",
+    "coalesce rx",
+    "gro",
+    "lro",
+];
+
+/// The first reply to an ethtool GET, or why there is none.
+async fn first_reply<S>(
+    request: impl std::future::Future<Output = Result<S, ethtool::EthtoolError>>,
+) -> Result<Vec<ethtool::EthtoolAttr>, String>
+where
+    S: futures_util::Stream<
+            Item = Result<
+                netlink_packet_generic::GenlMessage<ethtool::EthtoolMessage>,
+                ethtool::EthtoolError,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    let describe = |e: ethtool::EthtoolError| match &e {
+        ethtool::EthtoolError::NetlinkError(m) => match m.code.map(|c| -c.get()) {
+            Some(libc::EOPNOTSUPP) => "not supported by the driver".to_string(),
+            Some(errno) => std::io::Error::from_raw_os_error(errno).to_string(),
+            None => e.to_string(),
+        },
+        _ => e.to_string(),
+    };
+    let mut replies = request.await.map_err(describe)?;
+    match replies.next().await {
+        Some(Ok(msg)) => Ok(msg.payload.nlas),
+        Some(Err(e)) => Err(describe(e)),
+        None => Err("no reply".into()),
+    }
+}
+
+async fn ethtool_query(iface: &str) -> Vec<Setting> {
+    use ethtool::{
+        EthtoolAttr as A, EthtoolChannelAttr as Ch, EthtoolCoalesceAttr as Co,
+        EthtoolFeatureAttr as F, EthtoolRingAttr as R,
+    };
+    let (connection, mut handle, _) = match ethtool::new_connection() {
+        Ok(c) => c,
+        Err(e) => {
+            return ETHTOOL_ITEMS
+                .iter()
+                .map(|name| Setting::from(*name, Err(format!("ethtool netlink: {e}"))))
+                .collect()
+        }
+    };
+    let connection = tokio::spawn(connection);
     let mut out = Vec::new();
-    // struct ethtool_ringparam: cmd, rx_max, rx_mini_max, rx_jumbo_max,
-    // tx_max, rx, rx_mini, rx_jumbo, tx.
-    let mut ring = [0u32; 9];
-    ring[0] = ETHTOOL_GRINGPARAM;
-    let r = ethtool(iface, &mut ring);
+
+    let ring = first_reply(handle.ring().get(Some(iface)).execute()).await;
+    let ring_value = |pick: fn(&R) -> Option<(bool, u32)>| -> Result<String, String> {
+        let nlas = ring.as_ref().map_err(Clone::clone)?;
+        let (mut now, mut max) = (None, None);
+        for a in nlas {
+            if let A::Ring(r) = a {
+                match pick(r) {
+                    Some((false, v)) => now = Some(v),
+                    Some((true, v)) => max = Some(v),
+                    None => {}
+                }
+            }
+        }
+        match (now, max) {
+            (Some(n), Some(m)) => Ok(format!("{n} (max {m})")),
+            _ => Err("not reported".into()),
+        }
+    };
     out.push(Setting::from(
         "ring rx",
-        r.clone().map(|_| format!("{} (max {})", ring[5], ring[1])),
+        ring_value(|r| match r {
+            R::Rx(v) => Some((false, *v)),
+            R::RxMax(v) => Some((true, *v)),
+            _ => None,
+        }),
     ));
     out.push(Setting::from(
         "ring tx",
-        r.map(|_| format!("{} (max {})", ring[8], ring[4])),
-    ));
-    // struct ethtool_channels: cmd, max_rx, max_tx, max_other, max_combined,
-    // rx_count, tx_count, other_count, combined_count.
-    let mut ch = [0u32; 9];
-    ch[0] = ETHTOOL_GCHANNELS;
-    out.push(Setting::from(
-        "channels",
-        ethtool(iface, &mut ch).map(|_| {
-            format!(
-                "rx {} tx {} combined {} (max combined {})",
-                ch[5], ch[6], ch[8], ch[4]
-            )
+        ring_value(|r| match r {
+            R::Tx(v) => Some((false, *v)),
+            R::TxMax(v) => Some((true, *v)),
+            _ => None,
         }),
     ));
-    // struct ethtool_coalesce: cmd, rx_coalesce_usecs, rx_max_coalesced_frames,
-    // ... (23 u32 words in all); adaptive rx at word 19.
-    let mut co = [0u32; 23];
-    co[0] = ETHTOOL_GCOALESCE;
-    out.push(Setting::from(
-        "coalesce rx",
-        ethtool(iface, &mut co).map(|_| {
+
+    let channels = first_reply(handle.channel().get(Some(iface)).execute())
+        .await
+        .map(|nlas| {
+            let (mut rx, mut tx, mut combined, mut max_combined) = (0, 0, 0, 0);
+            for a in nlas {
+                match a {
+                    A::Channel(Ch::RxCount(v)) => rx = v,
+                    A::Channel(Ch::TxCount(v)) => tx = v,
+                    A::Channel(Ch::CombinedCount(v)) => combined = v,
+                    A::Channel(Ch::CombinedMax(v)) => max_combined = v,
+                    _ => {}
+                }
+            }
+            format!("rx {rx} tx {tx} combined {combined} (max combined {max_combined})")
+        });
+    out.push(Setting::from("channels", channels));
+
+    let coalesce = first_reply(handle.coalesce().get(Some(iface)).execute())
+        .await
+        .map(|nlas| {
+            let (mut usecs, mut frames, mut adaptive) = (0, 0, false);
+            for a in nlas {
+                match a {
+                    A::Coalesce(Co::RxUsecs(v)) => usecs = v,
+                    A::Coalesce(Co::RxMaxFrames(v)) => frames = v,
+                    A::Coalesce(Co::UseAdaptiveRx(v)) => adaptive = v,
+                    _ => {}
+                }
+            }
             format!(
-                "rx-usecs {} rx-frames {} adaptive-rx {}",
-                co[1],
-                co[2],
-                if co[19] != 0 { "on" } else { "off" }
+                "rx-usecs {usecs} rx-frames {frames} adaptive-rx {}",
+                on_off(adaptive)
             )
-        }),
-    ));
-    // struct ethtool_value: cmd, data.
-    let mut gro = [ETHTOOL_GGRO, 0];
-    out.push(Setting::from(
-        "gro",
-        ethtool(iface, &mut gro).map(|_| on_off(gro[1] != 0)),
-    ));
-    let mut flags = [ETHTOOL_GFLAGS, 0];
-    out.push(Setting::from(
-        "lro",
-        ethtool(iface, &mut flags).map(|_| on_off(flags[1] & ETH_FLAG_LRO != 0)),
-    ));
+        });
+    out.push(Setting::from("coalesce rx", coalesce));
+
+    // Features by their ethtool names (net/ethtool/common.c netdev_features_strings).
+    let features = first_reply(handle.feature().get(Some(iface)).execute()).await;
+    for (item, feature) in [("gro", "rx-gro"), ("lro", "large-receive-offload")] {
+        let value = features.as_ref().map_err(Clone::clone).and_then(|nlas| {
+            nlas.iter()
+                .find_map(|a| match a {
+                    A::Feature(F::Active(bits)) => bits
+                        .iter()
+                        .find(|b| b.name == feature)
+                        .map(|b| on_off(b.value)),
+                    _ => None,
+                })
+                // Not among the active bits: the device has it off.
+                .or_else(|| Some(on_off(false)))
+                .ok_or_else(|| "not reported".to_string())
+        });
+        out.push(Setting::from(item, value));
+    }
+    connection.abort();
     out
 }
 

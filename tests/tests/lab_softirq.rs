@@ -198,6 +198,17 @@ fn tune_reads_the_namespaces_own_settings() {
             .clone()
     };
     assert_eq!(setting("eth0", "rx-0/rps_cpus")["value"], "2");
+    // Ethtool netlink: a veth's channels are its queues.
+    assert_eq!(
+        setting("eth0", "channels")["value"],
+        "rx 1 tx 1 combined 0 (max combined 0)"
+    );
+    assert_eq!(setting("flannel.1", "gro")["value"], "on");
+    assert_eq!(
+        setting("eth0", "ring rx")["error"],
+        "not supported by the driver",
+        "veth has no rings"
+    );
     assert_eq!(setting("eth0", "mtu")["value"], "1500");
     assert_eq!(setting("flannel.1", "mtu")["value"], "1450");
     // Every item has a value or says why not.
@@ -219,6 +230,52 @@ fn tune_reads_the_namespaces_own_settings() {
     let (code, _, err) =
         probe_tests::probe_output(&["tune", "--netns", "no-such-netns-probe-test"]);
     assert_eq!(code, 2, "{err}");
+
+    // A device with 4 queues each way: ethtool netlink and sysfs agree.
+    lab::run(
+        "ip",
+        &[
+            "-n",
+            &n2.netns,
+            "link",
+            "add",
+            "pq0",
+            "numtxqueues",
+            "4",
+            "numrxqueues",
+            "4",
+            "type",
+            "veth",
+            "peer",
+            "pq1",
+            "numtxqueues",
+            "4",
+            "numrxqueues",
+            "4",
+        ],
+    )
+    .unwrap();
+    let (code, out, err) =
+        probe_tests::probe_output(&["tune", "--netns", &n2.netns, "--iface", "pq0", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let pq0 = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["iface"] == "pq0")
+        .unwrap()["settings"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let get = |name: &str| pq0.iter().find(|s| s["name"] == name).unwrap().clone();
+    assert_eq!(
+        get("channels")["value"],
+        "rx 4 tx 4 combined 0 (max combined 0)"
+    );
+    for q in 0..4 {
+        assert!(get(&format!("rx-{q}/rps_cpus"))["value"].is_string());
+    }
 }
 
 /// `--steering`: packets polled on CPU 0 (the sender's) are processed by the
