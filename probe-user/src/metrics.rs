@@ -49,40 +49,38 @@ struct Family<'e, 'w> {
 }
 
 impl<'w> Family<'_, 'w> {
-    fn counter(&mut self, name: &str, help: &str, rows: &[(Labels, u64)]) -> std::fmt::Result {
+    /// One family of `metric_type`: a sample per row, made by `make`.
+    fn family<V: Copy, M: EncodeMetric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric_type: MetricType,
+        rows: &[(Labels, V)],
+        make: impl Fn(V) -> M,
+    ) -> std::fmt::Result {
         if rows.is_empty() {
             return Ok(());
         }
         let mut metric = self
             .encoder
-            .encode_descriptor(name, help, None, MetricType::Counter)?;
+            .encode_descriptor(name, help, None, metric_type)?;
         if let [(labels, value)] = rows {
             if labels.is_empty() {
-                return ConstCounter::new(*value).encode(metric);
+                return make(*value).encode(metric);
             }
         }
         for (labels, value) in rows {
-            ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+            make(*value).encode(metric.encode_family(labels)?)?;
         }
         Ok(())
     }
 
+    fn counter(&mut self, name: &str, help: &str, rows: &[(Labels, u64)]) -> std::fmt::Result {
+        self.family(name, help, MetricType::Counter, rows, ConstCounter::new)
+    }
+
     fn gauge(&mut self, name: &str, help: &str, rows: &[(Labels, i64)]) -> std::fmt::Result {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut metric = self
-            .encoder
-            .encode_descriptor(name, help, None, MetricType::Gauge)?;
-        if let [(labels, value)] = rows {
-            if labels.is_empty() {
-                return ConstGauge::new(*value).encode(metric);
-            }
-        }
-        for (labels, value) in rows {
-            ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
-        }
-        Ok(())
+        self.family(name, help, MetricType::Gauge, rows, ConstGauge::new)
     }
 
     /// `rows`: (labels, histogram, divisor): each bucket's upper bound and the
@@ -260,41 +258,27 @@ impl Collector for Shared {
             "Drops in namespaces outside --drop-netns (not in the ledger)",
             &[(Vec::new(), r.ledger.drops_out_of_scope)],
         )?;
-        let outer: Vec<(Labels, u64)> = r
-            .vxlan
-            .iter()
-            .filter_map(|v| {
-                Some((
-                    label(&[
-                        ("iface", v.nic.as_deref().unwrap_or("")),
-                        ("vni", &vni(v.vni)),
-                    ]),
-                    v.outer_packets?,
-                ))
-            })
-            .collect();
+        // (interface, count) of each VNI row: the NIC's outer or the device's inner.
+        type Side = fn(&crate::model::VxlanRow) -> (Option<&str>, Option<u64>);
+        let vxlan = |side: Side| -> Vec<(Labels, u64)> {
+            r.vxlan
+                .iter()
+                .filter_map(|v| {
+                    let (iface, count) = side(v);
+                    let labels = label(&[("iface", iface.unwrap_or("")), ("vni", &vni(v.vni))]);
+                    Some((labels, count?))
+                })
+                .collect()
+        };
         f.counter(
             "vxlan_outer_packets",
             "VXLAN packets that reached the NIC (XDP), by VNI",
-            &outer,
+            &vxlan(|v| (v.nic.as_deref(), v.outer_packets)),
         )?;
-        let inner: Vec<(Labels, u64)> = r
-            .vxlan
-            .iter()
-            .filter_map(|v| {
-                Some((
-                    label(&[
-                        ("iface", v.iface.as_deref().unwrap_or("")),
-                        ("vni", &vni(v.vni)),
-                    ]),
-                    v.inner_packets?,
-                ))
-            })
-            .collect();
         f.counter(
             "vxlan_inner_packets",
             "Decapsulated packets out of the VXLAN device (TCX ingress), by VNI",
-            &inner,
+            &vxlan(|v| (v.iface.as_deref(), v.inner_packets)),
         )?;
         let softnet = |value: fn(&crate::procfs::SoftnetCpu) -> u64| -> Vec<(Labels, u64)> {
             r.softnet

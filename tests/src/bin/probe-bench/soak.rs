@@ -100,7 +100,8 @@ pub fn run(probe: PathBuf, duration: Duration) -> bool {
             let (cpu, rss, peak) = process_usage(&pid);
             let t = t0.elapsed().as_secs_f64();
             println!(
-                "{t:>6.0} {rss:>10} {peak:>10} {:>8.2}",
+                "{t:>6.0} {rss:>10} {:>10} {peak:>10} {:>8.2}",
+                rss_anon_kib(&pid),
                 (cpu - cpu0) * 100.0 / t.max(1.0)
             );
             samples.push((t, rss));
@@ -137,4 +138,17 @@ pub fn run(probe: PathBuf, duration: Duration) -> bool {
         if flat { "met" } else { "MISSED" }
     );
     flat
+}
+
+/// RssAnon of /proc/PID/status: the heap and stacks, without the binary's
+/// file-backed pages (which grow as code paths are first run).
+fn rss_anon_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }

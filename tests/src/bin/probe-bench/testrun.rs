@@ -8,7 +8,8 @@
 //! Target: <= 15 ns over empty.
 
 use probe_common::{
-    frames, PROG_EMPTY_TC, PROG_EMPTY_XDP, PROG_NIC_XDP, PROG_VXLAN_EGRESS, PROG_VXLAN_INGRESS,
+    frames, PROG_EMPTY_TC, PROG_EMPTY_XDP, PROG_NIC_TC, PROG_NIC_XDP, PROG_VXLAN_EGRESS,
+    PROG_VXLAN_INGRESS,
 };
 use probe_tests::prog_run::Programs;
 
@@ -55,6 +56,7 @@ pub fn run() -> bool {
     let mut worst: f64 = 0.0;
     for (prog, empty) in [
         (PROG_NIC_XDP, PROG_EMPTY_XDP),
+        (PROG_NIC_TC, PROG_EMPTY_TC),
         (PROG_VXLAN_INGRESS, PROG_EMPTY_TC),
         (PROG_VXLAN_EGRESS, PROG_EMPTY_TC),
     ] {
