@@ -179,6 +179,8 @@ pub const PROG_STEER_STACK: &str = "steer_stack";
 pub const PROG_STEER_READY: &str = "steer_ready";
 pub const PROG_STEER_RECV: &str = "steer_recv";
 pub const GLOBAL_STEER_OFFSETS: &str = "STEER_OFFSETS";
+/// `[ifindex, netns inode]` of the watched NIC: packets start at its polls.
+pub const GLOBAL_STEER_NIC: &str = "STEER_NIC";
 /// CPUs tracked one by one; higher ones share the last index.
 pub const STEER_CPUS: usize = 32;
 /// Packets in flight / sockets tracked at once (direct-mapped tables).
@@ -188,6 +190,10 @@ pub const STEER_SLOTS: usize = 4096;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SteerOffsets {
     pub skb_head: u32,
+    /// `sk_buff.dev`, `net_device.ifindex`, `net_device.nd_net`.
+    pub skb_dev: u32,
+    pub dev_ifindex: u32,
+    pub dev_nd_net: u32,
     /// `sock.__sk_common.skc_num` (local port, host order).
     pub sk_num: u32,
     /// `sock.sk_protocol` (u16 since Linux 5.6): only TCP and UDP count.

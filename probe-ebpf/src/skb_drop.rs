@@ -16,11 +16,11 @@ use probe_common::{
     classify::{ETH_P_IPV4, ETH_P_IPV6},
     drops::{
         count_in, mix, reason_slot, DropKey, DropOffsets, DropTable, FlowKey, FlowTable, FAMILY_V4,
-        FAMILY_V6, MAX_SCOPE_NETNS, NO_REASON, REASON_SLOTS,
+        FAMILY_V6, NO_REASON, REASON_SLOTS,
     },
 };
 
-use crate::vxlan_ports::is_vxlan_port;
+use crate::{scope::in_scope, vxlan_ports::is_vxlan_port};
 
 #[unsafe(no_mangle)]
 static DROP_OFFSETS: DropOffsets = DropOffsets {
@@ -31,12 +31,6 @@ static DROP_OFFSETS: DropOffsets = DropOffsets {
     dev_nd_net: 0,
     net_inum: 0,
 };
-/// Namespaces (inode numbers) whose drops are counted; SCOPE_COUNT 0 = all.
-#[unsafe(no_mangle)]
-static SCOPE_NETNS: [u32; MAX_SCOPE_NETNS] = [0; MAX_SCOPE_NETNS];
-#[unsafe(no_mangle)]
-static SCOPE_COUNT: u32 = 0;
-
 #[map]
 static DROPS: PerCpuArray<DropTable> = PerCpuArray::with_max_entries(1, 0);
 #[map]
@@ -70,22 +64,6 @@ pub fn skb_drop(ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 unsafe fn field<T: Copy>(base: *const u8, offset: u32) -> T {
     unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
-}
-
-#[inline(always)]
-fn in_scope(netns: u32) -> bool {
-    let count = unsafe { core::ptr::read_volatile(&SCOPE_COUNT) } as usize;
-    if count == 0 {
-        return true;
-    }
-    let mut i = 0;
-    while i < MAX_SCOPE_NETNS && i < count {
-        if unsafe { core::ptr::read_volatile(&SCOPE_NETNS[i]) } == netns {
-            return true;
-        }
-        i += 1;
-    }
-    false
 }
 
 #[inline(always)]

@@ -23,17 +23,26 @@ use probe_common::{
     },
 };
 
+use crate::scope::in_scope;
+
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
 
 #[unsafe(no_mangle)]
 static STEER_OFFSETS: SteerOffsets = SteerOffsets {
     skb_head: 0,
+    skb_dev: 0,
+    dev_ifindex: 0,
+    dev_nd_net: 0,
     sk_num: 0,
     sk_protocol: 0,
     sk_net: 0,
     net_inum: 0,
 };
+
+/// `[ifindex, netns inode]` of the watched NIC.
+#[unsafe(no_mangle)]
+static STEER_NIC: [u32; 2] = [0, 0];
 
 #[map]
 static STEER_PACKETS: Array<SteerPacket> = Array::with_max_entries(STEER_SLOTS as u32, 0);
@@ -52,16 +61,32 @@ fn cpu() -> u32 {
     unsafe { bpf_get_smp_processor_id() }
 }
 
+/// A kernel value at `base + offset`, read with the fault-safe helper.
+#[inline(always)]
+fn read<T>(base: *const u8, offset: u32) -> Option<T> {
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }.ok()
+}
+
+/// Whether `skb` was received by the watched NIC (skb->dev's ifindex and netns).
+#[inline(always)]
+fn from_nic(skb: *const u8) -> Option<bool> {
+    let o = offsets();
+    let nic = unsafe { core::ptr::read_volatile(&STEER_NIC) };
+    let dev: *const u8 = read(skb, o.skb_dev)?;
+    if dev.is_null() || read::<i32>(dev, o.dev_ifindex)? as u32 != nic[0] {
+        return Some(false);
+    }
+    let net: *const u8 = read(dev, o.dev_nd_net)?;
+    Some(!net.is_null() && read::<u32>(net, o.net_inum)? == nic[1])
+}
+
 #[inline(always)]
 fn packet(ctx: &BtfTracePointContext) -> Option<(u64, &'static mut SteerPacket)> {
     let skb: *const u8 = ctx.arg(0);
     if skb.is_null() {
         return None;
     }
-    let id: u64 = unsafe {
-        bpf_probe_read_kernel(skb.wrapping_add(offsets().skb_head as usize) as *const u64)
-    }
-    .ok()?;
+    let id: u64 = read(skb, offsets().skb_head)?;
     let slot = ((id >> 8) ^ (id >> 20)) as u32 & (STEER_SLOTS as u32 - 1);
     // SAFETY: a slot of a shared array. One packet is handled by one CPU at a
     // time, in order (poll, then stack), so plain stores do.
@@ -70,19 +95,23 @@ fn packet(ctx: &BtfTracePointContext) -> Option<(u64, &'static mut SteerPacket)>
         .map(|p| (id, unsafe { &mut *p }))
 }
 
-/// net:napi_gro_receive_entry: on the CPU that polls the device.
+/// net:napi_gro_receive_entry: on the CPU that polls the device. Only the
+/// NIC's polls start a packet: a decapsulated packet is polled again (the
+/// VXLAN device's GRO cell), and must not restart. Every NIC poll does
+/// restart its slot: drivers recycle buffers (page_pool), so the head of
+/// this packet was the head of an earlier one moments ago.
 #[btf_tracepoint(function = "napi_gro_receive_entry")]
 pub fn steer_napi(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    if skb.is_null() || from_nic(skb) != Some(true) {
+        return 0;
+    }
     if let Some((id, p)) = packet(&ctx) {
-        // A decapsulated packet is polled again (the VXLAN device's GRO cell):
-        // the first poll, the device's, is the one that counts.
-        if p.id != id {
-            *p = SteerPacket {
-                id,
-                napi_cpu: cpu(),
-                stack_cpu: u32::MAX,
-            };
-        }
+        *p = SteerPacket {
+            id,
+            napi_cpu: cpu(),
+            stack_cpu: u32::MAX,
+        };
     }
     0
 }
@@ -131,6 +160,9 @@ fn socket(ctx: &BtfTracePointContext) -> Option<(u32, u32, &'static mut SteerSoc
     } else {
         unsafe { field(net, o.net_inum) }
     };
+    if !in_scope(netns) {
+        return None;
+    }
     let slot = mix(netns, port, 0) & (STEER_SLOTS as u32 - 1);
     // SAFETY: a slot of a shared array; see the module comment.
     STEER_SOCKETS

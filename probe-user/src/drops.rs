@@ -282,12 +282,9 @@ pub fn setup(btf: &Btf) -> Result<DropSetup, String> {
 /// Loads the drop probe's object with its settings (nothing attached yet:
 /// [`DropHook::attach`]). `scope`: network namespace inode numbers whose
 /// drops count (empty: every namespace).
-pub fn load_drops(
-    setup: DropSetup,
-    scope: &[u32],
-    vxlan_ports: &[u16],
-) -> Result<DropHook, String> {
-    let DropSetup { reasons, offsets } = setup;
+/// The SCOPE_NETNS and SCOPE_COUNT globals (probe-ebpf/src/scope.rs) for the
+/// namespace inodes of `--drop-netns`.
+pub fn scope_globals(scope: &[u32]) -> Result<([u32; MAX_SCOPE_NETNS], u32), String> {
     if scope.len() > MAX_SCOPE_NETNS {
         return Err(format!(
             "at most {MAX_SCOPE_NETNS} namespaces can be given to --drop-netns"
@@ -295,7 +292,16 @@ pub fn load_drops(
     }
     let mut netns = [0u32; MAX_SCOPE_NETNS];
     netns[..scope.len()].copy_from_slice(scope);
-    let count = scope.len() as u32;
+    Ok((netns, scope.len() as u32))
+}
+
+pub fn load_drops(
+    setup: DropSetup,
+    scope: &[u32],
+    vxlan_ports: &[u16],
+) -> Result<DropHook, String> {
+    let DropSetup { reasons, offsets } = setup;
+    let (netns, count) = scope_globals(scope)?;
     let mut ports = [0u16; MAX_VXLAN_PORTS];
     for (slot, port) in ports.iter_mut().zip(vxlan_ports) {
         *slot = *port;

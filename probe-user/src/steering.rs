@@ -2,9 +2,10 @@
 //! CPU pairs and an RFS hit rate.
 
 use aya::{Ebpf, EbpfLoader};
+use probe_common::drops::{GLOBAL_SCOPE_COUNT, GLOBAL_SCOPE_NETNS};
 use probe_common::latency::{
-    SteerMatrix, SteerOffsets, GLOBAL_STEER_OFFSETS, MAP_STEER, PROG_STEER_NAPI, PROG_STEER_READY,
-    PROG_STEER_RECV, PROG_STEER_STACK, STEER_CPUS,
+    SteerMatrix, SteerOffsets, GLOBAL_STEER_NIC, GLOBAL_STEER_OFFSETS, MAP_STEER, PROG_STEER_NAPI,
+    PROG_STEER_READY, PROG_STEER_RECV, PROG_STEER_STACK, STEER_CPUS,
 };
 use serde::Serialize;
 
@@ -21,6 +22,9 @@ pub fn setup(btf: &Btf) -> Result<SteerOffsets, String> {
     let common = btf.member_offset("sock", "__sk_common")?;
     Ok(SteerOffsets {
         skb_head: btf.member_offset("sk_buff", "head")?,
+        skb_dev: btf.member_offset("sk_buff", "dev")?,
+        dev_ifindex: btf.member_offset("net_device", "ifindex")?,
+        dev_nd_net: btf.member_offset("net_device", "nd_net")?,
         sk_num: common + btf.member_offset("sock_common", "skc_num")?,
         sk_protocol: btf.member_offset("sock", "sk_protocol")?,
         // possible_net_t: `struct net *net` at 0 (CONFIG_NET_NS).
@@ -40,12 +44,23 @@ impl crate::probes::HookObject for SteerHook {
     }
 }
 
-/// Loads the object (nothing attached yet: [`SteerHook::attach`]).
-pub fn load_steering(offsets: SteerOffsets) -> Result<SteerHook, String> {
+/// Loads the object (nothing attached yet: [`SteerHook::attach`]). Packets
+/// are followed from the polls of the NIC `nic_ifindex` in the namespace with
+/// inode `nic_netns`; socket reads in the `scope` namespaces (all if empty).
+pub fn load_steering(
+    offsets: SteerOffsets,
+    nic_ifindex: u32,
+    nic_netns: u32,
+    scope: &[u32],
+) -> Result<SteerHook, String> {
+    let (scope_netns, scope_count) = crate::drops::scope_globals(scope)?;
     let ebpf = EbpfLoader::new()
+        .override_global(GLOBAL_SCOPE_NETNS, &scope_netns, true)
+        .override_global(GLOBAL_SCOPE_COUNT, &scope_count, true)
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
         .btf(None)
         .override_global(GLOBAL_STEER_OFFSETS, &offsets, true)
+        .override_global(GLOBAL_STEER_NIC, &[nic_ifindex, nic_netns], true)
         .load(objects::STEERING)
         .map_err(|e| format!("loading the BPF object failed: {e}"))?;
     Ok(SteerHook { ebpf })

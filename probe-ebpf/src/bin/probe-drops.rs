@@ -2,6 +2,8 @@
 #![no_std]
 #![no_main]
 
+#[path = "../scope.rs"]
+mod scope;
 #[path = "../skb_drop.rs"]
 mod skb_drop;
 #[path = "../vxlan_ports.rs"]

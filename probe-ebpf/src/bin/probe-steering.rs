@@ -2,6 +2,8 @@
 #![no_std]
 #![no_main]
 
+#[path = "../scope.rs"]
+mod scope;
 #[path = "../steering.rs"]
 mod steering;
 

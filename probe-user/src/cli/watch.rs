@@ -82,8 +82,9 @@ pub struct WatchArgs {
     /// XDP attach mode at the NIC
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
     pub xdp_mode: XdpModeArg,
-    /// Count drops only in this network namespace (a name under /run/netns, or
-    /// `host`); repeatable, at most 16 [default: every namespace of the node]
+    /// Count drops (and, with --steering, socket reads) only in this network
+    /// namespace (a name under /run/netns, or `host`); repeatable, at most 16
+    /// [default: every namespace of the node]
     #[arg(long = "drop-netns", value_name = "NAME")]
     pub drop_netns: Vec<String>,
     /// Also report what the probe costs: its CPU and memory, and each of its
@@ -494,8 +495,13 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         Ok(None)
     };
     let mut steer_hook = if args.steering {
+        let nic_netns = netns
+            .inum()
+            .map_err(|e| format!("cannot identify netns {}: {e}", netns.label()));
         steer_setup
-            .and_then(crate::steering::load_steering)
+            .and_then(|offsets| {
+                crate::steering::load_steering(offsets, nic.ifindex, nic_netns?, &scope_inums)
+            })
             .map(Some)
     } else {
         Ok(None)
