@@ -213,8 +213,19 @@ impl Flood {
         assert!(line.starts_with("Attaching"), "bpftrace: {line:?}");
         let reader = std::thread::spawn(move || out.lines().count());
         let pps = self.pps();
-        // SAFETY: our child, not yet reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        // Once (in ~60 runs) bpftrace did not act on the first SIGINT and the
+        // bench waited forever: repeat it, and kill it if it never exits.
+        for _ in 0..10 {
+            // SAFETY: our child, not yet reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            std::thread::sleep(Duration::from_millis(500));
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+        }
         child.wait().unwrap();
         reader.join().unwrap();
         pps
