@@ -195,16 +195,17 @@ pub fn session(
     };
     caps::check(&args.requirements())?;
     let mut attached = attach(args, netns)?;
-    if let Some(path) = &args.ready_file {
-        write_ready_file(path, &attached)?;
-    }
     let first = sample(&mut attached)?;
     let baseline = first.attach_baseline();
     if period == Period::SinceAttach {
         // Totals start at zero with every hook listed, before the first interval.
         out(&report(ReportKind::Summary, &attached, &baseline, &first))?;
     }
+    // Ready (the file, /readyz): attached, and counting from here.
     on_attached(&attached.topology);
+    if let Some(path) = &args.ready_file {
+        write_ready_file(path, &attached)?;
+    }
     let mut previous = first;
     let interval = Duration::from_secs_f64(args.interval);
     let deadline = args
