@@ -140,6 +140,9 @@ struct Attached {
     devs_kernel_base: Vec<LinkStats>,
     devs_kernel_last: Vec<Option<LinkStats>>,
     last_device_check: Instant,
+    /// Per VXLAN hook: after a failed re-attach, when to try again (each try
+    /// loads and verifies the programs).
+    devs_retry_at: Vec<Option<Instant>>,
 }
 
 pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
@@ -299,6 +302,9 @@ fn check_devices(a: &mut Attached) {
         let Some(new_index) = now_index else {
             continue;
         };
+        if a.devs_retry_at[i].is_some_and(|t| Instant::now() < t) {
+            continue;
+        }
         let link = match a.rtnl.links() {
             Ok(links) => links.into_iter().find(|l| l.ifindex == new_index),
             Err(_) => None,
@@ -306,9 +312,19 @@ fn check_devices(a: &mut Attached) {
         let Some(link) = link else { continue };
         let mut hook = match probes::attach_vxlan_dev(&a.netns, &link) {
             Ok(hook) => hook,
-            // Not ready yet (e.g. still being set up): try again next check.
-            Err(_) => continue,
+            Err(e) => {
+                // Perhaps not ready yet (still being set up): try again soon.
+                if a.devs_retry_at[i].is_none() {
+                    eprintln!(
+                        "probe: cannot attach to the new {name} yet: {}",
+                        first_line(&e)
+                    );
+                }
+                a.devs_retry_at[i] = Some(Instant::now() + Duration::from_secs(1));
+                continue;
+            }
         };
+        a.devs_retry_at[i] = None;
         if hook.carry_over(&a.devs[i]).is_err() {
             continue;
         }
@@ -647,6 +663,7 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         devs_kernel_base: vec![LinkStats::default(); dev_hooks_len],
         devs_kernel_last: vec![None; dev_hooks_len],
         last_device_check: Instant::now(),
+        devs_retry_at: vec![None; dev_hooks_len],
     };
     // Settings are read after attaching (not counted in attach_ms); failing
     // to read them only costs the advice.
