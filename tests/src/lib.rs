@@ -205,6 +205,8 @@ impl Drop for Watch {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // A killed probe cannot remove its ready file.
+        let _ = std::fs::remove_file(&self.ready);
     }
 }
 
