@@ -16,7 +16,11 @@ use probe_common::{
     MAX_VXLAN_PORTS, PROG_NIC_TC, PROG_NIC_XDP, PROG_VXLAN_EGRESS, PROG_VXLAN_INGRESS, VNI_SLOTS,
 };
 
-use crate::{netns::Netns, objects, rtnl::Link};
+use crate::{
+    netns::Netns,
+    objects,
+    rtnl::{Link, LinkStats},
+};
 
 /// `--xdp-mode`: how to attach at the NIC.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -84,6 +88,10 @@ pub struct VxlanHook {
     /// Counts of the hooks on earlier incarnations of the device (deleted and
     /// recreated, as by a flanneld restart), so the counters never go back.
     carried: Option<DevCounts>,
+    /// The same for the device's stats64: the earlier incarnations' last
+    /// readings, and this one's last reading (carried included).
+    kernel_carried: LinkStats,
+    kernel_last: Option<LinkStats>,
 }
 
 /// Raw cumulative counters of one NIC hook: `queues[slot][cpu]`, and
@@ -291,6 +299,8 @@ pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String>
         vni: link.vxlan.and_then(|v| v.vni),
         ebpf,
         carried: None,
+        kernel_carried: LinkStats::default(),
+        kernel_last: None,
     })
 }
 
@@ -312,10 +322,22 @@ impl VxlanHook {
         Ok(counts)
     }
 
+    /// The device's stats64 from `now` (None if unreadable or gone) plus its
+    /// earlier incarnations'; remembered for a successor to carry over.
+    pub fn kernel_stats(&mut self, now: Option<LinkStats>) -> Option<LinkStats> {
+        let total = now.map(|s| s.plus(&self.kernel_carried));
+        if total.is_some() {
+            self.kernel_last = total;
+        }
+        total
+    }
+
     /// Takes over `old`'s counts (a hook on the device this one replaces):
-    /// its maps outlive the device, so they hold every packet it counted.
+    /// its maps outlive the device, so they hold every packet it counted;
+    /// its stats64 are what was last read before the device went.
     pub fn carry_over(&mut self, old: &VxlanHook) -> Result<(), String> {
         self.carried = Some(old.read()?);
+        self.kernel_carried = old.kernel_last.unwrap_or(old.kernel_carried);
         Ok(())
     }
 }

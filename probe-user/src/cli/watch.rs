@@ -135,10 +135,6 @@ struct Attached {
     settings: Option<Snapshot>,
     topology: Topology,
     started: Instant,
-    /// Per VXLAN hook: kernel stats64 of the device's earlier incarnations,
-    /// and the last reading (base included), to carry over on re-attach.
-    devs_kernel_base: Vec<LinkStats>,
-    devs_kernel_last: Vec<Option<LinkStats>>,
     last_device_check: Instant,
     /// Per VXLAN hook: after a failed re-attach, when to try again (each try
     /// loads and verifies the programs).
@@ -329,9 +325,6 @@ fn check_devices(a: &mut Attached) {
             continue;
         }
         a.devs[i] = hook; // drops the old hook: its dead links close
-        if let Some(last) = a.devs_kernel_last[i] {
-            a.devs_kernel_base[i] = last;
-        }
         let g = &mut a.topology.gaps[gap];
         g.reattached_s = Some(a.started.elapsed().as_secs_f64());
         g.new_ifindex = Some(new_index);
@@ -660,8 +653,6 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         settings: None,
         topology,
         started: Instant::now(),
-        devs_kernel_base: vec![LinkStats::default(); dev_hooks_len],
-        devs_kernel_last: vec![None; dev_hooks_len],
         last_device_check: Instant::now(),
         devs_retry_at: vec![None; dev_hooks_len],
     };
@@ -735,15 +726,9 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
     // A recreated device's counters start from zero: add its predecessors'.
     let devs_kernel: Vec<Option<LinkStats>> = a
         .devs
-        .iter()
-        .zip(&a.devs_kernel_base)
-        .map(|(h, base)| stats(h.ifindex).map(|s| s.plus(base)))
+        .iter_mut()
+        .map(|h| h.kernel_stats(stats(h.ifindex)))
         .collect();
-    for (last, now) in a.devs_kernel_last.iter_mut().zip(&devs_kernel) {
-        if now.is_some() {
-            *last = *now;
-        }
-    }
     let nic = a
         .nic
         .as_ref()
@@ -809,7 +794,7 @@ fn sample(a: &mut Attached) -> Result<Sample, ProbeError> {
         nic,
         nic_kernel: a.nic.as_ref().and_then(|h| stats(h.ifindex)),
         devs,
-        devs_kernel: devs_kernel.clone(),
+        devs_kernel,
         drops,
         nic_queue_drops,
         softnet,
