@@ -196,11 +196,16 @@ pub fn ethtool_settings(iface: &str) -> Vec<Setting> {
         .build();
     match runtime {
         Ok(rt) => rt.block_on(ethtool_query(iface)),
-        Err(e) => ETHTOOL_ITEMS
-            .iter()
-            .map(|name| Setting::from(*name, Err(format!("no async runtime: {e}"))))
-            .collect(),
+        Err(e) => ethtool_unreadable(&format!("no async runtime: {e}")),
     }
+}
+
+/// Every ethtool item, each with the same reason it could not be read.
+fn ethtool_unreadable(why: &str) -> Vec<Setting> {
+    ETHTOOL_ITEMS
+        .iter()
+        .map(|name| Setting::from(*name, Err(why.to_string())))
+        .collect()
 }
 
 /// The items ethtool_settings lists, in order.
@@ -249,50 +254,34 @@ async fn ethtool_query(iface: &str) -> Vec<Setting> {
     };
     let (connection, mut handle, _) = match ethtool::new_connection() {
         Ok(c) => c,
-        Err(e) => {
-            return ETHTOOL_ITEMS
-                .iter()
-                .map(|name| Setting::from(*name, Err(format!("ethtool netlink: {e}"))))
-                .collect()
-        }
+        Err(e) => return ethtool_unreadable(&format!("ethtool netlink: {e}")),
     };
     let connection = tokio::spawn(connection);
     let mut out = Vec::new();
 
-    let ring = first_reply(handle.ring().get(Some(iface)).execute()).await;
-    let ring_value = |pick: fn(&R) -> Option<(bool, u32)>| -> Result<String, String> {
-        let nlas = ring.as_ref().map_err(Clone::clone)?;
-        let (mut now, mut max) = (None, None);
-        for a in nlas {
-            if let A::Ring(r) = a {
-                match pick(r) {
-                    Some((false, v)) => now = Some(v),
-                    Some((true, v)) => max = Some(v),
-                    None => {}
+    // [rx, rx max, tx, tx max]
+    let ring = first_reply(handle.ring().get(Some(iface)).execute())
+        .await
+        .map(|nlas| {
+            let mut v = [None; 4];
+            for a in nlas {
+                match a {
+                    A::Ring(R::Rx(n)) => v[0] = Some(n),
+                    A::Ring(R::RxMax(n)) => v[1] = Some(n),
+                    A::Ring(R::Tx(n)) => v[2] = Some(n),
+                    A::Ring(R::TxMax(n)) => v[3] = Some(n),
+                    _ => {}
                 }
             }
-        }
-        match (now, max) {
+            v
+        });
+    for (item, now, max) in [("ring rx", 0, 1), ("ring tx", 2, 3)] {
+        let value = ring.clone().and_then(|v| match (v[now], v[max]) {
             (Some(n), Some(m)) => Ok(format!("{n} (max {m})")),
-            _ => Err("not reported".into()),
-        }
-    };
-    out.push(Setting::from(
-        "ring rx",
-        ring_value(|r| match r {
-            R::Rx(v) => Some((false, *v)),
-            R::RxMax(v) => Some((true, *v)),
-            _ => None,
-        }),
-    ));
-    out.push(Setting::from(
-        "ring tx",
-        ring_value(|r| match r {
-            R::Tx(v) => Some((false, *v)),
-            R::TxMax(v) => Some((true, *v)),
-            _ => None,
-        }),
-    ));
+            _ => Err("not reported".to_string()),
+        });
+        out.push(Setting::from(item, value));
+    }
 
     let channels = first_reply(handle.channel().get(Some(iface)).execute())
         .await
@@ -333,18 +322,13 @@ async fn ethtool_query(iface: &str) -> Vec<Setting> {
     // Features by their ethtool names (net/ethtool/common.c netdev_features_strings).
     let features = first_reply(handle.feature().get(Some(iface)).execute()).await;
     for (item, feature) in [("gro", "rx-gro"), ("lro", "large-receive-offload")] {
-        let value = features.as_ref().map_err(Clone::clone).and_then(|nlas| {
-            nlas.iter()
-                .find_map(|a| match a {
-                    A::Feature(F::Active(bits)) => bits
-                        .iter()
-                        .find(|b| b.name == feature)
-                        .map(|b| on_off(b.value)),
-                    _ => None,
-                })
-                // Not among the active bits: the device has it off.
-                .or_else(|| Some(on_off(false)))
-                .ok_or_else(|| "not reported".to_string())
+        let value = features.as_ref().map_err(Clone::clone).map(|nlas| {
+            let active = nlas.iter().any(|a| match a {
+                A::Feature(F::Active(bits)) => bits.iter().any(|b| b.name == feature && b.value),
+                _ => false,
+            });
+            // Not among the active bits: the device has it off.
+            on_off(active)
         });
         out.push(Setting::from(item, value));
     }
