@@ -53,17 +53,19 @@ fn from_json(summary: &serde_json::Value) -> Totals {
 /// table's INNER column and the ledger's reason notes.
 fn from_terminal(text: &str) -> Totals {
     let summary = &text[text.find("SUMMARY").expect("a summary")..];
-    let row = |first: &str, second: &str| -> Vec<&str> {
+    // The first row whose leading words are `lead`.
+    let row = |lead: &[&str]| -> Vec<&str> {
         summary
             .lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|w| w.len() > 3 && w[0] == first && w[1] == second)
-            .unwrap_or_else(|| panic!("no row {first} {second} in:\n{summary}"))
+            .find(|w| w.len() > 3 && w.starts_with(lead))
+            .unwrap_or_else(|| panic!("no row {lead:?} in:\n{summary}"))
     };
-    let xdp = row("xdp", "eth0")[3].parse().unwrap();
+    let xdp = row(&["xdp", "eth0"])[3].parse().unwrap();
     // VXLAN  NIC  VNI  DEVICE  OUTER  INNER  OUTER-INNER
-    let vxlan = row("eth0", "1");
-    let socket = row("socket", summary_socket_in(summary));
+    let vxlan = row(&["eth0", "1"]);
+    // The ledger: STAGE IN DROPS %IN  REASON N, REASON N, ...
+    let socket = row(&["socket"]);
     let no_socket = socket
         .windows(2)
         .find(|w| w[0] == "NO_SOCKET")
@@ -73,16 +75,6 @@ fn from_terminal(text: &str) -> Totals {
         vxlan_inner: vxlan[4].parse().unwrap(),
         no_socket,
     }
-}
-
-/// The IN column of the ledger's socket row ("-" when nothing measures it).
-fn summary_socket_in(summary: &str) -> &str {
-    summary
-        .lines()
-        .map(str::split_whitespace)
-        .filter_map(|mut w| (w.next() == Some("socket")).then(|| w.next()).flatten())
-        .next()
-        .expect("a socket row in the ledger")
 }
 
 #[test]
