@@ -334,12 +334,6 @@ impl DropHook {
         )
     }
 
-    pub fn program_stats(&self) -> Vec<crate::selfcost::ProgramStat> {
-        crate::selfcost::program_stat(&self.ebpf, PROG_SKB_DROP, "*")
-            .into_iter()
-            .collect()
-    }
-
     pub fn read(&self) -> Result<DropCounts, String> {
         let drops = read_per_cpu::<DropTable>(&self.ebpf, MAP_DROPS, 1)?;
         let flows = read_per_cpu::<FlowTable>(&self.ebpf, MAP_DROP_FLOWS, 1)?;

@@ -11,7 +11,7 @@ use probe_common::latency::{
 };
 use serde::Serialize;
 
-use crate::{btf::Btf, objects, probes::read_per_cpu, selfcost::ProgramStat};
+use crate::{btf::Btf, objects, probes::read_per_cpu};
 
 /// The attached softirq and NAPI probes. Dropping it detaches them.
 pub struct LatencyHook {
@@ -110,13 +110,6 @@ impl LatencyHook {
             }
         }
         Ok(LatencyCounts { softirq, napi })
-    }
-
-    pub fn program_stats(&self) -> Vec<ProgramStat> {
-        PROGRAMS
-            .iter()
-            .filter_map(|(p, _)| crate::selfcost::program_stat(&self.ebpf, p, "*"))
-            .collect()
     }
 }
 

@@ -233,12 +233,6 @@ impl NicHook {
         self.hook = format!("xdp/{mode}");
     }
 
-    pub fn program_stats(&self) -> Vec<crate::selfcost::ProgramStat> {
-        crate::selfcost::program_stat(&self.ebpf, self.program, &self.iface)
-            .into_iter()
-            .collect()
-    }
-
     pub fn read(&self) -> Result<NicCounts, String> {
         let entries =
             read_per_cpu::<QueueCounters>(&self.ebpf, MAP_NIC_QUEUES, self.queue_slots + 1)?;
@@ -305,13 +299,6 @@ pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String>
 }
 
 impl VxlanHook {
-    pub fn program_stats(&self) -> Vec<crate::selfcost::ProgramStat> {
-        [PROG_VXLAN_INGRESS, PROG_VXLAN_EGRESS]
-            .iter()
-            .filter_map(|p| crate::selfcost::program_stat(&self.ebpf, p, &self.iface))
-            .collect()
-    }
-
     pub fn read(&self) -> Result<DevCounts, String> {
         let mut counts = DevCounts {
             dirs: read_per_cpu::<DevCounters>(&self.ebpf, MAP_VXLAN_DEV, DIRECTIONS)?,
@@ -347,11 +334,37 @@ impl VxlanHook {
 pub trait HookObject {
     fn object(&self) -> &Ebpf;
 
+    /// The interface its programs are attached to; "*" for tracing hooks.
+    fn iface(&self) -> &str {
+        "*"
+    }
+
+    /// Names of the programs this hook loaded (the object's others stay
+    /// unloaded, e.g. nic_tc while nic_xdp is used), sorted.
+    fn loaded_programs(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .object()
+            .programs()
+            .filter(|(_, p)| p.fd().is_ok())
+            .map(|(name, _)| name)
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Kernel ids of the programs this hook loaded (`bpftool prog show id N`).
     fn program_ids(&self) -> Vec<u32> {
-        self.object()
-            .programs()
-            .filter_map(|(_, p)| p.info().ok().map(|i| i.id()))
+        self.loaded_programs()
+            .into_iter()
+            .filter_map(|name| Some(self.object().program(name)?.info().ok()?.id()))
+            .collect()
+    }
+
+    /// Runs and kernel run time of each loaded program (BPF stats, `--self`).
+    fn program_stats(&self) -> Vec<crate::selfcost::ProgramStat> {
+        self.loaded_programs()
+            .into_iter()
+            .filter_map(|name| crate::selfcost::program_stat(self.object(), name, self.iface()))
             .collect()
     }
 }
@@ -360,11 +373,19 @@ impl HookObject for NicHook {
     fn object(&self) -> &Ebpf {
         &self.ebpf
     }
+
+    fn iface(&self) -> &str {
+        &self.iface
+    }
 }
 
 impl HookObject for VxlanHook {
     fn object(&self) -> &Ebpf {
         &self.ebpf
+    }
+
+    fn iface(&self) -> &str {
+        &self.iface
     }
 }
 

@@ -9,7 +9,7 @@ use probe_common::latency::{
 };
 use serde::Serialize;
 
-use crate::{btf::Btf, objects, probes::read_per_cpu, selfcost::ProgramStat};
+use crate::{btf::Btf, objects, probes::read_per_cpu};
 
 const PROGRAMS: [(&str, &str); 4] = [
     (PROG_STEER_NAPI, "napi_gro_receive_entry"),
@@ -94,13 +94,6 @@ impl SteerHook {
             }
         }
         Ok(c)
-    }
-
-    pub fn program_stats(&self) -> Vec<ProgramStat> {
-        PROGRAMS
-            .iter()
-            .filter_map(|(p, _)| crate::selfcost::program_stat(&self.ebpf, p, "*"))
-            .collect()
     }
 }
 

@@ -20,7 +20,7 @@ use crate::{
     ledger::Names,
     model::{DevInfo, NicInfo, Report, ReportKind, Sample, Topology},
     netns::{self, Netns},
-    probes::{self, NicConfig, NicHook, Unavailable, VxlanHook, XdpModeArg},
+    probes::{self, HookObject, NicConfig, NicHook, Unavailable, VxlanHook, XdpModeArg},
     render, route,
     rtnl::{Link, LinkStats, RtnlSocket},
     tune::Snapshot,
@@ -815,11 +815,7 @@ fn self_sample(a: &Attached) -> crate::selfcost::SelfSample {
     let (cpu_s, rss_kib, peak_rss_kib) = crate::selfcost::process_usage("self");
     let mut programs = Vec::new();
     if a.bpf_stats.is_some() {
-        programs.extend(a.nic.iter().flat_map(|h| h.program_stats()));
-        programs.extend(a.devs.iter().flat_map(|h| h.program_stats()));
-        programs.extend(a.drops.iter().flat_map(|h| h.program_stats()));
-        programs.extend(a.latency.iter().flat_map(|h| h.program_stats()));
-        programs.extend(a.steering.iter().flat_map(|h| h.program_stats()));
+        programs.extend(a.hooks().flat_map(|h| h.program_stats()));
     }
     crate::selfcost::SelfSample {
         cpu_s,
@@ -875,16 +871,19 @@ pub fn emit(json: bool, report: &Report) -> Result<bool, ProbeError> {
 }
 
 impl Attached {
+    /// Every hook, in path order.
+    fn hooks(&self) -> impl Iterator<Item = &dyn HookObject> {
+        let nic = self.nic.iter().map(|h| h as &dyn HookObject);
+        let devs = self.devs.iter().map(|h| h as &dyn HookObject);
+        let drops = self.drops.iter().map(|h| h as &dyn HookObject);
+        let latency = self.latency.iter().map(|h| h as &dyn HookObject);
+        let steering = self.steering.iter().map(|h| h as &dyn HookObject);
+        nic.chain(devs).chain(drops).chain(latency).chain(steering)
+    }
+
     /// Kernel ids of every program this run loaded.
     fn program_ids(&self) -> Vec<u32> {
-        use crate::probes::HookObject;
-        let mut ids = Vec::new();
-        ids.extend(self.nic.iter().flat_map(|h| h.program_ids()));
-        ids.extend(self.devs.iter().flat_map(|h| h.program_ids()));
-        ids.extend(self.drops.iter().flat_map(|h| h.program_ids()));
-        ids.extend(self.latency.iter().flat_map(|h| h.program_ids()));
-        ids.extend(self.steering.iter().flat_map(|h| h.program_ids()));
-        ids
+        self.hooks().flat_map(|h| h.program_ids()).collect()
     }
 }
 
