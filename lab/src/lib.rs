@@ -240,6 +240,28 @@ impl Lab {
         Ok(())
     }
 
+    /// Deletes the FDB entry that points `node`'s flannel.1 at `peer`'s VTEP:
+    /// what a flanneld that lost its subnet lease leaves. vxlan_xmit then has
+    /// no target for the peer's pods (drop reason NO_TX_TARGET).
+    pub fn delete_fdb(&self, node: &Node, peer: &Node) -> Result<(), String> {
+        run(
+            "bridge",
+            &[
+                "-n",
+                &node.netns,
+                "fdb",
+                "del",
+                &mac(MAC_VTEP, peer.index, 0),
+                "dev",
+                Node::VXLAN,
+                "dst",
+                &peer.underlay_ip.to_string(),
+                "self",
+            ],
+        )
+        .map(|_| ())
+    }
+
     /// Deletes `node`'s flannel.1 (its routes and neighbour entries go with it).
     pub fn delete_flannel(&self, node: &Node) -> Result<(), String> {
         ip(&node.netns, "link del flannel.1")

@@ -99,6 +99,8 @@ pub struct Classification {
     pub class: NicClass,
     /// VNI, when `class == Vxlan` and the VXLAN header is complete.
     pub vni: Option<u32>,
+    /// UDP destination port, when `class == Vxlan` (0 otherwise).
+    pub port: u16,
     /// Inner frame class, when `class == Vxlan`.
     pub inner: InnerClass,
 }
@@ -108,6 +110,7 @@ impl Classification {
         Self {
             class,
             vni: None,
+            port: 0,
             inner: InnerClass::Other,
         }
     }
@@ -155,6 +158,7 @@ fn classify_untagged_ipv4<F: Frame + ?Sized>(
     Some(Classification {
         class: NicClass::Vxlan,
         vni: Some(vni),
+        port: dport,
         inner: InnerClass::from_ethertype(u16::from_be_bytes([h[62], h[63]])),
     })
 }
@@ -189,7 +193,9 @@ fn classify_any<F: Frame + ?Sized>(
         return Classification::plain(class);
     };
     match frame.be16_at(udp + 2) {
-        Some(dport) if dport != 0 && is_vxlan_port(dport) => classify_vxlan(frame, udp + UDP_HLEN),
+        Some(dport) if dport != 0 && is_vxlan_port(dport) => {
+            classify_vxlan(frame, udp + UDP_HLEN, dport)
+        }
         _ => Classification::plain(class),
     }
 }
@@ -228,11 +234,12 @@ fn ipv6_udp_offset<F: Frame + ?Sized>(frame: &F, l3: usize) -> Option<usize> {
 /// VXLAN header (RFC 7348) at `vxlan`: flags(8) reserved(24) VNI(24) reserved(8),
 /// then the inner Ethernet frame.
 #[inline(always)]
-fn classify_vxlan<F: Frame + ?Sized>(frame: &F, vxlan: usize) -> Classification {
+fn classify_vxlan<F: Frame + ?Sized>(frame: &F, vxlan: usize, port: u16) -> Classification {
     let Some(vni_word) = frame.be32_at(vxlan + 4) else {
         return Classification {
             class: NicClass::Vxlan,
             vni: None,
+            port,
             inner: InnerClass::Truncated,
         };
     };
@@ -244,6 +251,7 @@ fn classify_vxlan<F: Frame + ?Sized>(frame: &F, vxlan: usize) -> Classification 
     Classification {
         class: NicClass::Vxlan,
         vni,
+        port,
         inner,
     }
 }

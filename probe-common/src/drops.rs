@@ -19,6 +19,9 @@ pub const GLOBAL_DROP_OFFSETS: &str = "DROP_OFFSETS";
 pub const GLOBAL_SCOPE_NETNS: &str = "SCOPE_NETNS";
 pub const GLOBAL_SCOPE_COUNT: &str = "SCOPE_COUNT";
 pub const GLOBAL_NOT_DROPS: &str = "NOT_DROPS";
+pub const GLOBAL_NIC_NETNS: &str = "NIC_NETNS";
+pub const GLOBAL_REASON_NO_SOCKET: &str = "REASON_NO_SOCKET";
+pub const GLOBAL_REASON_NOT_SPECIFIED: &str = "REASON_NOT_SPECIFIED";
 /// Placeholder in NOT_DROPS for a value the running kernel does not have.
 pub const NO_REASON: u32 = u32::MAX;
 
@@ -48,6 +51,14 @@ pub struct DropOffsets {
     pub dev_nd_net: u32,
     /// `net.ns` + `ns_common.inum`.
     pub net_inum: u32,
+    /// `sk_buff.end`: skb_shinfo(skb) = head + end.
+    pub skb_end: u32,
+    pub shinfo_gso_segs: u32,
+    pub skb_sk: u32,
+    /// `sock.__sk_common` + `sock_common.skc_net` (a possible_net_t: the net pointer).
+    pub sk_net: u32,
+    pub dev_rtnl_link_ops: u32,
+    pub link_ops_kind: u32,
 }
 
 /// Where a drop happened: the netns inode number and ifindex of skb->dev
@@ -58,7 +69,8 @@ pub struct DropKey {
     pub netns: u32,
     pub ifindex: u32,
     pub reason: u32,
-    pub _pad: u32,
+    /// 1 when skb->dev is a VXLAN device: the packet was decapsulated.
+    pub decap: u32,
 }
 
 /// A keyed counter in a direct-mapped table.
@@ -141,14 +153,48 @@ pub fn count_in<K: Copy + PartialEq, const N: usize>(
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DropTable {
-    /// Exact drops per reason slot ([`reason_slot`]), in scope only.
+    /// Exact dropped skbs per reason slot ([`reason_slot`]), in scope only.
     pub by_reason: [u64; REASON_SLOTS],
+    /// The same in segments: max(gso_segs, 1) per dropped skb.
+    pub segments: [u64; REASON_SLOTS],
+    /// Segments of outer VXLAN packets (UDP to a VXLAN port) dropped in the
+    /// NIC's namespace before decapsulation, per reason slot, whatever the
+    /// scope: what explains VXLAN packets seen at the NIC but not on the device.
+    pub vxlan_outer: [u64; REASON_SLOTS],
+    /// Of `by_reason` / `segments`: drops while skb->dev was a VXLAN device,
+    /// i.e. of packets already decapsulated (routing, netfilter FORWARD).
+    pub decap_skbs: [u64; REASON_SLOTS],
+    pub decap_segments: [u64; REASON_SLOTS],
     /// Drops per (netns, ifindex, reason). A key whose home slot and the next
     /// [`PROBES`] are taken by others is counted in `by_reason` only.
     pub slots: [DropSlot; DROP_SLOTS],
     /// Drops in namespaces outside `--drop-netns` (not counted above).
     pub out_of_scope: u64,
+    /// In-scope drops that lose no data, by [`Benign`] kind, in skbs and in
+    /// segments; not counted in the tables above.
+    pub benign_skbs: [u64; BENIGN_KINDS],
+    pub benign_segments: [u64; BENIGN_KINDS],
 }
+
+/// Drops the probe recognises from the packet as losing no data. The kernel
+/// names them with a generic reason; the packet's headers tell them apart.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Benign {
+    /// An ICMP/ICMPv6 echo reply freed with NO_SOCKET by ping_rcv: the raw
+    /// socket of a root `ping` got a clone first (raw_local_deliver).
+    EchoReply = 0,
+    /// A TCP segment freed with NOT_SPECIFIED: TCP ignored it (a TIME_WAIT
+    /// socket took it, e.g. a late FIN or a duplicate, tcp_v4_rcv's
+    /// do_time_wait path), which real TCP drops never are: they have reasons.
+    TcpIgnored = 1,
+    /// A TCP segment other than a SYN freed with NO_SOCKET: its connection
+    /// is gone (closed or reset); the sender gets a RST. A SYN to no socket
+    /// is a refused connection and stays NO_SOCKET.
+    TcpStale = 2,
+}
+
+pub const BENIGN_KINDS: usize = 4;
 
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
@@ -163,7 +209,9 @@ pub struct FlowKey {
     pub family: u8,
     /// 1 when the addresses are the inner ones of a VXLAN packet.
     pub inner: u8,
-    pub _pad: [u8; 6],
+    /// 1 when skb->dev is a VXLAN device: the packet was decapsulated.
+    pub decap: u8,
+    pub _pad: [u8; 5],
     pub src: [u8; 16],
     pub dst: [u8; 16],
 }
@@ -178,7 +226,9 @@ pub struct FlowTable {
 }
 
 // The per-CPU value size limit is 32 KiB (PCPU_MIN_UNIT_SIZE).
-const _: () = assert!(size_of::<DropTable>() == 8 * REASON_SLOTS + 24 * DROP_SLOTS + 8);
+const _: () = assert!(
+    size_of::<DropTable>() == 5 * 8 * REASON_SLOTS + 24 * DROP_SLOTS + 8 + 16 * BENIGN_KINDS
+);
 const _: () = assert!(size_of::<DropTable>() <= 32 * 1024);
 const _: () = assert!(size_of::<FlowKey>() == 48);
 const _: () = assert!(size_of::<FlowTable>() <= 32 * 1024);
@@ -221,8 +271,14 @@ impl Default for DropTable {
     fn default() -> Self {
         Self {
             by_reason: [0; REASON_SLOTS],
+            segments: [0; REASON_SLOTS],
+            vxlan_outer: [0; REASON_SLOTS],
+            decap_skbs: [0; REASON_SLOTS],
+            decap_segments: [0; REASON_SLOTS],
             slots: [DropSlot::default(); DROP_SLOTS],
             out_of_scope: 0,
+            benign_skbs: [0; BENIGN_KINDS],
+            benign_segments: [0; BENIGN_KINDS],
         }
     }
 }

@@ -1,6 +1,9 @@
-//! The node's NIC: packets and bytes per RX queue and class, and for VXLAN
-//! per VNI with the class of the inner frame. XDP (`nic_xdp`) normally; TCX
-//! ingress (`nic_tc`) when another owner's program holds the NIC's XDP hook.
+//! The node's NIC: skbs, segments and bytes per RX queue and class, and for
+//! VXLAN per (UDP port, VNI) with the class of the inner frame. TCX ingress
+//! (`nic_tc`) by default: it changes nothing in the driver. XDP (`nic_xdp`)
+//! on request: it sees every wire frame before GRO, but attaching it makes
+//! many drivers change how they receive (veth: NAPI mode and no TSO on the
+//! peer; virtio_net: no guest offloads; mlx5/ice/ixgbe/ena: ring reset).
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -13,11 +16,18 @@ use probe_common::{
     QueueCounters, DEFAULT_QUEUE_SLOTS, MAX_VNIS, VNI_OTHER_SLOT,
 };
 
-use crate::vxlan_ports::is_vxlan_port;
+use crate::{
+    tc::{gso_segs, TC_ACT_UNSPEC},
+    vxlan_ports::is_vxlan_port,
+};
 
 // Set by the loader. `read_volatile` keeps the compiler from folding the defaults.
+// Slot i counts VXLAN packets to UDP port WATCHED_VNI_PORTS[i] with VNI
+// WATCHED_VNIS[i]: a VNI on a port no device listens on is another tunnel.
 #[unsafe(no_mangle)]
 static WATCHED_VNIS: [u32; MAX_VNIS] = [1, 0, 0, 0, 0, 0, 0, 0];
+#[unsafe(no_mangle)]
+static WATCHED_VNI_PORTS: [u16; MAX_VNIS] = [8472, 0, 0, 0, 0, 0, 0, 0];
 #[unsafe(no_mangle)]
 static WATCHED_VNI_COUNT: u32 = 1;
 /// Number of RX queue slots; the map has one more entry, the overflow slot.
@@ -36,28 +46,25 @@ pub fn nic_xdp(ctx: XdpContext) -> u32 {
         data_end: ctx.data_end(),
     };
     let len = (frame.data_end - frame.data) as u64;
+    // A wire frame: one skb-to-be, one segment.
     count(&frame, ctx.rx_queue_index(), 1, len);
     xdp_action::XDP_PASS
 }
 
-/// "Continue": the next TCX program (the CNI's) still runs.
-const TC_ACT_UNSPEC: i32 = -1;
-
-/// The fallback: the same counts from TCX ingress, after the driver built the
-/// skb (and GRO may have merged packets: gso_segs counts them).
+/// The default: the same counts from tc ingress (TCX, or a cls_bpf filter),
+/// after the driver built the skb and GRO may have merged segments.
 #[classifier]
 pub fn nic_tc(ctx: TcContext) -> i32 {
     let frame = PacketFrame {
         data: ctx.data(),
         data_end: ctx.data_end(),
     };
-    // SAFETY: reads of the context the verifier rewrites to sk_buff fields.
-    let (queue_mapping, gso_segs) =
-        unsafe { ((*ctx.skb.skb).queue_mapping, (*ctx.skb.skb).gso_segs) };
+    // SAFETY: a read of the context the verifier rewrites to the sk_buff field.
+    let queue_mapping = unsafe { (*ctx.skb.skb).queue_mapping };
     // skb_record_rx_queue() stores queue + 1; 0 means the driver recorded
     // none, which XDP's rx_queue_index reports as queue 0 too.
     let queue = queue_mapping.saturating_sub(1);
-    count(&frame, queue, gso_segs.max(1) as u64, ctx.len() as u64);
+    count(&frame, queue, gso_segs(&ctx), ctx.len() as u64);
     TC_ACT_UNSPEC
 }
 
@@ -107,14 +114,16 @@ impl Frame for PacketFrame {
 }
 
 #[inline(always)]
-fn vni_slot(vni: Option<u32>) -> u32 {
+fn vni_slot(port: u16, vni: Option<u32>) -> u32 {
     let Some(vni) = vni else {
         return VNI_OTHER_SLOT;
     };
     let count = unsafe { core::ptr::read_volatile(&WATCHED_VNI_COUNT) } as usize;
     let mut i = 0;
     while i < MAX_VNIS && i < count {
-        if unsafe { core::ptr::read_volatile(&WATCHED_VNIS[i]) } == vni {
+        if unsafe { core::ptr::read_volatile(&WATCHED_VNIS[i]) } == vni
+            && unsafe { core::ptr::read_volatile(&WATCHED_VNI_PORTS[i]) } == port
+        {
             return i as u32;
         }
         i += 1;
@@ -122,10 +131,10 @@ fn vni_slot(vni: Option<u32>) -> u32 {
     VNI_OTHER_SLOT
 }
 
-/// Counts `packets` packets of `len` bytes, classified by `frame`'s headers,
-/// on RX queue `queue`.
+/// Counts one skb (or XDP frame) of `segments` segments and `len` bytes,
+/// classified by `frame`'s headers, on RX queue `queue`.
 #[inline(always)]
-fn count(frame: &PacketFrame, queue: u32, packets: u64, len: u64) {
+fn count(frame: &PacketFrame, queue: u32, segments: u64, len: u64) {
     let c = classify(frame, is_vxlan_port);
     let class = c.class as usize;
 
@@ -139,16 +148,18 @@ fn count(frame: &PacketFrame, queue: u32, packets: u64, len: u64) {
     // plain increments do not race.
     let q = unsafe { &mut *q };
     if class < NicClass::COUNT {
-        q.classes.packets[class] += packets;
+        q.classes.skbs[class] += 1;
+        q.classes.segments[class] += segments;
         q.classes.bytes[class] += len;
     }
     if c.class == NicClass::Vxlan {
-        let slot = vni_slot(c.vni) as usize;
+        let slot = vni_slot(c.port, c.vni) as usize;
         let inner = c.inner as usize;
         if slot < q.vnis.len() && inner < InnerClass::COUNT {
             let v = &mut q.vnis[slot];
             v.outer_bytes += len;
-            v.inner[inner] += packets;
+            v.outer_skbs += 1;
+            v.inner[inner] += segments;
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Advice: rules that fire only on evidence in a report, and cite it (the
-//! counts and the current setting). Each rule is silent without evidence.
+//! counts, their rate and share of the traffic, and the current setting).
+//! The traffic rules need a sustained rate over the report's period and a
+//! minimum count (consts below); they are silent on thin evidence.
 
 use serde::Serialize;
 
@@ -31,14 +33,14 @@ fn device_setting<'a>(s: &'a Snapshot, iface: &str, name: &str) -> Option<&'a st
         .as_deref()
 }
 
+/// Segments (wire packets) `stage` dropped for `reason`: the ledger's unit.
 fn reason_count(r: &Report, stage: &str, reason: &str) -> u64 {
     r.ledger
         .ledger
         .iter()
         .find(|row| row.stage == stage)
         .and_then(|row| row.reasons.get(reason))
-        .copied()
-        .unwrap_or(0)
+        .map_or(0, |c| c.segments)
 }
 
 /// "0-1,3" style list of CPU numbers.
@@ -62,58 +64,160 @@ fn cpu_list(cpus: &[u32]) -> String {
     out.join(",")
 }
 
+/// The fewest events (drops, squeezes) a rate rule fires on: below this a
+/// count is one burst or one unlucky moment, whatever rate it works out to.
+const MIN_EVENTS: u64 = 10;
+/// Drops per second a drop rule needs: one a second, for the whole period,
+/// is steady loss worth a setting change; fewer is background noise.
+const MIN_DROPS_PER_S: f64 = 1.0;
+/// Share of its input a stage must lose, where that input is known: 0.1% is
+/// about where loss starts to cost TCP throughput (it scales with 1/sqrt of
+/// the loss rate) and where UDP applications notice; below it, a node with
+/// much traffic loses a rounding error and a tuning change is not called for.
+const MIN_DROP_SHARE: f64 = 0.001;
+/// The shortest period a rate is taken over (`watch --interval` allows no
+/// less): shorter, "per second" is an extrapolation, and 0 s divides by zero.
+const MIN_RATE_PERIOD_S: f64 = 0.1;
+/// Squeezes per second one CPU needs: each one is a NET_RX run cut short with
+/// work left, and one a second means the CPU is regularly out of budget.
+const MIN_SQUEEZES_PER_S: f64 = 1.0;
+/// Squeezes come in bursts (one burst of packets can cut several runs in a
+/// row short), so their rate has to hold over at least this long.
+const MIN_SQUEEZE_PERIOD_S: f64 = 2.0;
+/// Packets per second a squeezing CPU must process for its squeezes to be
+/// receive load: a squeeze a second takes netdev_budget (300 by default)
+/// packets a second, or packets slow enough to fill netdev_budget_usecs.
+/// Under 100 a second neither is plausible: the runs were cut short by
+/// something else, and a larger budget would not help.
+const MIN_SQUEEZED_PPS: f64 = 100.0;
+
+/// `n` per second over `elapsed_s`; none for a period too short (or not a
+/// number) to give a rate.
+fn per_s(n: u64, elapsed_s: f64) -> Option<f64> {
+    (elapsed_s >= MIN_RATE_PERIOD_S).then(|| n as f64 / elapsed_s)
+}
+
+/// A rate or a percentage for the text: whole above 100, else one decimal.
+fn num(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// What entered `stage`, as the verdict takes it: its own `segments_in`, else
+/// the nearest upstream stage's. None when that input cannot hold the drops
+/// (they were counted on another node of the scope).
+fn stage_input(r: &Report, stage: &str, drops: u64) -> Option<u64> {
+    let rows = &r.ledger.ledger;
+    let i = rows.iter().position(|row| row.stage == stage)?;
+    rows[..=i]
+        .iter()
+        .rev()
+        .find_map(|row| row.segments_in)
+        .filter(|n| *n > 0 && *n >= drops)
+}
+
+/// "1234 packets (41.1/s, 2.1% of 58000)" when `drops` over the period meet
+/// every threshold (the share only when `input` is known); None otherwise.
+fn drop_evidence(r: &Report, drops: u64, input: Option<u64>) -> Option<String> {
+    let rate = per_s(drops, r.elapsed_s)?;
+    if drops < MIN_EVENTS || rate < MIN_DROPS_PER_S {
+        return None;
+    }
+    let share = match input {
+        Some(n) if (drops as f64 / n as f64) < MIN_DROP_SHARE => return None,
+        Some(n) => format!(", {}% of {n}", num(drops as f64 * 100.0 / n as f64)),
+        None => String::new(),
+    };
+    Some(format!("{drops} packets ({}/s{share})", num(rate)))
+}
+
 /// Every rule that has evidence in `r` (with the settings in `s`).
 pub fn advise(r: &Report, s: &Snapshot) -> Vec<Advice> {
     let mut out = Vec::new();
     let backlog = reason_count(r, "backlog", "CPU_BACKLOG");
-    if backlog > 0 {
+    // The backlog's input: upstream of it, else what the CPUs processed plus
+    // what they dropped (a dropped packet is never processed). `processed`
+    // counts skbs after GRO, at most the segments: that fallback share errs
+    // high, but the rate and count must still hold.
+    let input = stage_input(r, "backlog", backlog).or_else(|| {
+        (!r.softnet.is_empty())
+            .then(|| r.softnet.iter().map(|c| c.processed).sum::<u64>() + backlog)
+    });
+    if let Some(evidence) = drop_evidence(r, backlog, input) {
         out.push(Advice {
             rule: "backlog",
             text: format!(
-                "{backlog} packets dropped at the per-CPU backlog (CPU_BACKLOG) with net.core.netdev_max_backlog={}: raise it, or spread the load with RPS",
+                "{evidence} dropped at the per-CPU backlog (CPU_BACKLOG) with net.core.netdev_max_backlog={}: raise it, or spread the load with RPS",
                 setting(s, "net.core.netdev_max_backlog").unwrap_or("?")
             ),
         });
     }
-    let mut squeezed: Vec<u32> = r
+    // time_squeeze is node-wide: only CPUs that squeezed often while doing
+    // real receive work count, and only over a period long enough.
+    let mut squeezed: Vec<(u32, u64, f64)> = r
         .softnet
         .iter()
-        .filter(|c| c.time_squeeze > 0)
-        .map(|c| c.cpu)
+        .filter_map(|c| {
+            let rate = per_s(c.time_squeeze, r.elapsed_s)?;
+            let pps = per_s(c.processed, r.elapsed_s)?;
+            (rate >= MIN_SQUEEZES_PER_S && pps >= MIN_SQUEEZED_PPS).then_some((
+                c.cpu,
+                c.time_squeeze,
+                rate,
+            ))
+        })
         .collect();
-    squeezed.sort_unstable();
-    if !squeezed.is_empty() {
-        let total: u64 = r.softnet.iter().map(|c| c.time_squeeze).sum();
+    squeezed.sort_unstable_by_key(|c| c.0);
+    let total: u64 = squeezed.iter().map(|c| c.1).sum();
+    if r.elapsed_s >= MIN_SQUEEZE_PERIOD_S && total >= MIN_EVENTS {
+        let cpus: Vec<u32> = squeezed.iter().map(|c| c.0).collect();
+        let rates: Vec<String> = squeezed
+            .iter()
+            .map(|(cpu, _, rate)| format!("{cpu}: {}/s", num(*rate)))
+            .collect();
         out.push(Advice {
             rule: "budget",
             text: format!(
-                "NET_RX ran out of budget {total} times (time_squeeze) on CPUs {} with net.core.netdev_budget={} and netdev_budget_usecs={}: raise them, or spread the receive work over more CPUs",
-                cpu_list(&squeezed),
+                "NET_RX ran out of budget {total} times in {} s (time_squeeze) on CPUs {} ({}) with net.core.netdev_budget={} and netdev_budget_usecs={}: raise them, or spread the receive work over more CPUs",
+                num(r.elapsed_s),
+                cpu_list(&cpus),
+                rates.join(", "),
                 setting(s, "net.core.netdev_budget").unwrap_or("?"),
                 setting(s, "net.core.netdev_budget_usecs").unwrap_or("?")
             ),
         });
     }
     let rcvbuf = reason_count(r, "socket", "SOCKET_RCVBUFF");
-    if rcvbuf > 0 {
+    if let Some(evidence) = drop_evidence(r, rcvbuf, stage_input(r, "socket", rcvbuf)) {
         let flow = r
             .ledger
             .flows
             .iter()
             .find(|f| f.reason == "SOCKET_RCVBUFF")
             .map_or(String::new(), |f| {
-                format!(" (most for {} -> {}: {})", f.src, f.dst, f.count)
+                format!(" (most for {} -> {}: {} skbs)", f.src, f.dst, f.skbs)
             });
         out.push(Advice {
             rule: "rcvbuf",
             text: format!(
-                "{rcvbuf} packets dropped at full socket buffers (SOCKET_RCVBUFF){flow} with net.core.rmem_default={} and rmem_max={}: raise the application's SO_RCVBUF (up to rmem_max), or rmem_default",
+                "{evidence} dropped at full socket buffers (SOCKET_RCVBUFF){flow} with net.core.rmem_default={} and rmem_max={}: raise the application's SO_RCVBUF (up to rmem_max), or rmem_default",
                 setting(s, "net.core.rmem_default").unwrap_or("?"),
                 setting(s, "net.core.rmem_max").unwrap_or("?")
             ),
         });
     }
-    for d in &s.devices {
+    // IRQ affinity is a configuration fact, not traffic evidence: worth
+    // raising only when packets actually arrived over the period (seen by a
+    // hook, or counted into a ledger stage's input).
+    let received = r.stages.iter().any(|st| st.segments > 0)
+        || r.ledger
+            .ledger
+            .iter()
+            .any(|row| row.segments_in.is_some_and(|n| n > 0));
+    for d in s.devices.iter().filter(|_| received) {
         let affinities: Vec<&str> = d
             .settings
             .iter()

@@ -16,8 +16,12 @@ pub const RATE_FLOOR: f64 = 1.0;
 /// Latency percentiles are log2 buckets: only a change of at least one
 /// bucket (2x) is a change.
 pub const LATENCY_FACTOR: f64 = 2.0;
-/// CPU spread (largest share of XDP packets on one CPU): percentage points.
+/// CPU spread (largest share of the NIC's packets on one CPU): percentage points.
 pub const SPREAD_NOISE: f64 = 10.0;
+/// A loss ratio changes only if it moves by more than this share of itself...
+pub const RATIO_NOISE: f64 = 0.10;
+/// ...and by more than this many percentage points.
+pub const RATIO_FLOOR: f64 = 0.01;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,6 +75,11 @@ fn rate_change(a: f64, b: f64) -> bool {
     d > RATE_FLOOR && d > RATE_NOISE * a.max(b)
 }
 
+fn ratio_change(a: f64, b: f64) -> bool {
+    let d = (b - a).abs();
+    d > RATIO_FLOOR && d > RATIO_NOISE * a.max(b)
+}
+
 fn latency_change(a: f64, b: f64) -> bool {
     let (lo, hi) = (a.min(b), a.max(b));
     hi >= lo.max(1.0) * LATENCY_FACTOR
@@ -80,7 +89,13 @@ fn elapsed(r: &Value) -> f64 {
     r["elapsed_s"].as_f64().unwrap_or(0.0).max(1e-9)
 }
 
-/// Per-second drop rates by stage and by "stage/REASON".
+/// A reason's dropped segments: `{segments, skbs, ...}` (a bare number in
+/// recordings made before segments were counted).
+fn reason_segments(n: &Value) -> f64 {
+    n["segments"].as_f64().or_else(|| n.as_f64()).unwrap_or(0.0)
+}
+
+/// Per-second drop rates (segments) by stage and by "stage/REASON".
 fn drop_rates(r: &Value) -> BTreeMap<String, f64> {
     let t = elapsed(r);
     let mut out = BTreeMap::new();
@@ -91,10 +106,30 @@ fn drop_rates(r: &Value) -> BTreeMap<String, f64> {
             row["drops"].as_f64().unwrap_or(0.0) / t,
         );
         for (reason, n) in row["reasons"].as_object().into_iter().flatten() {
-            out.insert(
-                format!("drops {stage}/{reason}"),
-                n.as_f64().unwrap_or(0.0) / t,
-            );
+            out.insert(format!("drops {stage}/{reason}"), reason_segments(n) / t);
+        }
+    }
+    out
+}
+
+/// Loss ratio (percent) per stage: its drops over its input, or over the
+/// nearest upstream stage's input. A rate alone misleads when the traffic
+/// changed between the recordings (all of 200 lost is not better than all
+/// of 2,000).
+fn loss_ratios(r: &Value) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let mut input: Option<f64> = None;
+    for row in r["ledger"].as_array().into_iter().flatten() {
+        let stage = row["stage"].as_str().unwrap_or("?");
+        if let Some(n) = row["segments_in"]
+            .as_f64()
+            .or_else(|| row["packets_in"].as_f64())
+        {
+            input = Some(n);
+        }
+        let drops = row["drops"].as_f64().unwrap_or(0.0);
+        if let Some(n) = input.filter(|n| *n > 0.0 && *n >= drops) {
+            out.insert(format!("loss ratio {stage}"), drops * 100.0 / n);
         }
     }
     out
@@ -129,13 +164,14 @@ fn flatten_settings(r: &Recording) -> BTreeMap<String, String> {
     out
 }
 
-/// Largest share (percent) of XDP packets handled by one CPU.
+/// Largest share (percent) of the NIC's segments handled by one CPU (stage
+/// `xdp` and `packets` in recordings made before the NIC hook moved to tc).
 fn cpu_concentration(r: &Value) -> Option<f64> {
     let per_cpu: Vec<f64> = r["cpus"]
         .as_array()?
         .iter()
-        .filter(|c| c["stage"] == "xdp")
-        .filter_map(|c| c["packets"].as_f64())
+        .filter(|c| c["stage"] == "nic" || c["stage"] == "xdp")
+        .filter_map(|c| c["segments"].as_f64().or_else(|| c["packets"].as_f64()))
         .collect();
     let total: f64 = per_cpu.iter().sum();
     (total > 0.0).then(|| per_cpu.iter().cloned().fold(0.0, f64::max) * 100.0 / total)
@@ -161,6 +197,23 @@ pub fn diff(a: &Recording, b: &Recording) -> Diff {
             a: x,
             b: y,
             verdict: judge(x, y, rate_change),
+        });
+    }
+    let (la, lb) = (loss_ratios(ra), loss_ratios(rb));
+    let mut names: Vec<&String> = la.keys().chain(lb.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let (x, y) = (la.get(name).copied(), lb.get(name).copied());
+        if x.unwrap_or(0.0) == 0.0 && y.unwrap_or(0.0) == 0.0 {
+            continue;
+        }
+        metrics.push(Metric {
+            name: name.clone(),
+            unit: "%",
+            a: x,
+            b: y,
+            verdict: judge(x, y, ratio_change),
         });
     }
     for (hist, label) in [("wait_ns", "softirq wait"), ("run_ns", "softirq run")] {
@@ -195,7 +248,7 @@ pub fn diff(a: &Recording, b: &Recording) -> Diff {
     });
     let (x, y) = (cpu_concentration(ra), cpu_concentration(rb));
     metrics.push(Metric {
-        name: "XDP packets on the busiest CPU".into(),
+        name: "NIC segments on the busiest CPU".into(),
         unit: "%",
         a: x,
         b: y,
@@ -219,8 +272,9 @@ pub fn diff(a: &Recording, b: &Recording) -> Diff {
         metrics,
         settings_changed,
         noise: format!(
-            "rates change when they move by more than {:.0}% and {RATE_FLOOR}/s; latency percentiles (log2 buckets) when they move by {LATENCY_FACTOR}x or more; CPU concentration by more than {SPREAD_NOISE} points",
-            RATE_NOISE * 100.0
+            "rates change when they move by more than {:.0}% and {RATE_FLOOR}/s; loss ratios by more than {:.0}% of themselves and {RATIO_FLOOR} points; latency percentiles (log2 buckets) when they move by {LATENCY_FACTOR}x or more; CPU concentration by more than {SPREAD_NOISE} points",
+            RATE_NOISE * 100.0,
+            RATIO_NOISE * 100.0
         ),
     }
 }

@@ -6,19 +6,31 @@ use std::collections::BTreeMap;
 use aya::{Ebpf, EbpfLoader};
 use probe_common::{
     drops::{
-        DropKey, DropOffsets, DropTable, FlowKey, FlowTable, CORE_REASON_SLOTS, DROP_TRACEPOINT,
-        GLOBAL_DROP_OFFSETS, GLOBAL_NOT_DROPS, GLOBAL_SCOPE_COUNT, GLOBAL_SCOPE_NETNS, MAP_DROPS,
-        MAP_DROP_FLOWS, MAX_SCOPE_NETNS, NO_REASON, PROG_SKB_DROP, REASON_SLOTS,
+        DropKey, DropOffsets, DropTable, FlowKey, FlowTable, BENIGN_KINDS, CORE_REASON_SLOTS,
+        DROP_TRACEPOINT, GLOBAL_DROP_OFFSETS, GLOBAL_NIC_NETNS, GLOBAL_NOT_DROPS,
+        GLOBAL_REASON_NOT_SPECIFIED, GLOBAL_REASON_NO_SOCKET, GLOBAL_SCOPE_COUNT,
+        GLOBAL_SCOPE_NETNS, MAP_DROPS, MAP_DROP_FLOWS, MAX_SCOPE_NETNS, NO_REASON, PROG_SKB_DROP,
+        REASON_SLOTS,
     },
     GLOBAL_VXLAN_PORTS, MAX_VXLAN_PORTS,
 };
 
 use crate::{btf::Btf, objects, probes::read_per_cpu};
 
-/// Receive-path stages, in path order.
+/// Receive-path stages, in path order (`other`: not tied to one stage).
 pub const STAGES: [&str; 8] = [
-    "nic", "xdp", "backlog", "ip", "vxlan", "bridge", "socket", "other",
+    "nic", "backlog", "ip", "vxlan", "forward", "bridge", "socket", "other",
 ];
+/// `ip`-stage drops of decapsulated packets (skb->dev a VXLAN device) are
+/// shown at this stage: the inner packet's routing and netfilter FORWARD,
+/// after the VXLAN stage, not before it.
+pub const FORWARD_STAGE: &str = "forward";
+/// Transmit-side drops: the sending half of a node, not the receive ledger.
+pub const TX_STAGE: &str = "tx";
+/// Drops that lose no data: a copy TCP already had (a retransmission that
+/// raced the original, an old ACK), or the unread queue of a socket being
+/// closed. Counted apart: on a healthy node TCP makes them all the time.
+pub const BENIGN_STAGE: &str = "benign";
 
 /// Stage of a drop reason (name without the `SKB_DROP_REASON_` prefix).
 /// Rules are exact names, or prefixes ending in `*`. Names of every kernel
@@ -26,8 +38,22 @@ pub const STAGES: [&str; 8] = [
 /// every reason of the running kernel matches a rule. Unknown names are `other`.
 const STAGE_RULES: &[(&str, &str)] = &[
     // Generic XDP (XDP_DROP/ABORTED in skb mode) and the NIC ring.
-    ("XDP", "xdp"),
+    ("XDP", "nic"),
     ("FULL_RING", "nic"),
+    // Transmit side: a VXLAN device without an FDB entry or tunnel info, the
+    // neighbour layer, qdiscs, output routing, egress filters.
+    ("NO_TX_TARGET", "tx"),
+    ("TUNNEL_TXINFO", "tx"),
+    ("NEIGH_*", "tx"),
+    ("QDISC_*", "tx"),
+    ("TC_EGRESS", "tx"),
+    ("IP_OUTNOROUTES", "tx"),
+    ("CAKE_FLOOD", "tx"),
+    ("FQ_*", "tx"),
+    ("DUALPI2_*", "tx"),
+    ("BPF_CGROUP_EGRESS", "tx"),
+    ("TAP_TXFILTER", "tx"),
+    ("PSP_OUTPUT", "tx"),
     // enqueue_to_backlog: per-CPU backlog full (netdev_max_backlog), RPS.
     ("CPU_BACKLOG", "backlog"),
     // VXLAN decapsulation and the overlay device.
@@ -35,8 +61,6 @@ const STAGE_RULES: &[(&str, &str)] = &[
     ("MAC_INVALID_SOURCE", "vxlan"),
     ("IP_TUNNEL_ECN", "vxlan"),
     ("LOCAL_MAC", "vxlan"),
-    ("NO_TX_TARGET", "vxlan"),
-    ("TUNNEL_TXINFO", "vxlan"),
     // The bridge and the veth into the pod.
     ("BRIDGE_*", "bridge"),
     ("DEV_READY", "bridge"),
@@ -46,7 +70,6 @@ const STAGE_RULES: &[(&str, &str)] = &[
     // IP input, routing, netfilter/conntrack, fragments, IPv6.
     ("NETFILTER_DROP", "ip"),
     ("OTHERHOST", "ip"),
-    ("IP_OUTNOROUTES", "other"),
     ("IP_*", "ip"),
     ("IPV6*", "ip"),
     ("PKT_TOO_SMALL", "ip"),
@@ -62,6 +85,13 @@ const STAGE_RULES: &[(&str, &str)] = &[
     ("SECURITY_HOOK", "ip"),
     ("PSP_INPUT", "ip"),
     ("OPENVSWITCH*", "ip"),
+    // Copies TCP already had, and queues freed by close(): no data lost.
+    ("TCP_OLD_DATA", "benign"),
+    ("TCP_OLD_SEQUENCE", "benign"),
+    ("TCP_OLD_ACK", "benign"),
+    ("TCP_OFOMERGE", "benign"),
+    ("QUEUE_PURGE", "benign"),
+    ("SOCKET_CLOSE", "benign"),
     // Sockets: lookup, filters, buffers, TCP/UDP state.
     ("NO_SOCKET", "socket"),
     ("SOCKET_*", "socket"),
@@ -77,20 +107,11 @@ const STAGE_RULES: &[(&str, &str)] = &[
     ("NOMEM", "other"),
     ("PFMEMALLOC", "other"),
     ("DEV_HDR", "other"),
-    ("QUEUE_PURGE", "other"),
     ("RECURSION_LIMIT", "other"),
     ("SKB_GSO_SEG", "other"),
     ("SKB_TRIM", "other"),
     ("TC_*", "other"),
-    ("QDISC_*", "other"),
-    ("CAKE_FLOOD", "other"),
-    ("FQ_*", "other"),
-    ("DUALPI2_*", "other"),
-    ("NEIGH_*", "other"),
-    ("BPF_CGROUP_EGRESS", "other"),
     ("TAP_FILTER", "other"),
-    ("TAP_TXFILTER", "other"),
-    ("PSP_OUTPUT", "other"),
     ("CAN_*", "other"),
     ("CANFD_*", "other"),
     ("CANXL_*", "other"),
@@ -166,6 +187,11 @@ impl ReasonNames {
         }
     }
 
+    /// The value of the core reason `name` (without the prefix) on this kernel.
+    pub fn value_of(&self, name: &str) -> Option<u32> {
+        self.core.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+    }
+
     /// Every core reason name of this kernel.
     pub fn core_names(&self) -> impl Iterator<Item = &str> {
         self.core.values().map(String::as_str)
@@ -215,34 +241,70 @@ pub fn offsets(btf: &Btf) -> Result<DropOffsets, String> {
         // only member, with CONFIG_NET_NS, is `struct net *net`, at offset 0.
         dev_nd_net: btf.member_offset("net_device", "nd_net")?,
         net_inum: btf.member_offset("net", "ns")? + btf.member_offset("ns_common", "inum")?,
+        skb_end: btf.member_offset("sk_buff", "end")?,
+        shinfo_gso_segs: btf.member_offset("skb_shared_info", "gso_segs")?,
+        skb_sk: btf.member_offset("sk_buff", "sk")?,
+        // skc_net is a possible_net_t, like nd_net above.
+        sk_net: btf.member_offset("sock", "__sk_common")?
+            + btf.member_offset("sock_common", "skc_net")?,
+        dev_rtnl_link_ops: btf.member_offset("net_device", "rtnl_link_ops")?,
+        link_ops_kind: btf.member_offset("rtnl_link_ops", "kind")?,
     })
 }
 
 /// Cumulative drop counters, summed over CPUs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DropCounts {
-    /// Indexed by reason slot.
+    /// Dropped skbs, indexed by reason slot.
     pub by_reason: Vec<u64>,
+    /// Dropped segments (max(gso_segs, 1) per skb), indexed by reason slot.
+    pub segments: Vec<u64>,
+    /// Segments of outer VXLAN packets dropped in the NIC's namespace, by
+    /// reason slot (whatever `--drop-netns` says).
+    pub vxlan_outer: Vec<u64>,
+    /// Of `by_reason` / `segments`: drops of decapsulated packets (skb->dev
+    /// a VXLAN device), by reason slot.
+    pub decap_skbs: Vec<u64>,
+    pub decap_segments: Vec<u64>,
     pub keyed: BTreeMap<DropKey, u64>,
     pub flows: BTreeMap<FlowKey, u64>,
     pub out_of_scope: u64,
     pub flows_unslotted: u64,
+    /// Drops that lose no data, by `Benign` kind: skbs and segments.
+    pub benign_skbs: [u64; BENIGN_KINDS],
+    pub benign_segments: [u64; BENIGN_KINDS],
 }
 
 impl DropCounts {
     pub fn from_tables(drops: &[DropTable], flows: &[FlowTable]) -> DropCounts {
         let mut c = DropCounts {
             by_reason: vec![0; REASON_SLOTS],
+            segments: vec![0; REASON_SLOTS],
+            vxlan_outer: vec![0; REASON_SLOTS],
+            decap_skbs: vec![0; REASON_SLOTS],
+            decap_segments: vec![0; REASON_SLOTS],
             ..Default::default()
         };
         for t in drops {
-            for (sum, n) in c.by_reason.iter_mut().zip(t.by_reason) {
-                *sum += n;
+            for (sums, counts) in [
+                (&mut c.by_reason, &t.by_reason),
+                (&mut c.segments, &t.segments),
+                (&mut c.vxlan_outer, &t.vxlan_outer),
+                (&mut c.decap_skbs, &t.decap_skbs),
+                (&mut c.decap_segments, &t.decap_segments),
+            ] {
+                for (sum, n) in sums.iter_mut().zip(counts) {
+                    *sum += n;
+                }
             }
             for s in t.slots.iter().filter(|s| s.count > 0) {
                 *c.keyed.entry(s.key).or_default() += s.count;
             }
             c.out_of_scope += t.out_of_scope;
+            for k in 0..BENIGN_KINDS {
+                c.benign_skbs[k] += t.benign_skbs[k];
+                c.benign_segments[k] += t.benign_segments[k];
+            }
         }
         for t in flows {
             for s in t.slots.iter().filter(|s| s.count > 0) {
@@ -295,10 +357,13 @@ pub fn scope_globals(scope: &[u32]) -> Result<([u32; MAX_SCOPE_NETNS], u32), Str
     Ok((netns, scope.len() as u32))
 }
 
+/// `nic_netns`: the inode of the NIC's namespace, where outer VXLAN drops
+/// are counted apart (0: nowhere).
 pub fn load_drops(
     setup: DropSetup,
     scope: &[u32],
     vxlan_ports: &[u16],
+    nic_netns: u32,
 ) -> Result<DropHook, String> {
     let DropSetup { reasons, offsets } = setup;
     let (netns, count) = scope_globals(scope)?;
@@ -306,6 +371,8 @@ pub fn load_drops(
     for (slot, port) in ports.iter_mut().zip(vxlan_ports) {
         *slot = *port;
     }
+    let no_socket = reasons.value_of("NO_SOCKET").unwrap_or(NO_REASON);
+    let not_specified = reasons.value_of("NOT_SPECIFIED").unwrap_or(NO_REASON);
     let mut not_drops = [NO_REASON; 2];
     for (slot, value) in not_drops.iter_mut().zip(&reasons.not_drops) {
         *slot = *value;
@@ -318,6 +385,9 @@ pub fn load_drops(
         .override_global(GLOBAL_SCOPE_NETNS, &netns, true)
         .override_global(GLOBAL_SCOPE_COUNT, &count, true)
         .override_global(GLOBAL_VXLAN_PORTS, &ports, true)
+        .override_global(GLOBAL_NIC_NETNS, &nic_netns, true)
+        .override_global(GLOBAL_REASON_NO_SOCKET, &no_socket, true)
+        .override_global(GLOBAL_REASON_NOT_SPECIFIED, &not_specified, true)
         .load(objects::DROPS)
         .map_err(|e| format!("loading the BPF object failed: {e}"))?;
     Ok(DropHook { reasons, ebpf })

@@ -4,14 +4,26 @@
 
 use std::collections::BTreeMap;
 
-use probe_common::drops::{DropKey, FlowKey, FAMILY_V4, REASON_SLOTS};
+use probe_common::drops::{Benign, DropKey, FlowKey, FAMILY_V4, REASON_SLOTS};
 use serde::Serialize;
 
 use crate::{
-    drops::{stage_of, DropCounts, ReasonNames, STAGES},
+    drops::{stage_of, DropCounts, ReasonNames, BENIGN_STAGE, FORWARD_STAGE, STAGES, TX_STAGE},
     procfs::{Snmp, SoftnetCpu},
     rtnl::LinkStats,
 };
+
+/// The names benign_drops gives the drops the probe recognises as losing no
+/// data (probe_common::drops::Benign): the kernel's reason, and what the
+/// packet was.
+pub fn benign_name(kind: usize) -> &'static str {
+    match kind {
+        k if k == Benign::EchoReply as usize => "NO_SOCKET_ECHO_REPLY",
+        k if k == Benign::TcpIgnored as usize => "NOT_SPECIFIED_TCP",
+        k if k == Benign::TcpStale as usize => "NO_SOCKET_TCP_NOT_SYN",
+        _ => "BENIGN",
+    }
+}
 
 /// How many flows a report lists.
 pub const TOP_FLOWS: usize = 10;
@@ -59,7 +71,8 @@ pub struct DropRow {
     /// drop's (netns, device) could not be kept apart (table full).
     pub iface: Option<String>,
     pub netns: Option<String>,
-    pub count: u64,
+    /// Dropped skbs.
+    pub skbs: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -71,45 +84,83 @@ pub struct FlowRow {
     pub netns: Option<String>,
     pub stage: &'static str,
     pub reason: String,
-    pub count: u64,
+    /// Dropped skbs.
+    pub skbs: u64,
 }
 
+/// Drops of one reason (at `nic`: of one hardware counter), and the kernel
+/// counter that counts the same drops, to check against.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ReasonCount {
+    /// Segments: max(gso_segs, 1) per dropped skb.
+    pub segments: u64,
+    pub skbs: u64,
+    /// The kernel counter that should match `skbs` (null: none counts this
+    /// reason alone; NETFILTER_DROP, for one, is counted by the rule itself).
+    pub counter: Option<&'static str>,
+    /// That counter over the period; null without a counter, or when it was
+    /// not read in every namespace where this reason dropped packets.
+    pub kernel: Option<u64>,
+}
+
+/// One receive-path stage. Every count is in segments (wire packets; a GRO
+/// skb counts its gso_segs) unless its name says skbs.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LedgerRow {
     pub stage: &'static str,
-    /// Packets that entered the stage, where a hook or counter sees them.
-    pub packets_in: Option<u64>,
-    /// Drops at this stage: drop reasons, plus NIC counters at `nic`.
+    /// Segments that entered the stage, where a hook or counter sees them.
+    pub segments_in: Option<u64>,
+    /// Segments dropped at this stage: drop reasons, plus the NIC's hardware
+    /// drop counters at `nic`.
     pub drops: u64,
-    /// Drops by reason (at `nic`: by NIC counter).
-    pub reasons: BTreeMap<String, u64>,
-    /// The kernel's own counters for this stage, to check `drops` against.
+    /// The same drops in skbs.
+    pub drop_skbs: u64,
+    pub reasons: BTreeMap<String, ReasonCount>,
+    /// Stage-wide kernel counters over the period (rx_dropped, softnet_stat).
     pub kernel: BTreeMap<String, u64>,
 }
 
+/// Drops outside the receive ledger: the transmit side (no FDB entry on a
+/// VXLAN device, neighbour resolution, qdiscs, output routes), or benign
+/// ones (copies TCP already had, queues freed by close()).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DropSection {
+    pub segments: u64,
+    pub skbs: u64,
+    pub reasons: BTreeMap<String, ReasonCount>,
+}
+
+/// VXLAN packets that reached the NIC but did not come out of a VXLAN
+/// device, in segments on both sides.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct VxlanLoss {
-    /// VXLAN packets seen by XDP on the NIC (every VNI).
-    pub outer_packets: u64,
-    /// Packets seen entering the VXLAN devices.
-    pub inner_packets: u64,
-    /// outer - inner (negative when the interval boundary split a burst).
-    pub lost: i64,
-    /// Drops with a `vxlan`-stage reason.
+    /// Outer VXLAN segments seen by the NIC hook (every port and VNI).
+    pub outer_segments: u64,
+    /// Segments seen entering the VXLAN devices.
+    pub inner_segments: u64,
+    /// outer - inner, or 0 when more came out than went in (packets in
+    /// flight at the period's edges).
+    pub lost: u64,
+    /// Outer VXLAN packets the kernel dropped in the NIC's namespace, at any
+    /// stage (IP, UDP, VXLAN), plus drops with a `vxlan`-stage reason.
     pub explained: u64,
-    /// lost - explained.
-    pub unexplained: i64,
+    /// `explained` by reason.
+    pub explained_by: BTreeMap<String, u64>,
+    /// lost - explained, or 0.
+    pub unexplained: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Verdict {
-    pub stage: &'static str,
-    /// The stage's most frequent reason.
-    pub reason: String,
-    /// Drops at the stage (every reason).
-    pub packets: u64,
+    /// The stage that lost the most segments; null when nothing was lost.
+    pub stage: Option<&'static str>,
+    /// Segments dropped at that stage (every reason).
+    pub segments: u64,
+    /// The stage's most frequent reason, and its own count.
+    pub reason: Option<String>,
+    pub reason_segments: u64,
     /// The input the percentage is taken of: this stage's, else the nearest
-    /// upstream stage's `packets_in`.
+    /// upstream stage's `segments_in`.
     pub input: Option<u64>,
     pub percent: Option<f64>,
     pub text: String,
@@ -124,21 +175,29 @@ pub struct LedgerInput<'a> {
     pub nic_kernel: Option<LinkStats>,
     /// The NIC driver's per-RX-queue drop statistics (ethtool -S), if any.
     pub nic_queue_drops: Vec<(String, u64)>,
-    pub xdp_packets: Option<u64>,
+    /// Segments the NIC hook saw.
+    pub nic_segments: Option<u64>,
+    /// Outer VXLAN segments at the NIC hook, and segments out of the VXLAN devices.
     pub vxlan_outer: Option<u64>,
     pub vxlan_inner: Option<u64>,
     pub softnet: Vec<SoftnetCpu>,
+    /// /proc/net/snmp per namespace read (its name as in drop rows).
     pub snmp: Vec<(String, Snmp)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Ledger {
     pub ledger: Vec<LedgerRow>,
+    /// Transmit-side drops.
+    pub tx_drops: DropSection,
+    /// Drops that lose no data (BENIGN_STAGE in drops.rs).
+    pub benign_drops: DropSection,
     pub drops: Vec<DropRow>,
     pub flows: Vec<FlowRow>,
     pub vxlan_loss: Option<VxlanLoss>,
+    /// Null only without the drop probe.
     pub verdict: Option<Verdict>,
-    /// Drops in namespaces outside `--drop-netns` (not in the ledger).
+    /// Drops in namespaces outside `--drop-netns` (not in the ledger), in skbs.
     pub drops_out_of_scope: u64,
 }
 
@@ -153,13 +212,18 @@ pub fn drop_delta(later: &DropCounts, earlier: Option<&DropCounts>) -> DropCount
             .filter(|(_, n)| *n > 0)
             .collect()
     };
-    DropCounts {
-        by_reason: later
-            .by_reason
-            .iter()
+    let slots = |l: &[u64], e: &[u64]| -> Vec<u64> {
+        l.iter()
             .enumerate()
-            .map(|(i, n)| n.wrapping_sub(e.by_reason.get(i).copied().unwrap_or(0)))
-            .collect(),
+            .map(|(i, n)| n.wrapping_sub(e.get(i).copied().unwrap_or(0)))
+            .collect()
+    };
+    DropCounts {
+        by_reason: slots(&later.by_reason, &e.by_reason),
+        segments: slots(&later.segments, &e.segments),
+        vxlan_outer: slots(&later.vxlan_outer, &e.vxlan_outer),
+        decap_skbs: slots(&later.decap_skbs, &e.decap_skbs),
+        decap_segments: slots(&later.decap_segments, &e.decap_segments),
         keyed: keyed(&later.keyed, &e.keyed),
         flows: later
             .flows
@@ -169,6 +233,10 @@ pub fn drop_delta(later: &DropCounts, earlier: Option<&DropCounts>) -> DropCount
             .collect(),
         out_of_scope: later.out_of_scope.wrapping_sub(e.out_of_scope),
         flows_unslotted: later.flows_unslotted.wrapping_sub(e.flows_unslotted),
+        benign_skbs: std::array::from_fn(|k| later.benign_skbs[k].wrapping_sub(e.benign_skbs[k])),
+        benign_segments: std::array::from_fn(|k| {
+            later.benign_segments[k].wrapping_sub(e.benign_segments[k])
+        }),
     }
 }
 
@@ -187,62 +255,174 @@ fn stage_index(stage: &str) -> usize {
         .unwrap_or(STAGES.len() - 1)
 }
 
+/// The kernel counter that counts the same drops as `reason`, where one does.
+/// The UDP counters count UDP only (TCP has its own, in TcpExt).
+pub fn counter_for(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "CPU_BACKLOG" => "softnet_dropped",
+        "SOCKET_RCVBUFF" => "UdpRcvbufErrors",
+        "NO_SOCKET" => "UdpNoPorts",
+        "UDP_CSUM" => "UdpInCsumErrors",
+        "IP_INHDR" => "IpInHdrErrors",
+        "IP_INADDRERRORS" | "IP_INNOROUTES" => "IpInAddrErrors",
+        "PKT_TOO_BIG" => "IpFragFails",
+        "FRAG_REASM_TIMEOUT" => "IpReasmTimeout",
+        _ => return None,
+    })
+}
+
+/// The value of a counter named by [`counter_for`], summed over `snmp`
+/// (softnet: over every CPU, node-wide).
+fn counter_value(counter: &str, softnet: &[SoftnetCpu], snmp: &[(String, Snmp)]) -> Option<u64> {
+    if counter == "softnet_dropped" {
+        return (!softnet.is_empty()).then(|| softnet.iter().map(|c| c.dropped).sum());
+    }
+    let field: fn(&Snmp) -> u64 = match counter {
+        "UdpRcvbufErrors" => |s| s.udp_rcvbuf_errors,
+        "UdpNoPorts" => |s| s.udp_no_ports,
+        "UdpInCsumErrors" => |s| s.udp_in_csum_errors,
+        "IpInHdrErrors" => |s| s.ip_in_hdr_errors,
+        "IpInAddrErrors" => |s| s.ip_in_addr_errors,
+        "IpFragFails" => |s| s.ip_frag_fails,
+        "IpReasmTimeout" => |s| s.ip_reasm_timeout,
+        _ => return None,
+    };
+    (!snmp.is_empty()).then(|| snmp.iter().map(|(_, s)| field(s)).sum())
+}
+
+/// Adds `skbs` / `segments` of `reason` to `row`-like totals.
+fn add_reason(reasons: &mut BTreeMap<String, ReasonCount>, reason: &str, skbs: u64, segments: u64) {
+    let r = reasons.entry(reason.to_string()).or_default();
+    r.skbs += skbs;
+    r.segments += segments;
+    r.counter = counter_for(reason);
+}
+
+/// The stage of a drop of `reason`: the reason's, except that `ip`-stage
+/// drops of decapsulated packets (skb->dev a VXLAN device) are at `forward`.
+fn stage_for(reason: &str, decap: bool) -> &'static str {
+    match stage_of(reason).0 {
+        "ip" if decap => FORWARD_STAGE,
+        stage => stage,
+    }
+}
+
 /// Builds the ledger for one report.
 pub fn build(input: &LedgerInput) -> Ledger {
     let mut rows: Vec<LedgerRow> = STAGES
         .iter()
         .map(|stage| LedgerRow {
             stage,
-            packets_in: None,
+            segments_in: None,
             drops: 0,
+            drop_skbs: 0,
             reasons: BTreeMap::new(),
             kernel: BTreeMap::new(),
         })
         .collect();
+    let nic = stage_index("nic");
 
-    // nic: what the device counts before any skb exists.
+    // nic: what the device counts before any skb exists (frames: segments).
+    let mut ring_drops = 0;
     if let Some(k) = input.nic_kernel {
-        let i = stage_index("nic");
         let hw = [
             ("rx_missed_errors", k.rx_missed_errors),
             ("rx_fifo_errors", k.rx_fifo_errors),
             ("rx_over_errors", k.rx_over_errors),
         ];
         for (name, n) in hw {
-            rows[i].kernel.insert(name.into(), n);
+            rows[nic].kernel.insert(name.into(), n);
             if n > 0 {
-                rows[i].reasons.insert(name.to_string(), n);
+                rows[nic].reasons.insert(
+                    name.to_string(),
+                    ReasonCount {
+                        segments: n,
+                        skbs: n,
+                        counter: Some(name),
+                        kernel: Some(n),
+                    },
+                );
             }
-            rows[i].drops += n;
+            ring_drops += n;
         }
+        rows[nic].drops += ring_drops;
+        rows[nic].drop_skbs += ring_drops;
         // Software drops the driver/stack also count per device; they show
         // up again as drop reasons at later stages, so they are not added.
-        rows[i].kernel.insert("rx_dropped".into(), k.rx_dropped);
-        rows[i].packets_in = Some(k.rx_packets + rows[i].drops);
+        rows[nic].kernel.insert("rx_dropped".into(), k.rx_dropped);
     }
+    // What reached the NIC: what its hook saw plus what the ring dropped.
+    rows[nic].segments_in = input.nic_segments.map(|n| n + ring_drops);
     // Per-queue ring drops as the driver counts them: shown to check against,
     // not added (drivers differ in whether rx_dropped already has them).
     for (name, n) in &input.nic_queue_drops {
-        rows[stage_index("nic")]
-            .kernel
-            .insert(format!("ethtool:{name}"), *n);
+        rows[nic].kernel.insert(format!("ethtool:{name}"), *n);
     }
-    rows[stage_index("xdp")].packets_in = input.xdp_packets;
-    rows[stage_index("vxlan")].packets_in = input.vxlan_outer;
-    rows[stage_index("bridge")].packets_in = input.vxlan_inner;
+    rows[stage_index("vxlan")].segments_in = input.vxlan_outer;
+    rows[stage_index(FORWARD_STAGE)].segments_in = input.vxlan_inner;
 
     let mut out = Ledger::default();
+    let mut vxlan_explained: BTreeMap<String, u64> = BTreeMap::new();
     if let (Some(d), Some(names)) = (&input.drops, input.reasons) {
         let who = input.names.cloned().unwrap_or_default();
         out.drops_out_of_scope = d.out_of_scope;
-        for (slot, n) in d.by_reason.iter().enumerate().take(REASON_SLOTS) {
-            if *n == 0 {
+        for (kind, (&skbs, &segments)) in d.benign_skbs.iter().zip(&d.benign_segments).enumerate() {
+            if skbs > 0 {
+                let b = &mut out.benign_drops;
+                let segments = segments.max(skbs);
+                (b.skbs, b.segments) = (b.skbs + skbs, b.segments + segments);
+                add_reason(&mut b.reasons, benign_name(kind), skbs, segments);
+            }
+        }
+        for slot in 0..REASON_SLOTS {
+            let at = |v: &Vec<u64>| v.get(slot).copied().unwrap_or(0);
+            let (skbs, segments, outer) = (at(&d.by_reason), at(&d.segments), at(&d.vxlan_outer));
+            if skbs == 0 && outer == 0 {
                 continue;
             }
             let reason = names.slot_name(slot);
-            let i = stage_index(stage_of(&reason).0);
-            rows[i].drops += n;
-            *rows[i].reasons.entry(reason).or_default() += n;
+            let stage = stage_of(&reason).0;
+            // Segments are never fewer than skbs (max(gso_segs, 1) each).
+            let segments = segments.max(skbs);
+            let section = match stage {
+                TX_STAGE => Some(&mut out.tx_drops),
+                BENIGN_STAGE => Some(&mut out.benign_drops),
+                _ => None,
+            };
+            if let Some(section) = section {
+                section.skbs += skbs;
+                section.segments += segments;
+                add_reason(&mut section.reasons, &reason, skbs, segments);
+                continue;
+            }
+            // A VXLAN packet dropped before decapsulation, or by the VXLAN
+            // code (whose drops the scope may have counted too: not twice).
+            let explains = if stage == "vxlan" {
+                outer.max(segments)
+            } else {
+                outer
+            };
+            if explains > 0 {
+                vxlan_explained.insert(reason.clone(), explains);
+            }
+            // IP drops of decapsulated packets belong after the VXLAN stage.
+            let (decap_skbs, decap_segments) = if stage == "ip" {
+                let skbs = at(&d.decap_skbs).min(skbs);
+                (skbs, at(&d.decap_segments).clamp(skbs, segments))
+            } else {
+                (0, 0)
+            };
+            for (stage, skbs, segments) in [
+                (stage, skbs - decap_skbs, segments - decap_segments),
+                (FORWARD_STAGE, decap_skbs, decap_segments),
+            ] {
+                if skbs > 0 {
+                    let row = &mut rows[stage_index(stage)];
+                    row.drops += segments;
+                    row.drop_skbs += skbs;
+                    add_reason(&mut row.reasons, &reason, skbs, segments);
+                }
+            }
         }
         // Per (netns, device, reason); what the keyed table could not hold is
         // listed without a device so that the rows add up to the exact totals.
@@ -251,11 +431,11 @@ pub fn build(input: &LedgerInput) -> Ledger {
             let reason = names.name(key.reason);
             attributed[probe_common::drops::reason_slot(key.reason)] += n;
             out.drops.push(DropRow {
-                stage: stage_of(&reason).0,
+                stage: stage_for(&reason, key.decap == 1),
                 reason,
                 iface: who.iface(key.netns, key.ifindex),
                 netns: who.netns(key.netns),
-                count: *n,
+                skbs: *n,
             });
         }
         for (slot, n) in d.by_reason.iter().enumerate() {
@@ -267,25 +447,25 @@ pub fn build(input: &LedgerInput) -> Ledger {
                     reason,
                     iface: None,
                     netns: None,
-                    count: rest,
+                    skbs: rest,
                 });
             }
         }
+        let order = |r: &DropRow| {
+            let stage = match r.stage {
+                TX_STAGE => STAGES.len(),
+                BENIGN_STAGE => STAGES.len() + 1,
+                s => stage_index(s),
+            };
+            (stage, std::cmp::Reverse(r.skbs))
+        };
         out.drops.sort_by(|a, b| {
-            (
-                stage_index(a.stage),
-                std::cmp::Reverse(a.count),
-                &a.reason,
-                &a.netns,
-                &a.iface,
-            )
-                .cmp(&(
-                    stage_index(b.stage),
-                    std::cmp::Reverse(b.count),
-                    &b.reason,
-                    &b.netns,
-                    &b.iface,
-                ))
+            (order(a), &a.reason, &a.netns, &a.iface).cmp(&(
+                order(b),
+                &b.reason,
+                &b.netns,
+                &b.iface,
+            ))
         });
         let mut flows: Vec<(&FlowKey, &u64)> = d.flows.iter().collect();
         flows.sort_by_key(|(k, n)| (std::cmp::Reverse(**n), **k));
@@ -299,15 +479,36 @@ pub fn build(input: &LedgerInput) -> Ledger {
                     dst: address(k.family, &k.dst),
                     inner: k.inner == 1,
                     netns: who.netns(k.netns),
-                    stage: stage_of(&reason).0,
+                    stage: stage_for(&reason, k.decap == 1),
                     reason,
-                    count: *n,
+                    skbs: *n,
                 }
             })
             .collect();
+
+        // Each reason's kernel counter, where it was read in every namespace
+        // whose drops it has (softnet is node-wide).
+        let read: Vec<&str> = input.snmp.iter().map(|(n, _)| n.as_str()).collect();
+        let covered = |reason: &str, counter: &str| {
+            counter == "softnet_dropped"
+                || out
+                    .drops
+                    .iter()
+                    .filter(|r| r.reason == reason)
+                    .all(|r| r.netns.as_deref().is_some_and(|n| read.contains(&n)))
+        };
+        for row in rows.iter_mut().skip(1) {
+            for (reason, c) in row.reasons.iter_mut() {
+                if let Some(counter) = c.counter {
+                    if covered(reason, counter) {
+                        c.kernel = counter_value(counter, &input.softnet, &input.snmp);
+                    }
+                }
+            }
+        }
     }
 
-    // Kernel counters to check the drop reasons against.
+    // Stage-wide kernel counters.
     if !input.softnet.is_empty() {
         let i = stage_index("backlog");
         let sum = |f: fn(&SoftnetCpu) -> u64| input.softnet.iter().map(f).sum::<u64>();
@@ -321,78 +522,71 @@ pub fn build(input: &LedgerInput) -> Ledger {
             .kernel
             .insert("softnet_processed".into(), sum(|c| c.processed));
     }
-    if !input.snmp.is_empty() {
-        let sum = |f: fn(&Snmp) -> u64| input.snmp.iter().map(|(_, s)| f(s)).sum::<u64>();
-        let s = stage_index("socket");
-        rows[s]
-            .kernel
-            .insert("UdpRcvbufErrors".into(), sum(|s| s.udp_rcvbuf_errors));
-        rows[s]
-            .kernel
-            .insert("UdpNoPorts".into(), sum(|s| s.udp_no_ports));
-        rows[s]
-            .kernel
-            .insert("UdpInErrors".into(), sum(|s| s.udp_in_errors));
-        let ip = stage_index("ip");
-        rows[ip]
-            .kernel
-            .insert("IpInDiscards".into(), sum(|s| s.ip_in_discards));
-        rows[ip]
-            .kernel
-            .insert("IpInAddrErrors".into(), sum(|s| s.ip_in_addr_errors));
-        rows[ip]
-            .kernel
-            .insert("IpInHdrErrors".into(), sum(|s| s.ip_in_hdr_errors));
-    }
 
     if let (Some(outer), Some(inner)) = (input.vxlan_outer, input.vxlan_inner) {
-        let lost = outer as i64 - inner as i64;
-        let explained = rows[stage_index("vxlan")].drops;
+        let lost = outer.saturating_sub(inner);
+        let explained: u64 = vxlan_explained.values().sum();
         out.vxlan_loss = Some(VxlanLoss {
-            outer_packets: outer,
-            inner_packets: inner,
+            outer_segments: outer,
+            inner_segments: inner,
             lost,
             explained,
-            unexplained: lost - explained as i64,
+            explained_by: vxlan_explained,
+            unexplained: lost.saturating_sub(explained),
         });
     }
-    out.verdict = verdict(&rows);
+    if input.drops.is_some() && input.reasons.is_some() {
+        out.verdict = Some(verdict(&rows));
+    }
     out.ledger = rows;
     out
 }
 
-/// The stage that lost the most, its top reason, and the share of its input.
-pub fn verdict(rows: &[LedgerRow]) -> Option<Verdict> {
-    let (i, worst) = rows
+/// The stage that lost the most segments, its top reason with that reason's
+/// own count, and the share of the stage's input.
+pub fn verdict(rows: &[LedgerRow]) -> Verdict {
+    let worst = rows
         .iter()
         .enumerate()
         .filter(|(_, r)| r.drops > 0)
         // Earliest stage on a tie: it is upstream of the others.
-        .max_by_key(|(i, r)| (r.drops, std::cmp::Reverse(*i)))?;
-    let reason = worst
+        .max_by_key(|(i, r)| (r.drops, std::cmp::Reverse(*i)));
+    let Some((i, worst)) = worst else {
+        return Verdict {
+            stage: None,
+            segments: 0,
+            reason: None,
+            reason_segments: 0,
+            input: rows.iter().find_map(|r| r.segments_in),
+            percent: None,
+            text: "no loss".into(),
+        };
+    };
+    let (reason, reason_segments) = worst
         .reasons
         .iter()
-        .max_by_key(|(name, n)| (**n, std::cmp::Reverse(name.as_str())))
-        .map(|(name, _)| name.clone())
+        .max_by_key(|(name, c)| (c.segments, std::cmp::Reverse(name.as_str())))
+        .map(|(name, c)| (name.clone(), c.segments))
         .unwrap_or_default();
-    let input = rows[..=i].iter().rev().find_map(|r| r.packets_in);
+    let input = rows[..=i].iter().rev().find_map(|r| r.segments_in);
     // Drops above the input mean the input was counted elsewhere (e.g. the
     // drops happened on another node of the scope): no share then.
     let percent = input
         .filter(|n| *n > 0 && *n >= worst.drops)
         .map(|n| (worst.drops as f64 * 1000.0 / n as f64).round() / 10.0);
     let share = percent.map_or_else(String::new, |p| format!(" ({p}% of its input)"));
-    Some(Verdict {
-        stage: worst.stage,
+    Verdict {
+        stage: Some(worst.stage),
         text: format!(
-            "largest loss: stage {}, reason {}, {} packets{}",
-            worst.stage, reason, worst.drops, share
+            "largest loss: stage {}, {} segments{share}; top reason {reason}: {reason_segments} segments",
+            worst.stage, worst.drops
         ),
-        reason,
-        packets: worst.drops,
+        segments: worst.drops,
+        reason: Some(reason),
+        reason_segments,
         input,
         percent,
-    })
+    }
 }
 
 #[cfg(test)]

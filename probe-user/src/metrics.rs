@@ -192,9 +192,14 @@ impl Collector for Shared {
                 .collect()
         };
         f.counter(
-            "stage_packets",
-            "Packets seen by the probe's hook at this stage (xdp: every frame the NIC received; vxlan: decapsulated packets out of the VXLAN device)",
-            &stage(|s| s.packets),
+            "stage_skbs",
+            "skbs seen by the probe's hook at this stage (nic: the NIC hook; vxlan: decapsulated packets out of the VXLAN device)",
+            &stage(|s| s.skbs),
+        )?;
+        f.counter(
+            "stage_segments",
+            "Segments seen by the probe's hook at this stage: max(gso_segs, 1) per skb, i.e. wire packets (segments / skbs is the GRO ratio)",
+            &stage(|s| s.segments),
         )?;
         f.counter(
             "stage_bytes",
@@ -205,11 +210,11 @@ impl Collector for Shared {
             .ledger
             .ledger
             .iter()
-            .filter_map(|row| Some((label(&[("stage", row.stage)]), row.packets_in?)))
+            .filter_map(|row| Some((label(&[("stage", row.stage)]), row.segments_in?)))
             .collect();
         f.counter(
-            "ledger_packets_in",
-            "Packets that entered this stage of the receive path, where a hook or a kernel counter shows it",
+            "ledger_segments_in",
+            "Segments that entered this stage of the receive path, where a hook or a kernel counter shows it",
             &ledger_in,
         )?;
         let ledger_drops: Vec<(Labels, u64)> = r
@@ -219,24 +224,36 @@ impl Collector for Shared {
             .map(|row| (label(&[("stage", row.stage)]), row.drops))
             .collect();
         f.counter(
-            "ledger_drops",
-            "Packets this stage lost: its kernel drop reasons, plus the NIC's hardware drops at `nic`",
+            "ledger_drop_segments",
+            "Segments this stage lost: its kernel drop reasons, plus the NIC's hardware drops at `nic`",
             &ledger_drops,
         )?;
-        let by_reason: Vec<(Labels, u64)> = r
-            .ledger
-            .ledger
-            .iter()
-            .flat_map(|row| {
-                row.reasons
-                    .iter()
-                    .map(|(reason, n)| (label(&[("stage", row.stage), ("reason", reason)]), *n))
-            })
-            .collect();
+        // Receive stages, then the transmit side and benign drops as stages
+        // "tx" and "benign".
+        let reasons = || {
+            r.ledger
+                .ledger
+                .iter()
+                .map(|row| (row.stage, &row.reasons))
+                .chain([
+                    ("tx", &r.ledger.tx_drops.reasons),
+                    ("benign", &r.ledger.benign_drops.reasons),
+                ])
+                .flat_map(|(stage, reasons)| {
+                    reasons
+                        .iter()
+                        .map(move |(reason, c)| (label(&[("stage", stage), ("reason", reason)]), c))
+                })
+        };
         f.counter(
-            "drops",
-            "Packets dropped (skb:kfree_skb) by stage and the kernel's drop reason",
-            &by_reason,
+            "drop_segments",
+            "Segments dropped (skb:kfree_skb, max(gso_segs, 1) per skb) by stage and the kernel's drop reason",
+            &reasons().map(|(l, c)| (l, c.segments)).collect::<Vec<_>>(),
+        )?;
+        f.counter(
+            "drop_skbs",
+            "skbs dropped (skb:kfree_skb) by stage and the kernel's drop reason",
+            &reasons().map(|(l, c)| (l, c.skbs)).collect::<Vec<_>>(),
         )?;
         let kernel: Vec<(Labels, u64)> = r
             .ledger
@@ -258,27 +275,41 @@ impl Collector for Shared {
             "Drops in namespaces outside --drop-netns (not in the ledger)",
             &[(Vec::new(), r.ledger.drops_out_of_scope)],
         )?;
-        // (interface, count) of each VNI row: the NIC's outer or the device's inner.
+        // (interface, count) of each (port, VNI) row: the NIC's outer or the device's inner.
         type Side = fn(&crate::model::VxlanRow) -> (Option<&str>, Option<u64>);
         let vxlan = |side: Side| -> Vec<(Labels, u64)> {
             r.vxlan
                 .iter()
                 .filter_map(|v| {
                     let (iface, count) = side(v);
-                    let labels = label(&[("iface", iface.unwrap_or("")), ("vni", &vni(v.vni))]);
+                    let port = v.port.map_or("other".to_string(), |p| p.to_string());
+                    let labels = label(&[
+                        ("iface", iface.unwrap_or("")),
+                        ("port", &port),
+                        ("vni", &vni(v.vni)),
+                    ]);
                     Some((labels, count?))
                 })
                 .collect()
         };
         f.counter(
-            "vxlan_outer_packets",
-            "VXLAN packets that reached the NIC (XDP), by VNI",
-            &vxlan(|v| (v.nic.as_deref(), v.outer_packets)),
+            "vxlan_outer_segments",
+            "VXLAN segments that reached the NIC hook, by UDP port and VNI (port and vni \"other\": every pair no watched device owns)",
+            &vxlan(|v| (v.nic.as_deref(), v.outer_segments)),
         )?;
         f.counter(
-            "vxlan_inner_packets",
-            "Decapsulated packets out of the VXLAN device (TCX ingress), by VNI",
-            &vxlan(|v| (v.iface.as_deref(), v.inner_packets)),
+            "vxlan_inner_segments",
+            "Decapsulated segments out of the VXLAN device (TCX ingress), by UDP port and VNI",
+            &vxlan(|v| (v.iface.as_deref(), v.inner_segments)),
+        )?;
+        f.counter(
+            "vxlan_unexplained_segments",
+            "VXLAN segments that reached the NIC, did not come out of a VXLAN device, and no drop reason explains",
+            &r.ledger
+                .vxlan_loss
+                .iter()
+                .map(|l| (Vec::new(), l.unexplained))
+                .collect::<Vec<_>>(),
         )?;
         let softnet = |value: fn(&crate::procfs::SoftnetCpu) -> u64| -> Vec<(Labels, u64)> {
             r.softnet

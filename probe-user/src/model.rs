@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
-use probe_common::{InnerClass, NicClass, DIR_EGRESS, DIR_INGRESS, VNI_OTHER_SLOT};
+use probe_common::{InnerClass, NicClass, VNI_OTHER_SLOT};
 use serde::Serialize;
 
 use crate::{
@@ -58,18 +58,19 @@ pub struct Gap {
 #[derive(Clone, Debug, Default)]
 pub struct NicInfo {
     pub iface: String,
-    /// How the NIC stage is hooked: "xdp/native", "xdp/generic", or
-    /// "tcx/ingress" when another owner's program holds the XDP hook.
+    /// How the NIC stage is hooked: "tcx/ingress", "xdp/native", "xdp/generic".
     pub hook: String,
     pub queue_slots: u32,
-    /// VNIs with their own slot, in slot order.
-    pub vnis: Vec<u32>,
+    /// (UDP port, VNI) pairs with their own slot, in slot order.
+    pub vnis: Vec<(u16, u32)>,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct DevInfo {
     pub iface: String,
     pub vni: Option<u32>,
+    /// The UDP port the device receives on.
+    pub port: Option<u16>,
 }
 
 /// Cumulative counters read at one instant.
@@ -122,11 +123,7 @@ impl Sample {
             .devs
             .iter()
             .map(|d| DevCounts {
-                dirs: d
-                    .dirs
-                    .iter()
-                    .map(|x| vec![Default::default(); x.len()])
-                    .collect(),
+                per_cpu: vec![Default::default(); d.per_cpu.len()],
             })
             .collect();
         // Programs ran 0 times at attach; the process's CPU and memory are what they are.
@@ -145,6 +142,10 @@ impl Sample {
         });
         s.drops = s.drops.map(|d| DropCounts {
             by_reason: vec![0; d.by_reason.len()],
+            segments: vec![0; d.segments.len()],
+            vxlan_outer: vec![0; d.vxlan_outer.len()],
+            decap_skbs: vec![0; d.decap_skbs.len()],
+            decap_segments: vec![0; d.decap_segments.len()],
             ..Default::default()
         });
         s
@@ -207,46 +208,61 @@ pub struct SnmpRow {
     pub counters: Snmp,
 }
 
+/// What one hook saw. `skbs` and `segments` differ where GRO merged
+/// segments into one skb (or a GSO sender never split them): their ratio is
+/// the device's GRO ratio.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StageRow {
-    /// `xdp` (XDP on the NIC) or `vxlan` (TCX ingress on the VXLAN device).
+    /// `nic` (the NIC hook) or `vxlan` (TCX ingress on the VXLAN device).
     pub stage: &'static str,
     pub iface: String,
-    /// `xdp/native`, `xdp/generic`, `tcx/ingress`.
+    /// `tcx/ingress`, `xdp/native`, `xdp/generic`.
     pub hook: String,
-    pub packets: u64,
+    pub skbs: u64,
+    pub segments: u64,
     pub bytes: u64,
+    /// segments / skbs (1.0 without GRO); null without traffic.
+    pub gro_ratio: Option<f64>,
     /// Receive drops the device's own counters report (rx_dropped +
     /// rx_missed_errors + rx_fifo_errors + rx_over_errors); null if unreadable.
     pub drops: Option<u64>,
-    /// Packets per class: NIC classes at `xdp`, inner classes at `vxlan`.
+    /// Segments per class: NIC classes at `nic`, inner classes at `vxlan`.
     pub classes: BTreeMap<&'static str, u64>,
     /// The device's kernel counters over the same period, for cross-checking.
     pub kernel: Option<LinkStats>,
 }
 
+/// VXLAN traffic of one (UDP port, VNI), outer at the NIC and inner out of
+/// the device that owns it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct VxlanRow {
-    /// The VXLAN device of this VNI, when one is watched.
+    /// The VXLAN device that receives this (port, VNI), when one is watched.
     pub iface: Option<String>,
     /// The NIC where the outer packets were counted.
     pub nic: Option<String>,
-    /// None: VXLAN packets of VNIs outside the watched set (or too short to carry one).
+    /// None: every (port, VNI) no watched device owns (and packets too short
+    /// to carry a VNI).
+    pub port: Option<u16>,
     pub vni: Option<u32>,
-    /// Outer VXLAN packets seen by XDP on the NIC (null if that hook is missing).
-    pub outer_packets: Option<u64>,
+    /// Outer VXLAN packets seen by the NIC hook (null if that hook is missing).
+    pub outer_skbs: Option<u64>,
+    pub outer_segments: Option<u64>,
     pub outer_bytes: Option<u64>,
-    /// Outer packets by inner frame class.
+    /// Outer segments by inner frame class.
     pub outer_inner: Option<BTreeMap<&'static str, u64>>,
     /// Decapsulated packets seen entering the VXLAN device (null if not watched).
-    pub inner_packets: Option<u64>,
+    pub inner_skbs: Option<u64>,
+    pub inner_segments: Option<u64>,
 }
 
+/// What a VXLAN device sent, from its own counters (tx_packets counts skbs
+/// handed to the device; tx_dropped those it could not send).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TxRow {
     pub iface: String,
-    pub packets: u64,
+    pub skbs: u64,
     pub bytes: u64,
+    pub dropped_skbs: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -254,15 +270,21 @@ pub struct CpuRow {
     pub cpu: u32,
     pub stage: &'static str,
     pub iface: String,
-    pub packets: u64,
+    pub segments: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct QueueRow {
     pub iface: String,
     pub queue: u32,
-    pub packets: u64,
+    pub skbs: u64,
+    pub segments: u64,
     pub bytes: u64,
+}
+
+/// segments / skbs, rounded to 2 decimals; None without skbs.
+pub fn gro_ratio(skbs: u64, segments: u64) -> Option<f64> {
+    (skbs > 0).then(|| (segments as f64 / skbs as f64 * 100.0).round() / 100.0)
 }
 
 fn sub(a: u64, b: u64) -> u64 {
@@ -271,6 +293,25 @@ fn sub(a: u64, b: u64) -> u64 {
 
 fn kernel_delta(later: Option<&LinkStats>, earlier: Option<&LinkStats>) -> Option<LinkStats> {
     Some(later?.delta(earlier?))
+}
+
+/// Outer VXLAN counts of one (port, VNI) slot over a period.
+#[derive(Clone)]
+struct OuterCounts {
+    skbs: u64,
+    segments: u64,
+    bytes: u64,
+    inner: BTreeMap<&'static str, u64>,
+}
+
+/// Adds `values[cpu]` into `sums[cpu]`, growing `sums` as needed.
+fn add_per_cpu(sums: &mut Vec<u64>, values: &[u64]) {
+    if sums.len() < values.len() {
+        sums.resize(values.len(), 0);
+    }
+    for (s, v) in sums.iter_mut().zip(values) {
+        *s += v;
+    }
 }
 
 /// `later[i][cpu] - earlier[i][cpu]` through a field accessor, summed per CPU.
@@ -321,198 +362,48 @@ impl Report {
                 .cloned()
                 .collect(),
         };
-        let mut outer_by_slot: Vec<(u64, u64, BTreeMap<&'static str, u64>)> = Vec::new();
-        if let (Some(nic), Some(now)) = (&topo.nic, &later.nic) {
-            let before = earlier.nic.as_ref();
-            let mut classes = [0u64; NicClass::COUNT];
-            let mut class_bytes = [0u64; NicClass::COUNT];
-            let mut cpu_packets: Vec<u64> = Vec::new();
-            for (slot, per_cpu) in now.queues.iter().enumerate() {
-                let prev = before.and_then(|b| b.queues.get(slot)).map(Vec::as_slice);
-                let (mut q_packets, mut q_bytes) = (0, 0);
-                for class in 0..NicClass::COUNT {
-                    let p = per_cpu_delta(per_cpu, prev, |c| c.packets[class]);
-                    let b: u64 = per_cpu_delta(per_cpu, prev, |c| c.bytes[class])
-                        .iter()
-                        .sum();
-                    if cpu_packets.len() < p.len() {
-                        cpu_packets.resize(p.len(), 0);
-                    }
-                    for (cpu, n) in p.iter().enumerate() {
-                        cpu_packets[cpu] += n;
-                    }
-                    let total: u64 = p.iter().sum();
-                    classes[class] += total;
-                    class_bytes[class] += b;
-                    q_packets += total;
-                    q_bytes += b;
-                }
-                // The last slot is the overflow slot: counted in the totals only.
-                if (slot as u32) < nic.queue_slots {
-                    r.queues.push(QueueRow {
-                        iface: nic.iface.clone(),
-                        queue: slot as u32,
-                        packets: q_packets,
-                        bytes: q_bytes,
-                    });
-                }
-            }
-            for (slot, per_cpu) in now.vnis.iter().enumerate() {
-                let prev = before.and_then(|b| b.vnis.get(slot)).map(Vec::as_slice);
-                let packets = per_cpu_delta(per_cpu, prev, |v| v.outer_packets())
-                    .iter()
-                    .sum();
-                let bytes = per_cpu_delta(per_cpu, prev, |v| v.outer_bytes).iter().sum();
-                let inner = InnerClass::ALL
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.name(),
-                            per_cpu_delta(per_cpu, prev, |v| v.inner[*c as usize])
-                                .iter()
-                                .sum(),
-                        )
-                    })
-                    .collect();
-                outer_by_slot.push((packets, bytes, inner));
-            }
-            let kernel = kernel_delta(later.nic_kernel.as_ref(), earlier.nic_kernel.as_ref());
-            r.stages.push(StageRow {
-                stage: "xdp",
-                iface: nic.iface.clone(),
-                hook: nic.hook.clone(),
-                packets: classes.iter().sum(),
-                bytes: class_bytes.iter().sum(),
-                drops: kernel.map(|k| k.rx_drops()),
-                classes: NicClass::ALL
-                    .iter()
-                    .map(|c| (c.name(), classes[*c as usize]))
-                    .collect(),
-                kernel,
-            });
-            for (cpu, packets) in cpu_packets.into_iter().enumerate() {
-                r.cpus.push(CpuRow {
-                    cpu: cpu as u32,
-                    stage: "xdp",
-                    iface: nic.iface.clone(),
-                    packets,
-                });
-            }
-        }
+        let outer_by_slot = r.add_nic(topo, earlier, later);
+        let inner_by_vni = r.add_vxlan_devs(topo, earlier, later);
 
-        let mut inner_by_vni: BTreeMap<u32, (String, u64)> = BTreeMap::new();
-        for (i, dev) in topo.vxlan_devs.iter().enumerate() {
-            let Some(now) = later.devs.get(i) else {
-                continue;
-            };
-            let before = earlier.devs.get(i);
-            let dir_delta = |dir: u32, class: usize, bytes: bool| -> Vec<u64> {
-                let now = now.dirs.get(dir as usize).map(Vec::as_slice).unwrap_or(&[]);
-                let prev = before
-                    .and_then(|b| b.dirs.get(dir as usize))
-                    .map(Vec::as_slice);
-                per_cpu_delta(now, prev, |d| {
-                    if bytes {
-                        d.bytes[class]
-                    } else {
-                        d.packets[class]
-                    }
-                })
-            };
-            let mut classes = BTreeMap::new();
-            let (mut packets, mut bytes, mut tx_packets, mut tx_bytes) = (0, 0, 0, 0);
-            let mut cpu_packets: Vec<u64> = Vec::new();
-            for class in InnerClass::ALL {
-                if class == InnerClass::Truncated {
-                    continue; // skb->protocol is always known on the device
-                }
-                let p = dir_delta(DIR_INGRESS, class as usize, false);
-                if cpu_packets.len() < p.len() {
-                    cpu_packets.resize(p.len(), 0);
-                }
-                for (cpu, n) in p.iter().enumerate() {
-                    cpu_packets[cpu] += n;
-                }
-                let n: u64 = p.iter().sum();
-                classes.insert(class.name(), n);
-                packets += n;
-                bytes += dir_delta(DIR_INGRESS, class as usize, true)
-                    .iter()
-                    .sum::<u64>();
-                tx_packets += dir_delta(DIR_EGRESS, class as usize, false)
-                    .iter()
-                    .sum::<u64>();
-                tx_bytes += dir_delta(DIR_EGRESS, class as usize, true)
-                    .iter()
-                    .sum::<u64>();
-            }
-            let kernel = kernel_delta(
-                later.devs_kernel.get(i).and_then(Option::as_ref),
-                earlier.devs_kernel.get(i).and_then(Option::as_ref),
-            );
-            r.stages.push(StageRow {
-                stage: "vxlan",
-                iface: dev.iface.clone(),
-                hook: "tcx/ingress".into(),
-                packets,
-                bytes,
-                drops: kernel.map(|k| k.rx_drops()),
-                classes,
-                kernel,
-            });
-            r.tx.push(TxRow {
-                iface: dev.iface.clone(),
-                packets: tx_packets,
-                bytes: tx_bytes,
-            });
-            for (cpu, n) in cpu_packets.into_iter().enumerate() {
-                r.cpus.push(CpuRow {
-                    cpu: cpu as u32,
-                    stage: "vxlan",
-                    iface: dev.iface.clone(),
-                    packets: n,
-                });
-            }
-            if let Some(vni) = dev.vni {
-                let e = inner_by_vni
-                    .entry(vni)
-                    .or_insert_with(|| (dev.iface.clone(), 0));
-                e.1 += packets;
-            }
-        }
-
-        // One row per watched VNI (NIC slot and/or device), then the "other" slot.
+        // One row per watched (port, VNI) (NIC slot and/or device), then the
+        // "other" slot.
         let nic = topo.nic.as_ref();
-        let mut vnis: Vec<u32> = nic.map(|n| n.vnis.clone()).unwrap_or_default();
-        for vni in inner_by_vni.keys() {
-            if !vnis.contains(vni) {
-                vnis.push(*vni);
+        let mut pairs: Vec<(u16, u32)> = nic.map(|n| n.vnis.clone()).unwrap_or_default();
+        for pair in inner_by_vni.keys() {
+            if !pairs.contains(pair) {
+                pairs.push(*pair);
             }
         }
         let outer = |slot: usize| outer_by_slot.get(slot).cloned();
-        for vni in vnis {
-            let slot = nic.and_then(|n| n.vnis.iter().position(|v| *v == vni));
+        for (port, vni) in pairs {
+            let slot = nic.and_then(|n| n.vnis.iter().position(|p| *p == (port, vni)));
             let o = slot.and_then(outer);
-            let dev = inner_by_vni.get(&vni);
+            let dev = inner_by_vni.get(&(port, vni));
             r.vxlan.push(VxlanRow {
                 iface: dev.map(|d| d.0.clone()),
                 nic: nic.filter(|_| slot.is_some()).map(|n| n.iface.clone()),
+                port: Some(port),
                 vni: Some(vni),
-                outer_packets: o.as_ref().map(|o| o.0),
-                outer_bytes: o.as_ref().map(|o| o.1),
-                outer_inner: o.map(|o| o.2),
-                inner_packets: dev.map(|d| d.1),
+                outer_skbs: o.as_ref().map(|o| o.skbs),
+                outer_segments: o.as_ref().map(|o| o.segments),
+                outer_bytes: o.as_ref().map(|o| o.bytes),
+                outer_inner: o.map(|o| o.inner),
+                inner_skbs: dev.map(|d| d.1),
+                inner_segments: dev.map(|d| d.2),
             });
         }
         if let (Some(nic), Some(o)) = (nic, outer(VNI_OTHER_SLOT as usize)) {
             r.vxlan.push(VxlanRow {
                 iface: None,
                 nic: Some(nic.iface.clone()),
+                port: None,
                 vni: None,
-                outer_packets: Some(o.0),
-                outer_bytes: Some(o.1),
-                outer_inner: Some(o.2),
-                inner_packets: None,
+                outer_skbs: Some(o.skbs),
+                outer_segments: Some(o.segments),
+                outer_bytes: Some(o.bytes),
+                outer_inner: Some(o.inner),
+                inner_skbs: None,
+                inner_segments: None,
             });
         }
         r.add_ledger(topo, earlier, later);
@@ -533,6 +424,169 @@ impl Report {
             r.self_cost = Some(SelfCost::between(a, b, r.elapsed_s));
         }
         r
+    }
+
+    /// The NIC stage, its queues and CPUs; returns the outer VXLAN counts
+    /// per (port, VNI) slot.
+    fn add_nic(&mut self, topo: &Topology, earlier: &Sample, later: &Sample) -> Vec<OuterCounts> {
+        let (Some(nic), Some(now)) = (&topo.nic, &later.nic) else {
+            return Vec::new();
+        };
+        let before = earlier.nic.as_ref();
+        let mut skbs = [0u64; NicClass::COUNT];
+        let mut segments = [0u64; NicClass::COUNT];
+        let mut bytes = [0u64; NicClass::COUNT];
+        let mut cpu_segments: Vec<u64> = Vec::new();
+        for (slot, per_cpu) in now.queues.iter().enumerate() {
+            let prev = before.and_then(|b| b.queues.get(slot)).map(Vec::as_slice);
+            let mut q = (0, 0, 0);
+            for class in 0..NicClass::COUNT {
+                let segs = per_cpu_delta(per_cpu, prev, |c| c.segments[class]);
+                add_per_cpu(&mut cpu_segments, &segs);
+                let total = |v: Vec<u64>| v.iter().sum::<u64>();
+                let (k, g, b) = (
+                    total(per_cpu_delta(per_cpu, prev, |c| c.skbs[class])),
+                    total(segs),
+                    total(per_cpu_delta(per_cpu, prev, |c| c.bytes[class])),
+                );
+                (skbs[class], segments[class], bytes[class]) =
+                    (skbs[class] + k, segments[class] + g, bytes[class] + b);
+                q = (q.0 + k, q.1 + g, q.2 + b);
+            }
+            // The last slot is the overflow slot: counted in the totals only.
+            if (slot as u32) < nic.queue_slots {
+                self.queues.push(QueueRow {
+                    iface: nic.iface.clone(),
+                    queue: slot as u32,
+                    skbs: q.0,
+                    segments: q.1,
+                    bytes: q.2,
+                });
+            }
+        }
+        let outer = now
+            .vnis
+            .iter()
+            .enumerate()
+            .map(|(slot, per_cpu)| {
+                let prev = before.and_then(|b| b.vnis.get(slot)).map(Vec::as_slice);
+                let sum = |f: &dyn Fn(&probe_common::VniCounters) -> u64| -> u64 {
+                    per_cpu_delta(per_cpu, prev, f).iter().sum()
+                };
+                OuterCounts {
+                    skbs: sum(&|v| v.outer_skbs),
+                    segments: sum(&|v| v.outer_segments()),
+                    bytes: sum(&|v| v.outer_bytes),
+                    inner: InnerClass::ALL
+                        .iter()
+                        .map(|c| (c.name(), sum(&|v| v.inner[*c as usize])))
+                        .collect(),
+                }
+            })
+            .collect();
+        let kernel = kernel_delta(later.nic_kernel.as_ref(), earlier.nic_kernel.as_ref());
+        let (skbs, segments_total) = (skbs.iter().sum(), segments.iter().sum());
+        self.stages.push(StageRow {
+            stage: "nic",
+            iface: nic.iface.clone(),
+            hook: nic.hook.clone(),
+            skbs,
+            segments: segments_total,
+            bytes: bytes.iter().sum(),
+            gro_ratio: gro_ratio(skbs, segments_total),
+            drops: kernel.map(|k| k.rx_drops()),
+            classes: NicClass::ALL
+                .iter()
+                .map(|c| (c.name(), segments[*c as usize]))
+                .collect(),
+            kernel,
+        });
+        for (cpu, segments) in cpu_segments.into_iter().enumerate() {
+            self.cpus.push(CpuRow {
+                cpu: cpu as u32,
+                stage: "nic",
+                iface: nic.iface.clone(),
+                segments,
+            });
+        }
+        outer
+    }
+
+    /// The VXLAN devices' stages, TX rows and CPUs; returns, per (port, VNI)
+    /// a device owns, (device, skbs, segments).
+    fn add_vxlan_devs(
+        &mut self,
+        topo: &Topology,
+        earlier: &Sample,
+        later: &Sample,
+    ) -> BTreeMap<(u16, u32), (String, u64, u64)> {
+        let mut inner_by_vni = BTreeMap::new();
+        for (i, dev) in topo.vxlan_devs.iter().enumerate() {
+            let Some(now) = later.devs.get(i) else {
+                continue;
+            };
+            let prev = earlier.devs.get(i).map(|b| b.per_cpu.as_slice());
+            let mut classes = BTreeMap::new();
+            let (mut skbs, mut segments, mut bytes) = (0, 0, 0);
+            let mut cpu_segments: Vec<u64> = Vec::new();
+            for class in InnerClass::ALL {
+                if class == InnerClass::Truncated {
+                    continue; // skb->protocol is always known on the device
+                }
+                let c = class as usize;
+                let segs = per_cpu_delta(&now.per_cpu, prev, |d| d.segments[c]);
+                add_per_cpu(&mut cpu_segments, &segs);
+                let n: u64 = segs.iter().sum();
+                classes.insert(class.name(), n);
+                segments += n;
+                skbs += per_cpu_delta(&now.per_cpu, prev, |d| d.skbs[c])
+                    .iter()
+                    .sum::<u64>();
+                bytes += per_cpu_delta(&now.per_cpu, prev, |d| d.bytes[c])
+                    .iter()
+                    .sum::<u64>();
+            }
+            let kernel = kernel_delta(
+                later.devs_kernel.get(i).and_then(Option::as_ref),
+                earlier.devs_kernel.get(i).and_then(Option::as_ref),
+            );
+            self.stages.push(StageRow {
+                stage: "vxlan",
+                iface: dev.iface.clone(),
+                hook: "tcx/ingress".into(),
+                skbs,
+                segments,
+                bytes,
+                gro_ratio: gro_ratio(skbs, segments),
+                drops: kernel.map(|k| k.rx_drops()),
+                classes,
+                kernel,
+            });
+            if let Some(k) = kernel {
+                self.tx.push(TxRow {
+                    iface: dev.iface.clone(),
+                    skbs: k.tx_packets,
+                    bytes: k.tx_bytes,
+                    dropped_skbs: k.tx_dropped,
+                });
+            }
+            for (cpu, n) in cpu_segments.into_iter().enumerate() {
+                self.cpus.push(CpuRow {
+                    cpu: cpu as u32,
+                    stage: "vxlan",
+                    iface: dev.iface.clone(),
+                    segments: n,
+                });
+            }
+            if let Some(vni) = dev.vni {
+                let port = dev.port.unwrap_or(0);
+                let e = inner_by_vni
+                    .entry((port, vni))
+                    .or_insert_with(|| (dev.iface.clone(), 0, 0));
+                (e.1, e.2) = (e.1 + skbs, e.2 + segments);
+            }
+        }
+        inner_by_vni
     }
 
     fn add_ledger(&mut self, topo: &Topology, earlier: &Sample, later: &Sample) {
@@ -563,7 +617,7 @@ impl Report {
                 })
             })
             .collect();
-        let xdp = self.stages.iter().find(|s| s.stage == "xdp");
+        let nic = self.stages.iter().find(|s| s.stage == "nic");
         let vxlan_devs: Vec<&StageRow> =
             self.stages.iter().filter(|s| s.stage == "vxlan").collect();
         let input = LedgerInput {
@@ -573,7 +627,7 @@ impl Report {
                 .as_ref()
                 .map(|d| ledger::drop_delta(d, earlier.drops.as_ref())),
             names: Some(&later.names),
-            nic_kernel: xdp.and_then(|s| s.kernel),
+            nic_kernel: nic.and_then(|s| s.kernel),
             nic_queue_drops: later
                 .nic_queue_drops
                 .iter()
@@ -582,10 +636,10 @@ impl Report {
                     (name.clone(), sub(*n, before.map_or(0, |b| b.1)))
                 })
                 .collect(),
-            xdp_packets: xdp.map(|s| s.packets),
-            vxlan_outer: xdp.map(|_| self.vxlan.iter().filter_map(|v| v.outer_packets).sum()),
+            nic_segments: nic.map(|s| s.segments),
+            vxlan_outer: nic.map(|_| self.vxlan.iter().filter_map(|v| v.outer_segments).sum()),
             vxlan_inner: (!vxlan_devs.is_empty())
-                .then(|| vxlan_devs.iter().map(|s| s.packets).sum()),
+                .then(|| vxlan_devs.iter().map(|s| s.segments).sum()),
             softnet: self.softnet.clone(),
             snmp: self
                 .snmp

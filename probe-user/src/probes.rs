@@ -11,9 +11,9 @@ use aya::{
     Ebpf, EbpfLoader, Pod,
 };
 use probe_common::{
-    DevCounters, NicCounters, QueueCounters, VniCounters, DIRECTIONS, GLOBAL_QUEUE_SLOTS,
-    GLOBAL_VNIS, GLOBAL_VNI_COUNT, GLOBAL_VXLAN_PORTS, MAP_NIC_QUEUES, MAP_VXLAN_DEV, MAX_VNIS,
-    MAX_VXLAN_PORTS, PROG_NIC_TC, PROG_NIC_XDP, PROG_VXLAN_EGRESS, PROG_VXLAN_INGRESS, VNI_SLOTS,
+    DevCounters, NicCounters, QueueCounters, VniCounters, GLOBAL_QUEUE_SLOTS, GLOBAL_VNIS,
+    GLOBAL_VNI_COUNT, GLOBAL_VNI_PORTS, GLOBAL_VXLAN_PORTS, MAP_NIC_QUEUES, MAP_VXLAN_DEV,
+    MAX_VNIS, MAX_VXLAN_PORTS, PROG_NIC_TC, PROG_NIC_XDP, PROG_VXLAN_INGRESS, VNI_SLOTS,
 };
 
 use crate::{
@@ -45,13 +45,30 @@ impl XdpModeArg {
     }
 }
 
-/// Settings of the XDP program that come from the command line and the node.
+/// `--nic-hook`: where the NIC stage counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NicHookArg {
+    /// tc ingress (TCX): after the driver and GRO; changes nothing in the
+    /// driver, so the traffic is exactly as without the probe.
+    #[default]
+    Tc,
+    /// XDP: every wire frame before GRO, per RX queue. Attaching XDP makes
+    /// drivers change how they receive (veth: NAPI mode, the peer loses TSO;
+    /// virtio_net: guest offloads off; mlx5, ice, i40e, ixgbe, ena: rings are
+    /// reset, so traffic stops briefly at attach and detach).
+    Xdp,
+}
+
+/// Settings of the NIC program that come from the command line and the node.
 #[derive(Clone, Debug)]
 pub struct NicConfig {
     /// UDP destination ports that carry VXLAN (at most MAX_VXLAN_PORTS).
     pub vxlan_ports: Vec<u16>,
-    /// VNIs that get their own counters (at most MAX_VNIS).
-    pub vnis: Vec<u32>,
+    /// (UDP port, VNI) pairs that get their own counters (at most MAX_VNIS):
+    /// the watched VXLAN devices'.
+    pub vnis: Vec<(u16, u32)>,
+    pub hook: NicHookArg,
     pub mode: XdpModeArg,
 }
 
@@ -63,19 +80,19 @@ pub struct Unavailable {
     pub reason: String,
 }
 
-/// The NIC's counters: XDP, or TCX ingress when the XDP hook is taken.
+/// The NIC's counters: TCX ingress, or XDP on request.
 pub struct NicHook {
     pub iface: String,
     pub ifindex: u32,
-    /// "xdp/native" or "xdp/generic" as the kernel reports the attachment,
-    /// or "tcx/ingress".
+    /// "tcx/ingress", or "xdp/native" / "xdp/generic" as the kernel reports
+    /// the attachment.
     pub hook: String,
-    /// The program id of another owner's XDP program found on the NIC: we
-    /// never replace one, and count from TCX ingress instead.
+    /// With `--nic-hook xdp`: the program id of another owner's XDP program
+    /// found on the NIC. We never replace one, and count from TCX instead.
     pub foreign_xdp: Option<u32>,
     program: &'static str,
     pub queue_slots: u32,
-    pub vnis: Vec<u32>,
+    pub vnis: Vec<(u16, u32)>,
     ebpf: Ebpf,
 }
 
@@ -84,6 +101,8 @@ pub struct VxlanHook {
     pub iface: String,
     pub ifindex: u32,
     pub vni: Option<u32>,
+    /// The UDP port the device receives on.
+    pub port: Option<u16>,
     ebpf: Ebpf,
     /// Counts of the hooks on earlier incarnations of the device (deleted and
     /// recreated, as by a flanneld restart), so the counters never go back.
@@ -113,6 +132,7 @@ impl NicCounts {
                 for (sum, v) in vnis.iter_mut().zip(&entry.vnis) {
                     let sum = &mut sum[cpu];
                     sum.outer_bytes += v.outer_bytes;
+                    sum.outer_skbs += v.outer_skbs;
                     for (s, n) in sum.inner.iter_mut().zip(v.inner) {
                         *s += n;
                     }
@@ -129,21 +149,22 @@ impl NicCounts {
     }
 }
 
-/// Raw cumulative counters of one VXLAN-device hook: `dirs[direction][cpu]`.
+/// Raw cumulative counters of one VXLAN-device hook: `per_cpu[cpu]`.
 #[derive(Clone, Debug, Default)]
 pub struct DevCounts {
-    pub dirs: Vec<Vec<DevCounters>>,
+    pub per_cpu: Vec<DevCounters>,
 }
 
 impl DevCounts {
-    /// Adds `other` per direction, CPU and class.
+    /// Adds `other` per CPU and class.
     pub fn add(&mut self, other: &DevCounts) {
-        for (dir, theirs) in self.dirs.iter_mut().zip(&other.dirs) {
-            for (mine, theirs) in dir.iter_mut().zip(theirs) {
-                for (a, b) in mine.packets.iter_mut().zip(theirs.packets) {
-                    *a += b;
-                }
-                for (a, b) in mine.bytes.iter_mut().zip(theirs.bytes) {
+        for (mine, theirs) in self.per_cpu.iter_mut().zip(&other.per_cpu) {
+            for (a, b) in [
+                (&mut mine.skbs, &theirs.skbs),
+                (&mut mine.segments, &theirs.segments),
+                (&mut mine.bytes, &theirs.bytes),
+            ] {
+                for (a, b) in a.iter_mut().zip(b) {
                     *a += b;
                 }
             }
@@ -156,15 +177,17 @@ fn load_error(e: impl std::fmt::Display) -> String {
     format!("loading the BPF object failed: {e}")
 }
 
-/// Loads the object for the NIC and attaches XDP to `link` inside `netns`.
+/// Loads the object for the NIC and attaches it to `link` inside `netns`:
+/// TCX ingress, or XDP with `--nic-hook xdp`.
 pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook, String> {
     let mut ports = [0u16; MAX_VXLAN_PORTS];
     for (slot, port) in ports.iter_mut().zip(&cfg.vxlan_ports) {
         *slot = *port;
     }
     let mut vnis = [0u32; MAX_VNIS];
-    for (slot, vni) in vnis.iter_mut().zip(&cfg.vnis) {
-        *slot = *vni;
+    let mut vni_ports = [0u16; MAX_VNIS];
+    for ((vni_slot, port_slot), (port, vni)) in vnis.iter_mut().zip(&mut vni_ports).zip(&cfg.vnis) {
+        (*vni_slot, *port_slot) = (*vni, *port);
     }
     let vni_count = cfg.vnis.len().min(MAX_VNIS) as u32;
     // One slot per RX queue the device can ever have (real_num_rx_queues never
@@ -178,6 +201,7 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
         .btf(None)
         .override_global(GLOBAL_VXLAN_PORTS, &ports, true)
         .override_global(GLOBAL_VNIS, &vnis, true)
+        .override_global(GLOBAL_VNI_PORTS, &vni_ports, true)
         .override_global(GLOBAL_VNI_COUNT, &vni_count, true)
         .override_global(GLOBAL_QUEUE_SLOTS, &queue_slots, true)
         .map_max_entries(MAP_NIC_QUEUES, queue_slots + 1)
@@ -187,8 +211,11 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
     // mixed (dev_xdp_attach). If someone else's is there, it stays: the
     // kernel would refuse our link anyway (EBUSY/EEXIST), and replacing it
     // through netlink would take the CNI's datapath away.
-    let foreign_xdp = link.xdp.prog_id.filter(|id| *id != 0);
-    let (program_name, hook) = if foreign_xdp.is_some() {
+    let foreign_xdp = link
+        .xdp
+        .prog_id
+        .filter(|id| *id != 0 && cfg.hook == NicHookArg::Xdp);
+    let (program_name, hook) = if cfg.hook == NicHookArg::Tc || foreign_xdp.is_some() {
         attach_tcx(netns, &mut ebpf, PROG_NIC_TC, TcAttachType::Ingress, link)?;
         (PROG_NIC_TC, "tcx/ingress")
     } else {
@@ -274,23 +301,25 @@ fn attach_tcx(
     Ok(())
 }
 
-/// Loads the object for a VXLAN device and attaches TCX ingress and egress
-/// inside `netns` (see attach_tcx for the order).
+/// Loads the object for a VXLAN device and attaches TCX ingress inside
+/// `netns` (see attach_tcx for the order).
 pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String> {
     let mut ebpf = EbpfLoader::new()
         .btf(None)
         .load(objects::VXLAN)
         .map_err(load_error)?;
-    for (name, attach_type) in [
-        (PROG_VXLAN_INGRESS, TcAttachType::Ingress),
-        (PROG_VXLAN_EGRESS, TcAttachType::Egress),
-    ] {
-        attach_tcx(netns, &mut ebpf, name, attach_type, link)?;
-    }
+    attach_tcx(
+        netns,
+        &mut ebpf,
+        PROG_VXLAN_INGRESS,
+        TcAttachType::Ingress,
+        link,
+    )?;
     Ok(VxlanHook {
         iface: link.name.clone(),
         ifindex: link.ifindex,
         vni: link.vxlan.and_then(|v| v.vni),
+        port: link.vxlan.and_then(|v| v.port),
         ebpf,
         carried: None,
         kernel_carried: LinkStats::default(),
@@ -301,7 +330,9 @@ pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, String>
 impl VxlanHook {
     pub fn read(&self) -> Result<DevCounts, String> {
         let mut counts = DevCounts {
-            dirs: read_per_cpu::<DevCounters>(&self.ebpf, MAP_VXLAN_DEV, DIRECTIONS)?,
+            per_cpu: read_per_cpu::<DevCounters>(&self.ebpf, MAP_VXLAN_DEV, 1)?
+                .pop()
+                .unwrap_or_default(),
         };
         if let Some(carried) = &self.carried {
             counts.add(carried);
@@ -441,20 +472,22 @@ mod tests {
     fn vni_counters_are_summed_over_queues_per_cpu() {
         let mut q0 = vec![QueueCounters::default(); 2];
         let mut q1 = vec![QueueCounters::default(); 2];
-        q0[0].classes.packets[3] = 5;
+        q0[0].classes.segments[3] = 5;
         q0[0].vnis[0].inner[0] = 5;
+        q0[0].vnis[0].outer_skbs = 1;
         q0[0].vnis[0].outer_bytes = 500;
         q1[0].vnis[0].inner[1] = 2;
         q1[1].vnis[8].inner[3] = 1;
         let n = NicCounts::from_queue_entries(&[q0, q1]);
         assert_eq!(n.queues.len(), 2);
-        assert_eq!(n.queues[0][0].packets[3], 5);
+        assert_eq!(n.queues[0][0].segments[3], 5);
         assert_eq!(n.vnis.len(), VNI_SLOTS as usize);
         assert_eq!(n.vnis[0][0].inner, [5, 2, 0, 0]);
-        assert_eq!(n.vnis[0][0].outer_packets(), 7);
+        assert_eq!(n.vnis[0][0].outer_segments(), 7);
+        assert_eq!(n.vnis[0][0].outer_skbs, 1);
         assert_eq!(n.vnis[0][0].outer_bytes, 500);
         assert_eq!(n.vnis[0][1], VniCounters::default());
-        assert_eq!(n.vnis[8][1].outer_packets(), 1);
+        assert_eq!(n.vnis[8][1].outer_segments(), 1);
         assert!(NicCounts::from_queue_entries(&[])
             .vnis
             .iter()

@@ -64,6 +64,10 @@ pub struct Snmp {
     pub ip_in_discards: u64,
     pub ip_in_addr_errors: u64,
     pub ip_in_hdr_errors: u64,
+    pub ip_frag_fails: u64,
+    pub ip_reasm_timeout: u64,
+    pub ip_reasm_fails: u64,
+    pub udp_in_csum_errors: u64,
 }
 
 impl Snmp {
@@ -76,6 +80,10 @@ impl Snmp {
             ip_in_discards: d(self.ip_in_discards, earlier.ip_in_discards),
             ip_in_addr_errors: d(self.ip_in_addr_errors, earlier.ip_in_addr_errors),
             ip_in_hdr_errors: d(self.ip_in_hdr_errors, earlier.ip_in_hdr_errors),
+            ip_frag_fails: d(self.ip_frag_fails, earlier.ip_frag_fails),
+            ip_reasm_timeout: d(self.ip_reasm_timeout, earlier.ip_reasm_timeout),
+            ip_reasm_fails: d(self.ip_reasm_fails, earlier.ip_reasm_fails),
+            udp_in_csum_errors: d(self.udp_in_csum_errors, earlier.udp_in_csum_errors),
         }
     }
 }
@@ -113,6 +121,10 @@ pub fn parse_snmp(text: &str) -> Snmp {
         ip_in_discards: get("Ip", "InDiscards"),
         ip_in_addr_errors: get("Ip", "InAddrErrors"),
         ip_in_hdr_errors: get("Ip", "InHdrErrors"),
+        ip_frag_fails: get("Ip", "FragFails"),
+        ip_reasm_timeout: get("Ip", "ReasmTimeout"),
+        ip_reasm_fails: get("Ip", "ReasmFails"),
+        udp_in_csum_errors: get("Udp", "InCsumErrors"),
     }
 }
 
@@ -158,12 +170,12 @@ mod tests {
     #[test]
     fn snmp_pairs() {
         let text = "\
-Ip: Forwarding DefaultTTL InReceives InHdrErrors InAddrErrors ForwDatagrams InUnknownProtos InDiscards
-Ip: 1 64 100 1 2 0 0 3
+Ip: Forwarding DefaultTTL InReceives InHdrErrors InAddrErrors ForwDatagrams InUnknownProtos InDiscards ReasmTimeout ReasmFails FragFails
+Ip: 1 64 100 1 2 0 0 3 5 6 8
 Icmp: InMsgs InErrors
 Icmp: 0 0
 Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
-Udp: 10 4 7 0 7 0 0 0 0
+Udp: 10 4 7 0 7 0 9 0 0
 ";
         let s = parse_snmp(text);
         assert_eq!(
@@ -174,7 +186,11 @@ Udp: 10 4 7 0 7 0 0 0 0
                 udp_rcvbuf_errors: 7,
                 ip_in_discards: 3,
                 ip_in_addr_errors: 2,
-                ip_in_hdr_errors: 1
+                ip_in_hdr_errors: 1,
+                ip_reasm_timeout: 5,
+                ip_reasm_fails: 6,
+                ip_frag_fails: 8,
+                udp_in_csum_errors: 9,
             }
         );
         let later = Snmp {

@@ -36,23 +36,25 @@ pub fn human(r: &Report) -> String {
     let _ = writeln!(o, "== {}  {}  netns {} ==", r.ts, title, r.netns);
     let _ = writeln!(
         o,
-        "{:<6} {:<12} {:<12} {:>10} {:>9} {:>11} {:>7} {:>10}",
-        "STAGE", "IFACE", "HOOK", "PACKETS", "PPS", "BYTES", "DROPS", "KERNEL_RX"
+        "{:<6} {:<12} {:<12} {:>10} {:>10} {:>5} {:>9} {:>11} {:>7} {:>10}",
+        "STAGE", "IFACE", "HOOK", "SKBS", "SEGMENTS", "GRO", "SEG/S", "BYTES", "DROPS", "KERNEL_RX"
     );
     for s in &r.stages {
-        let pps = if r.elapsed_s > 0.0 {
-            (s.packets as f64 / r.elapsed_s) as u64
+        let rate = if r.elapsed_s > 0.0 {
+            (s.segments as f64 / r.elapsed_s) as u64
         } else {
             0
         };
         let _ = writeln!(
             o,
-            "{:<6} {:<12} {:<12} {:>10} {:>9} {:>11} {:>7} {:>10}",
+            "{:<6} {:<12} {:<12} {:>10} {:>10} {:>5} {:>9} {:>11} {:>7} {:>10}",
             s.stage,
             s.iface,
             s.hook,
-            s.packets,
-            si(pps),
+            s.skbs,
+            s.segments,
+            s.gro_ratio.map_or("-".into(), |g| format!("{g:.1}")),
+            si(rate),
             bytes(s.bytes),
             opt(s.drops),
             opt(s.kernel.map(|k| k.rx_packets)),
@@ -68,7 +70,7 @@ pub fn human(r: &Report) -> String {
         if !classes.is_empty() {
             let _ = writeln!(
                 o,
-                "  {}/{} classes: {}",
+                "  {}/{} segments by class: {}",
                 s.stage,
                 s.iface,
                 classes.join(", ")
@@ -78,24 +80,20 @@ pub fn human(r: &Report) -> String {
     if !r.vxlan.is_empty() {
         let _ = writeln!(
             o,
-            "{:<6} {:<12} {:<8} {:<12} {:>10} {:>10} {:>12}",
-            "VXLAN", "NIC", "VNI", "DEVICE", "OUTER", "INNER", "OUTER-INNER"
+            "{:<6} {:<12} {:<6} {:<8} {:<12} {:>12} {:>12}  (segments)",
+            "VXLAN", "NIC", "PORT", "VNI", "DEVICE", "OUTER", "INNER"
         );
         for v in &r.vxlan {
-            let gap = match (v.outer_packets, v.inner_packets) {
-                (Some(a), Some(b)) => (a as i64 - b as i64).to_string(),
-                _ => "-".into(),
-            };
             let _ = writeln!(
                 o,
-                "{:<6} {:<12} {:<8} {:<12} {:>10} {:>10} {:>12}",
+                "{:<6} {:<12} {:<6} {:<8} {:<12} {:>12} {:>12}",
                 "",
                 v.nic.as_deref().unwrap_or("-"),
+                v.port.map_or_else(|| "other".into(), |n| n.to_string()),
                 v.vni.map_or_else(|| "other".into(), |n| n.to_string()),
                 v.iface.as_deref().unwrap_or("-"),
-                opt(v.outer_packets),
-                opt(v.inner_packets),
-                gap
+                opt(v.outer_segments),
+                opt(v.inner_segments),
             );
         }
     }
@@ -106,29 +104,30 @@ pub fn human(r: &Report) -> String {
         let cpus: Vec<_> = r
             .cpus
             .iter()
-            .filter(|c| c.stage == stage && c.iface == iface && c.packets > 0)
-            .map(|c| format!("cpu{} {}", c.cpu, c.packets))
+            .filter(|c| c.stage == stage && c.iface == iface && c.segments > 0)
+            .map(|c| format!("cpu{} {}", c.cpu, c.segments))
             .collect();
         if !cpus.is_empty() {
-            let _ = writeln!(o, "CPUS   {stage}/{iface}: {}", cpus.join("  "));
+            let _ = writeln!(o, "CPUS   {stage}/{iface} (segments): {}", cpus.join("  "));
         }
     }
     let queues: Vec<_> = r
         .queues
         .iter()
-        .filter(|q| q.packets > 0)
-        .map(|q| format!("{} rx-{} {}", q.iface, q.queue, q.packets))
+        .filter(|q| q.segments > 0)
+        .map(|q| format!("{} rx-{} {}", q.iface, q.queue, q.segments))
         .collect();
     if !queues.is_empty() {
-        let _ = writeln!(o, "QUEUES {}", queues.join("  "));
+        let _ = writeln!(o, "QUEUES (segments) {}", queues.join("  "));
     }
-    for t in r.tx.iter().filter(|t| t.packets > 0) {
+    for t in r.tx.iter().filter(|t| t.skbs > 0 || t.dropped_skbs > 0) {
         let _ = writeln!(
             o,
-            "TX     {} {} packets, {}",
+            "TX     {} {} skbs sent, {}, {} skbs dropped (the device's counters)",
             t.iface,
-            t.packets,
-            bytes(t.bytes)
+            t.skbs,
+            bytes(t.bytes),
+            t.dropped_skbs
         );
     }
     ledger(&mut o, r);
@@ -286,19 +285,29 @@ fn ledger(o: &mut String, r: &Report) {
     };
     let _ = writeln!(
         o,
-        "LEDGER (drops in {scope})\n  {:<8} {:>10} {:>8} {:>7}  REASONS / KERNEL COUNTERS",
+        "LEDGER in segments (drops in {scope})\n  {:<8} {:>10} {:>8} {:>7}  REASONS (segments/skbs, kernel counter) / STAGE COUNTERS",
         "STAGE", "IN", "DROPS", "%IN"
     );
+    let reason_notes =
+        |reasons: &std::collections::BTreeMap<String, crate::ledger::ReasonCount>| {
+            reasons
+                .iter()
+                .map(|(reason, c)| {
+                    let check = match (c.counter, c.kernel) {
+                        (Some(name), Some(n)) => format!(", {name}={n}"),
+                        (Some(name), None) => format!(", {name} not read"),
+                        (None, _) => ", no counter".into(),
+                    };
+                    format!("{reason} {}/{}{check}", c.segments, c.skbs)
+                })
+                .collect::<Vec<String>>()
+        };
     for row in &l.ledger {
-        let pct = match row.packets_in {
+        let pct = match row.segments_in {
             Some(n) if n > 0 => format!("{:.1}", row.drops as f64 * 100.0 / n as f64),
             _ => "-".into(),
         };
-        let mut notes: Vec<String> = row
-            .reasons
-            .iter()
-            .map(|(reason, n)| format!("{reason} {n}"))
-            .collect();
+        let mut notes = reason_notes(&row.reasons);
         let kernel: Vec<String> = row
             .kernel
             .iter()
@@ -312,51 +321,81 @@ fn ledger(o: &mut String, r: &Report) {
             o,
             "  {:<8} {:>10} {:>8} {:>7}  {}",
             row.stage,
-            opt(row.packets_in),
+            opt(row.segments_in),
             row.drops,
             pct,
-            notes.join(", ")
+            notes.join("; ")
         );
     }
+    for (section, what) in [
+        (&l.tx_drops, "TX (transmit side, not in the receive ledger)"),
+        (
+            &l.benign_drops,
+            "BENIGN (no data lost: copies TCP already had, queues freed by close())",
+        ),
+    ] {
+        if section.skbs > 0 {
+            let _ = writeln!(
+                o,
+                "  {what}: {} segments / {} skbs: {}",
+                section.segments,
+                section.skbs,
+                reason_notes(&section.reasons).join("; ")
+            );
+        }
+    }
     if let Some(v) = &l.vxlan_loss {
+        let by: Vec<String> = v
+            .explained_by
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        let by = if by.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", by.join(", "))
+        };
         let _ = writeln!(
             o,
-            "  vxlan: {} outer - {} inner = {} lost ({} explained by drop reasons, {} unexplained)",
-            v.outer_packets, v.inner_packets, v.lost, v.explained, v.unexplained
+            "  vxlan: {} outer - {} inner segments = {} lost; {} explained by drops of outer packets{by}; {} unexplained",
+            v.outer_segments, v.inner_segments, v.lost, v.explained, v.unexplained
         );
     }
     let _ = writeln!(
         o,
-        "  {}",
-        l.verdict.as_ref().map_or("no drops", |v| v.text.as_str())
+        "  verdict: {}",
+        l.verdict
+            .as_ref()
+            .map_or("unknown (no drop probe)", |v| v.text.as_str())
     );
     for d in l.drops.iter().take(10) {
         let _ = writeln!(
             o,
-            "  DROP  {:<8} {:<24} netns {:<14} dev {:<12} {}",
+            "  DROP  {:<8} {:<24} netns {:<14} dev {:<12} {} skbs",
             d.stage,
             d.reason,
             d.netns.as_deref().unwrap_or("-"),
             d.iface.as_deref().unwrap_or("-"),
-            d.count
+            d.skbs
         );
     }
     for f in l.flows.iter().take(5) {
         let _ = writeln!(
             o,
-            "  FLOW  {} -> {}{}  {} {}  {}",
+            "  FLOW  {} -> {}{}  netns {}  {} {}  {} skbs",
             f.src,
             f.dst,
             if f.inner { " (inner)" } else { "" },
+            f.netns.as_deref().unwrap_or("-"),
             f.stage,
             f.reason,
-            f.count
+            f.skbs
         );
     }
     if l.drops_out_of_scope > 0 {
         let _ = writeln!(
             o,
-            "  ({} drops outside the scope not counted)",
+            "  ({} skbs dropped outside the scope, not counted)",
             l.drops_out_of_scope
         );
     }

@@ -46,6 +46,7 @@ pub struct LinkStats {
     pub rx_missed_errors: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+    pub tx_dropped: u64,
 }
 
 /// The ifindex of the device named `name` in this thread's network namespace
@@ -71,6 +72,7 @@ impl LinkStats {
             rx_missed_errors: self.rx_missed_errors.wrapping_sub(earlier.rx_missed_errors),
             tx_packets: self.tx_packets.wrapping_sub(earlier.tx_packets),
             tx_bytes: self.tx_bytes.wrapping_sub(earlier.tx_bytes),
+            tx_dropped: self.tx_dropped.wrapping_sub(earlier.tx_dropped),
         }
     }
 
@@ -87,6 +89,7 @@ impl LinkStats {
             rx_missed_errors: self.rx_missed_errors.wrapping_add(other.rx_missed_errors),
             tx_packets: self.tx_packets.wrapping_add(other.tx_packets),
             tx_bytes: self.tx_bytes.wrapping_add(other.tx_bytes),
+            tx_dropped: self.tx_dropped.wrapping_add(other.tx_dropped),
         }
     }
 
@@ -295,6 +298,7 @@ fn parse_link(body: &[u8]) -> Option<Link> {
                     tx_bytes: ne_u64(payload, 3),
                     rx_errors: ne_u64(payload, 4),
                     rx_dropped: ne_u64(payload, 6),
+                    tx_dropped: ne_u64(payload, 7),
                     rx_over_errors: ne_u64(payload, 11),
                     rx_fifo_errors: ne_u64(payload, 14),
                     rx_missed_errors: ne_u64(payload, 15),

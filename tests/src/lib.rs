@@ -149,6 +149,9 @@ impl Watch {
             .lines()
             .map(|l| serde_json::from_str(&l.unwrap()).expect("every stdout line is JSON"))
             .collect();
+        for line in &lines {
+            assert_no_negatives(line);
+        }
         let err = std::io::read_to_string(self.child.stderr.take().unwrap()).unwrap_or_default();
         let status = self.child.wait().unwrap();
         (status.code(), lines, err)
@@ -208,6 +211,32 @@ impl Drop for Watch {
         // A killed probe cannot remove its ready file.
         let _ = std::fs::remove_file(&self.ready);
     }
+}
+
+/// No report ever shows a negative count: checked on every JSON line every
+/// lab test reads.
+pub fn assert_no_negatives(v: &serde_json::Value) {
+    fn walk(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Number(n) if n.as_f64().is_some_and(|f| f < 0.0) => {
+                out.push(format!("{path} = {n}"))
+            }
+            serde_json::Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{path}[{i}]"), out);
+                }
+            }
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    walk(x, &format!("{path}.{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(v, "", &mut found);
+    assert!(found.is_empty(), "negative values in a report: {found:?}");
 }
 
 /// The last `{"type":"summary"}` object.
@@ -301,8 +330,9 @@ pub mod prog_run {
     };
     use probe_common::*;
 
-    /// VNIs given their own slot in these tests: slot 0 and slot 1.
+    /// (port, VNI) pairs given their own slot in these tests: slot 0 and slot 1.
     pub const TEST_VNIS: [u32; MAX_VNIS] = [1, 0xabcdef, 0, 0, 0, 0, 0, 0];
+    pub const TEST_VNI_PORTS: [u16; MAX_VNIS] = [8472, 4789, 0, 0, 0, 0, 0, 0];
     pub const QUEUE_SLOTS: u32 = 4;
 
     /// The NIC and VXLAN-device objects, and the fixtures' empty programs.
@@ -319,6 +349,7 @@ pub mod prog_run {
             let nic = EbpfLoader::new()
                 .override_global(GLOBAL_VXLAN_PORTS, &DEFAULT_VXLAN_PORTS, true)
                 .override_global(GLOBAL_VNIS, &TEST_VNIS, true)
+                .override_global(GLOBAL_VNI_PORTS, &TEST_VNI_PORTS, true)
                 .override_global(GLOBAL_VNI_COUNT, &count, true)
                 .override_global(GLOBAL_QUEUE_SLOTS, &QUEUE_SLOTS, true)
                 .map_max_entries(MAP_NIC_QUEUES, QUEUE_SLOTS + 1)
@@ -335,12 +366,7 @@ pub mod prog_run {
                 p.load()
                     .unwrap_or_else(|e| panic!("verifier rejected {name}: {e}"));
             }
-            for name in [
-                PROG_NIC_TC,
-                PROG_VXLAN_INGRESS,
-                PROG_VXLAN_EGRESS,
-                PROG_EMPTY_TC,
-            ] {
+            for name in [PROG_NIC_TC, PROG_VXLAN_INGRESS, PROG_EMPTY_TC] {
                 let p: &mut SchedClassifier = p.program(name).try_into().unwrap();
                 p.load()
                     .unwrap_or_else(|e| panic!("verifier rejected {name}: {e}"));
@@ -377,11 +403,30 @@ pub mod prog_run {
             (r.return_value, r.duration.as_nanos() as f64)
         }
 
-        /// Entry `index` of the VXLAN object's per-CPU array `map`, one value per CPU.
-        fn per_cpu<T: aya::Pod>(&self, map: &str, entries: u32, index: u32) -> Vec<T> {
-            probe_user::probes::read_per_cpu::<T>(&self.vxlan, map, entries)
-                .unwrap()
-                .swap_remove(index as usize)
+        /// Runs tc program `name` once on `frame` as an skb of `gso_segs`
+        /// segments (set through the test run's `struct __sk_buff`, whose
+        /// layout comes from the kernel's BTF): (return value, ns).
+        pub fn run_gso(&mut self, name: &str, frame: &[u8], gso_segs: u32) -> (u32, f64) {
+            let btf = probe_user::btf::Btf::from_kernel().expect("kernel BTF");
+            let at = btf
+                .member_offset("__sk_buff", "gso_segs")
+                .expect("__sk_buff.gso_segs") as usize;
+            let size = btf
+                .member_offset("__sk_buff", "hwtstamp")
+                .expect("__sk_buff.hwtstamp") as usize
+                + 8;
+            let mut ctx = vec![0u8; size];
+            ctx[at..at + 4].copy_from_slice(&gso_segs.to_ne_bytes());
+            let opts = TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx),
+                ..Default::default()
+            };
+            let prog: &mut SchedClassifier = self.program(name).try_into().unwrap();
+            let r = prog.test_run(opts).unwrap_or_else(|e| {
+                panic!("BPF_PROG_TEST_RUN of {name} with gso_segs {gso_segs}: {e}")
+            });
+            (r.return_value, r.duration.as_nanos() as f64)
         }
 
         fn nic_counts(&self) -> probe_user::probes::NicCounts {
@@ -394,25 +439,27 @@ pub mod prog_run {
             probe_user::probes::NicCounts::from_queue_entries(&entries)
         }
 
-        /// Packets per NicClass, summed over CPUs and queue slots.
-        pub fn nic_classes(&self) -> [u64; NicClass::COUNT] {
-            let mut out = [0; NicClass::COUNT];
+        /// (skbs, segments) per NicClass, summed over CPUs and queue slots.
+        pub fn nic_classes(&self) -> ([u64; NicClass::COUNT], [u64; NicClass::COUNT]) {
+            let (mut skbs, mut segments) = ([0; NicClass::COUNT], [0; NicClass::COUNT]);
             for per_cpu in self.nic_counts().queues {
                 for c in per_cpu {
-                    for (o, p) in out.iter_mut().zip(c.packets) {
-                        *o += p;
+                    for i in 0..NicClass::COUNT {
+                        skbs[i] += c.skbs[i];
+                        segments[i] += c.segments[i];
                     }
                 }
             }
-            out
+            (skbs, segments)
         }
 
-        /// (outer packets, inner per InnerClass) of a VNI slot, summed over CPUs and queues.
+        /// (outer segments, inner per InnerClass) of a (port, VNI) slot,
+        /// summed over CPUs and queues.
         pub fn vni_slot(&self, slot: u32) -> (u64, [u64; InnerClass::COUNT]) {
             let mut inner = [0; InnerClass::COUNT];
             let mut outer = 0;
             for v in &self.nic_counts().vnis[slot as usize] {
-                outer += v.outer_packets();
+                outer += v.outer_segments();
                 for (o, p) in inner.iter_mut().zip(v.inner) {
                     *o += p;
                 }
@@ -420,15 +467,20 @@ pub mod prog_run {
             (outer, inner)
         }
 
-        /// Packets per InnerClass for a direction of the VXLAN-device program.
-        pub fn dev_classes(&self, dir: u32) -> [u64; InnerClass::COUNT] {
-            let mut out = [0; InnerClass::COUNT];
-            for c in self.per_cpu::<DevCounters>(MAP_VXLAN_DEV, DIRECTIONS, dir) {
-                for (o, p) in out.iter_mut().zip(c.packets) {
-                    *o += p;
+        /// (skbs, segments) per InnerClass seen by the VXLAN-device program.
+        pub fn dev_classes(&self) -> ([u64; InnerClass::COUNT], [u64; InnerClass::COUNT]) {
+            let (mut skbs, mut segments) = ([0; InnerClass::COUNT], [0; InnerClass::COUNT]);
+            let per_cpu =
+                probe_user::probes::read_per_cpu::<DevCounters>(&self.vxlan, MAP_VXLAN_DEV, 1)
+                    .unwrap()
+                    .swap_remove(0);
+            for c in per_cpu {
+                for i in 0..InnerClass::COUNT {
+                    skbs[i] += c.skbs[i];
+                    segments[i] += c.segments[i];
                 }
             }
-            out
+            (skbs, segments)
         }
     }
 }

@@ -13,7 +13,9 @@ fn help_teaches() {
         "--netns",
         "--json",
         "--ready-file",
-        "OUTER-INNER",
+        "--nic-hook",
+        "segments",
+        "no loss",
         "Exit status",
         "Examples",
     ] {
@@ -132,6 +134,8 @@ fn unavailable_hook_is_reported_and_the_rest_runs() {
         &n2.netns,
         "--iface",
         "cni0",
+        "--nic-hook",
+        "xdp",
         "--xdp-mode",
         "native",
     ]);
@@ -145,7 +149,7 @@ fn unavailable_hook_is_reported_and_the_rest_runs() {
     let un = &s["unavailable"][0];
     assert_eq!(
         (un["stage"].as_str(), un["iface"].as_str()),
-        (Some("xdp"), Some("cni0")),
+        (Some("nic"), Some("cni0")),
         "{s}"
     );
     assert!(
@@ -153,7 +157,7 @@ fn unavailable_hook_is_reported_and_the_rest_runs() {
         "{un}"
     );
     assert!(err.contains("unavailable"), "said on stderr too: {err}");
-    assert_eq!(stage(s, "vxlan", "flannel.1")["packets"], 100);
+    assert_eq!(stage(s, "vxlan", "flannel.1")["segments"], 100);
 }
 
 #[test]

@@ -192,7 +192,7 @@ fn the_daemonsets_capabilities_are_enough() {
     assert!(ready, "not ready with {granted:?}: {err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
     for hook in [
-        r#"rxprobe_hook_attached{stage="xdp",iface="eth0",hook="xdp/native"} 1"#,
+        r#"rxprobe_hook_attached{stage="nic",iface="eth0",hook="tcx/ingress"} 1"#,
         r#"rxprobe_hook_attached{stage="vxlan",iface="flannel.1",hook="tcx/ingress"} 1"#,
     ] {
         assert!(metrics.contains(hook), "{hook} in:\n{metrics}");

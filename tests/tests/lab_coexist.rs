@@ -1,7 +1,8 @@
 //! Coexistence with a CNI's programs: another owner's XDP and TCX programs
 //! on the lab NIC (and TCX on flannel.1) stay attached and count every packet
-//! before, during and after 20 probe attach/detach cycles; with the XDP hook
-//! taken, the probe counts the NIC stage at TCX ingress instead.
+//! before, during and after 20 probe attach/detach cycles (with the default
+//! TCX NIC hook, and with `--nic-hook xdp`, which finds the XDP hook taken
+//! and counts the NIC stage at TCX ingress instead).
 
 use std::time::Duration;
 
@@ -106,11 +107,16 @@ fn foreign_xdp_and_tcx_programs_survive_20_cycles_and_see_every_packet() {
     send(); // before
     sent += PER_CYCLE;
     for cycle in 0..CYCLES {
-        let w = Watch::start(&["--netns", &n2.netns, "--interval", "0.2"]);
+        let want_xdp = cycle % 2 == 1;
+        let mut args = vec!["--netns", n2.netns.as_str(), "--interval", "0.2"];
+        if want_xdp {
+            args.extend(["--nic-hook", "xdp"]);
+        }
+        let w = Watch::start(&args);
         // Ours joined theirs; theirs is still where it was.
         assert_eq!(xdp_prog_id(&n2.netns, "eth0"), Some(ids.0), "cycle {cycle}");
         let nic_tcx = tcx_prog_ids(&n2.netns, "eth0");
-        assert_eq!(nic_tcx.len(), 2, "theirs + our fallback: {nic_tcx:?}");
+        assert_eq!(nic_tcx.len(), 2, "theirs + ours: {nic_tcx:?}");
         assert!(nic_tcx.contains(&ids.1));
         assert!(tcx_prog_ids(&n2.netns, "flannel.1").contains(&ids.2));
         send();
@@ -118,16 +124,17 @@ fn foreign_xdp_and_tcx_programs_survive_20_cycles_and_see_every_packet() {
         std::thread::sleep(Duration::from_millis(50));
         let (code, lines, err) = w.stop(libc::SIGINT);
         assert_eq!(code, Some(0), "{err}");
-        assert!(
+        assert_eq!(
             err.contains("already has an XDP program"),
-            "the fallback is announced: {err}"
+            want_xdp,
+            "the fallback is announced when XDP was asked for: {err}"
         );
         let s = summary(&lines);
-        let nic = stage(s, "xdp", "eth0");
+        let nic = stage(s, "nic", "eth0");
         assert_eq!(nic["hook"], "tcx/ingress", "{nic}");
-        assert_eq!(nic["packets"], PER_CYCLE, "cycle {cycle}: {nic}");
+        assert_eq!(nic["segments"], PER_CYCLE, "cycle {cycle}: {nic}");
         assert_eq!(
-            stage(s, "vxlan", "flannel.1")["packets"],
+            stage(s, "vxlan", "flannel.1")["segments"],
             PER_CYCLE,
             "cycle {cycle}"
         );
@@ -154,22 +161,22 @@ fn foreign_xdp_and_tcx_programs_survive_20_cycles_and_see_every_packet() {
     );
 }
 
-/// Without a foreign XDP program the probe takes the XDP hook, and a
-/// foreign TCX program on the NIC is left as it is.
+/// With `--nic-hook xdp` and no foreign XDP program the probe takes the XDP
+/// hook, and a foreign TCX program on the NIC is left as it is.
 #[test]
-fn xdp_is_used_when_free() {
-    if !privileged("xdp_is_used_when_free") {
+fn xdp_is_used_when_asked_for_and_free() {
+    if !privileged("xdp_is_used_when_asked_for_and_free") {
         return;
     }
     let lab = lab();
     let n2 = lab.node(2);
     let cni_tcx = Foreign::tcx(&n2.netns, "eth0");
-    let w = Watch::start(&["--netns", &n2.netns]);
+    let w = Watch::start(&["--netns", &n2.netns, "--nic-hook", "xdp"]);
     assert!(xdp_prog_id(&n2.netns, "eth0").is_some());
     assert_eq!(tcx_prog_ids(&n2.netns, "eth0"), vec![cni_tcx.id()]);
     let (code, lines, err) = w.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(stage(summary(&lines), "xdp", "eth0")["hook"], "xdp/native");
+    assert_eq!(stage(summary(&lines), "nic", "eth0")["hook"], "xdp/native");
     assert_eq!(xdp_prog_id(&n2.netns, "eth0"), None);
     assert_eq!(tcx_prog_ids(&n2.netns, "eth0"), vec![cni_tcx.id()]);
 }

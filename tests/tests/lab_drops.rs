@@ -55,11 +55,31 @@ fn softnet_dropped() -> u64 {
         .sum()
 }
 
-/// Drops the summary's ledger counts at `stage` for `reason`.
+/// Drops (segments) the summary's ledger counts at `stage` for `reason`;
+/// these tests send UDP, so skbs are the same number.
 fn reason_count(s: &Value, stage: &str, reason: &str) -> u64 {
-    ledger_row(s, stage)["reasons"][reason]
-        .as_u64()
-        .unwrap_or(0)
+    let r = &ledger_row(s, stage)["reasons"][reason];
+    let segments = r["segments"].as_u64().unwrap_or(0);
+    assert_eq!(
+        r["skbs"].as_u64().unwrap_or(0),
+        segments,
+        "UDP: one segment per skb: {r}"
+    );
+    segments
+}
+
+/// The kernel counter the ledger shows next to `reason`: (its name, its value).
+fn reason_kernel(s: &Value, stage: &str, reason: &str) -> (String, u64) {
+    let r = &ledger_row(s, stage)["reasons"][reason];
+    (
+        r["counter"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no counter: {r}"))
+            .to_string(),
+        r["kernel"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("counter not read: {r}")),
+    )
 }
 
 fn ledger_row<'a>(s: &'a Value, stage: &str) -> &'a Value {
@@ -105,15 +125,22 @@ fn assert_scoped(s: &Value, lab: &Lab, noise: u64) {
     );
 }
 
+/// The verdict names `stage` with its total and `reason` with the reason's own count.
 fn assert_verdict(s: &Value, stage: &str, reason: &str) {
     let v = &s["verdict"];
     assert_eq!(v["stage"], stage, "{v}");
     assert_eq!(v["reason"], reason, "{v}");
+    assert_eq!(v["segments"], ledger_row(s, stage)["drops"], "{v}");
+    assert_eq!(v["reason_segments"], reason_count(s, stage, reason), "{v}");
+    let text = v["text"].as_str().unwrap();
     assert!(
-        v["text"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("largest loss: stage {stage}, reason {reason}, ")),
+        text.starts_with(&format!(
+            "largest loss: stage {stage}, {} segments",
+            v["segments"]
+        )) && text.ends_with(&format!(
+            "top reason {reason}: {} segments",
+            v["reason_segments"]
+        )),
         "{v}"
     );
 }
@@ -172,8 +199,8 @@ fn socket_receive_buffer_overflow() {
     );
     assert_eq!(reason_count(&s, "socket", "SOCKET_RCVBUFF"), errors, "{s}");
     assert_eq!(
-        ledger_row(&s, "socket")["kernel"]["UdpRcvbufErrors"],
-        errors
+        reason_kernel(&s, "socket", "SOCKET_RCVBUFF"),
+        ("UdpRcvbufErrors".to_string(), errors)
     );
     assert_eq!(
         SENT,
@@ -193,7 +220,7 @@ fn socket_receive_buffer_overflow() {
     let flow = &s["flows"][0];
     assert_eq!(flow["src"], n1.pods[0].ip.to_string());
     assert_eq!(flow["dst"], pod.ip.to_string());
-    assert_eq!(flow["count"], errors);
+    assert_eq!(flow["skbs"], errors);
 }
 
 #[test]
@@ -221,7 +248,10 @@ fn no_listener() {
 
     assert_eq!(no_ports, SENT);
     assert_eq!(reason_count(&s, "socket", "NO_SOCKET"), no_ports, "{s}");
-    assert_eq!(ledger_row(&s, "socket")["kernel"]["UdpNoPorts"], no_ports);
+    assert_eq!(
+        reason_kernel(&s, "socket", "NO_SOCKET"),
+        ("UdpNoPorts".to_string(), no_ports)
+    );
     assert_eq!(
         SENT,
         total_drops(&s),
@@ -345,8 +375,8 @@ fn vxlan_unknown_vni_and_bad_flags() {
         "{s}"
     );
     let loss = &s["vxlan_loss"];
-    assert_eq!(loss["outer_packets"], sent, "{loss}");
-    assert_eq!(loss["inner_packets"], 0);
+    assert_eq!(loss["outer_segments"], sent, "{loss}");
+    assert_eq!(loss["inner_segments"], 0);
     assert_eq!(loss["lost"], sent);
     assert_eq!(loss["explained"], sent);
     assert_eq!(loss["unexplained"], 0);
@@ -357,6 +387,93 @@ fn vxlan_unknown_vni_and_bad_flags() {
     // Dropped before decapsulation: the flows are the inner addresses.
     let flow = &s["flows"][0];
     assert_eq!(flow["inner"], true, "{flow}");
+}
+
+/// VXLAN packets to a UDP port no VXLAN device listens on (4789 here, with
+/// flannel's VNI 1): they are VXLAN at the NIC, billed to the "other" (port,
+/// VNI) row, not to flannel.1's (8472, 1), and dropped as outer packets at
+/// the socket stage (NO_SOCKET), which explains them in the VXLAN balance.
+#[test]
+fn vxlan_to_an_unowned_port_is_its_own_row_and_explained() {
+    if !privileged("vxlan_to_an_unowned_port_is_its_own_row_and_explained") {
+        return;
+    }
+    const SENT: u64 = 80;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let before = snmp(&n2.netns);
+    let w = watch(&lab);
+    let mut p = vec![0x08, 0, 0, 0];
+    p.extend_from_slice(&(1u32 << 8).to_be_bytes());
+    p.extend_from_slice(&probe_common::frames::udp4(9000, 16));
+    let dst = SocketAddrV4::new(n2.underlay_ip, 4789);
+    lab::in_netns(&n1.netns, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..SENT {
+            s.send_to(&p, dst).unwrap();
+        }
+    })
+    .unwrap();
+    let s = stop(w);
+    let no_ports = snmp(&n2.netns).delta(&before).udp_no_ports;
+    assert_eq!(no_ports, SENT);
+
+    let rows = s["vxlan"].as_array().unwrap();
+    let flannel = rows
+        .iter()
+        .find(|r| r["port"] == 8472 && r["vni"] == 1)
+        .unwrap();
+    assert_eq!(
+        flannel["outer_segments"], 0,
+        "not flannel.1's traffic: {flannel}"
+    );
+    let other = rows.iter().find(|r| r["port"].is_null()).unwrap();
+    assert_eq!(other["outer_segments"], SENT, "{other}");
+    assert_eq!(reason_count(&s, "socket", "NO_SOCKET"), SENT, "{s}");
+    let loss = &s["vxlan_loss"];
+    assert_eq!(
+        (&loss["lost"], &loss["explained"], &loss["unexplained"]),
+        (&SENT.into(), &SENT.into(), &0.into()),
+        "{loss}"
+    );
+    assert_eq!(loss["explained_by"]["NO_SOCKET"], SENT, "{loss}");
+}
+
+/// A node without the FDB entry for its peer's VTEP (a flanneld that lost
+/// the lease) drops its pods' packets on transmit (NO_TX_TARGET). That is the
+/// sending node's transmit side: its own section, not receive loss, and the
+/// receive balance stays 0 (a -N "unexplained" before).
+#[test]
+fn transmit_drops_are_not_receive_loss() {
+    if !privileged("transmit_drops_are_not_receive_loss") {
+        return;
+    }
+    const SENT: u64 = 60;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    lab.delete_fdb(n1, n2).unwrap();
+    let w = watch(&lab);
+    lab::send_udp(
+        &n1.pods[0].netns,
+        SocketAddrV4::new(n2.pods[0].ip, PORT),
+        SENT,
+        32,
+        0,
+    )
+    .unwrap();
+    let s = stop(w);
+    let tx = &s["tx_drops"];
+    assert_eq!(tx["reasons"]["NO_TX_TARGET"]["skbs"], SENT, "{s}");
+    assert_eq!(tx["skbs"], SENT, "{tx}");
+    assert_eq!(total_drops(&s), 0, "no receive-side drop: {}", s["ledger"]);
+    let loss = &s["vxlan_loss"];
+    assert_eq!(
+        (&loss["lost"], &loss["unexplained"]),
+        (&0.into(), &0.into()),
+        "{loss}"
+    );
+    assert_eq!(s["verdict"]["text"], "no loss", "{}", s["verdict"]);
+    assert!(s["verdict"]["stage"].is_null());
 }
 
 /// Restores net.core.netdev_max_backlog (a node-wide sysctl) on drop, also
@@ -503,15 +620,23 @@ fn reverse_path_filter() {
     let rp = netstat(&n2.netns) - before;
 
     assert_eq!(rp, SENT);
-    assert_eq!(reason_count(&s, "ip", "IP_RPFILTER"), rp, "{s}");
+    // Reverse-path filtering of the inner packet, after decapsulation: at
+    // `forward`, after `vxlan` (not at `ip`, before it).
+    assert_eq!(reason_count(&s, "forward", "IP_RPFILTER"), rp, "{s}");
+    assert_eq!(reason_count(&s, "ip", "IP_RPFILTER"), 0, "{s}");
     assert_eq!(SENT, total_drops(&s), "{s}");
-    assert_verdict(&s, "ip", "IP_RPFILTER");
+    assert_verdict(&s, "forward", "IP_RPFILTER");
     assert_scoped(&s, &lab, 10);
     let row = &s["drops"][0];
     assert_eq!(
-        (row["netns"].as_str(), row["iface"].as_str()),
-        (Some(n2.netns.as_str()), Some("flannel.1"))
+        (
+            row["netns"].as_str(),
+            row["iface"].as_str(),
+            row["stage"].as_str()
+        ),
+        (Some(n2.netns.as_str()), Some("flannel.1"), Some("forward"))
     );
+    assert_eq!(s["flows"][0]["stage"], "forward", "{}", s["flows"]);
 }
 
 /// The driver's statistics as `ethtool -S` shows them, read in the node's

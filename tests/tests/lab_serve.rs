@@ -13,7 +13,7 @@ const NO_PORT: u64 = 300;
 /// The totals one run reports, whichever sink shows them.
 #[derive(Debug, PartialEq)]
 struct Totals {
-    xdp: u64,
+    nic: u64,
     vxlan_inner: u64,
     no_socket: u64,
 }
@@ -23,9 +23,11 @@ fn from_metrics(text: &str) -> Totals {
         metric(text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}")) as u64
     };
     Totals {
-        xdp: get(r#"rxprobe_stage_packets_total{stage="xdp",iface="eth0"}"#),
-        vxlan_inner: get(r#"rxprobe_vxlan_inner_packets_total{iface="flannel.1",vni="1"}"#),
-        no_socket: get(r#"rxprobe_drops_total{stage="socket",reason="NO_SOCKET"}"#),
+        nic: get(r#"rxprobe_stage_segments_total{stage="nic",iface="eth0"}"#),
+        vxlan_inner: get(
+            r#"rxprobe_vxlan_inner_segments_total{iface="flannel.1",port="8472",vni="1"}"#,
+        ),
+        no_socket: get(r#"rxprobe_drop_segments_total{stage="socket",reason="NO_SOCKET"}"#),
     }
 }
 
@@ -43,13 +45,15 @@ fn from_json(summary: &serde_json::Value) -> Totals {
         .find(|r| r["stage"] == "socket")
         .unwrap();
     Totals {
-        xdp: stage(summary, "xdp", "eth0")["packets"].as_u64().unwrap(),
-        vxlan_inner: vni1["inner_packets"].as_u64().unwrap(),
-        no_socket: socket["reasons"]["NO_SOCKET"].as_u64().unwrap_or(0),
+        nic: stage(summary, "nic", "eth0")["segments"].as_u64().unwrap(),
+        vxlan_inner: vni1["inner_segments"].as_u64().unwrap(),
+        no_socket: socket["reasons"]["NO_SOCKET"]["segments"]
+            .as_u64()
+            .unwrap_or(0),
     }
 }
 
-/// From the terminal summary: the stage table's PACKETS column, the VXLAN
+/// From the terminal summary: the stage table's SEGMENTS column, the VXLAN
 /// table's INNER column and the ledger's reason notes.
 fn from_terminal(text: &str) -> Totals {
     let summary = &text[text.find("SUMMARY").expect("a summary")..];
@@ -61,18 +65,19 @@ fn from_terminal(text: &str) -> Totals {
             .find(|w| w.len() > 3 && w.starts_with(lead))
             .unwrap_or_else(|| panic!("no row {lead:?} in:\n{summary}"))
     };
-    let xdp = row(&["xdp", "eth0"])[3].parse().unwrap();
-    // VXLAN  NIC  VNI  DEVICE  OUTER  INNER  OUTER-INNER
-    let vxlan = row(&["eth0", "1"]);
-    // The ledger: STAGE IN DROPS %IN  REASON N, REASON N, ...
+    // STAGE IFACE HOOK SKBS SEGMENTS ...
+    let nic = row(&["nic", "eth0"])[4].parse().unwrap();
+    // VXLAN  NIC  PORT  VNI  DEVICE  OUTER  INNER
+    let vxlan = row(&["eth0", "8472", "1"]);
+    // The ledger: STAGE IN DROPS %IN  REASON SEGMENTS/SKBS, COUNTER=N; ...
     let socket = row(&["socket"]);
     let no_socket = socket
         .windows(2)
         .find(|w| w[0] == "NO_SOCKET")
-        .map_or(0, |w| w[1].trim_end_matches(',').parse().unwrap());
+        .map_or(0, |w| w[1].split('/').next().unwrap().parse().unwrap());
     Totals {
-        xdp,
-        vxlan_inner: vxlan[4].parse().unwrap(),
+        nic,
+        vxlan_inner: vxlan[5].parse().unwrap(),
         no_socket,
     }
 }
@@ -117,7 +122,7 @@ fn metrics_json_and_terminal_report_the_same_totals() {
         lab::send_udp(&n1.pods[0].netns, to(9001), NO_PORT, 64, 100).unwrap();
         assert_eq!(sink.finish(DELIVERED, Duration::from_secs(5)), DELIVERED);
         let expected = Totals {
-            xdp: DELIVERED + NO_PORT,
+            nic: DELIVERED + NO_PORT,
             vxlan_inner: DELIVERED + NO_PORT,
             no_socket: NO_PORT,
         };
@@ -127,8 +132,8 @@ fn metrics_json_and_terminal_report_the_same_totals() {
                 text = http_get(port, "/metrics").1;
                 metric(
                     &text,
-                    r#"rxprobe_stage_packets_total{stage="xdp",iface="eth0"}"#,
-                ) == Some(expected.xdp as f64)
+                    r#"rxprobe_stage_segments_total{stage="nic",iface="eth0"}"#,
+                ) == Some(expected.nic as f64)
             }),
             "/metrics did not reach {expected:?}:\n{text}"
         );
@@ -139,12 +144,12 @@ fn metrics_json_and_terminal_report_the_same_totals() {
         assert_eq!(
             metric(
                 &text,
-                r#"rxprobe_hook_attached{stage="xdp",iface="eth0",hook="xdp/native"}"#
+                r#"rxprobe_hook_attached{stage="nic",iface="eth0",hook="tcx/ingress"}"#
             ),
             Some(1.0)
         );
         assert!(
-            text.contains("# TYPE rxprobe_drops counter"),
+            text.contains("# TYPE rxprobe_drop_segments counter"),
             "one prefix, typed families:\n{text}"
         );
 

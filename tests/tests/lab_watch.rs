@@ -22,10 +22,13 @@ fn ten_thousand_pod_packets_across_nodes() {
     let vx0 = lab::dev_stats(&n2.netns, "flannel.1").unwrap();
 
     let watch = Watch::start(&["--netns", &n2.netns, "--interval", "0.5"]);
-    // What the probe attached, to check it is all gone afterwards.
-    let xdp_id = xdp_prog_id(&n2.netns, "eth0").expect("XDP attached to eth0");
-    let tcx_ids = tcx_prog_ids(&n2.netns, "flannel.1");
-    assert_eq!(tcx_ids.len(), 2, "TCX ingress + egress on flannel.1");
+    // What the probe attached, to check it is all gone afterwards. The
+    // default NIC hook is TCX ingress: nothing at XDP.
+    assert_eq!(xdp_prog_id(&n2.netns, "eth0"), None, "no XDP by default");
+    let mut tcx_ids = tcx_prog_ids(&n2.netns, "eth0");
+    assert_eq!(tcx_ids.len(), 1, "TCX ingress on eth0");
+    tcx_ids.extend(tcx_prog_ids(&n2.netns, "flannel.1"));
+    assert_eq!(tcx_ids.len(), 2, "and TCX ingress on flannel.1");
 
     let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
     lab::send_udp(&n1.pods[0].netns, dst, PACKETS, 64, 100).unwrap();
@@ -37,25 +40,32 @@ fn ten_thousand_pod_packets_across_nodes() {
     let nic = lab::dev_stats(&n2.netns, "eth0").unwrap();
     let vx = lab::dev_stats(&n2.netns, "flannel.1").unwrap();
     let s = summary(&lines);
-    let xdp = stage(s, "xdp", "eth0");
-    assert_eq!(xdp["classes"]["vxlan"], PACKETS, "{xdp}");
+    let nic_stage = stage(s, "nic", "eth0");
+    assert_eq!(nic_stage["classes"]["vxlan"], PACKETS, "{nic_stage}");
+    // UDP is not merged: one segment per skb.
     assert_eq!(
-        xdp["packets"], PACKETS,
-        "the lab is silent: only the test's packets: {xdp}"
+        (&nic_stage["skbs"], &nic_stage["segments"]),
+        (&PACKETS.into(), &PACKETS.into()),
+        "the lab is silent: only the test's packets: {nic_stage}"
     );
+    assert_eq!(nic_stage["gro_ratio"], 1.0);
     assert_eq!(
         nic.rx_packets - nic0.rx_packets,
         PACKETS,
         "kernel rx_packets of node2 eth0"
     );
     assert_eq!(
-        xdp["kernel"]["rx_packets"], PACKETS,
+        nic_stage["kernel"]["rx_packets"], PACKETS,
         "the probe's own reading of stats64"
     );
-    assert_eq!(xdp["hook"], "xdp/native");
+    assert_eq!(nic_stage["hook"], "tcx/ingress");
 
     let vxs = stage(s, "vxlan", "flannel.1");
-    assert_eq!(vxs["packets"], PACKETS, "{vxs}");
+    assert_eq!(
+        (&vxs["skbs"], &vxs["segments"]),
+        (&PACKETS.into(), &PACKETS.into()),
+        "{vxs}"
+    );
     assert_eq!(vxs["classes"]["ipv4"], PACKETS);
     assert_eq!(
         vx.rx_packets - vx0.rx_packets,
@@ -68,10 +78,10 @@ fn ten_thousand_pod_packets_across_nodes() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["vni"] == 1)
-        .expect("VNI 1 row");
-    assert_eq!(row["outer_packets"], PACKETS);
-    assert_eq!(row["inner_packets"], PACKETS);
+        .find(|r| r["vni"] == 1 && r["port"] == 8472)
+        .expect("(8472, VNI 1) row");
+    assert_eq!(row["outer_segments"], PACKETS);
+    assert_eq!(row["inner_segments"], PACKETS);
     assert_eq!(row["outer_inner"]["ipv4"], PACKETS);
     assert_eq!(row["iface"], "flannel.1");
     // Every packet reached the pod's socket, or the ledger says where it was
@@ -82,7 +92,7 @@ fn ten_thousand_pod_packets_across_nodes() {
         .unwrap()
         .iter()
         .find(|r| r["stage"] == "socket")
-        .unwrap()["reasons"]["SOCKET_RCVBUFF"]
+        .unwrap()["reasons"]["SOCKET_RCVBUFF"]["segments"]
         .as_u64()
         .unwrap_or(0);
     assert_eq!(delivered + rcvbuf, PACKETS, "{}", s["ledger"]);
@@ -96,35 +106,32 @@ fn ten_thousand_pod_packets_across_nodes() {
     let intervals: u64 = lines
         .iter()
         .filter(|l| l["type"] == "interval")
-        .map(|l| stage(l, "xdp", "eth0")["packets"].as_u64().unwrap())
+        .map(|l| stage(l, "nic", "eth0")["segments"].as_u64().unwrap())
         .sum();
     assert_eq!(intervals, PACKETS);
     let queue_total: u64 = s["queues"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|q| q["packets"].as_u64().unwrap())
+        .map(|q| q["segments"].as_u64().unwrap())
         .sum();
     let cpu_total: u64 = s["cpus"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["stage"] == "xdp")
-        .map(|c| c["packets"].as_u64().unwrap())
+        .filter(|c| c["stage"] == "nic")
+        .map(|c| c["segments"].as_u64().unwrap())
         .sum();
     assert_eq!((queue_total, cpu_total), (PACKETS, PACKETS));
 
-    assert_eq!(
-        xdp_prog_id(&n2.netns, "eth0"),
-        None,
-        "XDP detached after exit"
-    );
     assert!(
-        tcx_prog_ids(&n2.netns, "flannel.1").is_empty(),
+        tcx_prog_ids(&n2.netns, "flannel.1").is_empty()
+            && tcx_prog_ids(&n2.netns, "eth0").is_empty(),
         "TCX detached after exit"
     );
-    assert!(eventually(Duration::from_secs(5), || !prog_loaded(xdp_id)
-        && tcx_ids.iter().all(|id| !prog_loaded(*id))));
+    assert!(eventually(Duration::from_secs(5), || tcx_ids
+        .iter()
+        .all(|id| !prog_loaded(*id))));
 }
 
 /// Exit paths: SIGTERM prints a summary and exits 0; 20 cycles of start,
@@ -146,15 +153,22 @@ fn sigterm_and_sigkill_leave_nothing_behind() {
     let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
     for cycle in 0..20 {
         // Every kind of probe: the tracing ones too, on alternate cycles.
+        // And both NIC hooks: TCX by default, XDP on request.
         let mut args = vec!["--netns", n2.netns.as_str(), "--interval", "0.2"];
         if cycle % 2 == 1 {
-            args.extend(["--latency", "--steering"]);
+            args.extend(["--latency", "--steering", "--nic-hook", "xdp"]);
         }
         let w = Watch::start(&args);
         let ids = w.program_ids();
-        assert!(ids.len() >= 4, "xdp, 2 tcx, kfree_skb at least: {ids:?}");
-        assert!(xdp_prog_id(&n2.netns, "eth0").is_some_and(|id| ids.contains(&id)));
-        assert_eq!(tcx_prog_ids(&n2.netns, "flannel.1").len(), 2);
+        assert!(ids.len() >= 3, "nic, tcx, kfree_skb at least: {ids:?}");
+        if cycle % 2 == 1 {
+            assert!(xdp_prog_id(&n2.netns, "eth0").is_some_and(|id| ids.contains(&id)));
+        } else {
+            assert!(tcx_prog_ids(&n2.netns, "eth0")
+                .iter()
+                .all(|id| ids.contains(id)));
+        }
+        assert_eq!(tcx_prog_ids(&n2.netns, "flannel.1").len(), 1);
         lab::send_udp(&n1.pods[0].netns, dst, 200, 64, 100).unwrap();
         let (code, _, _) = w.stop(libc::SIGKILL);
         assert_eq!(code, None, "cycle {cycle}: killed by a signal");
@@ -237,9 +251,9 @@ fn self_cost_from_bpf_stats() {
             .as_u64()
             .unwrap()
     };
-    assert_eq!(runs("nic_xdp"), SENT, "{own}");
+    assert_eq!(runs("nic_tc"), SENT, "{own}");
     assert_eq!(runs("vxlan_dev_ingress"), SENT, "{own}");
-    assert_eq!(stage(s, "xdp", "eth0")["packets"], SENT);
+    assert_eq!(stage(s, "nic", "eth0")["segments"], SENT);
     assert!(own["rss_kib"].as_u64().unwrap() > 0, "{own}");
     let cpu = own["cpu_percent"].as_f64().unwrap();
     assert!((0.0..100.0).contains(&cpu), "{own}");
@@ -262,7 +276,7 @@ fn flannel_recreated_is_reattached_within_2s() {
     let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
     let watch = Watch::start(&["--netns", &n2.netns, "--interval", "0.2"]);
     let before = tcx_prog_ids(&n2.netns, "flannel.1");
-    assert_eq!(before.len(), 2);
+    assert_eq!(before.len(), 1);
     lab::send_udp(&n1.pods[0].netns, dst, EACH, 64, 100).unwrap();
     std::thread::sleep(Duration::from_millis(500)); // a sample after the traffic
 
@@ -273,7 +287,7 @@ fn flannel_recreated_is_reattached_within_2s() {
     assert!(
         eventually(Duration::from_secs(2), || {
             let ids = tcx_prog_ids(&n2.netns, "flannel.1");
-            ids.len() == 2 && ids.iter().all(|id| !before.contains(id))
+            ids.len() == 1 && ids.iter().all(|id| !before.contains(id))
         }),
         "re-attached to the new flannel.1 within 2 s"
     );
@@ -287,7 +301,8 @@ fn flannel_recreated_is_reattached_within_2s() {
 
     let s = summary(&lines);
     let vx = stage(s, "vxlan", "flannel.1");
-    assert_eq!(vx["packets"], 2 * EACH, "counts carried over: {vx}");
+    assert_eq!(vx["segments"], 2 * EACH, "counts carried over: {vx}");
+    assert_eq!(vx["skbs"], 2 * EACH, "counts carried over: {vx}");
     assert_eq!(
         vx["kernel"]["rx_packets"],
         2 * EACH,

@@ -3,7 +3,7 @@
 //! unit tests pin down), and they always let the packet pass.
 
 use probe_common::{
-    classify::classify, frames, frames::Outer, InnerClass, NicClass, DIR_INGRESS, VNI_OTHER_SLOT,
+    classify::classify, frames, frames::Outer, InnerClass, NicClass, VNI_OTHER_SLOT,
 };
 use probe_tests::{privileged, prog_run::Programs};
 
@@ -20,26 +20,33 @@ fn check_xdp(progs: &mut Programs, frame: &[u8]) {
     check_nic(progs, probe_common::PROG_NIC_XDP, XDP_PASS, frame)
 }
 
+/// The (port, VNI) slot the test globals give a classified frame: only the
+/// pair matters, the VNI alone does not (probe_tests::prog_run::TEST_VNI_PORTS).
+fn slot_of(c: &probe_common::Classification) -> u32 {
+    match (c.port, c.vni) {
+        (8472, Some(1)) => 0,
+        (4789, Some(0xabcdef)) => 1,
+        _ => VNI_OTHER_SLOT,
+    }
+}
+
 /// As check_xdp, for the NIC program `program` that must return `pass`:
-/// nic_xdp, or nic_tc (its TCX fallback) which counts the same way.
+/// nic_xdp, or nic_tc which counts the same way (one skb, one segment).
 fn check_nic(progs: &mut Programs, program: &str, pass: u32, frame: &[u8]) {
     let before = progs.nic_classes();
     let expected = classify(frame, host_ports);
-    let slot = match expected.vni {
-        Some(1) => 0,
-        Some(0xabcdef) => 1,
-        _ => VNI_OTHER_SLOT,
-    };
+    let slot = slot_of(&expected);
     let vni_before = progs.vni_slot(slot);
     let (ret, _) = progs.run(program, frame, 1);
     assert_eq!(ret, pass, "{program} on frame {frame:02x?}");
     let after = progs.nic_classes();
     for class in NicClass::ALL {
         let want = u64::from(class == expected.class);
+        let c = class as usize;
         assert_eq!(
-            after[class as usize] - before[class as usize],
-            want,
-            "{program}: {class:?} for {} bytes",
+            (after.0[c] - before.0[c], after.1[c] - before.1[c]),
+            (want, want),
+            "{program}: {class:?} skbs and segments for {} bytes",
             frame.len()
         );
     }
@@ -63,48 +70,64 @@ fn nic_programs_classify_crafted_frames() {
     let mut p = Programs::load();
     let inner4 = frames::udp4(9000, 32);
     let inner6 = frames::udp6(9000, 32);
-    let cases: Vec<(Vec<u8>, NicClass, Option<u32>, InnerClass)> = vec![
+    // (frame, class, VNI, inner class, (port, VNI) slot)
+    let cases: Vec<(Vec<u8>, NicClass, Option<u32>, InnerClass, u32)> = vec![
         (
             frames::udp4(53, 32),
             NicClass::Ipv4,
             None,
             InnerClass::Other,
+            VNI_OTHER_SLOT,
         ),
         (
             frames::udp6(53, 32),
             NicClass::Ipv6,
             None,
             InnerClass::Other,
+            VNI_OTHER_SLOT,
         ),
         (
             frames::vxlan(Outer::V4, 8472, 1, &inner4),
             NicClass::Vxlan,
             Some(1),
             InnerClass::Ipv4,
+            0,
         ),
         (
+            // VNI 1 on a port no watched device owns: another tunnel.
             frames::vxlan(Outer::V4, 4789, 1, &inner6),
             NicClass::Vxlan,
             Some(1),
             InnerClass::Ipv6,
+            VNI_OTHER_SLOT,
         ),
         (
             frames::vxlan(Outer::V6, 8472, 0xabcdef, &inner4),
             NicClass::Vxlan,
             Some(0xabcdef),
             InnerClass::Ipv4,
+            VNI_OTHER_SLOT,
+        ),
+        (
+            frames::vxlan(Outer::V6, 4789, 0xabcdef, &inner4),
+            NicClass::Vxlan,
+            Some(0xabcdef),
+            InnerClass::Ipv4,
+            1,
         ),
         (
             frames::vxlan(Outer::V6, 4789, 7, &inner6),
             NicClass::Vxlan,
             Some(7),
             InnerClass::Ipv6,
+            VNI_OTHER_SLOT,
         ),
         (
             frames::vxlan(Outer::V4, 8472, 1, &frames::ethernet(0x0806)),
             NicClass::Vxlan,
             Some(1),
             InnerClass::Other,
+            0,
         ),
         (
             frames::ethernet(0x0806)
@@ -114,11 +137,12 @@ fn nic_programs_classify_crafted_frames() {
             NicClass::NonIp,
             None,
             InnerClass::Other,
+            VNI_OTHER_SLOT,
         ),
     ];
-    for (frame, class, vni, inner) in &cases {
+    for (frame, class, vni, inner, slot) in &cases {
         let c = classify(&frame[..], host_ports);
-        assert_eq!((c.class, c.vni), (*class, *vni));
+        assert_eq!((c.class, c.vni, slot_of(&c)), (*class, *vni, *slot));
         if *class == NicClass::Vxlan {
             assert_eq!(c.inner, *inner);
         }
@@ -186,14 +210,16 @@ fn tc_counts_inner_classes_and_continues() {
         ),
     ];
     for (frame, class) in &cases {
-        let before = p.dev_classes(DIR_INGRESS);
+        let before = p.dev_classes();
         let (ret, _) = p.run(probe_common::PROG_VXLAN_INGRESS, frame, 1);
         assert_eq!(ret, TC_ACT_UNSPEC, "tc program must continue");
-        let after = p.dev_classes(DIR_INGRESS);
+        let after = p.dev_classes();
         for c in InnerClass::ALL {
+            let want = u64::from(c == *class);
+            let i = c as usize;
             assert_eq!(
-                after[c as usize] - before[c as usize],
-                u64::from(c == *class),
+                (after.0[i] - before.0[i], after.1[i] - before.1[i]),
+                (want, want),
                 "{c:?}"
             );
         }
@@ -201,8 +227,46 @@ fn tc_counts_inner_classes_and_continues() {
     for seed in 1..=200u64 {
         let f = frames::pseudo_random(14 + seed as usize % 200, seed);
         assert_eq!(
-            p.run(probe_common::PROG_VXLAN_EGRESS, &f, 1).0,
+            p.run(probe_common::PROG_VXLAN_INGRESS, &f, 1).0,
             TC_ACT_UNSPEC
         );
     }
+}
+
+/// A GRO-merged skb (gso_segs set through the test run's __sk_buff) is one
+/// skb and gso_segs segments at both tc hooks; XDP frames stay 1 and 1.
+#[test]
+fn tc_programs_count_gro_segments() {
+    if !privileged("tc_programs_count_gro_segments") {
+        return;
+    }
+    let mut p = Programs::load();
+    let frame = frames::vxlan(Outer::V4, 8472, 1, &frames::udp4(9000, 32));
+    let before = (p.nic_classes(), p.vni_slot(0));
+    let (ret, _) = p.run_gso(probe_common::PROG_NIC_TC, &frame, 17);
+    assert_eq!(ret, TC_ACT_UNSPEC);
+    let after = (p.nic_classes(), p.vni_slot(0));
+    let v = NicClass::Vxlan as usize;
+    assert_eq!(
+        (
+            after.0 .0[v] - before.0 .0[v],
+            after.0 .1[v] - before.0 .1[v]
+        ),
+        (1, 17),
+        "nic_tc: skbs, segments"
+    );
+    assert_eq!(after.1 .0 - before.1 .0, 17, "outer segments of (8472, 1)");
+
+    let inner = frames::udp4(9000, 32);
+    let before = p.dev_classes();
+    assert_eq!(
+        p.run_gso(probe_common::PROG_VXLAN_INGRESS, &inner, 30).0,
+        TC_ACT_UNSPEC
+    );
+    let after = p.dev_classes();
+    let i = InnerClass::Ipv4 as usize;
+    assert_eq!(
+        (after.0[i] - before.0[i], after.1[i] - before.1[i]),
+        (1, 30)
+    );
 }

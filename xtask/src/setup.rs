@@ -2,7 +2,8 @@
 //!
 //! - rust-src for the eBPF toolchain (nightly; `-Z build-std=core` needs it)
 //! - bpf-linker 0.13.0 built against the toolchain's own libLLVM (no download)
-//! - Debian packages the tests use (iproute2 for the lab, util-linux's setpriv)
+//! - Debian packages the tests use (iproute2 for the lab, util-linux's setpriv,
+//!   iptables, and the traffic tools iperf3, qperf, ping and ethtool)
 //!
 //! If the nightly toolchain is missing, the stable one builds the eBPF crate
 //! with RUSTC_BOOTSTRAP=1 (see shared/docs/TOOLCHAIN.md); [`apply_env`] passes
@@ -19,11 +20,17 @@ use anyhow::{bail, Context, Result};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_FEATURE: &str = "llvm-22";
 /// Debian packages and a command each provides (to check without dpkg).
-/// iptables: the ledger test that drops with a netfilter rule.
+/// iptables: the ledger test that drops with a netfilter rule. iperf3 and
+/// qperf, ping: the traffic users send (TCP with GRO/GSO, latency runs); ethtool:
+/// the offload features the probe must leave as they are.
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"),
     ("util-linux", "setpriv"),
     ("iptables", "iptables"),
+    ("iperf3", "iperf3"),
+    ("qperf", "qperf"),
+    ("ethtool", "ethtool"),
+    ("iputils-ping", "ping"),
 ];
 
 fn output(cmd: &mut Command) -> Option<String> {

@@ -27,6 +27,7 @@ fn vxlan_on_both_ports_and_both_outer_versions() {
                 Classification {
                     class: NicClass::Vxlan,
                     vni: Some(1),
+                    port,
                     inner: InnerClass::Ipv4
                 }
             );
@@ -36,6 +37,7 @@ fn vxlan_on_both_ports_and_both_outer_versions() {
                 Classification {
                     class: NicClass::Vxlan,
                     vni: Some(0xabcdef),
+                    port,
                     inner: InnerClass::Ipv6
                 }
             );
@@ -70,6 +72,7 @@ fn vlan_tagged_frames_are_seen_through() {
         Classification {
             class: NicClass::Vxlan,
             vni: Some(1),
+            port: 8472,
             inner: InnerClass::Ipv6
         }
     );

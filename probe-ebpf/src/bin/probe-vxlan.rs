@@ -1,7 +1,9 @@
-//! The VXLAN-device object: TCX ingress and egress counters per inner class.
+//! The VXLAN-device object: TCX ingress counters per inner class.
 #![no_std]
 #![no_main]
 
+#[path = "../tc.rs"]
+mod tc;
 #[path = "../vxlan_tc.rs"]
 mod vxlan_tc;
 

@@ -6,7 +6,14 @@ pub mod serve;
 pub mod tune;
 pub mod watch;
 
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+
+use crate::error::ProbeError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +47,96 @@ impl Command {
             Command::Record(r) => r.watch.requirements(),
             Command::Tune(_) | Command::Diff(_) => Vec::new(),
         }
+    }
+
+    /// Checks what clap's types do not: the ranges of the numeric flags and
+    /// the flags a subcommand requires. Each `run` calls its part of this
+    /// before it opens, listens on or attaches anything; a refusal is a usage
+    /// error (exit status 2).
+    pub fn validate(&self) -> Result<(), ProbeError> {
+        match self {
+            Command::Watch(w) => watch::validate(w),
+            Command::Serve(s) => s.validate(),
+            Command::Record(r) => r.validate(),
+            // Paths and names only: nothing numeric to check.
+            Command::Tune(_) | Command::Diff(_) => Ok(()),
+        }
+    }
+}
+
+/// The accepted values of a flag that takes seconds (a float, so that 0.5
+/// works). `from_secs_f64` panics on values out of `Duration`'s range and
+/// `Instant + Duration` on sums out of `Instant`'s: every value accepted here
+/// converts and adds without either.
+#[derive(Clone, Copy, Debug)]
+pub struct SecondsRange {
+    pub flag: &'static str,
+    pub min: f64,
+    /// Whether `min` itself is accepted.
+    pub min_inclusive: bool,
+    pub max: f64,
+    /// The range as the error message states it (and the flag's `--help`).
+    pub expected: &'static str,
+}
+
+/// `--interval`: 0.1 s to 1 day.
+pub const INTERVAL: SecondsRange = SecondsRange {
+    flag: "--interval",
+    min: 0.1,
+    min_inclusive: true,
+    max: 86_400.0,
+    expected: "a number of seconds from 0.1 to 86400 (1 day)",
+};
+
+/// `--duration`: more than 0 s, at most 365 days.
+pub const DURATION: SecondsRange = SecondsRange {
+    flag: "--duration",
+    min: 0.0,
+    min_inclusive: false,
+    max: 31_536_000.0,
+    expected: "a number of seconds above 0 and at most 31536000 (365 days)",
+};
+
+impl SecondsRange {
+    /// False for NaN, infinities and everything outside the range.
+    pub fn contains(&self, seconds: f64) -> bool {
+        let above = if self.min_inclusive {
+            seconds >= self.min
+        } else {
+            seconds > self.min
+        };
+        above && seconds <= self.max
+    }
+
+    /// The value as a `Duration`, or a usage error naming the flag, the
+    /// value given and the accepted range.
+    pub fn check(&self, seconds: f64) -> Result<Duration, ProbeError> {
+        let refused = || {
+            let problem = if seconds.is_nan() {
+                "is not a number"
+            } else {
+                "is out of range"
+            };
+            ProbeError::Usage(format!(
+                "{} {} {problem}: give {}",
+                self.flag,
+                shown(seconds),
+                self.expected
+            ))
+        };
+        if !self.contains(seconds) {
+            return Err(refused());
+        }
+        Duration::try_from_secs_f64(seconds).map_err(|_| refused())
+    }
+}
+
+/// A float as a user would have typed it: `2`, `0.5`, `-0`, `1e20`, `inf`.
+fn shown(x: f64) -> String {
+    if x.is_finite() && x != 0.0 && !(1e-4..1e15).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
     }
 }
 

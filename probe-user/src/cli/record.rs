@@ -58,12 +58,23 @@ pub struct Recording {
     pub summary: serde_json::Value,
 }
 
-pub fn run(mut args: RecordArgs) -> Result<(), ProbeError> {
-    if args.watch.duration.is_none() {
-        return Err(ProbeError::Usage(
-            "probe record needs --duration (seconds to record)".into(),
-        ));
+impl RecordArgs {
+    /// The flags' values, checked before --out is touched or anything is
+    /// attached (usage errors, exit status 2).
+    pub fn validate(&self) -> Result<(), ProbeError> {
+        if self.watch.duration.is_none() {
+            return Err(ProbeError::Usage(format!(
+                "probe record needs --duration ({})",
+                crate::cli::DURATION.expected
+            )));
+        }
+        crate::cli::watch::validate(&self.watch)
     }
+}
+
+pub fn run(mut args: RecordArgs) -> Result<(), ProbeError> {
+    // Before --out is created: a refused run leaves an existing file alone.
+    args.validate()?;
     // Checked before the run, not after it: a bad path should not cost a recording.
     std::fs::write(&args.out, b"").map_err(|e| {
         ProbeError::Usage(format!("cannot write --out {}: {e}", args.out.display()))

@@ -30,11 +30,39 @@ use crate::{
         probe serve --listen 127.0.0.1:9435 --iface eth0 --vxlan-iface flannel.1 --latency"
 )]
 pub struct ServeArgs {
-    /// Address and port to serve /metrics, /healthz and /readyz on
+    /// Address and port to serve /metrics, /healthz and /readyz on (port 1 to 65535)
     #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:9435")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub watch: WatchArgs,
+}
+
+impl ServeArgs {
+    /// The flags' values, checked before listening or attaching (usage
+    /// errors, exit status 2).
+    pub fn validate(&self) -> Result<(), ProbeError> {
+        if self.listen.port() == 0 {
+            // Port 0 binds wherever the kernel picks: nothing could scrape it.
+            return Err(ProbeError::Usage(format!(
+                "--listen {}: port 0 is not a port to scrape; give a port from 1 to 65535",
+                self.listen
+            )));
+        }
+        watch::validate(&self.watch)
+    }
+}
+
+/// Longest silence of the sampling loop that /healthz still calls healthy:
+/// three missed intervals, and never less than 5 s (attach and the first
+/// sample can take a while on a busy node).
+fn stall_after(interval_s: f64) -> Result<Duration, ProbeError> {
+    let s = (interval_s * 3.0).max(5.0);
+    Duration::try_from_secs_f64(s).map_err(|_| {
+        ProbeError::Usage(format!(
+            "--interval {interval_s}: give {}",
+            crate::cli::INTERVAL.expected
+        ))
+    })
 }
 
 /// What the HTTP thread answers from.
@@ -49,8 +77,10 @@ struct State {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), ProbeError> {
-    // Before listening: a pod without the capabilities should say so, not
-    // answer /healthz.
+    // Before listening: bad flags and a pod without the capabilities should
+    // say so, not answer /healthz.
+    args.validate()?;
+    let stall_after = stall_after(args.watch.interval)?;
     crate::caps::check(&args.watch.requirements())?;
     let server = tiny_http::Server::http(args.listen)
         .map_err(|e| ProbeError::Runtime(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -59,9 +89,7 @@ pub fn run(args: ServeArgs) -> Result<(), ProbeError> {
         ready: AtomicBool::new(false),
         heartbeat_ms: AtomicU64::new(0),
         started: Instant::now(),
-        // Three missed intervals, and never less than 5 s (attach and the
-        // first sample can take a while on a busy node).
-        stall_after: Duration::from_secs_f64((args.watch.interval * 3.0).max(5.0)),
+        stall_after,
     });
     let http_state = Arc::clone(&state);
     std::thread::Builder::new()
@@ -151,6 +179,15 @@ mod tests {
             started: Instant::now(),
             stall_after: Duration::from_millis(200),
         }
+    }
+
+    #[test]
+    fn stall_after_is_three_intervals_but_at_least_5_s() {
+        assert_eq!(stall_after(1.0).unwrap(), Duration::from_secs(5));
+        assert_eq!(stall_after(86_400.0).unwrap(), Duration::from_secs(259_200));
+        // Out of Duration's range: an error, not a panic.
+        assert_eq!(stall_after(1e20).unwrap_err().exit_code(), 2);
+        assert_eq!(stall_after(f64::INFINITY).unwrap_err().exit_code(), 2);
     }
 
     #[test]

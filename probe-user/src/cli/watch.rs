@@ -20,7 +20,9 @@ use crate::{
     ledger::Names,
     model::{DevInfo, NicInfo, Report, ReportKind, Sample, Topology},
     netns::{self, Netns},
-    probes::{self, HookObject, NicConfig, NicHook, Unavailable, VxlanHook, XdpModeArg},
+    probes::{
+        self, HookObject, NicConfig, NicHook, NicHookArg, Unavailable, VxlanHook, XdpModeArg,
+    },
     render, route,
     rtnl::{Link, LinkStats, RtnlSocket},
     tune::Snapshot,
@@ -30,17 +32,24 @@ use crate::{
 #[command(
     about = "Attach the probes and stream per-interval counts",
     long_about = "Attach the probes and stream per-interval counts.\n\n\
-        Stages: `xdp` counts every frame the NIC receives (per RX queue, per CPU, by class:\n\
-        non_ip / ipv4 / ipv6 / vxlan, and per VNI with the class of the inner frame);\n\
-        `vxlan` counts the decapsulated packets entering each VXLAN device. OUTER-INNER in\n\
-        the VXLAN table is the number of VXLAN packets that reached the NIC but never came\n\
-        out of the overlay device. KERNEL_RX is the device's own rx_packets over the same\n\
-        interval, to check the probe against.\n\n\
-        The LEDGER follows the receive path stage by stage (nic, xdp, backlog, ip, vxlan,\n\
-        bridge, socket, other): packets in, drops by the kernel's drop reason (skb:kfree_skb),\n\
-        the kernel's own counters to check them against (stats64, ethtool -S, softnet_stat,\n\
-        /proc/net/snmp), and a verdict line naming the stage that lost the most. Drops are\n\
-        counted in every namespace of the node unless --drop-netns narrows it.\n\n\
+        Units: an skb is what the kernel passes along; a segment is a wire packet. GRO and\n\
+        GSO put many TCP segments in one skb, so every count says which it is, and every\n\
+        balance compares segments with segments. GRO is a device's segments per skb.\n\n\
+        Stages: `nic` counts what the NIC receives (tc ingress by default, after the driver\n\
+        and GRO: it changes nothing in the driver; --nic-hook xdp counts wire frames before\n\
+        GRO, but XDP changes how many drivers receive), per RX queue, per CPU, by class\n\
+        (non_ip / ipv4 / ipv6 / vxlan) and per (UDP port, VNI) with the class of the inner\n\
+        frame; `vxlan` counts the decapsulated packets entering each VXLAN device. The VXLAN\n\
+        table's OUTER and INNER are segments in and out of the overlay. KERNEL_RX is the\n\
+        device's own rx_packets over the same interval, to check the probe against.\n\n\
+        The LEDGER follows the receive path stage by stage (nic, backlog, ip, vxlan, bridge,\n\
+        socket, other), in segments: what entered, drops by the kernel's drop reason\n\
+        (skb:kfree_skb) with segments/skbs and the kernel counter that should agree, and\n\
+        stage counters (stats64, ethtool -S, softnet_stat). Then transmit-side drops (TX)\n\
+        and drops that lose no data (BENIGN: copies TCP already had, queues freed by close),\n\
+        the VXLAN balance (outer - inner = lost, explained by drops of outer packets), and a\n\
+        verdict naming the stage that lost the most and its top reason, or `no loss`. Drops\n\
+        are counted in every namespace of the node unless --drop-netns narrows it.\n\n\
         With --latency, SOFTIRQ shows how long NET_RX waited after being raised and how long it ran\n\
         (p50/p90/p99/max; log2 histograms in the summary), and how much ran in ksoftirqd.\n\
         NAPI shows each device's polls per CPU and the polls that used the whole budget.\n\n\
@@ -54,7 +63,7 @@ use crate::{
         (missing privilege, nothing could be attached)."
 )]
 pub struct WatchArgs {
-    /// NIC to attach XDP to [default: the interface of the default route]
+    /// The node's NIC (the underlay) [default: the interface of the default route]
     #[arg(long, value_name = "NIC")]
     pub iface: Option<String>,
     /// VXLAN device to attach TCX to; repeatable [default: every VXLAN device]
@@ -63,10 +72,11 @@ pub struct WatchArgs {
     /// Network namespace (a name under /run/netns) to attach in [default: the current one]
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
-    /// Seconds between reports
+    /// Seconds between reports: 0.1 to 86400 (1 day)
     #[arg(long, value_name = "S", default_value_t = 1.0)]
     pub interval: f64,
-    /// Stop after this many seconds [default: run until SIGINT/SIGTERM]
+    /// Stop after this many seconds: above 0, at most 31536000 (365 days)
+    /// [default: run until SIGINT/SIGTERM]
     #[arg(long, value_name = "S")]
     pub duration: Option<f64>,
     /// One JSON object per line instead of tables (schema in the README)
@@ -79,7 +89,14 @@ pub struct WatchArgs {
     /// [default: 8472 and 4789, plus the ports of the watched VXLAN devices]
     #[arg(long = "vxlan-port", value_name = "PORT")]
     pub vxlan_ports: Vec<u16>,
-    /// XDP attach mode at the NIC
+    /// Where the NIC stage counts: `tc` (TCX ingress, after the driver and
+    /// GRO: changes nothing in the driver) or `xdp` (every wire frame before
+    /// GRO, but attaching XDP changes how many drivers receive: veth turns
+    /// off its peer's TSO, virtio_net its guest offloads, mlx5/ice/i40e/
+    /// ixgbe/ena reset their rings; see the README)
+    #[arg(long, value_enum, default_value_t = NicHookArg::Tc)]
+    pub nic_hook: NicHookArg,
+    /// XDP attach mode at the NIC, with --nic-hook xdp
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
     pub xdp_mode: XdpModeArg,
     /// Count drops (and, with --steering, socket reads) only in this network
@@ -206,10 +223,13 @@ pub fn session(
         write_ready_file(path, &attached)?;
     }
     let mut previous = first;
-    let interval = Duration::from_secs_f64(args.interval);
+    // Both were range-checked before attaching (cli::SecondsRange): these
+    // conversions cannot fail, and checked ones keep it so.
+    let seconds = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
+    let interval = seconds(args.interval);
     let deadline = args
         .duration
-        .map(|d| attached.started + Duration::from_secs_f64(d));
+        .and_then(|d| attached.started.checked_add(seconds(d)));
     let mut next_tick = attached.started + interval;
     loop {
         let now = Instant::now();
@@ -335,19 +355,14 @@ fn check_devices(a: &mut Attached) {
     }
 }
 
-fn validate(args: &WatchArgs) -> Result<(), ProbeError> {
-    if !(args.interval >= 0.1 && args.interval.is_finite()) {
-        return Err(ProbeError::Usage(format!(
-            "--interval {} must be at least 0.1 seconds",
-            args.interval
-        )));
-    }
+/// Checks the flags' values before anything is opened or attached (usage
+/// errors, exit status 2). The ranges of --interval and --duration
+/// (`cli::INTERVAL`, `cli::DURATION`) keep `session`'s conversions to
+/// `Duration` and `Instant` from overflowing.
+pub(crate) fn validate(args: &WatchArgs) -> Result<(), ProbeError> {
+    super::INTERVAL.check(args.interval)?;
     if let Some(d) = args.duration {
-        if !(d > 0.0 && d.is_finite()) {
-            return Err(ProbeError::Usage(format!(
-                "--duration {d} must be a positive number of seconds"
-            )));
-        }
+        super::DURATION.check(d)?;
     }
     if args.drop_netns.len() > probe_common::drops::MAX_SCOPE_NETNS {
         return Err(ProbeError::Usage(format!(
@@ -357,7 +372,18 @@ fn validate(args: &WatchArgs) -> Result<(), ProbeError> {
         )));
     }
     if args.vxlan_ports.contains(&0) {
-        return Err(ProbeError::Usage("--vxlan-port 0 is not a UDP port".into()));
+        return Err(ProbeError::Usage(
+            "--vxlan-port 0 is not a UDP port: give a port from 1 to 65535".into(),
+        ));
+    }
+    let mut ports = args.vxlan_ports.clone();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.len() > MAX_VXLAN_PORTS {
+        return Err(ProbeError::Usage(format!(
+            "--vxlan-port is given {} different ports; at most {MAX_VXLAN_PORTS}",
+            ports.len()
+        )));
     }
     Ok(())
 }
@@ -382,7 +408,7 @@ fn find<'a>(links: &'a [Link], name: &str, netns: &Netns) -> Result<&'a Link, Pr
 /// The VXLAN ports the XDP program matches: the given or default ones, plus
 /// the destination ports of the watched devices.
 pub fn vxlan_port_set(given: &[u16], devices: &[&Link]) -> Result<Vec<u16>, ProbeError> {
-    let mut ports: Vec<u16> = if given.is_empty() {
+    let given: Vec<u16> = if given.is_empty() {
         DEFAULT_VXLAN_PORTS
             .iter()
             .copied()
@@ -391,12 +417,13 @@ pub fn vxlan_port_set(given: &[u16], devices: &[&Link]) -> Result<Vec<u16>, Prob
     } else {
         given.to_vec()
     };
-    for port in devices.iter().filter_map(|d| d.vxlan.and_then(|v| v.port)) {
+    let mut ports: Vec<u16> = Vec::new();
+    let device_ports = devices.iter().filter_map(|d| d.vxlan.and_then(|v| v.port));
+    for port in given.into_iter().chain(device_ports) {
         if !ports.contains(&port) {
             ports.push(port);
         }
     }
-    ports.dedup();
     if ports.len() > MAX_VXLAN_PORTS {
         return Err(ProbeError::Usage(format!(
             "at most {MAX_VXLAN_PORTS} VXLAN ports can be matched, got {ports:?} (given and from the watched devices)"
@@ -423,6 +450,13 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
             })?,
     };
     let nic = find(&links, &nic_name, &netns)?.clone();
+    if nic.is_vxlan() {
+        return Err(ProbeError::Usage(format!(
+            "{} is a VXLAN device: --iface takes the NIC its packets arrive on (the underlay), \
+             and VXLAN devices are watched with --vxlan-iface",
+            nic.name
+        )));
+    }
     let devices: Vec<&Link> = if args.vxlan_ifaces.is_empty() {
         links.iter().filter(|l| l.is_vxlan()).collect()
     } else {
@@ -431,11 +465,30 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
             .map(|n| find(&links, n, &netns))
             .collect::<Result<_, _>>()?
     };
+    if let Some(not_vxlan) = devices.iter().find(|d| !d.is_vxlan()) {
+        let vxlan: Vec<&str> = links
+            .iter()
+            .filter(|l| l.is_vxlan())
+            .map(|l| l.name.as_str())
+            .collect();
+        return Err(ProbeError::Usage(format!(
+            "{} is not a VXLAN device (--vxlan-iface takes the overlay device, e.g. flannel.1); VXLAN devices in {}: {}",
+            not_vxlan.name,
+            netns.label(),
+            if vxlan.is_empty() { "none".to_string() } else { vxlan.join(", ") }
+        )));
+    }
     let ports = vxlan_port_set(&args.vxlan_ports, &devices)?;
-    let mut vnis: Vec<u32> = Vec::new();
-    for vni in devices.iter().filter_map(|d| d.vxlan.and_then(|v| v.vni)) {
-        if !vnis.contains(&vni) {
-            vnis.push(vni);
+    // (port, VNI) of every watched device: the same VNI on another port is
+    // another tunnel, which no watched device receives.
+    let mut vnis: Vec<(u16, u32)> = Vec::new();
+    for d in &devices {
+        if let Some(v) = d.vxlan {
+            if let (Some(port), Some(vni)) = (v.port, v.vni) {
+                if !vnis.contains(&(port, vni)) {
+                    vnis.push((port, vni));
+                }
+            }
         }
     }
     vnis.truncate(MAX_VNIS);
@@ -459,13 +512,14 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
     let cfg = NicConfig {
         vxlan_ports: ports.clone(),
         vnis,
+        hook: args.nic_hook,
         mode: args.xdp_mode,
     };
     let mut nic_hook = match probes::attach_nic(&netns, &nic, &cfg) {
         Ok(hook) => Some(hook),
         Err(reason) => {
             unavailable.push(Unavailable {
-                stage: "xdp",
+                stage: "nic",
                 iface: nic.name.clone(),
                 reason,
             });
@@ -496,7 +550,9 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
         ),
         Err(e) => (Err(e.clone()), Err(e.clone()), Err(e)),
     };
-    let mut drop_hook = drop_setup.and_then(|setup| drops::load_drops(setup, &scope_inums, &ports));
+    let nic_netns_inum = netns.inum().unwrap_or(0);
+    let mut drop_hook =
+        drop_setup.and_then(|setup| drops::load_drops(setup, &scope_inums, &ports, nic_netns_inum));
     let mut latency_hook = if args.latency {
         latency_setup
             .and_then(crate::latency::load_latency)
@@ -610,6 +666,7 @@ fn attach(args: &WatchArgs, netns: Netns) -> Result<Attached, ProbeError> {
             .map(|h| DevInfo {
                 iface: h.iface.clone(),
                 vni: h.vni,
+                port: h.port,
             })
             .collect(),
         unavailable,

@@ -64,7 +64,7 @@ fn rates_latency_and_settings() {
     // 5/s -> 2.45/s: more than 10% and 1/s: better.
     assert_eq!(metric(&d, "time_squeeze").verdict, Verdict::Better);
     assert_eq!(metric(&d, "softirq wait p50").verdict, Verdict::Unchanged);
-    assert_eq!(metric(&d, "XDP packets on the busiest CPU").a, Some(90.0));
+    assert_eq!(metric(&d, "NIC segments on the busiest CPU").a, Some(90.0));
     assert_eq!(
         d.settings_changed,
         vec![SettingChange {
@@ -99,4 +99,34 @@ fn noise_is_unchanged_and_regressions_are_worse() {
         &recording(0, 10.0, "1", 1, 0),
     );
     assert_eq!(metric(&tiny, "drops socket").verdict, Verdict::Unchanged);
+}
+
+/// The regression: 100% loss of 2,000 segments vs 100% of 200 reads "better"
+/// by rate; the loss ratio says it is the same.
+#[test]
+fn loss_ratio_is_judged_apart_from_the_rate() {
+    let with = |input: u64, drops: u64| {
+        let mut r = recording(0, 10.0, "212992", 511, 0);
+        r.summary["ledger"] = json!([
+            {"stage": "nic", "segments_in": input, "drops": 0, "reasons": {}},
+            {"stage": "socket", "segments_in": null, "drops": drops,
+             "reasons": {"SOCKET_RCVBUFF": {"segments": drops, "skbs": drops}}}
+        ]);
+        r
+    };
+    let d = diff(&with(2000, 2000), &with(200, 200));
+    assert_eq!(metric(&d, "drops socket").verdict, Verdict::Better);
+    let ratio = metric(&d, "loss ratio socket");
+    assert_eq!(
+        (ratio.a, ratio.b, ratio.verdict),
+        (Some(100.0), Some(100.0), Verdict::Unchanged)
+    );
+    let d = diff(&with(2000, 20), &with(2000, 200));
+    let ratio = metric(&d, "loss ratio socket");
+    assert_eq!(
+        (ratio.a, ratio.b, ratio.verdict),
+        (Some(1.0), Some(10.0), Verdict::Worse)
+    );
+    // Segments per reason are read from the object form.
+    assert_eq!(metric(&d, "drops socket/SOCKET_RCVBUFF").b, Some(20.0));
 }

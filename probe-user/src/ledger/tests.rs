@@ -24,17 +24,23 @@ fn key(netns: u32, ifindex: u32, reason: u32) -> DropKey {
         netns,
         ifindex,
         reason,
-        _pad: 0,
+        decap: 0,
     }
 }
 
+/// Drops of one segment per skb.
 fn counts(by_reason: &[(u32, u64)], keyed: &[(DropKey, u64)]) -> DropCounts {
     let mut c = DropCounts {
         by_reason: vec![0; REASON_SLOTS],
+        segments: vec![0; REASON_SLOTS],
+        vxlan_outer: vec![0; REASON_SLOTS],
+        decap_skbs: vec![0; REASON_SLOTS],
+        decap_segments: vec![0; REASON_SLOTS],
         ..Default::default()
     };
     for (r, n) in by_reason {
         c.by_reason[probe_common::drops::reason_slot(*r)] += n;
+        c.segments[probe_common::drops::reason_slot(*r)] += n;
     }
     c.keyed = keyed.iter().copied().collect();
     c
@@ -69,27 +75,29 @@ fn stages_in_path_order_with_reasons_and_verdict() {
             rx_dropped: 4,
             ..Default::default()
         }),
-        xdp_packets: Some(990),
+        nic_segments: Some(990),
         ..Default::default()
     });
     let stages: Vec<&str> = l.ledger.iter().map(|r| r.stage).collect();
     assert_eq!(stages, STAGES);
     let nic = &l.ledger[0];
-    assert_eq!((nic.packets_in, nic.drops), (Some(1000), 10));
+    // What the hook saw plus what the ring dropped.
+    assert_eq!((nic.segments_in, nic.drops), (Some(1000), 10));
     assert_eq!(nic.kernel["rx_dropped"], 4);
     let socket = l.ledger.iter().find(|r| r.stage == "socket").unwrap();
     assert_eq!(socket.drops, 32);
-    assert_eq!(socket.reasons["SOCKET_RCVBUFF"], 30);
+    assert_eq!(socket.reasons["SOCKET_RCVBUFF"].segments, 30);
     let v = l.verdict.unwrap();
+    // The stage's total, and the top reason's own count.
     assert_eq!(
-        (v.stage, v.reason.as_str(), v.packets),
-        ("socket", "SOCKET_RCVBUFF", 32)
+        (v.stage, v.reason.as_deref(), v.segments, v.reason_segments),
+        (Some("socket"), Some("SOCKET_RCVBUFF"), 32, 30)
     );
-    // No hook at `socket`: the share is of the nearest upstream input (xdp).
-    assert_eq!((v.input, v.percent), (Some(990), Some(3.2)));
+    // No hook at `socket`: the share is of the nearest upstream input (nic).
+    assert_eq!((v.input, v.percent), (Some(1000), Some(3.2)));
     assert_eq!(
         v.text,
-        "largest loss: stage socket, reason SOCKET_RCVBUFF, 32 packets (3.2% of its input)"
+        "largest loss: stage socket, 32 segments (3.2% of its input); top reason SOCKET_RCVBUFF: 30 segments"
     );
     assert_eq!(
         l.drops[0],
@@ -98,7 +106,7 @@ fn stages_in_path_order_with_reasons_and_verdict() {
             reason: "NETFILTER_DROP".into(),
             iface: Some("eth0".into()),
             netns: Some("pod-a".into()),
-            count: 5
+            skbs: 5
         }
     );
     assert_eq!(l.drops.len(), 3);
@@ -114,9 +122,9 @@ fn unkeyed_drops_are_listed_without_a_device() {
         ..Default::default()
     });
     let counts: Vec<(Option<String>, u64)> =
-        l.drops.iter().map(|d| (d.iface.clone(), d.count)).collect();
+        l.drops.iter().map(|d| (d.iface.clone(), d.skbs)).collect();
     assert_eq!(counts, vec![(Some("if2".into()), 5), (None, 2)]);
-    assert_eq!(l.drops.iter().map(|d| d.count).sum::<u64>(), 7);
+    assert_eq!(l.drops.iter().map(|d| d.skbs).sum::<u64>(), 7);
 }
 
 #[test]
@@ -125,6 +133,7 @@ fn vxlan_loss_is_split_into_explained_and_unexplained() {
     let l = build(&LedgerInput {
         reasons: Some(&names),
         drops: Some(counts(&[(VNI_NOT_FOUND, 6)], &[])),
+        nic_segments: Some(100),
         vxlan_outer: Some(100),
         vxlan_inner: Some(90),
         ..Default::default()
@@ -132,26 +141,127 @@ fn vxlan_loss_is_split_into_explained_and_unexplained() {
     assert_eq!(
         l.vxlan_loss,
         Some(VxlanLoss {
-            outer_packets: 100,
-            inner_packets: 90,
+            outer_segments: 100,
+            inner_segments: 90,
             lost: 10,
             explained: 6,
+            explained_by: BTreeMap::from([("VXLAN_VNI_NOT_FOUND".into(), 6)]),
             unexplained: 4
         })
     );
     let v = l.verdict.unwrap();
-    assert_eq!((v.stage, v.percent), ("vxlan", Some(6.0)));
+    assert_eq!((v.stage, v.percent), (Some("vxlan"), Some(6.0)));
+}
+
+/// Outer VXLAN packets dropped at ip or socket (bad checksum, no socket on
+/// the port) explain VXLAN loss as much as the VXLAN reasons do.
+#[test]
+fn outer_drops_at_any_stage_explain_vxlan_loss() {
+    let names = names();
+    let mut d = counts(&[(NO_SOCKET, 4), (NETFILTER, 3)], &[]);
+    d.vxlan_outer[NO_SOCKET as usize] = 4;
+    // One of the netfilter drops was an outer VXLAN packet (a GRO skb of 2).
+    d.vxlan_outer[NETFILTER as usize] = 2;
+    let l = build(&LedgerInput {
+        reasons: Some(&names),
+        drops: Some(d),
+        vxlan_outer: Some(50),
+        vxlan_inner: Some(44),
+        ..Default::default()
+    });
+    let v = l.vxlan_loss.unwrap();
+    assert_eq!((v.lost, v.explained, v.unexplained), (6, 6, 0));
+    assert_eq!(v.explained_by["NO_SOCKET"], 4);
+}
+
+/// More out of the device than into the NIC (packets in flight at the
+/// period's edges) is no loss, and never a negative number.
+#[test]
+fn inner_above_outer_is_zero_loss_not_negative() {
+    let names = names();
+    let l = build(&LedgerInput {
+        reasons: Some(&names),
+        drops: Some(counts(&[(VNI_NOT_FOUND, 3)], &[])),
+        vxlan_outer: Some(90),
+        vxlan_inner: Some(100),
+        ..Default::default()
+    });
+    let v = l.vxlan_loss.unwrap();
+    assert_eq!((v.lost, v.explained, v.unexplained), (0, 3, 0));
+}
+
+/// Transmit-side reasons (a missing FDB entry on a VXLAN device, neighbour
+/// failures) are counted apart, never in the receive ledger or its balance.
+#[test]
+fn transmit_reasons_are_a_section_of_their_own() {
+    const NO_TX_TARGET: u32 = 90;
+    const NEIGH_FAILED: u32 = 60;
+    let names = ReasonNames::from_lists(
+        &[
+            (NO_TX_TARGET, "NO_TX_TARGET"),
+            (NEIGH_FAILED, "NEIGH_FAILED"),
+            (NO_SOCKET, "NO_SOCKET"),
+        ],
+        &[],
+    );
+    let l = build(&LedgerInput {
+        reasons: Some(&names),
+        drops: Some(counts(
+            &[(NO_TX_TARGET, 300), (NEIGH_FAILED, 166), (NO_SOCKET, 1)],
+            &[],
+        )),
+        vxlan_outer: Some(10),
+        vxlan_inner: Some(10),
+        ..Default::default()
+    });
+    assert_eq!((l.tx_drops.skbs, l.tx_drops.segments), (466, 466));
+    assert_eq!(l.tx_drops.reasons["NEIGH_FAILED"].skbs, 166);
+    assert_eq!(l.ledger.iter().map(|r| r.drops).sum::<u64>(), 1);
+    let v = l.vxlan_loss.unwrap();
+    assert_eq!((v.lost, v.explained, v.unexplained), (0, 0, 0));
+    assert_eq!(l.verdict.unwrap().stage, Some("socket"));
+}
+
+/// A GRO skb dropped whole loses all its segments; the ledger counts
+/// segments and keeps the skb count beside them.
+#[test]
+fn drops_count_segments_and_skbs() {
+    let names = names();
+    let mut d = counts(&[(NETFILTER, 2)], &[]);
+    d.segments[NETFILTER as usize] = 45;
+    let l = build(&LedgerInput {
+        reasons: Some(&names),
+        drops: Some(d),
+        nic_segments: Some(1000),
+        ..Default::default()
+    });
+    let ip = l.ledger.iter().find(|r| r.stage == "ip").unwrap();
+    assert_eq!((ip.drops, ip.drop_skbs), (45, 2));
+    assert_eq!(
+        (
+            ip.reasons["NETFILTER_DROP"].segments,
+            ip.reasons["NETFILTER_DROP"].skbs
+        ),
+        (45, 2)
+    );
+    // NETFILTER_DROP has no kernel counter of its own: null, not 0.
+    assert_eq!(ip.reasons["NETFILTER_DROP"].counter, None);
+    assert_eq!(ip.reasons["NETFILTER_DROP"].kernel, None);
 }
 
 #[test]
-fn no_drops_no_verdict_and_subsystem_reasons_are_other() {
+fn no_drops_verdict_no_loss_and_subsystem_reasons_are_other() {
     let names = names();
     let quiet = build(&LedgerInput {
         reasons: Some(&names),
         drops: Some(counts(&[], &[])),
         ..Default::default()
     });
-    assert!(quiet.verdict.is_none() && quiet.drops.is_empty());
+    let v = quiet.verdict.unwrap();
+    assert_eq!((v.stage, v.text.as_str()), (None, "no loss"));
+    assert!(quiet.drops.is_empty());
+    // Without the drop probe there is no evidence either way.
+    assert!(build(&LedgerInput::default()).verdict.is_none());
     let ovs = build(&LedgerInput {
         reasons: Some(&names),
         drops: Some(counts(&[(2 << 16 | 3, 1)], &[])),
@@ -162,9 +272,35 @@ fn no_drops_no_verdict_and_subsystem_reasons_are_other() {
     assert!(CORE_REASON_SLOTS as usize + 2 < REASON_SLOTS);
 }
 
+/// Each reason carries the kernel counter that counts the same drops, read
+/// where the drops happened; a counter not read there is null, never 0.
 #[test]
-fn counters_for_cross_checks() {
+fn each_reason_is_checked_against_its_own_counter() {
+    const BACKLOG: u32 = 20;
+    const TOO_BIG: u32 = 21;
+    let names = ReasonNames::from_lists(
+        &[
+            (RCVBUFF, "SOCKET_RCVBUFF"),
+            (BACKLOG, "CPU_BACKLOG"),
+            (TOO_BIG, "PKT_TOO_BIG"),
+            (NO_SOCKET, "NO_SOCKET"),
+        ],
+        &[],
+    );
     let l = build(&LedgerInput {
+        reasons: Some(&names),
+        drops: Some(counts(
+            &[(RCVBUFF, 9), (BACKLOG, 5), (TOO_BIG, 2), (NO_SOCKET, 1)],
+            &[
+                (key(100, 2, RCVBUFF), 9),
+                (key(100, 2, TOO_BIG), 2),
+                (key(200, 2, NO_SOCKET), 1),
+            ],
+        )),
+        names: Some(&Names {
+            netns: BTreeMap::from([(100, "pod".to_string()), (200, "other".to_string())]),
+            ifaces: BTreeMap::new(),
+        }),
         softnet: vec![
             SoftnetCpu {
                 cpu: 0,
@@ -182,17 +318,41 @@ fn counters_for_cross_checks() {
             "pod".into(),
             Snmp {
                 udp_rcvbuf_errors: 9,
-                udp_no_ports: 1,
+                udp_no_ports: 7,
+                ip_frag_fails: 2,
                 ..Default::default()
             },
         )],
         ..Default::default()
     });
+    let reason = |stage: &str, name: &str| {
+        l.ledger.iter().find(|r| r.stage == stage).unwrap().reasons[name].clone()
+    };
     let backlog = l.ledger.iter().find(|r| r.stage == "backlog").unwrap();
     assert_eq!(backlog.kernel["softnet_dropped"], 5);
-    let socket = l.ledger.iter().find(|r| r.stage == "socket").unwrap();
-    assert_eq!(socket.kernel["UdpRcvbufErrors"], 9);
-    assert_eq!(socket.kernel["UdpNoPorts"], 1);
+    assert_eq!(
+        (
+            reason("backlog", "CPU_BACKLOG").counter,
+            reason("backlog", "CPU_BACKLOG").kernel
+        ),
+        (Some("softnet_dropped"), Some(5))
+    );
+    assert_eq!(reason("socket", "SOCKET_RCVBUFF").kernel, Some(9));
+    assert_eq!(
+        (
+            reason("ip", "PKT_TOO_BIG").counter,
+            reason("ip", "PKT_TOO_BIG").kernel
+        ),
+        (Some("IpFragFails"), Some(2))
+    );
+    // Dropped in "other", whose /proc/net/snmp was not read.
+    assert_eq!(
+        (
+            reason("socket", "NO_SOCKET").counter,
+            reason("socket", "NO_SOCKET").kernel
+        ),
+        (Some("UdpNoPorts"), None)
+    );
 }
 
 #[test]
@@ -228,7 +388,7 @@ fn deltas_and_top_flows() {
         (
             l.flows[0].src.as_str(),
             l.flows[0].dst.as_str(),
-            l.flows[0].count
+            l.flows[0].skbs
         ),
         ("10.244.1.2", "10.244.2.15", 15)
     );
@@ -244,13 +404,43 @@ fn no_share_when_the_input_was_counted_elsewhere() {
     let l = build(&LedgerInput {
         reasons: Some(&names),
         drops: Some(counts(&[(RCVBUFF, 50)], &[])),
-        xdp_packets: Some(20),
+        nic_segments: Some(20),
         ..Default::default()
     });
     let v = l.verdict.unwrap();
     assert_eq!((v.input, v.percent), (Some(20), None));
     assert_eq!(
         v.text,
-        "largest loss: stage socket, reason SOCKET_RCVBUFF, 50 packets"
+        "largest loss: stage socket, 50 segments; top reason SOCKET_RCVBUFF: 50 segments"
     );
+}
+
+/// Netfilter drops of decapsulated packets (the node's FORWARD chain, skb->dev
+/// flannel.1) are at `forward`, after `vxlan`; those of outer or host
+/// packets stay at `ip`. The two add up to the reason's exact total.
+#[test]
+fn forward_drops_come_after_the_vxlan_stage() {
+    let names = names();
+    let mut d = counts(&[(NETFILTER, 10)], &[]);
+    d.segments[NETFILTER as usize] = 40;
+    d.decap_skbs[NETFILTER as usize] = 7;
+    d.decap_segments[NETFILTER as usize] = 37;
+    let l = build(&LedgerInput {
+        reasons: Some(&names),
+        drops: Some(d),
+        vxlan_outer: Some(100),
+        vxlan_inner: Some(100),
+        ..Default::default()
+    });
+    let row = |stage: &str| l.ledger.iter().find(|r| r.stage == stage).unwrap().clone();
+    let (ip, forward) = (row("ip"), row("forward"));
+    assert_eq!((ip.drops, ip.drop_skbs), (3, 3));
+    assert_eq!((forward.drops, forward.drop_skbs), (37, 7));
+    assert_eq!(forward.segments_in, Some(100));
+    let order: Vec<&str> = l.ledger.iter().map(|r| r.stage).collect();
+    assert!(
+        order.iter().position(|s| *s == "vxlan") < order.iter().position(|s| *s == "forward"),
+        "{order:?}"
+    );
+    assert_eq!(l.verdict.unwrap().stage, Some("forward"));
 }

@@ -31,27 +31,34 @@ fn counters_carry_the_reports_totals() {
     assert_eq!(
         value(
             &text,
-            r#"rxprobe_stage_packets_total{stage="xdp",iface="eth0"}"#
+            r#"rxprobe_stage_segments_total{stage="nic",iface="eth0"}"#
         ),
         730.0
     );
     assert_eq!(
         value(
             &text,
-            r#"rxprobe_vxlan_outer_packets_total{iface="eth0",vni="1"}"#
+            r#"rxprobe_stage_skbs_total{stage="vxlan",iface="flannel.1"}"#
+        ),
+        69.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"rxprobe_vxlan_outer_segments_total{iface="eth0",port="8472",vni="1"}"#
         ),
         700.0
     );
     assert_eq!(
         value(
             &text,
-            r#"rxprobe_vxlan_inner_packets_total{iface="flannel.1",vni="1"}"#
+            r#"rxprobe_vxlan_inner_segments_total{iface="flannel.1",port="8472",vni="1"}"#
         ),
         690.0
     );
     assert_eq!(value(&text, "rxprobe_reattachments_total"), 0.0);
     assert!(
-        text.contains("# TYPE rxprobe_stage_packets counter"),
+        text.contains("# TYPE rxprobe_stage_segments counter"),
         "{text}"
     );
     assert!(text.trim_end().ends_with("# EOF"));

@@ -9,13 +9,14 @@ pub(crate) fn topo() -> Topology {
         netns: "lab".into(),
         nic: Some(NicInfo {
             iface: "eth0".into(),
-            hook: "xdp/native".into(),
+            hook: "tcx/ingress".into(),
             queue_slots: 1,
-            vnis: vec![1],
+            vnis: vec![(8472, 1)],
         }),
         vxlan_devs: vec![DevInfo {
             iface: "flannel.1".into(),
             vni: Some(1),
+            port: Some(8472),
         }],
         unavailable: vec![],
         ..Default::default()
@@ -24,7 +25,7 @@ pub(crate) fn topo() -> Topology {
 
 /// A sample where CPU `cpu` saw `vxlan` VXLAN packets of 100 bytes (VNI 1,
 /// inner IPv4) on queue 0, `ipv4` plain IPv4 packets, and the device saw
-/// `inner` ingress packets.
+/// `inner` ingress segments, merged by GRO into skbs of up to 10 segments.
 pub(crate) fn sample(
     uptime_s: f64,
     cpu: usize,
@@ -34,17 +35,21 @@ pub(crate) fn sample(
     kernel_rx: u64,
 ) -> Sample {
     let mut q = vec![NicCounters::default(); CPUS];
-    q[cpu].packets[NicClass::Vxlan as usize] = vxlan;
+    q[cpu].skbs[NicClass::Vxlan as usize] = vxlan;
+    q[cpu].segments[NicClass::Vxlan as usize] = vxlan;
     q[cpu].bytes[NicClass::Vxlan as usize] = vxlan * 100;
-    q[cpu].packets[NicClass::Ipv4 as usize] = ipv4;
+    q[cpu].skbs[NicClass::Ipv4 as usize] = ipv4;
+    q[cpu].segments[NicClass::Ipv4 as usize] = ipv4;
     q[cpu].bytes[NicClass::Ipv4 as usize] = ipv4 * 60;
     let mut v = vec![VniCounters::default(); CPUS];
     v[cpu].outer_bytes = vxlan * 100;
+    v[cpu].outer_skbs = vxlan;
     v[cpu].inner[InnerClass::Ipv4 as usize] = vxlan;
     let mut vnis = vec![vec![VniCounters::default(); CPUS]; probe_common::VNI_SLOTS as usize];
     vnis[0] = v;
     let mut d = vec![DevCounters::default(); CPUS];
-    d[cpu].packets[InnerClass::Ipv4 as usize] = inner;
+    d[cpu].skbs[InnerClass::Ipv4 as usize] = inner.div_ceil(10);
+    d[cpu].segments[InnerClass::Ipv4 as usize] = inner;
     d[cpu].bytes[InnerClass::Ipv4 as usize] = inner * 50;
     Sample {
         wall: Some(std::time::UNIX_EPOCH),
@@ -58,11 +63,11 @@ pub(crate) fn sample(
             rx_dropped: 1,
             ..Default::default()
         }),
-        devs: vec![DevCounts {
-            dirs: vec![d, vec![DevCounters::default(); CPUS]],
-        }],
+        devs: vec![DevCounts { per_cpu: d }],
         devs_kernel: vec![Some(LinkStats {
             rx_packets: inner,
+            tx_packets: 3,
+            tx_dropped: 1,
             ..Default::default()
         })],
         ..Default::default()
@@ -75,22 +80,39 @@ fn interval_is_the_difference_of_two_samples() {
     let b = sample(2.5, 0, 110, 7, 100, 1102);
     let r = Report::between(ReportKind::Interval, &topo(), &a, &b);
     assert_eq!(r.elapsed_s, 1.5);
-    let xdp = r.stage("xdp", "eth0").unwrap();
-    assert_eq!((xdp.packets, xdp.bytes), (102, 100 * 100 + 2 * 60));
-    assert_eq!(xdp.classes["vxlan"], 100);
-    assert_eq!(xdp.classes["ipv4"], 2);
-    assert_eq!(xdp.kernel.unwrap().rx_packets, 102);
-    assert_eq!(xdp.drops, Some(0));
-    assert_eq!(xdp.hook, "xdp/native");
+    let nic = r.stage("nic", "eth0").unwrap();
+    assert_eq!(
+        (nic.skbs, nic.segments, nic.bytes),
+        (102, 102, 100 * 100 + 2 * 60)
+    );
+    assert_eq!(nic.gro_ratio, Some(1.0));
+    assert_eq!(nic.classes["vxlan"], 100);
+    assert_eq!(nic.classes["ipv4"], 2);
+    assert_eq!(nic.kernel.unwrap().rx_packets, 102);
+    assert_eq!(nic.drops, Some(0));
+    assert_eq!(nic.hook, "tcx/ingress");
+    // 9 -> 100 segments in 1 -> 10 skbs: 91 segments in 9 skbs.
     let vx = r.stage("vxlan", "flannel.1").unwrap();
-    assert_eq!((vx.packets, vx.bytes), (91, 91 * 50));
+    assert_eq!((vx.skbs, vx.segments, vx.bytes), (9, 91, 91 * 50));
+    assert_eq!(vx.gro_ratio, Some(10.11));
     assert_eq!(
         r.queues,
         vec![QueueRow {
             iface: "eth0".into(),
             queue: 0,
-            packets: 102,
+            skbs: 102,
+            segments: 102,
             bytes: 10120
+        }]
+    );
+    // TX from the device's own counters (the samples' are equal: 0 over the period).
+    assert_eq!(
+        r.tx,
+        vec![TxRow {
+            iface: "flannel.1".into(),
+            skbs: 0,
+            bytes: 0,
+            dropped_skbs: 0
         }]
     );
 }
@@ -101,18 +123,29 @@ fn vxlan_rows_join_outer_and_inner_by_vni() {
     let now = sample(3.0, 1, 500, 0, 498, 500);
     let r = Report::between(ReportKind::Summary, &topo(), &zero, &now);
     let row = &r.vxlan[0];
-    assert_eq!(row.vni, Some(1));
+    assert_eq!((row.port, row.vni), (Some(8472), Some(1)));
     assert_eq!(row.iface.as_deref(), Some("flannel.1"));
     assert_eq!(row.nic.as_deref(), Some("eth0"));
     assert_eq!(
-        (row.outer_packets, row.inner_packets),
-        (Some(500), Some(498))
+        (row.outer_segments, row.inner_segments, row.inner_skbs),
+        (Some(500), Some(498), Some(50))
     );
     assert_eq!(row.outer_inner.as_ref().unwrap()["ipv4"], 500);
     let other = &r.vxlan[1];
     assert_eq!(
-        (other.vni, other.outer_packets, other.inner_packets),
-        (None, Some(0), None)
+        (
+            other.port,
+            other.vni,
+            other.outer_segments,
+            other.inner_segments
+        ),
+        (None, None, Some(0), None)
+    );
+    // The balance compares segments with segments.
+    let loss = r.ledger.vxlan_loss.as_ref().unwrap();
+    assert_eq!(
+        (loss.outer_segments, loss.inner_segments, loss.lost),
+        (500, 498, 2)
     );
 }
 
@@ -125,18 +158,18 @@ fn per_cpu_rows_keep_the_cpu() {
         &zero,
         &sample(1.0, 1, 7, 0, 7, 7),
     );
-    let xdp: Vec<_> = r
+    let nic: Vec<_> = r
         .cpus
         .iter()
-        .filter(|c| c.stage == "xdp")
-        .map(|c| (c.cpu, c.packets))
+        .filter(|c| c.stage == "nic")
+        .map(|c| (c.cpu, c.segments))
         .collect();
-    assert_eq!(xdp, vec![(0, 0), (1, 7)]);
+    assert_eq!(nic, vec![(0, 0), (1, 7)]);
     let vx: Vec<_> = r
         .cpus
         .iter()
         .filter(|c| c.stage == "vxlan")
-        .map(|c| (c.cpu, c.packets))
+        .map(|c| (c.cpu, c.segments))
         .collect();
     assert_eq!(vx, vec![(0, 0), (1, 7)]);
 }
@@ -163,10 +196,10 @@ fn missing_hooks_give_nulls_not_zeros() {
     let a = sample(0.0, 0, 0, 0, 0, 0);
     let b = sample(1.0, 0, 0, 0, 4, 0);
     let r = Report::between(ReportKind::Interval, &t, &a, &b);
-    assert!(r.stage("xdp", "eth0").is_none());
+    assert!(r.stage("nic", "eth0").is_none());
     assert_eq!(r.vxlan.len(), 1);
     assert_eq!(
-        (r.vxlan[0].outer_packets, r.vxlan[0].inner_packets),
+        (r.vxlan[0].outer_segments, r.vxlan[0].inner_segments),
         (None, Some(4))
     );
 }
@@ -186,10 +219,114 @@ fn json_has_the_documented_fields() {
     for key in ["stages", "vxlan", "cpus", "queues", "tx", "unavailable"] {
         assert!(v[key].is_array(), "{key}");
     }
-    for key in ["stage", "iface", "packets", "bytes", "drops"] {
+    for key in [
+        "stage",
+        "iface",
+        "skbs",
+        "segments",
+        "gro_ratio",
+        "bytes",
+        "drops",
+    ] {
         assert!(v["stages"][0].get(key).is_some(), "{key}");
     }
-    for key in ["iface", "vni", "outer_packets", "inner_packets"] {
+    for key in [
+        "iface",
+        "port",
+        "vni",
+        "outer_segments",
+        "outer_skbs",
+        "inner_segments",
+        "inner_skbs",
+    ] {
         assert!(v["vxlan"][0].get(key).is_some(), "{key}");
+    }
+}
+
+/// Every number in `v` (recursively) that is negative.
+pub(crate) fn negatives(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Number(n) if n.as_f64().is_some_and(|f| f < 0.0) => {
+            out.push(format!("{path} = {n}"))
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                negatives(x, &format!("{path}[{i}]"), out);
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                negatives(x, &format!("{path}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::drops::{DropCounts, ReasonNames};
+    use probe_common::drops::REASON_SLOTS;
+
+    fn drops(by_reason: &[(usize, u64, u64, u64)]) -> DropCounts {
+        let mut c = DropCounts {
+            by_reason: vec![0; REASON_SLOTS],
+            segments: vec![0; REASON_SLOTS],
+            vxlan_outer: vec![0; REASON_SLOTS],
+            decap_skbs: vec![0; REASON_SLOTS],
+            decap_segments: vec![0; REASON_SLOTS],
+            ..Default::default()
+        };
+        for (slot, skbs, gro, outer) in by_reason {
+            c.by_reason[*slot] += skbs;
+            c.segments[*slot] += skbs * gro;
+            c.vxlan_outer[*slot] += outer;
+            // Some of them decapsulated (at most all).
+            c.decap_skbs[*slot] += skbs / 2;
+            c.decap_segments[*slot] += skbs / 2 * gro;
+        }
+        c
+    }
+
+    proptest! {
+        /// Whatever the counts (in flight at the edges, more out of the
+        /// device than into the NIC, drops of any reason, outer or not),
+        /// no report holds a negative number, segments are never fewer than
+        /// skbs, and the VXLAN balance adds up.
+        #[test]
+        fn no_report_has_a_negative_count(
+            outer0 in 0u64..1000, outer_add in 0u64..100_000,
+            inner0 in 0u64..1000, inner_add in 0u64..100_000,
+            ipv4 in 0u64..10_000,
+            reasons in proptest::collection::vec((0usize..8, 0u64..5000, 1u64..64, 0u64..5000), 0..6),
+        ) {
+            let mut t = topo();
+            t.reasons = Some(ReasonNames::from_lists(
+                &[(0, "NOT_SPECIFIED"), (1, "NO_SOCKET"), (2, "NETFILTER_DROP"), (3, "CPU_BACKLOG"),
+                  (4, "VXLAN_INVALID_HDR"), (5, "NO_TX_TARGET"), (6, "SOCKET_RCVBUFF"), (7, "FULL_RING")],
+                &[],
+            ));
+            let mut a = sample(1.0, 0, outer0, 0, inner0, 10);
+            let mut b = sample(2.0, 0, outer0 + outer_add, ipv4, inner0 + inner_add, 10 + outer_add);
+            a.drops = Some(drops(&[]));
+            b.drops = Some(drops(&reasons));
+            let r = Report::between(ReportKind::Interval, &t, &a, &b);
+            let v = serde_json::to_value(&r).unwrap();
+            let mut neg = Vec::new();
+            negatives(&v, "", &mut neg);
+            prop_assert!(neg.is_empty(), "negative values: {neg:?}");
+            for s in &r.stages {
+                prop_assert!(s.segments >= s.skbs);
+            }
+            for row in &r.ledger.ledger {
+                prop_assert!(row.drops >= row.drop_skbs);
+            }
+            let l = r.ledger.vxlan_loss.as_ref().unwrap();
+            prop_assert_eq!(l.lost, l.outer_segments.saturating_sub(l.inner_segments));
+            prop_assert!(l.unexplained <= l.lost);
+            prop_assert_eq!(l.unexplained, l.lost.saturating_sub(l.explained));
+        }
     }
 }

@@ -2,14 +2,18 @@
 //! - BPF_PROG_TEST_RUN ns/packet over an empty program (testrun.rs).
 //! - A lab flood with no probe / probe watch / bpftrace, the probe's CPU,
 //!   RSS, attach and detach time, and per-program kernel time (flood.rs).
+//! - The traffic users send (iperf3 UDP flood and TCP, 4 streams) with and
+//!   without the probe, and each hook's kernel ns per run next to an empty
+//!   program at the same hook (traffic.rs).
 //! - A 10-minute soak of `probe serve` under traffic: RSS stays flat (soak.rs).
 //!
-//! `probe-bench [testrun|flood|soak [SECONDS]]` runs one part; no argument runs all.
+//! `probe-bench [testrun|flood|traffic|soak [SECONDS]]` runs one part; no argument runs all.
 //! Needs root and $PROBE_BIN (a release `probe`, set by `cargo xtask bench`).
 
 mod flood;
 mod soak;
 mod testrun;
+mod traffic;
 
 fn main() {
     if unsafe { libc::geteuid() } != 0 {
@@ -28,6 +32,9 @@ fn main() {
     };
     if part == "all" || part == "flood" {
         ok &= flood::Flood::new(probe()).run();
+    }
+    if part == "all" || part == "traffic" {
+        ok &= traffic::Traffic::new(probe()).run();
     }
     if part == "all" || part == "soak" {
         let seconds: u64 = std::env::args()

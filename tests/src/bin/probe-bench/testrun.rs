@@ -8,8 +8,7 @@
 //! Target: <= 15 ns over empty.
 
 use probe_common::{
-    frames, PROG_EMPTY_TC, PROG_EMPTY_XDP, PROG_NIC_TC, PROG_NIC_XDP, PROG_VXLAN_EGRESS,
-    PROG_VXLAN_INGRESS,
+    frames, PROG_EMPTY_TC, PROG_EMPTY_XDP, PROG_NIC_TC, PROG_NIC_XDP, PROG_VXLAN_INGRESS,
 };
 use probe_tests::prog_run::Programs;
 
@@ -58,7 +57,6 @@ pub fn run() -> bool {
         (PROG_NIC_XDP, PROG_EMPTY_XDP),
         (PROG_NIC_TC, PROG_EMPTY_TC),
         (PROG_VXLAN_INGRESS, PROG_EMPTY_TC),
-        (PROG_VXLAN_EGRESS, PROG_EMPTY_TC),
     ] {
         for (label, frame) in &frames {
             let (mut real, mut base, mut diff) = (Vec::new(), Vec::new(), Vec::new());

@@ -1,0 +1,302 @@
+//! Part `traffic`: the traffic users send, with and without the probe on its
+//! default hooks. iperf3 pod to pod across the lab: a UDP flood (64-byte
+//! datagrams, unlimited rate) and TCP with 4 streams; rounds alternate no
+//! probe / probe (order rotated), and the figure is the median of the
+//! per-round ratios with its 95% confidence interval. Then one run per
+//! traffic kind with `--self` and an empty tc program attached at the same
+//! hooks in the same run: kernel ns per run of each probe program next to
+//! that floor. Targets: throughput ratio >= 0.97, each hook <= 1.5x its floor.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use aya::{
+    programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType},
+    Ebpf,
+};
+use probe_common::PROG_EMPTY_TC;
+use probe_tests::{lab, Lab};
+
+use crate::{flood::median_ci, testrun::median};
+
+const ROUNDS: usize = 11;
+const SECONDS: &str = "2";
+const TARGET_RATIO: f64 = 0.97;
+const TARGET_FLOOR: f64 = 1.5;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    UdpFlood,
+    Tcp4,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::UdpFlood => "iperf3 UDP flood, 64 B (received pps)",
+            Kind::Tcp4 => "iperf3 TCP, 4 streams (received bit/s)",
+        }
+    }
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Traffic {
+    lab: Lab,
+    probe: PathBuf,
+    _server: Server,
+}
+
+impl Traffic {
+    pub fn new(probe: PathBuf) -> Traffic {
+        let lab = Lab::up("ptraf").expect("lab up");
+        let server = Command::new("ip")
+            .args(["netns", "exec", &lab.node(2).pods[0].netns, "iperf3", "-s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3 (cargo xtask setup installs it)");
+        std::thread::sleep(Duration::from_millis(300));
+        Traffic {
+            lab,
+            probe,
+            _server: Server(server),
+        }
+    }
+
+    /// One iperf3 run from pod n1p1 to pod n2p1: what the receiver got per second.
+    fn measure(&self, kind: Kind) -> f64 {
+        let server = self.lab.node(2).pods[0].ip.to_string();
+        let mut argv = vec!["iperf3", "-c", server.as_str(), "-t", SECONDS, "-J"];
+        match kind {
+            Kind::UdpFlood => argv.extend(["-u", "-b", "0", "-l", "64"]),
+            Kind::Tcp4 => argv.extend(["-P", "4"]),
+        }
+        let out = lab::run(
+            "ip",
+            &[
+                &["netns", "exec", &self.lab.node(1).pods[0].netns][..],
+                &argv,
+            ]
+            .concat(),
+        )
+        .expect("iperf3 client");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J");
+        match kind {
+            Kind::UdpFlood => {
+                let sum = &v["end"]["sum"];
+                let received =
+                    sum["packets"].as_f64().unwrap() - sum["lost_packets"].as_f64().unwrap();
+                received / sum["seconds"].as_f64().unwrap()
+            }
+            Kind::Tcp4 => v["end"]["sum_received"]["bits_per_second"]
+                .as_f64()
+                .unwrap(),
+        }
+    }
+
+    fn start_probe(&self, extra: &[&str]) -> Child {
+        let ready =
+            std::env::temp_dir().join(format!("probe-bench-traffic-{}.ready", std::process::id()));
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new(&self.probe)
+            .args(["watch", "--json", "--interval", "1", "--netns"])
+            .arg(&self.lab.node(2).netns)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start probe");
+        let start = Instant::now();
+        while !ready.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "probe did not attach"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+
+    /// Stops the probe and returns its JSON lines.
+    fn stop_probe(mut child: Child) -> Vec<serde_json::Value> {
+        let out = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| serde_json::from_str(&l).ok())
+                .collect::<Vec<serde_json::Value>>()
+        });
+        // SAFETY: our child, not yet reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+        reader.join().unwrap()
+    }
+
+    fn with_probe(&self, kind: Kind) -> f64 {
+        let child = self.start_probe(&[]);
+        let r = self.measure(kind);
+        Self::stop_probe(child);
+        r
+    }
+
+    /// An empty tc program attached (TCX ingress) on `iface` of node 2: the
+    /// floor of what any program at that hook costs.
+    fn empty_at(&self, iface: &str) -> Ebpf {
+        let iface = iface.to_string();
+        lab::in_netns(&self.lab.node(2).netns, move || {
+            let mut ebpf = Ebpf::load(probe_user::objects::FIXTURES).expect("load fixtures");
+            let p: &mut SchedClassifier =
+                ebpf.program_mut(PROG_EMPTY_TC).unwrap().try_into().unwrap();
+            p.load().unwrap();
+            p.attach_with_options(
+                &iface,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::last()),
+            )
+            .expect("attach the empty program");
+            ebpf
+        })
+        .unwrap()
+    }
+
+    /// (program@iface, runs, ns per run) of the probe's programs and of the
+    /// empty ones at the same hooks, in one run of `kind`.
+    fn costs(&self, kind: Kind) -> Vec<(String, u64, f64)> {
+        let child = self.start_probe(&["--self"]);
+        let empties: Vec<(String, Ebpf)> = ["eth0", "flannel.1"]
+            .into_iter()
+            .map(|i| (i.to_string(), self.empty_at(i)))
+            .collect();
+        let before: Vec<(u64, u64)> = empties.iter().map(|(_, e)| run_stats(e)).collect();
+        self.measure(kind);
+        let after: Vec<(u64, u64)> = empties.iter().map(|(_, e)| run_stats(e)).collect();
+        let lines = Self::stop_probe(child);
+        let summary = lines
+            .iter()
+            .rev()
+            .find(|l| l["type"] == "summary")
+            .expect("summary");
+        let mut out: Vec<(String, u64, f64)> = summary["self"]["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["iface"] != "*")
+            .map(|p| {
+                (
+                    format!(
+                        "{}@{}",
+                        p["program"].as_str().unwrap(),
+                        p["iface"].as_str().unwrap()
+                    ),
+                    p["runs"].as_u64().unwrap(),
+                    p["ns_per_run"].as_f64().unwrap_or(f64::NAN),
+                )
+            })
+            .collect();
+        for (((iface, _), b), a) in empties.iter().zip(before).zip(after) {
+            let runs = a.0 - b.0;
+            out.push((
+                format!("{PROG_EMPTY_TC}@{iface} (floor)"),
+                runs,
+                (a.1 - b.1) as f64 / runs.max(1) as f64,
+            ));
+        }
+        out
+    }
+
+    pub fn run(&self) -> bool {
+        println!(
+            "\nTraffic users send: iperf3 pod n1p1 -> pod n2p1 across the lab, {SECONDS} s per run, \
+             {ROUNDS} rounds of no probe / probe watch (default hooks; order rotated each round)"
+        );
+        let mut ok = true;
+        for kind in [Kind::UdpFlood, Kind::Tcp4] {
+            let (mut without, mut with) = (Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                if round % 2 == 0 {
+                    without.push(self.measure(kind));
+                    with.push(self.with_probe(kind));
+                } else {
+                    with.push(self.with_probe(kind));
+                    without.push(self.measure(kind));
+                }
+            }
+            let ratios: Vec<f64> = with.iter().zip(&without).map(|(w, n)| w / n).collect();
+            let ratio = median(ratios.clone());
+            let (lo, hi) = median_ci(ratios);
+            println!(
+                "{}: no probe {:.4e}, probe {:.4e} (medians); per-round ratio median {:.1}% \
+                 (95% CI {:.1}% .. {:.1}%; target >= {:.0}%): {}",
+                kind.name(),
+                median(without),
+                median(with),
+                ratio * 100.0,
+                lo * 100.0,
+                hi * 100.0,
+                TARGET_RATIO * 100.0,
+                if lo >= TARGET_RATIO {
+                    "met"
+                } else if hi < TARGET_RATIO {
+                    "MISSED"
+                } else {
+                    "the target is inside the interval"
+                }
+            );
+            ok &= ratio >= TARGET_RATIO;
+        }
+        for kind in [Kind::UdpFlood, Kind::Tcp4] {
+            println!(
+                "\nKernel ns per run under {} (probe watch --self, BPF stats; an empty tc program at the same hooks in the same run):",
+                kind.name()
+            );
+            let costs = self.costs(kind);
+            for (name, runs, ns) in &costs {
+                println!("  {name:<40} {runs:>10} runs {ns:>8.1} ns/run");
+            }
+            for iface in ["eth0", "flannel.1"] {
+                let find = |prefix: &str| {
+                    costs
+                        .iter()
+                        .find(|(n, _, _)| n.starts_with(prefix) && n.contains(&format!("@{iface}")))
+                        .map(|c| c.2)
+                };
+                let program = if iface == "eth0" {
+                    "nic_tc"
+                } else {
+                    "vxlan_dev_ingress"
+                };
+                if let (Some(ours), Some(floor)) = (find(program), find(PROG_EMPTY_TC)) {
+                    let x = ours / floor;
+                    println!(
+                        "  {program}@{iface}: {x:.2}x the floor (target <= {TARGET_FLOOR}x): {}",
+                        if x <= TARGET_FLOOR { "met" } else { "MISSED" }
+                    );
+                    ok &= x <= TARGET_FLOOR;
+                }
+            }
+        }
+        ok
+    }
+}
+
+/// (run count, run time ns) of the loaded empty program (BPF stats).
+fn run_stats(ebpf: &Ebpf) -> (u64, u64) {
+    let info = ebpf.program(PROG_EMPTY_TC).unwrap().info().unwrap();
+    (info.run_count(), info.run_time().as_nanos() as u64)
+}

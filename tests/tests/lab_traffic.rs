@@ -1,0 +1,185 @@
+//! The traffic pods really send, through a healthy lab, with the probe on its
+//! default hooks: TCP with GSO/GRO (iperf3, 1 and 4 streams), qperf latency
+//! runs, small UDP, UDP that IP fragments, ping. On every one the VXLAN
+//! balance is exact in segments, nothing is lost or unexplained, the verdict
+//! is "no loss", and each hook's count equals the kernel's counter in the
+//! kernel's own unit.
+
+use std::{
+    net::SocketAddrV4,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use probe_tests::{lab, privileged, stage, summary, Lab, Watch};
+use serde_json::Value;
+
+/// A traffic tool's server inside a pod, ended by PID on drop.
+struct Server(Child);
+
+impl Server {
+    fn start(netns: &str, argv: &[&str]) -> Server {
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns])
+            .args(argv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{argv:?}: {e} (cargo xtask setup installs it)"));
+        // Listening within this time on an idle lab.
+        std::thread::sleep(Duration::from_millis(300));
+        Server(child)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a client inside `netns` to completion; panics on failure.
+fn client(netns: &str, argv: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{argv:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// `probe watch` on node 2 with drops counted in the lab's namespaces.
+fn watch(lab: &Lab) -> Watch {
+    let mut args: Vec<String> = vec![
+        "--netns".into(),
+        lab.node(2).netns.clone(),
+        "--interval".into(),
+        "1".into(),
+    ];
+    for ns in lab.namespaces() {
+        args.extend(["--drop-netns".into(), ns]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Watch::start(&args)
+}
+
+/// Checks one run's summary; `merged`: whether the traffic is TCP that the
+/// sender's GSO (and GRO) hand over in skbs of many segments.
+fn check(name: &str, s: &Value, merged: bool) {
+    let nic = stage(s, "nic", "eth0");
+    let vx = stage(s, "vxlan", "flannel.1");
+    let (nic_skbs, nic_segments) = (
+        nic["skbs"].as_u64().unwrap(),
+        nic["segments"].as_u64().unwrap(),
+    );
+    assert!(nic_skbs > 0, "{name}: no traffic seen: {nic}");
+    // veth counts what its peer handed over: skbs.
+    assert_eq!(
+        nic["kernel"]["rx_packets"], nic_skbs,
+        "{name}: NIC skbs = rx_packets: {nic}"
+    );
+    assert_eq!(nic["hook"], "tcx/ingress", "{name}");
+    let row = s["vxlan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == 8472 && r["vni"] == 1)
+        .unwrap();
+    // The lab is silent: everything node 2 receives is the pods' VXLAN traffic.
+    assert_eq!(row["outer_segments"], nic_segments, "{name}: {row}");
+    // vxlan_rcv decapsulates each outer skb once and counts it in flannel.1's
+    // rx_packets; the inner segments are the outer ones.
+    assert_eq!(
+        vx["kernel"]["rx_packets"], row["outer_skbs"],
+        "{name}: {vx} {row}"
+    );
+    assert_eq!(vx["segments"], nic_segments, "{name}: {vx}");
+    assert_eq!(row["inner_segments"], nic_segments, "{name}: {row}");
+    let ratio = nic["gro_ratio"].as_f64().unwrap();
+    if merged {
+        assert!(
+            ratio > 2.0,
+            "{name}: TCP arrives in multi-segment skbs: {nic}"
+        );
+    } else {
+        assert_eq!(ratio, 1.0, "{name}: {nic}");
+    }
+    let loss = &s["vxlan_loss"];
+    assert_eq!(
+        (&loss["lost"], &loss["unexplained"]),
+        (&0.into(), &0.into()),
+        "{name}: {loss}"
+    );
+    let receive_drops: u64 = s["ledger"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["drops"].as_u64().unwrap())
+        .sum();
+    assert_eq!(receive_drops, 0, "{name}: {}", s["ledger"]);
+    assert_eq!(s["verdict"]["text"], "no loss", "{name}: {}", s["verdict"]);
+    assert_eq!(s["tx_drops"]["skbs"], 0, "{name}: {}", s["tx_drops"]);
+}
+
+#[test]
+fn traffic_users_send_invents_no_loss() {
+    if !privileged("traffic_users_send_invents_no_loss") {
+        return;
+    }
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let (client_ns, server_ns) = (n1.pods[0].netns.as_str(), n2.pods[0].netns.as_str());
+    let server_ip = n2.pods[0].ip.to_string();
+    let _iperf = Server::start(server_ns, &["iperf3", "-s"]);
+    let _qperf = Server::start(server_ns, &["qperf"]);
+
+    let run = |name: &str, merged: bool, traffic: &dyn Fn()| {
+        let w = watch(&lab);
+        traffic();
+        std::thread::sleep(Duration::from_millis(300));
+        let (code, lines, err) = w.stop(libc::SIGINT);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        check(name, summary(&lines), merged);
+        eprintln!("{name}: ok");
+    };
+    let ip = server_ip.as_str();
+    run("iperf3 TCP, 1 stream", true, &|| {
+        client(client_ns, &["iperf3", "-c", ip, "-t", "2"]);
+    });
+    run("iperf3 TCP, 4 streams", true, &|| {
+        client(client_ns, &["iperf3", "-c", ip, "-t", "2", "-P", "4"]);
+    });
+    run("qperf tcp_lat udp_lat", false, &|| {
+        let out = client(client_ns, &["qperf", ip, "-t", "1", "tcp_lat", "udp_lat"]);
+        assert!(out.contains("tcp_lat") && out.contains("udp_lat"), "{out}");
+    });
+    run("UDP, 64 bytes", false, &|| {
+        let sink = lab::UdpSink::start(server_ns, 9000).unwrap();
+        let dst: SocketAddrV4 = format!("{ip}:9000").parse().unwrap();
+        lab::send_udp(client_ns, dst, 2_000, 64, 100).unwrap();
+        assert_eq!(sink.finish(2_000, Duration::from_secs(5)), 2_000);
+    });
+    run(
+        "UDP, 1472 bytes (IP fragments on a 1450 MTU)",
+        false,
+        &|| {
+            client(
+                client_ns,
+                &[
+                    "iperf3", "-c", ip, "-u", "-l", "1472", "-b", "10M", "-t", "1",
+                ],
+            );
+        },
+    );
+    run("ping", false, &|| {
+        client(client_ns, &["ping", "-c", "50", "-i", "0.01", "-q", ip]);
+    });
+}
