@@ -69,7 +69,8 @@ pub fn skb_drop(ctx: BtfTracePointContext) -> i32 {
     let reason: u32 = ctx.arg(2);
     let not_drops = unsafe { core::ptr::read_volatile(&NOT_DROPS) };
     if reason != not_drops[0] && reason != not_drops[1] && !skb.is_null() {
-        // SAFETY: every kernel read goes through bpf_probe_read_kernel.
+        // SAFETY: struct fields are read with fault-safe BTF-typed loads
+        // (`field`), packet bytes and skb_shared_info with bpf_probe_read_kernel.
         unsafe { record(skb, reason) };
     }
     0
@@ -150,7 +151,8 @@ unsafe fn record(skb: *const u8, reason: u32) {
     let slot = reason_slot(reason) & (REASON_SLOTS - 1);
     // Outer VXLAN packets lost on the NIC's side, whatever --drop-netns says:
     // they explain the difference between the NIC's and the device's counts.
-    if vxlan_outer && netns == unsafe { core::ptr::read_volatile(&NIC_NETNS) } {
+    let nic_netns = unsafe { core::ptr::read_volatile(&NIC_NETNS) };
+    if vxlan_outer && nic_netns != 0 && netns == nic_netns {
         table.vxlan_outer[slot] += segments;
     }
     if !in_scope(netns) {

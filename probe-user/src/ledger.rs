@@ -542,6 +542,17 @@ pub fn build(input: &LedgerInput) -> Ledger {
     out
 }
 
+/// `part` of `whole` in percent: one decimal, or three significant digits
+/// below 1% (500 of 1.8 M reads 0.0282%, not 0%).
+fn share_percent(part: u64, whole: u64) -> f64 {
+    let p = part as f64 * 100.0 / whole as f64;
+    if p >= 1.0 || p == 0.0 {
+        return (p * 10.0).round() / 10.0;
+    }
+    let scale = 10f64.powi(2 - p.log10().floor() as i32);
+    (p * scale).round() / scale
+}
+
 /// The stage that lost the most segments, its top reason with that reason's
 /// own count, and the share of the stage's input.
 pub fn verdict(rows: &[LedgerRow]) -> Verdict {
@@ -573,7 +584,7 @@ pub fn verdict(rows: &[LedgerRow]) -> Verdict {
     // drops happened on another node of the scope): no share then.
     let percent = input
         .filter(|n| *n > 0 && *n >= worst.drops)
-        .map(|n| (worst.drops as f64 * 1000.0 / n as f64).round() / 10.0);
+        .map(|n| share_percent(worst.drops, n));
     let share = percent.map_or_else(String::new, |p| format!(" ({p}% of its input)"));
     Verdict {
         stage: Some(worst.stage),

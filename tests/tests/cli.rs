@@ -29,6 +29,21 @@ fn bad_flag_values_exit_2() {
     assert_eq!(probe_output(&["watch", "--xdp-mode", "fast"]).0, 2);
     assert_eq!(probe_output(&["watch", "--vxlan-port", "0"]).0, 2);
     assert_eq!(probe_output(&["frobnicate"]).0, 2);
+    // Durations that overflowed after attaching (exit 101 and a backtrace):
+    // refused first, with the accepted range.
+    for args in [
+        ["--duration", "1e20"],
+        ["--interval", "1e20"],
+        ["--interval", "inf"],
+        ["--interval", "NaN"],
+    ] {
+        let (code, _, err) = probe_output(&[&["watch"][..], &args].concat());
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(args[0]) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -83,6 +98,26 @@ fn unknown_interface_exits_2_and_lists_what_exists() {
             assert!(err.contains(existing), "{existing} not listed: {err}");
         }
     }
+}
+
+/// The wrong kind of device for a flag is a usage error, not a silent run:
+/// a bridge is not a VXLAN device, and a VXLAN device is not the NIC.
+#[test]
+fn wrong_kind_of_interface_exits_2() {
+    if !privileged("wrong_kind_of_interface_exits_2") {
+        return;
+    }
+    let lab = lab();
+    let ns = &lab.node(1).netns;
+    let (code, _, err) = probe_output(&["watch", "--netns", ns, "--vxlan-iface", "cni0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cni0 is not a VXLAN device") && err.contains("flannel.1"),
+        "{err}"
+    );
+    let (code, _, err) = probe_output(&["watch", "--netns", ns, "--iface", "flannel.1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("flannel.1 is a VXLAN device"), "{err}");
 }
 
 #[test]

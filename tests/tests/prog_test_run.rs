@@ -71,7 +71,8 @@ fn nic_programs_classify_crafted_frames() {
     let inner4 = frames::udp4(9000, 32);
     let inner6 = frames::udp6(9000, 32);
     // (frame, class, VNI, inner class, (port, VNI) slot)
-    let cases: Vec<(Vec<u8>, NicClass, Option<u32>, InnerClass, u32)> = vec![
+    type Case = (Vec<u8>, NicClass, Option<u32>, InnerClass, u32);
+    let cases: Vec<Case> = vec![
         (
             frames::udp4(53, 32),
             NicClass::Ipv4,

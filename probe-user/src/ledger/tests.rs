@@ -444,3 +444,12 @@ fn forward_drops_come_after_the_vxlan_stage() {
     );
     assert_eq!(l.verdict.unwrap().stage, Some("forward"));
 }
+
+#[test]
+fn small_shares_keep_their_digits() {
+    assert_eq!(share_percent(500, 1_772_776), 0.0282);
+    assert_eq!(share_percent(32, 1000), 3.2);
+    assert_eq!(share_percent(1, 3), 33.3);
+    assert_eq!(share_percent(0, 10), 0.0);
+    assert_eq!(share_percent(10, 10), 100.0);
+}

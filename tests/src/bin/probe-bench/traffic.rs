@@ -2,7 +2,9 @@
 //! default hooks. iperf3 pod to pod across the lab: a UDP flood (64-byte
 //! datagrams, unlimited rate) and TCP with 4 streams; rounds alternate no
 //! probe / probe (order rotated), and the figure is the median of the
-//! per-round ratios with its 95% confidence interval. Then one run per
+//! per-round ratios with its 95% confidence interval; a third mode with only
+//! empty tc programs at the probe's hooks shows what the hook itself costs.
+//! Then one run per
 //! traffic kind with `--self` and an empty tc program attached at the same
 //! hooks in the same run: kernel ns per run of each probe program next to
 //! that floor. Targets: throughput ratio >= 0.97, each hook <= 1.5x its floor.
@@ -24,7 +26,10 @@ use probe_tests::{lab, Lab};
 use crate::{flood::median_ci, testrun::median};
 
 const ROUNDS: usize = 11;
-const SECONDS: &str = "2";
+const SECONDS: &str = "4";
+/// After attaching, the probe runs a second before a measured run: steady
+/// state, as a DaemonSet runs for days (attach cost: the flood part).
+const SETTLE: Duration = Duration::from_secs(1);
 const TARGET_RATIO: f64 = 0.97;
 const TARGET_FLOOR: f64 = 1.5;
 
@@ -150,6 +155,7 @@ impl Traffic {
 
     fn with_probe(&self, kind: Kind) -> f64 {
         let child = self.start_probe(&[]);
+        std::thread::sleep(SETTLE);
         let r = self.measure(kind);
         Self::stop_probe(child);
         r
@@ -223,20 +229,33 @@ impl Traffic {
     pub fn run(&self) -> bool {
         println!(
             "\nTraffic users send: iperf3 pod n1p1 -> pod n2p1 across the lab, {SECONDS} s per run, \
-             {ROUNDS} rounds of no probe / probe watch (default hooks; order rotated each round)"
+             {ROUNDS} rounds of no probe / probe watch (default hooks) / empty tc programs (order rotated each round)"
         );
         let mut ok = true;
         for kind in [Kind::UdpFlood, Kind::Tcp4] {
-            let (mut without, mut with) = (Vec::new(), Vec::new());
+            // Three modes, order rotated: no probe, the probe, and only empty
+            // tc programs at the probe's two hooks (what any tc observer costs).
+            let (mut without, mut with, mut floor) = (Vec::new(), Vec::new(), Vec::new());
             for round in 0..ROUNDS {
-                if round % 2 == 0 {
-                    without.push(self.measure(kind));
-                    with.push(self.with_probe(kind));
-                } else {
-                    with.push(self.with_probe(kind));
-                    without.push(self.measure(kind));
+                for k in 0..3 {
+                    match (k + round) % 3 {
+                        0 => without.push(self.measure(kind)),
+                        1 => with.push(self.with_probe(kind)),
+                        _ => {
+                            let empties = [self.empty_at("eth0"), self.empty_at("flannel.1")];
+                            std::thread::sleep(SETTLE);
+                            floor.push(self.measure(kind));
+                            drop(empties);
+                        }
+                    }
                 }
             }
+            let floor_ratio = median(floor.iter().zip(&without).map(|(f, n)| f / n).collect());
+            println!(
+                "{}: empty tc programs at the same hooks / no probe, per-round median: {:.1}%",
+                kind.name(),
+                floor_ratio * 100.0
+            );
             let ratios: Vec<f64> = with.iter().zip(&without).map(|(w, n)| w / n).collect();
             let ratio = median(ratios.clone());
             let (lo, hi) = median_ci(ratios);
