@@ -16,16 +16,6 @@ pub const PROG_NIC_XDP: &str = "nic_xdp";
 /// The NIC's counters from TCX ingress, when another owner holds its XDP hook.
 pub const PROG_NIC_TC: &str = "nic_tc";
 pub const PROG_VXLAN_INGRESS: &str = "vxlan_dev_ingress";
-/// Programs that do nothing, used only by the benchmark as a baseline.
-pub const PROG_EMPTY_XDP: &str = "bench_empty_xdp";
-pub const PROG_EMPTY_TC: &str = "bench_empty_tc";
-/// Test stand-ins for another owner's (a CNI's) programs: they count every
-/// packet into [`MAP_FIXTURE_COUNT`] slot [`FIXTURE_SLOT_XDP`] / [`FIXTURE_SLOT_TC`].
-pub const PROG_FIXTURE_COUNT_XDP: &str = "fixture_count_xdp";
-pub const PROG_FIXTURE_COUNT_TC: &str = "fixture_count_tc";
-pub const MAP_FIXTURE_COUNT: &str = "FIXTURE_COUNT";
-pub const FIXTURE_SLOT_XDP: u32 = 0;
-pub const FIXTURE_SLOT_TC: u32 = 1;
 
 /// Globals the loader overrides (`EbpfLoader::override_global`).
 pub const GLOBAL_VXLAN_PORTS: &str = "VXLAN_PORTS";

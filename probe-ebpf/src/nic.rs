@@ -17,7 +17,7 @@ use probe_common::{
 };
 
 use crate::{
-    tc::{gso_segs, TC_ACT_UNSPEC},
+    kernel::{gso_segs, TC_ACT_UNSPEC},
     vxlan_ports::is_vxlan_port,
 };
 

@@ -4,9 +4,10 @@
 //!
 //! Rust has no CO-RE: the loader reads the struct offsets from the running
 //! kernel's BTF and sets DROP_OFFSETS. Fields of BTF-typed structs are read
-//! with direct loads (`field`); packet bytes and skb_shared_info, which are
-//! not typed, with bpf_probe_read_kernel. Since Linux 5.17 the tracepoint is
-//! (skb, location, reason[, rx_sk from 6.12]): the reason is argument 2.
+//! with direct loads (`kernel::field`); packet bytes and skb_shared_info,
+//! which are not typed, with bpf_probe_read_kernel. Since Linux 5.17 the
+//! tracepoint is (skb, location, reason[, rx_sk from 6.12]): the reason is
+//! argument 2.
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel_buf,
@@ -22,7 +23,11 @@ use probe_common::{
     },
 };
 
-use crate::{scope::in_scope, vxlan_ports::is_vxlan_port};
+use crate::{
+    kernel::{dev_ids, field, netns_inum},
+    scope::in_scope,
+    vxlan_ports::is_vxlan_port,
+};
 
 #[unsafe(no_mangle)]
 static DROP_OFFSETS: DropOffsets = DropOffsets {
@@ -76,16 +81,6 @@ pub fn skb_drop(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// A field of a kernel struct reached from a tp_btf argument. The verifier
-/// knows the pointer's BTF type and the offset (a constant from the frozen
-/// .rodata), checks the access against the struct layout, and emits a
-/// fault-safe load (PROBE_MEM): a NULL or stale pointer reads as 0. Much
-/// cheaper than a bpf_probe_read_kernel call per field.
-#[inline(always)]
-unsafe fn field<T: Copy>(base: *const u8, offset: u32) -> T {
-    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
-}
-
 #[inline(always)]
 unsafe fn record(skb: *const u8, reason: u32) {
     let o = unsafe { core::ptr::read_volatile(&DROP_OFFSETS) };
@@ -93,21 +88,15 @@ unsafe fn record(skb: *const u8, reason: u32) {
     let (mut netns, mut ifindex) = (0u32, 0u32);
     let mut decapsulated = false;
     if !dev.is_null() {
-        ifindex = unsafe { field(dev, o.dev_ifindex) };
+        let ids = unsafe { dev_ids(dev, o.dev_ifindex, o.dev_nd_net, o.net_inum) };
+        (netns, ifindex) = (ids.netns, ids.ifindex);
         decapsulated = unsafe { is_vxlan_dev(dev, &o) };
-        let net: *const u8 = unsafe { field(dev, o.dev_nd_net) };
-        if !net.is_null() {
-            netns = unsafe { field(net, o.net_inum) };
-        }
     } else {
         // TCP frees queued skbs with no device (TCP_OFOMERGE, TCP_OLD_SEQUENCE,
         // QUEUE_PURGE, ...): their namespace is the socket's.
         let sk: *const u8 = unsafe { field(skb, o.skb_sk) };
         if !sk.is_null() {
-            let net: *const u8 = unsafe { field(sk, o.sk_net) };
-            if !net.is_null() {
-                netns = unsafe { field(net, o.net_inum) };
-            }
+            netns = unsafe { netns_inum(field(sk, o.sk_net), o.net_inum) };
         }
     }
     let Some(table) = DROPS.get_ptr_mut(0) else {

@@ -16,6 +16,8 @@ use probe_common::{
     latency::{bucket, NapiKey, NapiOffsets, NapiTable, SoftirqCpu, HIST_BUCKETS, WORK_BUCKETS},
 };
 
+use crate::kernel::{dev_ids, field};
+
 /// NET_RX_SOFTIRQ, set by the loader from the kernel's BTF.
 #[unsafe(no_mangle)]
 static NET_RX_VEC: u32 = 3;
@@ -114,13 +116,6 @@ fn is_ksoftirqd() -> bool {
     }
 }
 
-/// A field of a BTF-typed kernel struct (see skb_drop.rs: a fault-safe load
-/// the verifier checks against the struct layout).
-#[inline(always)]
-unsafe fn field<T: Copy>(base: *const u8, offset: u32) -> T {
-    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
-}
-
 /// TP_PROTO(struct napi_struct *napi, int work, int budget), Linux 4.14+.
 #[btf_tracepoint(function = "napi_poll")]
 pub fn napi_poll(ctx: BtfTracePointContext) -> i32 {
@@ -131,13 +126,8 @@ pub fn napi_poll(ctx: BtfTracePointContext) -> i32 {
     let mut key = NapiKey::default();
     if !napi.is_null() {
         let dev: *const u8 = unsafe { field(napi, o.napi_dev) };
-        if !dev.is_null() {
-            key.ifindex = unsafe { field(dev, o.dev_ifindex) };
-            let net: *const u8 = unsafe { field(dev, o.dev_nd_net) };
-            if !net.is_null() {
-                key.netns = unsafe { field(net, o.net_inum) };
-            }
-        }
+        let ids = unsafe { dev_ids(dev, o.dev_ifindex, o.dev_nd_net, o.net_inum) };
+        (key.netns, key.ifindex) = (ids.netns, ids.ifindex);
     }
     let Some(table) = NAPI.get_ptr_mut(0) else {
         return 0;

@@ -23,7 +23,10 @@ use probe_common::{
     },
 };
 
-use crate::scope::in_scope;
+use crate::{
+    kernel::{field, netns_inum},
+    scope::in_scope,
+};
 
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
@@ -67,17 +70,19 @@ fn read<T>(base: *const u8, offset: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }.ok()
 }
 
-/// Whether `skb` was received by the watched NIC (skb->dev's ifindex and netns).
+/// Whether `skb` (the tp_btf argument) was received by the watched NIC:
+/// skb->dev's ifindex and netns. Stops at the ifindex (not `dev_ids`): this
+/// runs for every packet any device polls, most of them not the NIC's (the
+/// VXLAN device's GRO cells poll each decapsulated packet again).
 #[inline(always)]
-fn from_nic(skb: *const u8) -> Option<bool> {
+fn from_nic(skb: *const u8) -> bool {
     let o = offsets();
     let nic = unsafe { core::ptr::read_volatile(&STEER_NIC) };
-    let dev: *const u8 = read(skb, o.skb_dev)?;
-    if dev.is_null() || read::<i32>(dev, o.dev_ifindex)? as u32 != nic[0] {
-        return Some(false);
+    let dev: *const u8 = unsafe { field(skb, o.skb_dev) };
+    if dev.is_null() || unsafe { field::<u32>(dev, o.dev_ifindex) } != nic[0] {
+        return false;
     }
-    let net: *const u8 = read(dev, o.dev_nd_net)?;
-    Some(!net.is_null() && read::<u32>(net, o.net_inum)? == nic[1])
+    unsafe { netns_inum(field(dev, o.dev_nd_net), o.net_inum) == nic[1] }
 }
 
 #[inline(always)]
@@ -103,7 +108,7 @@ fn packet(ctx: &BtfTracePointContext) -> Option<(u64, &'static mut SteerPacket)>
 #[btf_tracepoint(function = "napi_gro_receive_entry")]
 pub fn steer_napi(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
-    if skb.is_null() || from_nic(skb) != Some(true) {
+    if skb.is_null() || !from_nic(skb) {
         return 0;
     }
     if let Some((id, p)) = packet(&ctx) {
@@ -134,12 +139,6 @@ pub fn steer_stack(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// A field of a BTF-typed struct: a fault-safe load (see skb_drop.rs).
-#[inline(always)]
-unsafe fn field<T: Copy>(base: *const u8, offset: u32) -> T {
-    unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
-}
-
 /// The socket's (netns, local port) and its slot.
 #[inline(always)]
 fn socket(ctx: &BtfTracePointContext) -> Option<(u32, u32, &'static mut SteerSocket)> {
@@ -154,12 +153,7 @@ fn socket(ctx: &BtfTracePointContext) -> Option<(u32, u32, &'static mut SteerSoc
         return None;
     }
     let port = unsafe { field::<u16>(sk, o.sk_num) } as u32;
-    let net: *const u8 = unsafe { field(sk, o.sk_net) };
-    let netns: u32 = if net.is_null() {
-        0
-    } else {
-        unsafe { field(net, o.net_inum) }
-    };
+    let netns = unsafe { netns_inum(field(sk, o.sk_net), o.net_inum) };
     if !in_scope(netns) {
         return None;
     }

@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 use probe_common::{DevCounters, InnerClass};
 
-use crate::tc::{gso_segs, TC_ACT_UNSPEC};
+use crate::kernel::{gso_segs, TC_ACT_UNSPEC};
 
 #[map]
 static VXLAN_DEV: PerCpuArray<DevCounters> = PerCpuArray::with_max_entries(1, 0);

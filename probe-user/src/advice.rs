@@ -3,16 +3,10 @@
 //! The traffic rules need a sustained rate over the report's period and a
 //! minimum count (consts below); they are silent on thin evidence.
 
-use serde::Serialize;
-
-use crate::{model::Report, tune::Snapshot};
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Advice {
-    /// Rule id: `backlog`, `budget`, `rcvbuf`, `irq_affinity`, `mtu`.
-    pub rule: &'static str,
-    pub text: String,
-}
+use crate::{
+    model::{Advice, Report},
+    tune::Snapshot,
+};
 
 fn setting<'a>(s: &'a Snapshot, name: &str) -> Option<&'a str> {
     s.sysctls

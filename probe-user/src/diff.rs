@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::record::Recording;
+use crate::recording::Recording;
 
 /// A count rate changes only if it moves by more than this share...
 pub const RATE_NOISE: f64 = 0.10;

@@ -29,6 +29,10 @@ pub enum ProbeError {
     MissingCapabilities { missing: String },
     #[error("{0}")]
     Runtime(String),
+    /// A hook that had to work (reading its counters) failed: a
+    /// `hooks::HookError` (boxed: this module sits below the hooks).
+    #[error(transparent)]
+    Hook(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ProbeError {
@@ -40,7 +44,10 @@ impl ProbeError {
             | Self::NetnsNotFound { .. }
             | Self::NoDefaultRoute { .. }
             | Self::Usage(_) => 2,
-            Self::NetnsEnter { .. } | Self::MissingCapabilities { .. } | Self::Runtime(_) => 1,
+            Self::NetnsEnter { .. }
+            | Self::MissingCapabilities { .. }
+            | Self::Runtime(_)
+            | Self::Hook(_) => 1,
         }
     }
 }

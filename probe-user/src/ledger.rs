@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use probe_common::drops::{Benign, DropKey, FlowKey, FAMILY_V4, REASON_SLOTS};
+use probe_common::drops::{Benign, REASON_SLOTS};
 use serde::Serialize;
 
 use crate::{
-    drops::{stage_of, DropCounts, ReasonNames, BENIGN_STAGE, FORWARD_STAGE, STAGES, TX_STAGE},
+    hooks::drops::DropCounts,
     procfs::{Snmp, SoftnetCpu},
+    reasons::{stage_of, ReasonNames, BENIGN_STAGE, FORWARD_STAGE, STAGES, TX_STAGE},
     rtnl::LinkStats,
 };
 
@@ -201,93 +202,11 @@ pub struct Ledger {
     pub drops_out_of_scope: u64,
 }
 
-/// `later - earlier` of cumulative drop counters.
-pub fn drop_delta(later: &DropCounts, earlier: Option<&DropCounts>) -> DropCounts {
-    let Some(e) = earlier else {
-        return later.clone();
-    };
-    let keyed = |l: &BTreeMap<DropKey, u64>, e: &BTreeMap<DropKey, u64>| {
-        l.iter()
-            .map(|(k, n)| (*k, n.wrapping_sub(e.get(k).copied().unwrap_or(0))))
-            .filter(|(_, n)| *n > 0)
-            .collect()
-    };
-    let slots = |l: &[u64], e: &[u64]| -> Vec<u64> {
-        l.iter()
-            .enumerate()
-            .map(|(i, n)| n.wrapping_sub(e.get(i).copied().unwrap_or(0)))
-            .collect()
-    };
-    DropCounts {
-        by_reason: slots(&later.by_reason, &e.by_reason),
-        segments: slots(&later.segments, &e.segments),
-        vxlan_outer: slots(&later.vxlan_outer, &e.vxlan_outer),
-        decap_skbs: slots(&later.decap_skbs, &e.decap_skbs),
-        decap_segments: slots(&later.decap_segments, &e.decap_segments),
-        keyed: keyed(&later.keyed, &e.keyed),
-        flows: later
-            .flows
-            .iter()
-            .map(|(k, n)| (*k, n.wrapping_sub(e.flows.get(k).copied().unwrap_or(0))))
-            .filter(|(_, n)| *n > 0)
-            .collect(),
-        out_of_scope: later.out_of_scope.wrapping_sub(e.out_of_scope),
-        flows_unslotted: later.flows_unslotted.wrapping_sub(e.flows_unslotted),
-        benign_skbs: std::array::from_fn(|k| later.benign_skbs[k].wrapping_sub(e.benign_skbs[k])),
-        benign_segments: std::array::from_fn(|k| {
-            later.benign_segments[k].wrapping_sub(e.benign_segments[k])
-        }),
-    }
-}
-
-fn address(family: u8, bytes: &[u8; 16]) -> String {
-    if family == FAMILY_V4 {
-        std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string()
-    } else {
-        std::net::Ipv6Addr::from(*bytes).to_string()
-    }
-}
-
 fn stage_index(stage: &str) -> usize {
     STAGES
         .iter()
         .position(|s| *s == stage)
         .unwrap_or(STAGES.len() - 1)
-}
-
-/// The kernel counter that counts the same drops as `reason`, where one does.
-/// The UDP counters count UDP only (TCP has its own, in TcpExt).
-pub fn counter_for(reason: &str) -> Option<&'static str> {
-    Some(match reason {
-        "CPU_BACKLOG" => "softnet_dropped",
-        "SOCKET_RCVBUFF" => "UdpRcvbufErrors",
-        "NO_SOCKET" => "UdpNoPorts",
-        "UDP_CSUM" => "UdpInCsumErrors",
-        "IP_INHDR" => "IpInHdrErrors",
-        "IP_INADDRERRORS" | "IP_INNOROUTES" => "IpInAddrErrors",
-        "PKT_TOO_BIG" => "IpFragFails",
-        "FRAG_REASM_TIMEOUT" => "IpReasmTimeout",
-        _ => return None,
-    })
-}
-
-/// The value of a counter named by [`counter_for`], summed over `snmp`
-/// (softnet: over every CPU, node-wide).
-fn counter_value(counter: &str, softnet: &[SoftnetCpu], snmp: &[(String, Snmp)]) -> Option<u64> {
-    if counter == "softnet_dropped" {
-        return (!softnet.is_empty()).then(|| softnet.iter().map(|c| c.dropped).sum());
-    }
-    let field: fn(&Snmp) -> u64 = match counter {
-        "UdpRcvbufErrors" => |s| s.udp_rcvbuf_errors,
-        "UdpNoPorts" => |s| s.udp_no_ports,
-        "UdpInCsumErrors" => |s| s.udp_in_csum_errors,
-        "IpInHdrErrors" => |s| s.ip_in_hdr_errors,
-        "IpInAddrErrors" => |s| s.ip_in_addr_errors,
-        "IpFragFails" => |s| s.ip_frag_fails,
-        "IpReasmTimeout" => |s| s.ip_reasm_timeout,
-        _ => return None,
-    };
-    (!snmp.is_empty()).then(|| snmp.iter().map(|(_, s)| field(s)).sum())
 }
 
 /// Adds `skbs` / `segments` of `reason` to `row`-like totals.
@@ -296,15 +215,6 @@ fn add_reason(reasons: &mut BTreeMap<String, ReasonCount>, reason: &str, skbs: u
     r.skbs += skbs;
     r.segments += segments;
     r.counter = counter_for(reason);
-}
-
-/// The stage of a drop of `reason`: the reason's, except that `ip`-stage
-/// drops of decapsulated packets (skb->dev a VXLAN device) are at `forward`.
-fn stage_for(reason: &str, decap: bool) -> &'static str {
-    match stage_of(reason).0 {
-        "ip" if decap => FORWARD_STAGE,
-        stage => stage,
-    }
 }
 
 /// Builds the ledger for one report.
@@ -424,67 +334,8 @@ pub fn build(input: &LedgerInput) -> Ledger {
                 }
             }
         }
-        // Per (netns, device, reason); what the keyed table could not hold is
-        // listed without a device so that the rows add up to the exact totals.
-        let mut attributed = vec![0u64; REASON_SLOTS];
-        for (key, n) in &d.keyed {
-            let reason = names.name(key.reason);
-            attributed[probe_common::drops::reason_slot(key.reason)] += n;
-            out.drops.push(DropRow {
-                stage: stage_for(&reason, key.decap == 1),
-                reason,
-                iface: who.iface(key.netns, key.ifindex),
-                netns: who.netns(key.netns),
-                skbs: *n,
-            });
-        }
-        for (slot, n) in d.by_reason.iter().enumerate() {
-            let rest = n.saturating_sub(attributed[slot]);
-            if rest > 0 {
-                let reason = names.slot_name(slot);
-                out.drops.push(DropRow {
-                    stage: stage_of(&reason).0,
-                    reason,
-                    iface: None,
-                    netns: None,
-                    skbs: rest,
-                });
-            }
-        }
-        let order = |r: &DropRow| {
-            let stage = match r.stage {
-                TX_STAGE => STAGES.len(),
-                BENIGN_STAGE => STAGES.len() + 1,
-                s => stage_index(s),
-            };
-            (stage, std::cmp::Reverse(r.skbs))
-        };
-        out.drops.sort_by(|a, b| {
-            (order(a), &a.reason, &a.netns, &a.iface).cmp(&(
-                order(b),
-                &b.reason,
-                &b.netns,
-                &b.iface,
-            ))
-        });
-        let mut flows: Vec<(&FlowKey, &u64)> = d.flows.iter().collect();
-        flows.sort_by_key(|(k, n)| (std::cmp::Reverse(**n), **k));
-        out.flows = flows
-            .into_iter()
-            .take(TOP_FLOWS)
-            .map(|(k, n)| {
-                let reason = names.name(k.reason);
-                FlowRow {
-                    src: address(k.family, &k.src),
-                    dst: address(k.family, &k.dst),
-                    inner: k.inner == 1,
-                    netns: who.netns(k.netns),
-                    stage: stage_for(&reason, k.decap == 1),
-                    reason,
-                    skbs: *n,
-                }
-            })
-            .collect();
+        out.drops = rows::drop_rows(d, names, &who);
+        out.flows = rows::flow_rows(d, names, &who);
 
         // Each reason's kernel counter, where it was read in every namespace
         // whose drops it has (softnet is node-wide).
@@ -542,63 +393,15 @@ pub fn build(input: &LedgerInput) -> Ledger {
     out
 }
 
-/// `part` of `whole` in percent: one decimal, or three significant digits
-/// below 1% (500 of 1.8 M reads 0.0282%, not 0%).
-fn share_percent(part: u64, whole: u64) -> f64 {
-    let p = part as f64 * 100.0 / whole as f64;
-    if p >= 1.0 || p == 0.0 {
-        return (p * 10.0).round() / 10.0;
-    }
-    let scale = 10f64.powi(2 - p.log10().floor() as i32);
-    (p * scale).round() / scale
-}
+mod checks;
+mod rows;
+mod verdict;
 
-/// The stage that lost the most segments, its top reason with that reason's
-/// own count, and the share of the stage's input.
-pub fn verdict(rows: &[LedgerRow]) -> Verdict {
-    let worst = rows
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.drops > 0)
-        // Earliest stage on a tie: it is upstream of the others.
-        .max_by_key(|(i, r)| (r.drops, std::cmp::Reverse(*i)));
-    let Some((i, worst)) = worst else {
-        return Verdict {
-            stage: None,
-            segments: 0,
-            reason: None,
-            reason_segments: 0,
-            input: rows.iter().find_map(|r| r.segments_in),
-            percent: None,
-            text: "no loss".into(),
-        };
-    };
-    let (reason, reason_segments) = worst
-        .reasons
-        .iter()
-        .max_by_key(|(name, c)| (c.segments, std::cmp::Reverse(name.as_str())))
-        .map(|(name, c)| (name.clone(), c.segments))
-        .unwrap_or_default();
-    let input = rows[..=i].iter().rev().find_map(|r| r.segments_in);
-    // Drops above the input mean the input was counted elsewhere (e.g. the
-    // drops happened on another node of the scope): no share then.
-    let percent = input
-        .filter(|n| *n > 0 && *n >= worst.drops)
-        .map(|n| share_percent(worst.drops, n));
-    let share = percent.map_or_else(String::new, |p| format!(" ({p}% of its input)"));
-    Verdict {
-        stage: Some(worst.stage),
-        text: format!(
-            "largest loss: stage {}, {} segments{share}; top reason {reason}: {reason_segments} segments",
-            worst.stage, worst.drops
-        ),
-        segments: worst.drops,
-        reason: Some(reason),
-        reason_segments,
-        input,
-        percent,
-    }
-}
+pub use checks::counter_for;
+use checks::counter_value;
+#[cfg(test)]
+use verdict::share_percent;
+pub use verdict::verdict;
 
 #[cfg(test)]
 mod tests;

@@ -1,28 +1,31 @@
 //! The probe's user side: loads and attaches the kernel programs, reads their
 //! per-CPU counters into one model, and renders it.
 //!
-//! kernel maps --(probes)--> Sample --(model)--> Report --(render / JSON)--> output
+//! kernel maps --(hooks)--> Sample --(model)--> Report --(render / JSON)--> output
 //! kernel facts (rtnl stats64, routes, capabilities) ------^
 
 pub mod advice;
 pub mod btf;
 pub mod caps;
 pub mod cli;
+pub mod delta;
 pub mod diff;
-pub mod drops;
 pub mod error;
 pub mod ethtool;
+pub mod hooks;
 pub mod latency;
 pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod netns;
-pub mod probes;
 pub mod procfs;
+pub mod reasons;
+pub mod recording;
 pub mod render;
 pub mod route;
 pub mod rtnl;
 pub mod selfcost;
+pub mod session;
 pub mod steering;
 pub mod tune;
 
@@ -34,9 +37,9 @@ pub mod objects {
             aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/", $name))
         };
     }
-    /// XDP on the NIC (and its TCX fallback).
+    /// The NIC: TCX ingress (default) or XDP.
     pub static NIC: &[u8] = object!("probe-nic");
-    /// TCX ingress/egress on a VXLAN device.
+    /// TCX ingress on a VXLAN device.
     pub static VXLAN: &[u8] = object!("probe-vxlan");
     /// tp_btf/kfree_skb.
     pub static DROPS: &[u8] = object!("probe-drops");
@@ -44,6 +47,4 @@ pub mod objects {
     pub static LATENCY: &[u8] = object!("probe-latency");
     /// `--steering`.
     pub static STEERING: &[u8] = object!("probe-steering");
-    /// Benchmark baselines and test stand-ins for other owners' programs.
-    pub static FIXTURES: &[u8] = object!("probe-fixtures");
 }

@@ -70,23 +70,26 @@ pub struct Snmp {
     pub udp_in_csum_errors: u64,
 }
 
-impl Snmp {
-    pub fn delta(&self, earlier: &Snmp) -> Snmp {
-        let d = |a: u64, b: u64| a.wrapping_sub(b);
-        Snmp {
-            udp_in_errors: d(self.udp_in_errors, earlier.udp_in_errors),
-            udp_no_ports: d(self.udp_no_ports, earlier.udp_no_ports),
-            udp_rcvbuf_errors: d(self.udp_rcvbuf_errors, earlier.udp_rcvbuf_errors),
-            ip_in_discards: d(self.ip_in_discards, earlier.ip_in_discards),
-            ip_in_addr_errors: d(self.ip_in_addr_errors, earlier.ip_in_addr_errors),
-            ip_in_hdr_errors: d(self.ip_in_hdr_errors, earlier.ip_in_hdr_errors),
-            ip_frag_fails: d(self.ip_frag_fails, earlier.ip_frag_fails),
-            ip_reasm_timeout: d(self.ip_reasm_timeout, earlier.ip_reasm_timeout),
-            ip_reasm_fails: d(self.ip_reasm_fails, earlier.ip_reasm_fails),
-            udp_in_csum_errors: d(self.udp_in_csum_errors, earlier.udp_in_csum_errors),
-        }
-    }
-}
+crate::delta::counters!(Snmp {
+    udp_in_errors,
+    udp_no_ports,
+    udp_rcvbuf_errors,
+    ip_in_discards,
+    ip_in_addr_errors,
+    ip_in_hdr_errors,
+    ip_frag_fails,
+    ip_reasm_timeout,
+    ip_reasm_fails,
+    udp_in_csum_errors,
+});
+
+crate::delta::counters!(SoftnetCpu {
+    processed,
+    dropped,
+    time_squeeze,
+    received_rps,
+    flow_limit_count,
+} keep { cpu });
 
 /// Parses /proc/net/snmp: pairs of lines `Proto: names...` / `Proto: values...`.
 pub fn parse_snmp(text: &str) -> Snmp {
@@ -139,6 +142,7 @@ pub fn read_snmp() -> Result<Snmp, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delta::Delta;
 
     #[test]
     fn softnet_columns() {

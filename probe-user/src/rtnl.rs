@@ -58,24 +58,20 @@ pub fn ifindex_of(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
-impl LinkStats {
-    /// Field-wise `self - earlier`, wrapping (counters never go back, but a
-    /// device that was re-created starts again from zero).
-    pub fn delta(&self, earlier: &LinkStats) -> LinkStats {
-        LinkStats {
-            rx_packets: self.rx_packets.wrapping_sub(earlier.rx_packets),
-            rx_bytes: self.rx_bytes.wrapping_sub(earlier.rx_bytes),
-            rx_errors: self.rx_errors.wrapping_sub(earlier.rx_errors),
-            rx_dropped: self.rx_dropped.wrapping_sub(earlier.rx_dropped),
-            rx_over_errors: self.rx_over_errors.wrapping_sub(earlier.rx_over_errors),
-            rx_fifo_errors: self.rx_fifo_errors.wrapping_sub(earlier.rx_fifo_errors),
-            rx_missed_errors: self.rx_missed_errors.wrapping_sub(earlier.rx_missed_errors),
-            tx_packets: self.tx_packets.wrapping_sub(earlier.tx_packets),
-            tx_bytes: self.tx_bytes.wrapping_sub(earlier.tx_bytes),
-            tx_dropped: self.tx_dropped.wrapping_sub(earlier.tx_dropped),
-        }
-    }
+crate::delta::counters!(LinkStats {
+    rx_packets,
+    rx_bytes,
+    rx_errors,
+    rx_dropped,
+    rx_over_errors,
+    rx_fifo_errors,
+    rx_missed_errors,
+    tx_packets,
+    tx_bytes,
+    tx_dropped,
+});
 
+impl LinkStats {
     /// Field-wise `self + other`: the counters of a device's earlier
     /// incarnations carried into its successor's.
     pub fn plus(&self, other: &LinkStats) -> LinkStats {
@@ -348,6 +344,7 @@ fn parse_linkinfo(payload: &[u8], link: &mut Link) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delta::Delta;
 
     fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
         let mut a = Vec::new();

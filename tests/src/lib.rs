@@ -10,6 +10,14 @@ use std::{
 
 pub use probe_lab::{self as lab, Lab};
 
+/// The test-only BPF objects (tests-ebpf/src/bin), built by build.rs. `probe`
+/// never loads them; its own objects are `probe_user::objects`.
+pub mod objects {
+    /// Benchmark baselines (empty XDP and tc programs) and counting stand-ins
+    /// for another owner's (a CNI's) programs; names in `tests_ebpf`.
+    pub static FIXTURES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fixtures"));
+}
+
 /// True when the test may run. Not root: in CI (CI=true) the test fails;
 /// elsewhere it says loudly that it did not run and returns false.
 pub fn privileged(test: &str) -> bool {
@@ -329,6 +337,7 @@ pub mod prog_run {
         Ebpf, EbpfLoader,
     };
     use probe_common::*;
+    use tests_ebpf::{PROG_EMPTY_TC, PROG_EMPTY_XDP};
 
     /// (port, VNI) pairs given their own slot in these tests: slot 0 and slot 1.
     pub const TEST_VNIS: [u32; MAX_VNIS] = [1, 0xabcdef, 0, 0, 0, 0, 0, 0];
@@ -359,7 +368,7 @@ pub mod prog_run {
             let mut p = Programs {
                 nic,
                 vxlan: load(probe_user::objects::VXLAN),
-                fixtures: load(probe_user::objects::FIXTURES),
+                fixtures: load(crate::objects::FIXTURES),
             };
             for name in [PROG_NIC_XDP, PROG_EMPTY_XDP] {
                 let p: &mut Xdp = p.program(name).try_into().unwrap();
@@ -429,14 +438,14 @@ pub mod prog_run {
             (r.return_value, r.duration.as_nanos() as f64)
         }
 
-        fn nic_counts(&self) -> probe_user::probes::NicCounts {
-            let entries = probe_user::probes::read_per_cpu::<QueueCounters>(
+        fn nic_counts(&self) -> probe_user::hooks::nic::NicCounts {
+            let entries = probe_user::hooks::read_per_cpu::<QueueCounters>(
                 &self.nic,
                 MAP_NIC_QUEUES,
                 QUEUE_SLOTS + 1,
             )
             .unwrap();
-            probe_user::probes::NicCounts::from_queue_entries(&entries)
+            probe_user::hooks::nic::NicCounts::from_queue_entries(&entries)
         }
 
         /// (skbs, segments) per NicClass, summed over CPUs and queue slots.
@@ -471,7 +480,7 @@ pub mod prog_run {
         pub fn dev_classes(&self) -> ([u64; InnerClass::COUNT], [u64; InnerClass::COUNT]) {
             let (mut skbs, mut segments) = ([0; InnerClass::COUNT], [0; InnerClass::COUNT]);
             let per_cpu =
-                probe_user::probes::read_per_cpu::<DevCounters>(&self.vxlan, MAP_VXLAN_DEV, 1)
+                probe_user::hooks::read_per_cpu::<DevCounters>(&self.vxlan, MAP_VXLAN_DEV, 1)
                     .unwrap()
                     .swap_remove(0);
             for c in per_cpu {

@@ -10,11 +10,11 @@ use aya::{
     programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode},
     Ebpf,
 };
-use probe_common::{
+use probe_tests::{lab, objects, privileged, stage, summary, tcx_prog_ids, xdp_prog_id, Watch};
+use tests_ebpf::{
     FIXTURE_SLOT_TC, FIXTURE_SLOT_XDP, MAP_FIXTURE_COUNT, PROG_FIXTURE_COUNT_TC,
     PROG_FIXTURE_COUNT_XDP,
 };
-use probe_tests::{lab, privileged, stage, summary, tcx_prog_ids, xdp_prog_id, Watch};
 
 const PER_CYCLE: u64 = 100;
 const CYCLES: usize = 20;
@@ -37,7 +37,7 @@ impl Foreign {
     fn attach(netns: &str, iface: &str, tc: Option<TcAttachType>) -> Foreign {
         let iface = iface.to_string();
         let ebpf = lab::in_netns(netns, move || {
-            let mut ebpf = Ebpf::load(probe_user::objects::FIXTURES).expect("load fixtures");
+            let mut ebpf = Ebpf::load(objects::FIXTURES).expect("load fixtures");
             match tc {
                 None => {
                     let p: &mut Xdp = ebpf
@@ -80,7 +80,7 @@ impl Foreign {
     }
 
     fn count(&self) -> u64 {
-        probe_user::probes::read_per_cpu::<u64>(&self.ebpf, MAP_FIXTURE_COUNT, 2).unwrap()
+        probe_user::hooks::read_per_cpu::<u64>(&self.ebpf, MAP_FIXTURE_COUNT, 2).unwrap()
             [self.slot as usize]
             .iter()
             .sum()

@@ -11,7 +11,10 @@ use std::{
 };
 
 use probe_tests::{lab, privileged, summary, Lab, Watch};
-use probe_user::procfs::{self, Snmp};
+use probe_user::{
+    delta::Delta,
+    procfs::{self, Snmp},
+};
 use serde_json::Value;
 
 const PORT: u16 = 9100;

@@ -2,6 +2,8 @@
 #![no_std]
 #![no_main]
 
+#[path = "../kernel.rs"]
+mod kernel;
 #[path = "../scope.rs"]
 mod scope;
 #[path = "../skb_drop.rs"]

@@ -2,6 +2,8 @@
 #![no_std]
 #![no_main]
 
+#[path = "../kernel.rs"]
+mod kernel;
 #[path = "../softirq.rs"]
 mod softirq;
 

@@ -2,10 +2,10 @@
 #![no_std]
 #![no_main]
 
+#[path = "../kernel.rs"]
+mod kernel;
 #[path = "../nic.rs"]
 mod nic;
-#[path = "../tc.rs"]
-mod tc;
 #[path = "../vxlan_ports.rs"]
 mod vxlan_ports;
 

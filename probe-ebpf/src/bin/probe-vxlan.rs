@@ -2,8 +2,8 @@
 #![no_std]
 #![no_main]
 
-#[path = "../tc.rs"]
-mod tc;
+#[path = "../kernel.rs"]
+mod kernel;
 #[path = "../vxlan_tc.rs"]
 mod vxlan_tc;
 

@@ -3,18 +3,15 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use serde::{Deserialize, Serialize};
 
 use crate::{
-    cli::watch::{Period, WatchArgs},
+    cli::watch::WatchArgs,
     error::ProbeError,
     netns::Netns,
+    recording::{NetnsSettings, Recording, FORMAT, VERSION},
+    session::Period,
     tune,
 };
-
-/// The file's `format` and `version`; `probe diff` refuses anything else.
-pub const FORMAT: &str = "probe-record";
-pub const VERSION: u32 = 1;
 
 #[derive(Debug, Args)]
 #[command(
@@ -33,29 +30,6 @@ pub struct RecordArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub watch: WatchArgs,
-}
-
-/// Sysctls of one namespace of the drop scope, and the receive buffers its
-/// UDP sockets got (what an application asked for, capped by rmem_max).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NetnsSettings {
-    pub netns: String,
-    pub sysctls: Vec<tune::Setting>,
-    #[serde(default)]
-    pub sockets: Vec<tune::Setting>,
-}
-
-/// The recording. Reports are kept as JSON values: `diff` reads the fields it
-/// compares and stays readable across additions to the report.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Recording {
-    pub format: String,
-    pub version: u32,
-    pub kernel: String,
-    pub hostname: String,
-    pub settings: Option<tune::Snapshot>,
-    pub netns_settings: Vec<NetnsSettings>,
-    pub summary: serde_json::Value,
 }
 
 impl RecordArgs {
@@ -80,8 +54,9 @@ pub fn run(mut args: RecordArgs) -> Result<(), ProbeError> {
         ProbeError::Usage(format!("cannot write --out {}: {e}", args.out.display()))
     })?;
     args.watch.json = true;
+    let config = args.watch.config()?;
     let (settings, summary) =
-        match crate::cli::watch::session(&args.watch, Period::SinceLast, |_| {}, |_| Ok(true)) {
+        match crate::session::run(&config, Period::SinceLast, |_| {}, |_| Ok(true)) {
             Ok(done) => done,
             Err(e) => {
                 let _ = std::fs::remove_file(&args.out);

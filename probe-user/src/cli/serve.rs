@@ -12,9 +12,10 @@ use std::{
 use clap::Args;
 
 use crate::{
-    cli::watch::{self, Period, WatchArgs},
+    cli::watch::{self, WatchArgs},
     error::ProbeError,
     metrics::Shared,
+    session::Period,
 };
 
 #[derive(Debug, Args)]
@@ -117,8 +118,8 @@ pub fn run(args: ServeArgs) -> Result<(), ProbeError> {
             Ordering::Relaxed,
         )
     };
-    let (_, summary) = watch::session(
-        &args.watch,
+    let (_, summary) = crate::session::run(
+        &args.watch.config()?,
         Period::SinceAttach,
         |_| {
             beat(&state);

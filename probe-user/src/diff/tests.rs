@@ -18,7 +18,7 @@ fn recording(rcvbuf: u64, elapsed: f64, rmem: &str, wait_p50: u64, squeeze: u64)
             }],
             devices: vec![],
         }),
-        netns_settings: vec![crate::cli::record::NetnsSettings {
+        netns_settings: vec![crate::recording::NetnsSettings {
             netns: "pod".into(),
             sysctls: vec![Setting {
                 name: "net.core.rmem_default".into(),

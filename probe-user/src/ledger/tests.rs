@@ -1,4 +1,4 @@
-use probe_common::drops::{CORE_REASON_SLOTS, FAMILY_V4};
+use probe_common::drops::{DropKey, FlowKey, CORE_REASON_SLOTS, FAMILY_V4};
 
 use super::*;
 
@@ -374,7 +374,7 @@ fn deltas_and_top_flows() {
     let mut later = counts(&[(RCVBUFF, 20)], &[(key(100, 2, RCVBUFF), 20)]);
     later.flows = (1..=15).map(|i| flow(i, i as u64)).collect();
     later.flows.insert(flow(2, 5).0, 5);
-    let d = drop_delta(&later, Some(&earlier));
+    let d = crate::delta::Delta::delta(&later, &earlier);
     assert_eq!(d.by_reason[RCVBUFF as usize], 19);
     assert_eq!(d.keyed[&key(100, 2, RCVBUFF)], 19);
     assert_eq!(d.flows[&flow(2, 0).0], 4);

@@ -1,4 +1,4 @@
-use probe_common::{DevCounters, NicCounters, VniCounters};
+use probe_common::{DevCounters, InnerClass, NicClass, NicCounters, VniCounters};
 
 use super::*;
 
@@ -267,7 +267,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::drops::{DropCounts, ReasonNames};
+    use crate::{hooks::drops::DropCounts, reasons::ReasonNames};
     use probe_common::drops::REASON_SLOTS;
 
     fn drops(by_reason: &[(usize, u64, u64, u64)]) -> DropCounts {

@@ -7,10 +7,9 @@
 //! cancels most of the VM's drift (the baseline alone moves by +-4 ns).
 //! Target: <= 15 ns over empty.
 
-use probe_common::{
-    frames, PROG_EMPTY_TC, PROG_EMPTY_XDP, PROG_NIC_TC, PROG_NIC_XDP, PROG_VXLAN_INGRESS,
-};
+use probe_common::{frames, PROG_NIC_TC, PROG_NIC_XDP, PROG_VXLAN_INGRESS};
 use probe_tests::prog_run::Programs;
+use tests_ebpf::{PROG_EMPTY_TC, PROG_EMPTY_XDP};
 
 const REPEAT: u32 = 1_000_000;
 const ROUNDS: usize = 15;

@@ -20,8 +20,8 @@ use aya::{
     programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType},
     Ebpf,
 };
-use probe_common::PROG_EMPTY_TC;
-use probe_tests::{lab, Lab};
+use probe_tests::{lab, objects, Lab};
+use tests_ebpf::PROG_EMPTY_TC;
 
 use crate::{flood::median_ci, testrun::median};
 
@@ -166,7 +166,7 @@ impl Traffic {
     fn empty_at(&self, iface: &str) -> Ebpf {
         let iface = iface.to_string();
         lab::in_netns(&self.lab.node(2).netns, move || {
-            let mut ebpf = Ebpf::load(probe_user::objects::FIXTURES).expect("load fixtures");
+            let mut ebpf = Ebpf::load(objects::FIXTURES).expect("load fixtures");
             let p: &mut SchedClassifier =
                 ebpf.program_mut(PROG_EMPTY_TC).unwrap().try_into().unwrap();
             p.load().unwrap();

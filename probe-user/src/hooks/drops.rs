@@ -1,0 +1,263 @@
+//! The drop probe (tp_btf on `skb:kfree_skb`): loading it with the running
+//! kernel's offsets and reason values, and reading its tables. Reason names
+//! and stage rules are in `reasons.rs`.
+
+use std::collections::BTreeMap;
+
+use aya::{Ebpf, EbpfLoader};
+use probe_common::{
+    drops::{
+        DropKey, DropOffsets, DropTable, FlowKey, FlowTable, BENIGN_KINDS, DROP_TRACEPOINT,
+        GLOBAL_DROP_OFFSETS, GLOBAL_NIC_NETNS, GLOBAL_NOT_DROPS, GLOBAL_REASON_NOT_SPECIFIED,
+        GLOBAL_REASON_NO_SOCKET, GLOBAL_SCOPE_COUNT, GLOBAL_SCOPE_NETNS, MAP_DROPS, MAP_DROP_FLOWS,
+        MAX_SCOPE_NETNS, NO_REASON, PROG_SKB_DROP, REASON_SLOTS,
+    },
+    GLOBAL_VXLAN_PORTS, MAX_VXLAN_PORTS,
+};
+
+use super::{read_per_cpu, Hook, HookError};
+use crate::{btf::Btf, objects, reasons::ReasonNames};
+
+/// Offsets the probe needs, from the running kernel's BTF.
+pub fn offsets(btf: &Btf) -> Result<DropOffsets, HookError> {
+    Ok(DropOffsets {
+        skb_dev: btf.member_offset("sk_buff", "dev")?,
+        skb_head: btf.member_offset("sk_buff", "head")?,
+        skb_network_header: btf.member_offset("sk_buff", "network_header")?,
+        dev_ifindex: btf.member_offset("net_device", "ifindex")?,
+        // nd_net is a possible_net_t: a typedef of an anonymous struct whose
+        // only member, with CONFIG_NET_NS, is `struct net *net`, at offset 0.
+        dev_nd_net: btf.member_offset("net_device", "nd_net")?,
+        net_inum: btf.member_offset("net", "ns")? + btf.member_offset("ns_common", "inum")?,
+        skb_end: btf.member_offset("sk_buff", "end")?,
+        shinfo_gso_segs: btf.member_offset("skb_shared_info", "gso_segs")?,
+        skb_sk: btf.member_offset("sk_buff", "sk")?,
+        // skc_net is a possible_net_t, like nd_net above.
+        sk_net: btf.member_offset("sock", "__sk_common")?
+            + btf.member_offset("sock_common", "skc_net")?,
+        dev_rtnl_link_ops: btf.member_offset("net_device", "rtnl_link_ops")?,
+        link_ops_kind: btf.member_offset("rtnl_link_ops", "kind")?,
+    })
+}
+
+/// Cumulative drop counters, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DropCounts {
+    /// Dropped skbs, indexed by reason slot.
+    pub by_reason: Vec<u64>,
+    /// Dropped segments (max(gso_segs, 1) per skb), indexed by reason slot.
+    pub segments: Vec<u64>,
+    /// Segments of outer VXLAN packets dropped in the NIC's namespace, by
+    /// reason slot (whatever `--drop-netns` says).
+    pub vxlan_outer: Vec<u64>,
+    /// Of `by_reason` / `segments`: drops of decapsulated packets (skb->dev
+    /// a VXLAN device), by reason slot.
+    pub decap_skbs: Vec<u64>,
+    pub decap_segments: Vec<u64>,
+    pub keyed: BTreeMap<DropKey, u64>,
+    pub flows: BTreeMap<FlowKey, u64>,
+    pub out_of_scope: u64,
+    pub flows_unslotted: u64,
+    /// Drops that lose no data, by `Benign` kind: skbs and segments.
+    pub benign_skbs: [u64; BENIGN_KINDS],
+    pub benign_segments: [u64; BENIGN_KINDS],
+}
+
+crate::delta::counters!(DropCounts {
+    by_reason,
+    segments,
+    vxlan_outer,
+    decap_skbs,
+    decap_segments,
+    keyed,
+    flows,
+    out_of_scope,
+    flows_unslotted,
+    benign_skbs,
+    benign_segments,
+});
+
+impl DropCounts {
+    pub fn from_tables(drops: &[DropTable], flows: &[FlowTable]) -> DropCounts {
+        let mut c = DropCounts {
+            by_reason: vec![0; REASON_SLOTS],
+            segments: vec![0; REASON_SLOTS],
+            vxlan_outer: vec![0; REASON_SLOTS],
+            decap_skbs: vec![0; REASON_SLOTS],
+            decap_segments: vec![0; REASON_SLOTS],
+            ..Default::default()
+        };
+        for t in drops {
+            for (sums, counts) in [
+                (&mut c.by_reason, &t.by_reason),
+                (&mut c.segments, &t.segments),
+                (&mut c.vxlan_outer, &t.vxlan_outer),
+                (&mut c.decap_skbs, &t.decap_skbs),
+                (&mut c.decap_segments, &t.decap_segments),
+            ] {
+                for (sum, n) in sums.iter_mut().zip(counts) {
+                    *sum += n;
+                }
+            }
+            for s in t.slots.iter().filter(|s| s.count > 0) {
+                *c.keyed.entry(s.key).or_default() += s.count;
+            }
+            c.out_of_scope += t.out_of_scope;
+            for k in 0..BENIGN_KINDS {
+                c.benign_skbs[k] += t.benign_skbs[k];
+                c.benign_segments[k] += t.benign_segments[k];
+            }
+        }
+        for t in flows {
+            for s in t.slots.iter().filter(|s| s.count > 0) {
+                *c.flows.entry(s.key).or_default() += s.count;
+            }
+            c.flows_unslotted += t.unslotted;
+        }
+        c
+    }
+}
+
+/// The attached drop probe. Dropping it detaches it.
+pub struct DropHook {
+    pub reasons: ReasonNames,
+    ebpf: Ebpf,
+}
+
+impl Hook for DropHook {
+    fn object(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
+/// What the drop probe needs from the kernel's BTF.
+pub struct DropSetup {
+    pub reasons: ReasonNames,
+    pub offsets: DropOffsets,
+}
+
+pub fn setup(btf: &Btf) -> Result<DropSetup, HookError> {
+    Ok(DropSetup {
+        reasons: ReasonNames::from_btf(btf)?,
+        offsets: offsets(btf)?,
+    })
+}
+
+/// Loads the drop probe's object with its settings (nothing attached yet:
+/// [`DropHook::attach`]). `scope`: network namespace inode numbers whose
+/// drops count (empty: every namespace).
+/// The SCOPE_NETNS and SCOPE_COUNT globals (probe-ebpf/src/scope.rs) for the
+/// namespace inodes of `--drop-netns`.
+pub fn scope_globals(scope: &[u32]) -> Result<([u32; MAX_SCOPE_NETNS], u32), HookError> {
+    if scope.len() > MAX_SCOPE_NETNS {
+        return Err(HookError::Config(format!(
+            "at most {MAX_SCOPE_NETNS} namespaces can be given to --drop-netns"
+        )));
+    }
+    let mut netns = [0u32; MAX_SCOPE_NETNS];
+    netns[..scope.len()].copy_from_slice(scope);
+    Ok((netns, scope.len() as u32))
+}
+
+/// `nic_netns`: the inode of the NIC's namespace, where outer VXLAN drops
+/// are counted apart (0: nowhere).
+pub fn load_drops(
+    setup: DropSetup,
+    scope: &[u32],
+    vxlan_ports: &[u16],
+    nic_netns: u32,
+) -> Result<DropHook, HookError> {
+    let DropSetup { reasons, offsets } = setup;
+    let (netns, count) = scope_globals(scope)?;
+    let mut ports = [0u16; MAX_VXLAN_PORTS];
+    for (slot, port) in ports.iter_mut().zip(vxlan_ports) {
+        *slot = *port;
+    }
+    let no_socket = reasons.value_of("NO_SOCKET").unwrap_or(NO_REASON);
+    let not_specified = reasons.value_of("NOT_SPECIFIED").unwrap_or(NO_REASON);
+    let mut not_drops = [NO_REASON; 2];
+    for (slot, value) in not_drops.iter_mut().zip(&reasons.not_drops) {
+        *slot = *value;
+    }
+    let ebpf = EbpfLoader::new()
+        // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
+        .btf(None)
+        .override_global(GLOBAL_NOT_DROPS, &not_drops, true)
+        .override_global(GLOBAL_DROP_OFFSETS, &offsets, true)
+        .override_global(GLOBAL_SCOPE_NETNS, &netns, true)
+        .override_global(GLOBAL_SCOPE_COUNT, &count, true)
+        .override_global(GLOBAL_VXLAN_PORTS, &ports, true)
+        .override_global(GLOBAL_NIC_NETNS, &nic_netns, true)
+        .override_global(GLOBAL_REASON_NO_SOCKET, &no_socket, true)
+        .override_global(GLOBAL_REASON_NOT_SPECIFIED, &not_specified, true)
+        .load(objects::DROPS)?;
+    Ok(DropHook { reasons, ebpf })
+}
+
+impl DropHook {
+    /// Verifies the program and attaches it to `skb:kfree_skb`.
+    /// `kernel_btf`: aya's parse of the kernel's BTF, for the tp_btf attach.
+    pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
+        super::attach_btf_tracepoints(
+            &mut self.ebpf,
+            &[(PROG_SKB_DROP, DROP_TRACEPOINT)],
+            kernel_btf,
+        )
+    }
+
+    pub fn read(&self) -> Result<DropCounts, HookError> {
+        let drops = read_per_cpu::<DropTable>(&self.ebpf, MAP_DROPS, 1)?;
+        let flows = read_per_cpu::<FlowTable>(&self.ebpf, MAP_DROP_FLOWS, 1)?;
+        Ok(DropCounts::from_tables(&drops[0], &flows[0]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use probe_common::drops::{DropSlot, FlowSlot};
+
+    use super::*;
+
+    #[test]
+    fn tables_are_summed_over_cpus_by_key() {
+        let key = DropKey {
+            netns: 7,
+            ifindex: 2,
+            reason: 3,
+            decap: 0,
+        };
+        let mut a = DropTable::default();
+        let mut b = DropTable::default();
+        a.by_reason[3] = 4;
+        b.by_reason[3] = 1;
+        a.slots[10] = DropSlot { key, count: 4 };
+        b.slots[99] = DropSlot { key, count: 1 };
+        b.out_of_scope = 6;
+        let mut f = FlowTable::default();
+        let flow = FlowKey {
+            netns: 7,
+            reason: 3,
+            family: 4,
+            ..Default::default()
+        };
+        f.slots[1] = FlowSlot {
+            key: flow,
+            count: 2,
+        };
+        f.unslotted = 1;
+        let c = DropCounts::from_tables(&[a, b], &[f, FlowTable::default()]);
+        assert_eq!(c.by_reason[3], 5);
+        assert_eq!(c.keyed, BTreeMap::from([(key, 5)]));
+        assert_eq!(c.out_of_scope, 6);
+        assert_eq!(c.flows, BTreeMap::from([(flow, 2)]));
+        assert_eq!(c.flows_unslotted, 1);
+    }
+
+    #[test]
+    fn offsets_resolve_on_the_running_kernel() {
+        let o = offsets(&Btf::from_kernel().unwrap()).unwrap();
+        // Sanity, not layout: fields are distinct and inside their structs.
+        assert_ne!(o.skb_dev, o.skb_head);
+        assert!(o.skb_network_header < 512 && o.dev_ifindex < 4096 && o.net_inum < 4096);
+    }
+}

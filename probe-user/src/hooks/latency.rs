@@ -1,0 +1,115 @@
+//! `--latency`: the NET_RX softirq probes (raise, entry, exit) and the NAPI
+//! poll probe (tp_btf): loading them with the kernel's values, reading them.
+//! The histogram arithmetic is in `latency.rs`.
+
+use std::collections::BTreeMap;
+
+use aya::{Ebpf, EbpfLoader};
+use probe_common::latency::{
+    NapiKey, NapiOffsets, NapiTable, SoftirqCpu, GLOBAL_NAPI_OFFSETS, GLOBAL_NET_RX_VEC, MAP_NAPI,
+    MAP_SOFTIRQ, PROG_NAPI_POLL, PROG_SOFTIRQ_ENTRY, PROG_SOFTIRQ_EXIT, PROG_SOFTIRQ_RAISE,
+    WORK_BUCKETS,
+};
+
+use super::{read_per_cpu, Hook, HookError};
+use crate::{btf::Btf, objects};
+
+/// The attached softirq and NAPI probes. Dropping it detaches them.
+pub struct LatencyHook {
+    ebpf: Ebpf,
+}
+
+impl Hook for LatencyHook {
+    fn object(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
+/// Cumulative counters: per CPU, and NAPI per (netns, device) and CPU.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatencyCounts {
+    pub softirq: Vec<SoftirqCpu>,
+    /// (key, cpu) -> counters.
+    pub napi: BTreeMap<(NapiKey, u32), NapiCounts>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NapiCounts {
+    pub polls: u64,
+    pub packets: u64,
+    pub full_budget: u64,
+    pub work: [u64; WORK_BUCKETS],
+}
+
+const PROGRAMS: [(&str, &str); 4] = [
+    (PROG_SOFTIRQ_RAISE, "softirq_raise"),
+    (PROG_SOFTIRQ_ENTRY, "softirq_entry"),
+    (PROG_SOFTIRQ_EXIT, "softirq_exit"),
+    (PROG_NAPI_POLL, "napi_poll"),
+];
+
+/// What the softirq and NAPI probes need from the kernel's BTF.
+pub struct LatencySetup {
+    pub net_rx_vec: u32,
+    pub offsets: NapiOffsets,
+}
+
+/// NET_RX_SOFTIRQ's value (from the anonymous enum of softirq vectors) and
+/// the napi_struct/net_device offsets of the running kernel.
+pub fn setup(btf: &Btf) -> Result<LatencySetup, HookError> {
+    Ok(LatencySetup {
+        net_rx_vec: btf
+            .enum_value("NET_RX_SOFTIRQ")
+            .ok_or_else(|| HookError::Kernel("NET_RX_SOFTIRQ not in the kernel's BTF".into()))?
+            as u32,
+        offsets: NapiOffsets {
+            napi_dev: btf.member_offset("napi_struct", "dev")?,
+            dev_ifindex: btf.member_offset("net_device", "ifindex")?,
+            dev_nd_net: btf.member_offset("net_device", "nd_net")?,
+            net_inum: btf.member_offset("net", "ns")? + btf.member_offset("ns_common", "inum")?,
+        },
+    })
+}
+
+/// Loads the object with its settings (nothing attached yet: [`LatencyHook::attach`]).
+pub fn load_latency(setup: LatencySetup) -> Result<LatencyHook, HookError> {
+    let LatencySetup {
+        net_rx_vec: net_rx,
+        offsets,
+    } = setup;
+    let ebpf = EbpfLoader::new()
+        // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
+        .btf(None)
+        .override_global(GLOBAL_NET_RX_VEC, &net_rx, true)
+        .override_global(GLOBAL_NAPI_OFFSETS, &offsets, true)
+        .load(objects::LATENCY)?;
+    Ok(LatencyHook { ebpf })
+}
+
+impl LatencyHook {
+    /// Verifies the four programs and attaches them. `kernel_btf`: aya's
+    /// parse of the kernel's BTF, for the tp_btf attach.
+    pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
+        super::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf)
+    }
+
+    pub fn read(&self) -> Result<LatencyCounts, HookError> {
+        let softirq = read_per_cpu::<SoftirqCpu>(&self.ebpf, MAP_SOFTIRQ, 1)?.remove(0);
+        let tables = read_per_cpu::<NapiTable>(&self.ebpf, MAP_NAPI, 1)?.remove(0);
+        let mut napi = BTreeMap::new();
+        for (cpu, t) in tables.iter().enumerate() {
+            for s in t.slots.iter().filter(|s| s.polls > 0) {
+                napi.insert(
+                    (s.key, cpu as u32),
+                    NapiCounts {
+                        polls: s.polls,
+                        packets: s.packets,
+                        full_budget: s.full_budget,
+                        work: s.work,
+                    },
+                );
+            }
+        }
+        Ok(LatencyCounts { softirq, napi })
+    }
+}

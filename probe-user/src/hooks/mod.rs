@@ -1,0 +1,216 @@
+//! The kernel hooks: each owns its BPF object (load, attach, read the raw
+//! counters); dropping a hook detaches it. One file per hook:
+//! nic (TCX or XDP on the NIC), vxlan (TCX on a VXLAN device), drops
+//! (tp_btf/kfree_skb), latency (NET_RX softirq and NAPI), steering.
+//!
+//! Every attachment is a bpf_link (XDP link, TCX link, tp_btf link): the
+//! kernel detaches it when the last fd closes, so nothing stays attached
+//! after exit, a crash or SIGKILL. Each hooked interface gets its own
+//! instance of its object, so its maps hold that interface's counters only.
+
+pub mod drops;
+pub mod latency;
+pub mod nic;
+pub mod steering;
+pub mod vxlan;
+
+use aya::{
+    maps::PerCpuArray,
+    programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType},
+    Ebpf, Pod,
+};
+
+use crate::{netns::Netns, rtnl::Link};
+
+/// Every hook owns the BPF object it loaded; dropping the hook closes its
+/// links and unloads its programs.
+pub trait Hook {
+    fn object(&self) -> &Ebpf;
+
+    /// The interface its programs are attached to; "*" for tracing hooks.
+    fn iface(&self) -> &str {
+        "*"
+    }
+
+    /// Names of the programs this hook loaded (the object's others stay
+    /// unloaded, e.g. nic_tc while nic_xdp is used), sorted.
+    fn loaded_programs(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .object()
+            .programs()
+            .filter(|(_, p)| p.fd().is_ok())
+            .map(|(name, _)| name)
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Kernel ids of the programs this hook loaded (`bpftool prog show id N`).
+    fn program_ids(&self) -> Vec<u32> {
+        self.loaded_programs()
+            .into_iter()
+            .filter_map(|name| Some(self.object().program(name)?.info().ok()?.id()))
+            .collect()
+    }
+
+    /// Runs and kernel run time of each loaded program (BPF stats, `--self`).
+    fn program_stats(&self) -> Vec<crate::selfcost::ProgramStat> {
+        self.loaded_programs()
+            .into_iter()
+            .filter_map(|name| crate::selfcost::program_stat(self.object(), name, self.iface()))
+            .collect()
+    }
+}
+
+/// Why a hook could not be loaded, attached or read. The watch loop reports
+/// the stage as unavailable with this text and keeps the other stages.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// aya puts the verifier log into the error text: all of it is kept.
+    #[error("loading the BPF object failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {0} missing from the BPF object")]
+    MissingProgram(String),
+    #[error("program {name}: {source}")]
+    Program {
+        name: String,
+        source: aya::programs::ProgramError,
+    },
+    #[error("the verifier rejected {name}: {source}")]
+    Verifier {
+        name: String,
+        source: aya::programs::ProgramError,
+    },
+    /// `what` names the attach point, and what the kernel needs for it.
+    #[error("{what}: {source}")]
+    Attach {
+        what: String,
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {0} missing from the BPF object")]
+    MissingMap(String),
+    #[error("map {name}: {source}")]
+    Map {
+        name: String,
+        source: aya::maps::MapError,
+    },
+    /// Entering the network namespace of the device failed.
+    #[error("{0}")]
+    Netns(String),
+    /// A fact of the running kernel is missing: a BTF type, member or enum.
+    #[error("{0}")]
+    Kernel(String),
+    /// A setting the hook cannot take (e.g. too many namespaces).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<HookError> for crate::error::ProbeError {
+    fn from(e: HookError) -> Self {
+        crate::error::ProbeError::Hook(Box::new(e))
+    }
+}
+
+impl From<String> for HookError {
+    /// The BTF reader reports what it could not find as text.
+    fn from(e: String) -> Self {
+        HookError::Kernel(e)
+    }
+}
+
+/// Verifies program `name` of `ebpf` and attaches it to `link`'s TCX hook
+/// inside `netns`, ahead of every program already there (LinkOrder::first):
+/// it only counts and returns "continue" (TC_ACT_UNSPEC), so the CNI's
+/// programs after it still get every packet, and it sees the packets that
+/// those programs redirect or drop. A TCX link needs no qdisc, so nobody's
+/// clsact qdisc or tc filter is touched.
+pub(crate) fn attach_tcx(
+    netns: &Netns,
+    ebpf: &mut Ebpf,
+    name: &str,
+    attach_type: TcAttachType,
+    link: &Link,
+) -> Result<(), HookError> {
+    let prog: &mut SchedClassifier = program(ebpf, name)?;
+    prog.load().map_err(|source| HookError::Verifier {
+        name: name.into(),
+        source,
+    })?;
+    netns
+        .run(|| {
+            prog.attach_with_options(
+                &link.name,
+                attach_type,
+                TcAttachOptions::TcxOrder(LinkOrder::first()),
+            )
+        })
+        .map_err(|e| HookError::Netns(e.to_string()))?
+        .map_err(|source| HookError::Attach {
+            what: format!(
+                "TCX attach ({attach_type:?}) to {} failed (TCX needs Linux >= 6.6)",
+                link.name
+            ),
+            source,
+        })?;
+    Ok(())
+}
+
+pub(crate) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, HookError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| HookError::MissingProgram(name.into()))?;
+    prog.try_into().map_err(|source| HookError::Program {
+        name: name.into(),
+        source,
+    })
+}
+
+/// Verifies and attaches tp_btf programs of `ebpf`: `(program, tracepoint)`.
+/// `kernel_btf`: aya's parse of the kernel's BTF (tp_btf needs the
+/// tracepoint's BTF id).
+pub fn attach_btf_tracepoints(
+    ebpf: &mut Ebpf,
+    programs: &[(&str, &str)],
+    kernel_btf: &aya::Btf,
+) -> Result<(), HookError> {
+    for (name, tracepoint) in programs {
+        let prog: &mut aya::programs::BtfTracePoint = program(ebpf, name)?;
+        prog.load(tracepoint, kernel_btf)
+            .map_err(|source| HookError::Verifier {
+                name: name.to_string(),
+                source,
+            })?;
+        prog.attach().map_err(|source| HookError::Attach {
+            what: format!("attaching to tp_btf/{tracepoint} failed"),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Every entry of a per-CPU array: `result[index][cpu]`.
+pub fn read_per_cpu<T: Pod>(
+    ebpf: &Ebpf,
+    name: &str,
+    entries: u32,
+) -> Result<Vec<Vec<T>>, HookError> {
+    let map = ebpf
+        .map(name)
+        .ok_or_else(|| HookError::MissingMap(name.into()))?;
+    let map_error = |source| HookError::Map {
+        name: name.into(),
+        source,
+    };
+    let array = PerCpuArray::<_, T>::try_from(map).map_err(map_error)?;
+    (0..entries)
+        .map(|i| {
+            array
+                .get(&i, 0)
+                .map(|v| v.iter().copied().collect())
+                .map_err(map_error)
+        })
+        .collect()
+}

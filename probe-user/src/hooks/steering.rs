@@ -1,0 +1,98 @@
+//! `--steering`: the steering probes (tp_btf on napi_gro_receive_entry,
+//! netif_receive_skb, sk_data_ready, sock_recv_length): loading, reading the
+//! CPU matrices. Turning them into CPU pairs is in `steering.rs`.
+
+use aya::{Ebpf, EbpfLoader};
+use probe_common::drops::{GLOBAL_SCOPE_COUNT, GLOBAL_SCOPE_NETNS};
+use probe_common::latency::{
+    SteerMatrix, SteerOffsets, GLOBAL_STEER_NIC, GLOBAL_STEER_OFFSETS, MAP_STEER, PROG_STEER_NAPI,
+    PROG_STEER_READY, PROG_STEER_RECV, PROG_STEER_STACK, STEER_CPUS,
+};
+
+use super::{read_per_cpu, Hook, HookError};
+use crate::{btf::Btf, objects};
+
+const PROGRAMS: [(&str, &str); 4] = [
+    (PROG_STEER_NAPI, "napi_gro_receive_entry"),
+    (PROG_STEER_STACK, "netif_receive_skb"),
+    (PROG_STEER_READY, "sk_data_ready"),
+    (PROG_STEER_RECV, "sock_recv_length"),
+];
+
+pub fn setup(btf: &Btf) -> Result<SteerOffsets, HookError> {
+    let common = btf.member_offset("sock", "__sk_common")?;
+    Ok(SteerOffsets {
+        skb_head: btf.member_offset("sk_buff", "head")?,
+        skb_dev: btf.member_offset("sk_buff", "dev")?,
+        dev_ifindex: btf.member_offset("net_device", "ifindex")?,
+        dev_nd_net: btf.member_offset("net_device", "nd_net")?,
+        sk_num: common + btf.member_offset("sock_common", "skc_num")?,
+        sk_protocol: btf.member_offset("sock", "sk_protocol")?,
+        // possible_net_t: `struct net *net` at 0 (CONFIG_NET_NS).
+        sk_net: common + btf.member_offset("sock_common", "skc_net")?,
+        net_inum: btf.member_offset("net", "ns")? + btf.member_offset("ns_common", "inum")?,
+    })
+}
+
+/// The steering probes. Dropping it detaches them.
+pub struct SteerHook {
+    ebpf: Ebpf,
+}
+
+impl Hook for SteerHook {
+    fn object(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
+/// Loads the object (nothing attached yet: [`SteerHook::attach`]). Packets
+/// are followed from the polls of the NIC `nic_ifindex` in the namespace with
+/// inode `nic_netns`; socket reads in the `scope` namespaces (all if empty).
+pub fn load_steering(
+    offsets: SteerOffsets,
+    nic_ifindex: u32,
+    nic_netns: u32,
+    scope: &[u32],
+) -> Result<SteerHook, HookError> {
+    let (scope_netns, scope_count) = super::drops::scope_globals(scope)?;
+    let ebpf = EbpfLoader::new()
+        .override_global(GLOBAL_SCOPE_NETNS, &scope_netns, true)
+        .override_global(GLOBAL_SCOPE_COUNT, &scope_count, true)
+        // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
+        .btf(None)
+        .override_global(GLOBAL_STEER_OFFSETS, &offsets, true)
+        .override_global(GLOBAL_STEER_NIC, &[nic_ifindex, nic_netns], true)
+        .load(objects::STEERING)?;
+    Ok(SteerHook { ebpf })
+}
+
+/// Cumulative matrices summed over CPUs, `[from * STEER_CPUS + to]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SteerCounts {
+    pub napi_to_stack: Vec<u64>,
+    pub ready_to_reader: Vec<u64>,
+}
+
+impl SteerHook {
+    /// Linux >= 6.5 has all four tracepoints.
+    pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
+        super::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf)
+    }
+
+    pub fn read(&self) -> Result<SteerCounts, HookError> {
+        let per_cpu = read_per_cpu::<SteerMatrix>(&self.ebpf, MAP_STEER, 1)?.remove(0);
+        let mut c = SteerCounts {
+            napi_to_stack: vec![0; STEER_CPUS * STEER_CPUS],
+            ready_to_reader: vec![0; STEER_CPUS * STEER_CPUS],
+        };
+        for m in per_cpu {
+            for (s, n) in c.napi_to_stack.iter_mut().zip(m.napi_to_stack) {
+                *s += n;
+            }
+            for (s, n) in c.ready_to_reader.iter_mut().zip(m.ready_to_reader) {
+                *s += n;
+            }
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,118 @@
+//! The VXLAN stage: TCX ingress on a VXLAN device (flannel.1), decapsulated
+//! skbs, segments and bytes per inner class.
+
+use aya::{programs::TcAttachType, Ebpf, EbpfLoader};
+use probe_common::{DevCounters, MAP_VXLAN_DEV, PROG_VXLAN_INGRESS};
+
+use super::{attach_tcx, read_per_cpu, Hook, HookError};
+use crate::{
+    netns::Netns,
+    objects,
+    rtnl::{Link, LinkStats},
+};
+
+/// TCX ingress + egress on a VXLAN device.
+pub struct VxlanHook {
+    pub iface: String,
+    pub ifindex: u32,
+    pub vni: Option<u32>,
+    /// The UDP port the device receives on.
+    pub port: Option<u16>,
+    ebpf: Ebpf,
+    /// Counts of the hooks on earlier incarnations of the device (deleted and
+    /// recreated, as by a flanneld restart), so the counters never go back.
+    carried: Option<DevCounts>,
+    /// The same for the device's stats64: the earlier incarnations' last
+    /// readings, and this one's last reading (carried included).
+    kernel_carried: LinkStats,
+    kernel_last: Option<LinkStats>,
+}
+
+/// Raw cumulative counters of one VXLAN-device hook: `per_cpu[cpu]`.
+#[derive(Clone, Debug, Default)]
+pub struct DevCounts {
+    pub per_cpu: Vec<DevCounters>,
+}
+
+impl DevCounts {
+    /// Adds `other` per CPU and class.
+    pub fn add(&mut self, other: &DevCounts) {
+        for (mine, theirs) in self.per_cpu.iter_mut().zip(&other.per_cpu) {
+            for (a, b) in [
+                (&mut mine.skbs, &theirs.skbs),
+                (&mut mine.segments, &theirs.segments),
+                (&mut mine.bytes, &theirs.bytes),
+            ] {
+                for (a, b) in a.iter_mut().zip(b) {
+                    *a += b;
+                }
+            }
+        }
+    }
+}
+
+/// Loads the object for a VXLAN device and attaches TCX ingress inside
+/// `netns` (see attach_tcx for the order).
+pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, HookError> {
+    let mut ebpf = EbpfLoader::new().btf(None).load(objects::VXLAN)?;
+    attach_tcx(
+        netns,
+        &mut ebpf,
+        PROG_VXLAN_INGRESS,
+        TcAttachType::Ingress,
+        link,
+    )?;
+    Ok(VxlanHook {
+        iface: link.name.clone(),
+        ifindex: link.ifindex,
+        vni: link.vxlan.and_then(|v| v.vni),
+        port: link.vxlan.and_then(|v| v.port),
+        ebpf,
+        carried: None,
+        kernel_carried: LinkStats::default(),
+        kernel_last: None,
+    })
+}
+
+impl VxlanHook {
+    pub fn read(&self) -> Result<DevCounts, HookError> {
+        let mut counts = DevCounts {
+            per_cpu: read_per_cpu::<DevCounters>(&self.ebpf, MAP_VXLAN_DEV, 1)?
+                .pop()
+                .unwrap_or_default(),
+        };
+        if let Some(carried) = &self.carried {
+            counts.add(carried);
+        }
+        Ok(counts)
+    }
+
+    /// The device's stats64 from `now` (None if unreadable or gone) plus its
+    /// earlier incarnations'; remembered for a successor to carry over.
+    pub fn kernel_stats(&mut self, now: Option<LinkStats>) -> Option<LinkStats> {
+        let total = now.map(|s| s.plus(&self.kernel_carried));
+        if total.is_some() {
+            self.kernel_last = total;
+        }
+        total
+    }
+
+    /// Takes over `old`'s counts (a hook on the device this one replaces):
+    /// its maps outlive the device, so they hold every packet it counted;
+    /// its stats64 are what was last read before the device went.
+    pub fn carry_over(&mut self, old: &VxlanHook) -> Result<(), HookError> {
+        self.carried = Some(old.read()?);
+        self.kernel_carried = old.kernel_last.unwrap_or(old.kernel_carried);
+        Ok(())
+    }
+}
+
+impl Hook for VxlanHook {
+    fn object(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    fn iface(&self) -> &str {
+        &self.iface
+    }
+}

@@ -1,0 +1,92 @@
+//! The drop rows (per namespace, device and reason) and the top flows.
+
+use probe_common::drops::{FlowKey, FAMILY_V4, REASON_SLOTS};
+
+use super::{stage_index, DropRow, FlowRow, Names, TOP_FLOWS};
+use crate::{
+    hooks::drops::DropCounts,
+    reasons::{stage_of, ReasonNames, BENIGN_STAGE, FORWARD_STAGE, STAGES, TX_STAGE},
+};
+
+/// The stage of a drop of `reason`: the reason's, except that `ip`-stage
+/// drops of decapsulated packets (skb->dev a VXLAN device) are at `forward`.
+pub(super) fn stage_for(reason: &str, decap: bool) -> &'static str {
+    match stage_of(reason).0 {
+        "ip" if decap => FORWARD_STAGE,
+        stage => stage,
+    }
+}
+
+/// Drops per (netns, device, reason), in skbs. What the keyed table could
+/// not hold is listed without a device, so the rows add up to the exact
+/// per-reason totals. Sorted by stage in path order, then by count.
+pub(super) fn drop_rows(d: &DropCounts, names: &ReasonNames, who: &Names) -> Vec<DropRow> {
+    let mut out = Vec::new();
+    let mut attributed = vec![0u64; REASON_SLOTS];
+    for (key, n) in &d.keyed {
+        let reason = names.name(key.reason);
+        attributed[probe_common::drops::reason_slot(key.reason)] += n;
+        out.push(DropRow {
+            stage: stage_for(&reason, key.decap == 1),
+            reason,
+            iface: who.iface(key.netns, key.ifindex),
+            netns: who.netns(key.netns),
+            skbs: *n,
+        });
+    }
+    for (slot, n) in d.by_reason.iter().enumerate() {
+        let rest = n.saturating_sub(attributed[slot]);
+        if rest > 0 {
+            let reason = names.slot_name(slot);
+            out.push(DropRow {
+                stage: stage_of(&reason).0,
+                reason,
+                iface: None,
+                netns: None,
+                skbs: rest,
+            });
+        }
+    }
+    let order = |r: &DropRow| {
+        let stage = match r.stage {
+            TX_STAGE => STAGES.len(),
+            BENIGN_STAGE => STAGES.len() + 1,
+            s => stage_index(s),
+        };
+        (stage, std::cmp::Reverse(r.skbs))
+    };
+    out.sort_by(|a, b| {
+        (order(a), &a.reason, &a.netns, &a.iface).cmp(&(order(b), &b.reason, &b.netns, &b.iface))
+    });
+    out
+}
+
+/// The flows with the most drops, in skbs.
+pub(super) fn flow_rows(d: &DropCounts, names: &ReasonNames, who: &Names) -> Vec<FlowRow> {
+    let mut flows: Vec<(&FlowKey, &u64)> = d.flows.iter().collect();
+    flows.sort_by_key(|(k, n)| (std::cmp::Reverse(**n), **k));
+    flows
+        .into_iter()
+        .take(TOP_FLOWS)
+        .map(|(k, n)| {
+            let reason = names.name(k.reason);
+            FlowRow {
+                src: address(k.family, &k.src),
+                dst: address(k.family, &k.dst),
+                inner: k.inner == 1,
+                netns: who.netns(k.netns),
+                stage: stage_for(&reason, k.decap == 1),
+                reason,
+                skbs: *n,
+            }
+        })
+        .collect()
+}
+
+fn address(family: u8, bytes: &[u8; 16]) -> String {
+    if family == FAMILY_V4 {
+        std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string()
+    } else {
+        std::net::Ipv6Addr::from(*bytes).to_string()
+    }
+}

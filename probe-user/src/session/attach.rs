@@ -1,0 +1,305 @@
+//! Attaching a session: the NIC and VXLAN devices resolved from the
+//! configuration, then each stage's hook (a stage that cannot attach is
+//! reported unavailable and the others run), then the tracing hooks.
+
+use std::time::Instant;
+
+use super::{
+    targets::{self, Targets},
+    Session, SessionConfig,
+};
+use crate::{
+    error::ProbeError,
+    hooks::{
+        self, drops::DropHook, latency::LatencyHook, nic::NicConfig, steering::SteerHook, HookError,
+    },
+    ledger::Names,
+    model::{DevInfo, NicInfo, Topology, Unavailable},
+    netns::Netns,
+    rtnl::{Link, RtnlSocket},
+};
+
+/// Attaches every hook `cfg` asks for in `netns` (see the module doc).
+pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, ProbeError> {
+    let started_attach = Instant::now();
+    let mut rtnl = netns
+        .run(RtnlSocket::open)?
+        .map_err(|e| ProbeError::Runtime(format!("cannot open an rtnetlink socket: {e}")))?;
+    let links = rtnl
+        .links()
+        .map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
+
+    let targets = targets::resolve(cfg, &links, &netns)?;
+    let Targets {
+        nic,
+        devices,
+        ports,
+        vnis,
+        scope,
+        scope_inums,
+    } = targets;
+    let mut unavailable = Vec::new();
+    let nic_cfg = NicConfig {
+        vxlan_ports: ports.clone(),
+        vnis,
+        hook: cfg.nic_hook,
+        mode: cfg.xdp_mode,
+    };
+    let mut nic_hook = match hooks::nic::attach_nic(&netns, &nic, &nic_cfg) {
+        Ok(hook) => Some(hook),
+        Err(reason) => {
+            unavailable.push(Unavailable {
+                stage: "nic",
+                iface: nic.name.clone(),
+                reason: reason.to_string(),
+            });
+            None
+        }
+    };
+    let mut dev_hooks = Vec::new();
+    for dev in &devices {
+        match hooks::vxlan::attach_vxlan_dev(&netns, dev) {
+            Ok(hook) => dev_hooks.push(hook),
+            Err(reason) => unavailable.push(Unavailable {
+                stage: "vxlan",
+                iface: dev.name.clone(),
+                reason: reason.to_string(),
+            }),
+        }
+    }
+    let Tracing {
+        drops: drop_hook,
+        latency: latency_hook,
+        steering: steer_hook,
+    } = attach_tracing(cfg, &netns, &nic, &ports, &scope_inums, &mut unavailable);
+    if nic_hook.is_none() && dev_hooks.is_empty() && drop_hook.is_none() {
+        let reasons: Vec<_> = unavailable
+            .iter()
+            .map(|u| format!("{} on {}: {}", u.stage, u.iface, u.reason))
+            .collect();
+        return Err(ProbeError::Runtime(format!(
+            "no probe could be attached: {}",
+            reasons.join("; ")
+        )));
+    }
+    // Read back the XDP mode the kernel chose (auto picks native where it can).
+    let after = rtnl
+        .links()
+        .map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
+    if let Some(hook) = nic_hook.as_mut() {
+        if let Some(link) = after.iter().find(|l| l.ifindex == hook.ifindex) {
+            hook.set_hook_from(link);
+        }
+        if let Some(id) = hook.foreign_xdp {
+            eprintln!(
+                "probe: {} already has an XDP program (id {id}) that is not ours; \
+                 leaving it alone and counting the NIC stage at TCX ingress instead",
+                hook.iface
+            );
+        }
+    }
+    for u in unavailable.iter_mut() {
+        // The whole reason (a verifier log can be long) goes to stderr once;
+        // reports carry its first line.
+        eprintln!(
+            "probe: stage {} on {} unavailable: {}",
+            u.stage, u.iface, u.reason
+        );
+        u.reason = super::first_line(&u.reason);
+    }
+    let topology = Topology {
+        netns: netns.label(),
+        nic: nic_hook.as_ref().map(|h| NicInfo {
+            iface: h.iface.clone(),
+            hook: h.hook.clone(),
+            queue_slots: h.queue_slots,
+            vnis: h.vnis.clone(),
+        }),
+        vxlan_devs: dev_hooks
+            .iter()
+            .map(|h| DevInfo {
+                iface: h.iface.clone(),
+                vni: h.vni,
+                port: h.port,
+            })
+            .collect(),
+        unavailable,
+        reasons: drop_hook.as_ref().map(|h| h.reasons.clone()),
+        latency: latency_hook.is_some(),
+        steering: steer_hook.is_some(),
+        drop_scope: cfg.drop_netns.clone(),
+        gaps: Vec::new(),
+    };
+    let mut bpf_stats = None;
+    if cfg.self_cost {
+        match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+            Ok(fd) => bpf_stats = Some(fd),
+            Err(e) => eprintln!(
+                "probe: --self: cannot enable BPF run-time statistics ({e}); reporting CPU and memory only"
+            ),
+        }
+    }
+    let snmp_netns = if scope.is_empty() {
+        vec![match netns.name() {
+            Some(name) => Netns::named(name)?,
+            None => Netns::current(),
+        }]
+    } else {
+        scope
+    };
+    let dev_hooks_len = dev_hooks.len();
+    let session = Session {
+        netns,
+        rtnl,
+        nic: nic_hook,
+        devs: dev_hooks,
+        drops: drop_hook,
+        latency: latency_hook,
+        steering: steer_hook,
+        snmp_netns,
+        names: Names::default(),
+        bpf_stats,
+        self_cost: cfg.self_cost,
+        attach_ms: started_attach.elapsed().as_secs_f64() * 1e3,
+        settings: None,
+        topology,
+        started: Instant::now(),
+        last_device_check: Instant::now(),
+        devs_retry_at: vec![None; dev_hooks_len],
+    };
+    // Settings are read after attaching (not counted in attach_ms); failing
+    // to read them only costs the advice.
+    let mut devices: Vec<&Link> = vec![&nic];
+    devices.extend(
+        links
+            .iter()
+            .filter(|l| session.devs.iter().any(|d| d.ifindex == l.ifindex)),
+    );
+    let mut session = session;
+    session.settings = crate::tune::snapshot(&session.netns, &devices).ok();
+    if !cfg.quiet {
+        eprintln!(
+            "probe: attached in {:.0} ms (netns {}): {}",
+            session.attach_ms,
+            session.netns.label(),
+            super::describe_hooks(&session.topology)
+        );
+    }
+    Ok(session)
+}
+
+/// The tracing hooks a session asked for: the drop probe always, the
+/// latency and steering probes on request.
+struct Tracing {
+    drops: Option<DropHook>,
+    latency: Option<LatencyHook>,
+    steering: Option<SteerHook>,
+}
+
+/// Loads and attaches the tracing hooks; each one that cannot attach is
+/// added to `unavailable` and the others run.
+fn attach_tracing(
+    cfg: &SessionConfig,
+    netns: &Netns,
+    nic: &Link,
+    ports: &[u16],
+    scope_inums: &[u32],
+    unavailable: &mut Vec<Unavailable>,
+) -> Tracing {
+    // The tracing probes. Memory: the kernel's BTF is ~5 MB that parse to
+    // ~10 MB, and each object load has a large short-lived allocation of its
+    // own. So: read what the probes need from our own compact parse, free it,
+    // load the objects, and only then let aya parse the BTF for the tp_btf
+    // attach: never two of these at once (peak RSS, BENCHMARKS.md).
+    let (drop_setup, latency_setup, steer_setup) = match crate::btf::Btf::from_kernel() {
+        Ok(btf) => (
+            hooks::drops::setup(&btf),
+            hooks::latency::setup(&btf),
+            hooks::steering::setup(&btf),
+        ),
+        Err(e) => (
+            Err(HookError::Kernel(e.clone())),
+            Err(HookError::Kernel(e.clone())),
+            Err(HookError::Kernel(e)),
+        ),
+    };
+    let nic_netns_inum = netns.inum().unwrap_or(0);
+    let mut drop_hook = drop_setup
+        .and_then(|setup| hooks::drops::load_drops(setup, scope_inums, ports, nic_netns_inum));
+    let mut latency_hook = if cfg.latency {
+        latency_setup
+            .and_then(hooks::latency::load_latency)
+            .map(Some)
+    } else {
+        Ok(None)
+    };
+    let mut steer_hook = if cfg.steering {
+        let nic_netns = netns.inum().map_err(|e| {
+            HookError::Kernel(format!("cannot identify netns {}: {e}", netns.label()))
+        });
+        steer_setup
+            .and_then(|offsets| {
+                hooks::steering::load_steering(offsets, nic.ifindex, nic_netns?, scope_inums)
+            })
+            .map(Some)
+    } else {
+        Ok(None)
+    };
+    if drop_hook.is_ok() || matches!(latency_hook, Ok(Some(_))) || matches!(steer_hook, Ok(Some(_)))
+    {
+        match aya::Btf::from_sys_fs() {
+            Ok(btf) => {
+                if let Ok(hook) = &mut drop_hook {
+                    if let Err(e) = hook.attach(&btf) {
+                        drop_hook = Err(e);
+                    }
+                }
+                if let Ok(Some(hook)) = &mut latency_hook {
+                    if let Err(e) = hook.attach(&btf) {
+                        latency_hook = Err(e);
+                    }
+                }
+                if let Ok(Some(hook)) = &mut steer_hook {
+                    if let Err(e) = hook.attach(&btf) {
+                        steer_hook = Err(e);
+                    }
+                }
+            }
+            Err(e) => {
+                let e = format!("reading the kernel's BTF: {e}");
+                drop_hook = Err(HookError::Kernel(e.clone()));
+                latency_hook = Err(HookError::Kernel(e.clone()));
+                steer_hook = Err(HookError::Kernel(e));
+            }
+        }
+    }
+    // Give the freed parse buffers back to the system.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+    let mut tracing_stage = |stage: &'static str, reason: Option<String>| {
+        if let Some(reason) = reason {
+            unavailable.push(Unavailable {
+                stage,
+                iface: "*".into(),
+                reason,
+            });
+        }
+    };
+    tracing_stage("drops", drop_hook.as_ref().err().map(ToString::to_string));
+    tracing_stage(
+        "softirq",
+        latency_hook.as_ref().err().map(ToString::to_string),
+    );
+    tracing_stage(
+        "steering",
+        steer_hook.as_ref().err().map(ToString::to_string),
+    );
+    let steer_hook = steer_hook.ok().flatten();
+    let drop_hook = drop_hook.ok();
+    let latency_hook = latency_hook.ok().flatten();
+    Tracing {
+        drops: drop_hook,
+        latency: latency_hook,
+        steering: steer_hook,
+    }
+}

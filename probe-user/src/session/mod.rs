@@ -1,0 +1,276 @@
+//! A session: attach every hook a configuration asks for, sample the
+//! kernel's counters every interval into a `Sample`, hand each period's
+//! `Report` to the caller (`watch`, `serve`, `record`), follow devices that
+//! come and go, and detach on exit. Resolved once from the flags
+//! (`SessionConfig`); nothing here knows about the command line.
+
+mod attach;
+mod names;
+mod reattach;
+mod sample;
+mod targets;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+pub use targets::vxlan_port_set;
+
+use crate::{
+    caps,
+    error::ProbeError,
+    hooks::{
+        drops::DropHook,
+        latency::LatencyHook,
+        nic::{NicHook, NicHookArg, XdpModeArg},
+        steering::SteerHook,
+        vxlan::VxlanHook,
+        Hook,
+    },
+    ledger::Names,
+    model::{Report, ReportKind, Sample, Topology},
+    netns::Netns,
+    rtnl::RtnlSocket,
+    tune::Snapshot,
+};
+
+/// What to watch and how, resolved from `watch`'s flags (also `serve`'s
+/// and `record`'s), already validated.
+#[derive(Clone, Debug, Default)]
+pub struct SessionConfig {
+    /// A network namespace under /run/netns to attach in; None: this one.
+    pub netns: Option<String>,
+    /// The NIC; None: the interface of the default route.
+    pub iface: Option<String>,
+    /// VXLAN devices; empty: every device of kind vxlan.
+    pub vxlan_ifaces: Vec<String>,
+    pub vxlan_ports: Vec<u16>,
+    pub nic_hook: NicHookArg,
+    pub xdp_mode: XdpModeArg,
+    /// Namespaces whose drops count; empty: every namespace.
+    pub drop_netns: Vec<String>,
+    pub latency: bool,
+    pub steering: bool,
+    pub self_cost: bool,
+    /// Seconds between reports, and the run's length (None: until a signal).
+    pub interval: f64,
+    pub duration: Option<f64>,
+    pub ready_file: Option<PathBuf>,
+    /// No human-readable lines on stderr (JSON output).
+    pub quiet: bool,
+}
+
+impl SessionConfig {
+    /// The capabilities a session with this configuration needs.
+    pub fn requirements(&self) -> Vec<caps::Requirement> {
+        caps::watch_requirements(self.netns.is_some() || !self.drop_netns.is_empty())
+    }
+}
+
+/// An attached session. Dropping it detaches everything.
+pub struct Session {
+    pub(crate) netns: Netns,
+    pub(crate) rtnl: RtnlSocket,
+    pub(crate) nic: Option<NicHook>,
+    pub(crate) devs: Vec<VxlanHook>,
+    pub(crate) drops: Option<DropHook>,
+    pub(crate) latency: Option<LatencyHook>,
+    pub(crate) steering: Option<SteerHook>,
+    /// Where /proc/net/snmp is read: the --drop-netns namespaces, else the watched one.
+    pub(crate) snmp_netns: Vec<Netns>,
+    pub(crate) names: Names,
+    /// Held while `--self` runs: BPF run-time statistics stay on until closed.
+    pub(crate) bpf_stats: Option<std::os::fd::OwnedFd>,
+    pub(crate) self_cost: bool,
+    /// Time it took to load, verify and attach every probe.
+    pub(crate) attach_ms: f64,
+    /// The receive-path settings at attach time, for advice.
+    pub(crate) settings: Option<Snapshot>,
+    pub(crate) topology: Topology,
+    pub(crate) started: Instant,
+    pub(crate) last_device_check: Instant,
+    /// Per VXLAN hook: after a failed re-attach, when to try again (each try
+    /// loads and verifies the programs).
+    pub(crate) devs_retry_at: Vec<Option<Instant>>,
+}
+
+/// What each report of a session covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Period {
+    /// The interval since the previous report (`watch`, `record`).
+    SinceLast,
+    /// Everything since attach, every interval (`serve`: Prometheus counters
+    /// are totals).
+    SinceAttach,
+}
+
+/// A report between two samples, with the advice its evidence supports.
+fn report(kind: ReportKind, a: &Session, earlier: &Sample, later: &Sample) -> Report {
+    let mut r = Report::between(kind, &a.topology, earlier, later);
+    if let Some(settings) = &a.settings {
+        r.advice = crate::advice::advise(&r, settings);
+    }
+    r
+}
+
+/// Attaches, calls `on_attached` once every probe is attached, hands every
+/// interval's report (covering `period`) and then the summary to `out` (which
+/// returns false to stop early), detaches. Returns the settings snapshot taken
+/// at attach time and the summary.
+pub fn run(
+    cfg: &SessionConfig,
+    period: Period,
+    on_attached: impl FnOnce(&Topology),
+    mut out: impl FnMut(&Report) -> Result<bool, ProbeError>,
+) -> Result<(Option<Snapshot>, Report), ProbeError> {
+    // Registered before attaching: a signal during attach ends the run cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| ProbeError::Runtime(format!("cannot install signal handler: {e}")))?;
+    }
+    let netns = match &cfg.netns {
+        Some(name) => Netns::named(name)?,
+        None => Netns::current(),
+    };
+    caps::check(&cfg.requirements())?;
+    let mut session = attach::attach(cfg, netns)?;
+    let first = sample::sample(&mut session)?;
+    let baseline = first.attach_baseline();
+    if period == Period::SinceAttach {
+        // Totals start at zero with every hook listed, before the first interval.
+        out(&report(ReportKind::Summary, &session, &baseline, &first))?;
+    }
+    // Ready (the file, /readyz): attached, and counting from here.
+    on_attached(&session.topology);
+    if let Some(path) = &cfg.ready_file {
+        write_ready_file(path, &session)?;
+    }
+    let mut previous = first;
+    // Both were range-checked before attaching (cli::SecondsRange): these
+    // conversions cannot fail, and checked ones keep it so.
+    let seconds = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
+    let interval = seconds(cfg.interval);
+    let deadline = cfg
+        .duration
+        .and_then(|d| session.started.checked_add(seconds(d)));
+    let mut next_tick = session.started + interval;
+    loop {
+        let now = Instant::now();
+        let end = deadline.is_some_and(|d| now >= d) || stop.load(Ordering::Relaxed);
+        if end {
+            break;
+        }
+        if now >= session.last_device_check + reattach::DEVICE_CHECK {
+            session.last_device_check = now;
+            reattach::check_devices(&mut session);
+        }
+        let wake = deadline.map_or(next_tick, |d| d.min(next_tick));
+        if now < wake {
+            std::thread::sleep((wake - now).min(Duration::from_millis(50)));
+            continue;
+        }
+        if now >= next_tick {
+            let current = sample::sample(&mut session)?;
+            let r = match period {
+                Period::SinceLast => report(ReportKind::Interval, &session, &previous, &current),
+                Period::SinceAttach => report(ReportKind::Summary, &session, &baseline, &current),
+            };
+            let reader_gone = !out(&r)?;
+            previous = current;
+            next_tick += interval;
+            if reader_gone {
+                break;
+            }
+        }
+    }
+    let last = sample::sample(&mut session)?;
+    if period == Period::SinceLast && last.uptime_s - previous.uptime_s >= cfg.interval / 2.0 {
+        out(&report(ReportKind::Interval, &session, &previous, &last))?;
+    }
+    let summary = report(ReportKind::Summary, &session, &baseline, &last);
+    out(&summary)?;
+    if let Some(path) = &cfg.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
+    let settings = session.settings.take();
+    drop(session); // detaches every link
+    Ok((settings, summary))
+}
+
+impl Session {
+    /// Every hook, in path order.
+    fn hooks(&self) -> impl Iterator<Item = &dyn Hook> {
+        let nic = self.nic.iter().map(|h| h as &dyn Hook);
+        let devs = self.devs.iter().map(|h| h as &dyn Hook);
+        let drops = self.drops.iter().map(|h| h as &dyn Hook);
+        let latency = self.latency.iter().map(|h| h as &dyn Hook);
+        let steering = self.steering.iter().map(|h| h as &dyn Hook);
+        nic.chain(devs).chain(drops).chain(latency).chain(steering)
+    }
+
+    /// Kernel ids of every program this run loaded.
+    fn program_ids(&self) -> Vec<u32> {
+        self.hooks().flat_map(|h| h.program_ids()).collect()
+    }
+}
+
+/// `{pid, attach_ms, netns, hooks, unavailable, program_ids}`: written once
+/// every probe is session.
+fn write_ready_file(path: &std::path::Path, a: &Session) -> Result<(), ProbeError> {
+    let t = &a.topology;
+    let body = serde_json::json!({
+        "pid": std::process::id(),
+        "attach_ms": a.attach_ms,
+        "netns": t.netns,
+        "hooks": describe_hooks(t),
+        "unavailable": t.unavailable,
+        "program_ids": a.program_ids(),
+    });
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body.to_string() + "\n")
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            ProbeError::Runtime(format!("cannot write --ready-file {}: {e}", path.display()))
+        })
+}
+
+pub(crate) fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("");
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
+fn describe_hooks(t: &Topology) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = &t.nic {
+        parts.push(format!("{} on {}", n.hook, n.iface));
+    }
+    for d in &t.vxlan_devs {
+        parts.push(format!("tcx ingress on {}", d.iface));
+    }
+    if t.latency {
+        parts.push("tp_btf/softirq_raise+entry+exit, tp_btf/napi_poll".to_string());
+    }
+    if t.steering {
+        parts.push(
+            "tp_btf/napi_gro_receive_entry+netif_receive_skb+sk_data_ready+sock_recv_length"
+                .to_string(),
+        );
+    }
+    if t.reasons.is_some() {
+        parts.push(if t.drop_scope.is_empty() {
+            "tp_btf/kfree_skb (drops in every netns)".to_string()
+        } else {
+            format!("tp_btf/kfree_skb (drops in {})", t.drop_scope.join(", "))
+        });
+    }
+    parts.join(", ")
+}

@@ -1,0 +1,37 @@
+//! Numbers the kernel reports turned into names: namespace inodes into
+//! /run/netns names (or `host`), ifindexes into interface names.
+
+use crate::{
+    ledger::Names,
+    netns::{self, Netns},
+    rtnl::RtnlSocket,
+};
+
+/// Names the namespaces and devices that drops and NAPI polls were seen in
+/// (netns inode, ifindex). Interface names are listed once per namespace and
+/// again only when an unknown one appears.
+pub(super) fn refresh_names(names: &mut Names, seen: impl Iterator<Item = (u32, u32)> + Clone) {
+    let missing_netns = seen
+        .clone()
+        .any(|(n, _)| n != 0 && !names.netns.contains_key(&n));
+    if missing_netns || names.netns.is_empty() {
+        names.netns = netns::known_namespaces();
+    }
+    let mut listed = std::collections::BTreeSet::new();
+    for (inum, ifindex) in seen {
+        if ifindex == 0 || names.ifaces.contains_key(&(inum, ifindex)) || !listed.insert(inum) {
+            continue;
+        }
+        let Some(name) = names.netns.get(&inum) else {
+            continue;
+        };
+        let Ok(ns) = Netns::host_or_named(name) else {
+            continue;
+        };
+        if let Ok(Ok(links)) = ns.run(|| RtnlSocket::open().and_then(|mut s| s.links())) {
+            for l in links {
+                names.ifaces.insert((inum, l.ifindex), l.name);
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! One sample: every hook's counters and the kernel's own (stats64, ethtool,
+//! softnet_stat, /proc/net/snmp), read at one instant.
+
+use std::time::SystemTime;
+
+use super::{names::refresh_names, Session};
+use crate::{error::ProbeError, model::Sample, rtnl::LinkStats};
+
+/// Reads every hook and kernel counter of `a` now.
+pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
+    let links = a
+        .rtnl
+        .links()
+        .map_err(|e| ProbeError::Runtime(format!("cannot read interface statistics: {e}")))?;
+    let stats = |ifindex: u32| {
+        links
+            .iter()
+            .find(|l| l.ifindex == ifindex)
+            .and_then(|l| l.stats)
+    };
+    // A recreated device's counters start from zero: add its predecessors'.
+    let devs_kernel: Vec<Option<LinkStats>> = a
+        .devs
+        .iter_mut()
+        .map(|h| h.kernel_stats(stats(h.ifindex)))
+        .collect();
+    let nic = a.nic.as_ref().map(|h| h.read()).transpose()?;
+    let devs = a
+        .devs
+        .iter()
+        .map(|h| h.read())
+        .collect::<Result<Vec<_>, _>>()?;
+    let drops = a.drops.as_ref().map(|h| h.read()).transpose()?;
+    let latency = a.latency.as_ref().map(|h| h.read()).transpose()?;
+    let napi_keys: Vec<(u32, u32)> = latency
+        .iter()
+        .flat_map(|l| l.napi.keys().map(|(k, _)| (k.netns, k.ifindex)))
+        .collect();
+    let drop_keys: Vec<(u32, u32)> = drops
+        .iter()
+        .flat_map(|d| {
+            d.keyed
+                .keys()
+                .map(|k| (k.netns, k.ifindex))
+                .chain(d.flows.keys().map(|k| (k.netns, 0)))
+        })
+        .collect();
+    refresh_names(&mut a.names, drop_keys.into_iter().chain(napi_keys));
+    // Node-wide and per-netns kernel counters; unreadable ones are left out
+    // of the cross-check rather than ending the run.
+    let softnet = crate::procfs::read_softnet().unwrap_or_default();
+    let nic_queue_drops = match &a.nic {
+        Some(h) => a
+            .netns
+            .run(|| crate::ethtool::stats(&h.iface))
+            .ok()
+            .and_then(Result::ok)
+            .map(|s| crate::ethtool::queue_drop_stats(&s))
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let snmp = a
+        .snmp_netns
+        .iter()
+        .filter_map(|n| {
+            let s = n.run(crate::procfs::read_snmp).ok()?.ok()?;
+            Some((n.label(), s))
+        })
+        .collect();
+    Ok(Sample {
+        wall: Some(SystemTime::now()),
+        uptime_s: a.started.elapsed().as_secs_f64(),
+        nic,
+        nic_kernel: a.nic.as_ref().and_then(|h| stats(h.ifindex)),
+        devs,
+        devs_kernel,
+        drops,
+        nic_queue_drops,
+        softnet,
+        snmp,
+        names: a.names.clone(),
+        self_sample: a.self_cost.then(|| self_sample(a)),
+        latency,
+        steering: a.steering.as_ref().map(|h| h.read()).transpose()?,
+    })
+}
+
+fn self_sample(a: &Session) -> crate::selfcost::SelfSample {
+    let (cpu_s, rss_kib, peak_rss_kib) = crate::selfcost::process_usage("self");
+    let mut programs = Vec::new();
+    if a.bpf_stats.is_some() {
+        programs.extend(a.hooks().flat_map(|h| h.program_stats()));
+    }
+    crate::selfcost::SelfSample {
+        cpu_s,
+        rss_kib,
+        peak_rss_kib,
+        programs,
+    }
+}
