@@ -5,6 +5,7 @@
 
 use crate::{
     model::{Advice, Report},
+    stage::Stage,
     tune::Snapshot,
 };
 
@@ -28,7 +29,7 @@ fn device_setting<'a>(s: &'a Snapshot, iface: &str, name: &str) -> Option<&'a st
 }
 
 /// Segments (wire packets) `stage` dropped for `reason`: the ledger's unit.
-fn reason_count(r: &Report, stage: &str, reason: &str) -> u64 {
+fn reason_count(r: &Report, stage: Stage, reason: &str) -> u64 {
     r.ledger
         .ledger
         .iter()
@@ -103,7 +104,7 @@ fn num(x: f64) -> String {
 /// What entered `stage`, as the verdict takes it: its own `segments_in`, else
 /// the nearest upstream stage's. None when that input cannot hold the drops
 /// (they were counted on another node of the scope).
-fn stage_input(r: &Report, stage: &str, drops: u64) -> Option<u64> {
+fn stage_input(r: &Report, stage: Stage, drops: u64) -> Option<u64> {
     let rows = &r.ledger.ledger;
     let i = rows.iter().position(|row| row.stage == stage)?;
     rows[..=i]
@@ -131,12 +132,12 @@ fn drop_evidence(r: &Report, drops: u64, input: Option<u64>) -> Option<String> {
 /// Every rule that has evidence in `r` (with the settings in `s`).
 pub fn advise(r: &Report, s: &Snapshot) -> Vec<Advice> {
     let mut out = Vec::new();
-    let backlog = reason_count(r, "backlog", "CPU_BACKLOG");
+    let backlog = reason_count(r, Stage::Backlog, "CPU_BACKLOG");
     // The backlog's input: upstream of it, else what the CPUs processed plus
     // what they dropped (a dropped packet is never processed). `processed`
     // counts skbs after GRO, at most the segments: that fallback share errs
     // high, but the rate and count must still hold.
-    let input = stage_input(r, "backlog", backlog).or_else(|| {
+    let input = stage_input(r, Stage::Backlog, backlog).or_else(|| {
         (!r.softnet.is_empty())
             .then(|| r.softnet.iter().map(|c| c.processed).sum::<u64>() + backlog)
     });
@@ -184,8 +185,8 @@ pub fn advise(r: &Report, s: &Snapshot) -> Vec<Advice> {
             ),
         });
     }
-    let rcvbuf = reason_count(r, "socket", "SOCKET_RCVBUFF");
-    if let Some(evidence) = drop_evidence(r, rcvbuf, stage_input(r, "socket", rcvbuf)) {
+    let rcvbuf = reason_count(r, Stage::Socket, "SOCKET_RCVBUFF");
+    if let Some(evidence) = drop_evidence(r, rcvbuf, stage_input(r, Stage::Socket, rcvbuf)) {
         let flow = r
             .ledger
             .flows

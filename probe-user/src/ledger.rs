@@ -10,8 +10,9 @@ use serde::Serialize;
 use crate::{
     hooks::drops::DropCounts,
     procfs::{Snmp, SoftnetCpu},
-    reasons::{stage_of, ReasonNames, BENIGN_STAGE, FORWARD_STAGE, STAGES, TX_STAGE},
+    reasons::{stage_of, ReasonNames},
     rtnl::LinkStats,
+    stage::Stage,
 };
 
 /// The names benign_drops gives the drops the probe recognises as losing no
@@ -66,7 +67,7 @@ impl Names {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DropRow {
-    pub stage: &'static str,
+    pub stage: Stage,
     pub reason: String,
     /// skb->dev when the skb was dropped; null if it had none, or if the
     /// drop's (netns, device) could not be kept apart (table full).
@@ -83,7 +84,7 @@ pub struct FlowRow {
     /// True: the inner addresses of a VXLAN packet dropped before decapsulation.
     pub inner: bool,
     pub netns: Option<String>,
-    pub stage: &'static str,
+    pub stage: Stage,
     pub reason: String,
     /// Dropped skbs.
     pub skbs: u64,
@@ -108,7 +109,7 @@ pub struct ReasonCount {
 /// skb counts its gso_segs) unless its name says skbs.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LedgerRow {
-    pub stage: &'static str,
+    pub stage: Stage,
     /// Segments that entered the stage, where a hook or counter sees them.
     pub segments_in: Option<u64>,
     /// Segments dropped at this stage: drop reasons, plus the NIC's hardware
@@ -154,7 +155,7 @@ pub struct VxlanLoss {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Verdict {
     /// The stage that lost the most segments; null when nothing was lost.
-    pub stage: Option<&'static str>,
+    pub stage: Option<Stage>,
     /// Segments dropped at that stage (every reason).
     pub segments: u64,
     /// The stage's most frequent reason, and its own count.
@@ -202,11 +203,12 @@ pub struct Ledger {
     pub drops_out_of_scope: u64,
 }
 
-fn stage_index(stage: &str) -> usize {
-    STAGES
+/// The ledger row of a receive stage (`Stage::RECEIVE` is in variant order).
+fn stage_index(stage: Stage) -> usize {
+    Stage::RECEIVE
         .iter()
         .position(|s| *s == stage)
-        .unwrap_or(STAGES.len() - 1)
+        .unwrap_or(Stage::RECEIVE.len() - 1)
 }
 
 /// Adds `skbs` / `segments` of `reason` to `row`-like totals.
@@ -219,9 +221,9 @@ fn add_reason(reasons: &mut BTreeMap<String, ReasonCount>, reason: &str, skbs: u
 
 /// Builds the ledger for one report.
 pub fn build(input: &LedgerInput) -> Ledger {
-    let mut rows: Vec<LedgerRow> = STAGES
+    let mut rows: Vec<LedgerRow> = Stage::RECEIVE
         .iter()
-        .map(|stage| LedgerRow {
+        .map(|&stage| LedgerRow {
             stage,
             segments_in: None,
             drops: 0,
@@ -230,7 +232,7 @@ pub fn build(input: &LedgerInput) -> Ledger {
             kernel: BTreeMap::new(),
         })
         .collect();
-    let nic = stage_index("nic");
+    let nic = stage_index(Stage::Nic);
 
     // nic: what the device counts before any skb exists (frames: segments).
     let mut ring_drops = 0;
@@ -268,8 +270,8 @@ pub fn build(input: &LedgerInput) -> Ledger {
     for (name, n) in &input.nic_queue_drops {
         rows[nic].kernel.insert(format!("ethtool:{name}"), *n);
     }
-    rows[stage_index("vxlan")].segments_in = input.vxlan_outer;
-    rows[stage_index(FORWARD_STAGE)].segments_in = input.vxlan_inner;
+    rows[stage_index(Stage::Vxlan)].segments_in = input.vxlan_outer;
+    rows[stage_index(Stage::Forward)].segments_in = input.vxlan_inner;
 
     let mut out = Ledger::default();
     let mut vxlan_explained: BTreeMap<String, u64> = BTreeMap::new();
@@ -295,8 +297,8 @@ pub fn build(input: &LedgerInput) -> Ledger {
             // Segments are never fewer than skbs (max(gso_segs, 1) each).
             let segments = segments.max(skbs);
             let section = match stage {
-                TX_STAGE => Some(&mut out.tx_drops),
-                BENIGN_STAGE => Some(&mut out.benign_drops),
+                Stage::Tx => Some(&mut out.tx_drops),
+                Stage::Benign => Some(&mut out.benign_drops),
                 _ => None,
             };
             if let Some(section) = section {
@@ -307,7 +309,7 @@ pub fn build(input: &LedgerInput) -> Ledger {
             }
             // A VXLAN packet dropped before decapsulation, or by the VXLAN
             // code (whose drops the scope may have counted too: not twice).
-            let explains = if stage == "vxlan" {
+            let explains = if stage == Stage::Vxlan {
                 outer.max(segments)
             } else {
                 outer
@@ -316,7 +318,7 @@ pub fn build(input: &LedgerInput) -> Ledger {
                 vxlan_explained.insert(reason.clone(), explains);
             }
             // IP drops of decapsulated packets belong after the VXLAN stage.
-            let (decap_skbs, decap_segments) = if stage == "ip" {
+            let (decap_skbs, decap_segments) = if stage == Stage::Ip {
                 let skbs = at(&d.decap_skbs).min(skbs);
                 (skbs, at(&d.decap_segments).clamp(skbs, segments))
             } else {
@@ -324,7 +326,7 @@ pub fn build(input: &LedgerInput) -> Ledger {
             };
             for (stage, skbs, segments) in [
                 (stage, skbs - decap_skbs, segments - decap_segments),
-                (FORWARD_STAGE, decap_skbs, decap_segments),
+                (Stage::Forward, decap_skbs, decap_segments),
             ] {
                 if skbs > 0 {
                     let row = &mut rows[stage_index(stage)];
@@ -361,7 +363,7 @@ pub fn build(input: &LedgerInput) -> Ledger {
 
     // Stage-wide kernel counters.
     if !input.softnet.is_empty() {
-        let i = stage_index("backlog");
+        let i = stage_index(Stage::Backlog);
         let sum = |f: fn(&SoftnetCpu) -> u64| input.softnet.iter().map(f).sum::<u64>();
         rows[i]
             .kernel

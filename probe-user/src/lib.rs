@@ -26,6 +26,7 @@ pub mod route;
 pub mod rtnl;
 pub mod selfcost;
 pub mod session;
+pub mod stage;
 pub mod steering;
 pub mod tune;
 

@@ -165,14 +165,18 @@ impl Collector for Shared {
                     .iter()
                     .any(|g| g.iface == s.iface && g.reattached_s.is_none());
                 (
-                    label(&[("stage", s.stage), ("iface", &s.iface), ("hook", &s.hook)]),
+                    label(&[
+                        ("stage", s.stage.as_str()),
+                        ("iface", &s.iface),
+                        ("hook", &s.hook),
+                    ]),
                     i64::from(!missing),
                 )
             })
             .chain(r.unavailable.iter().map(|u| {
                 (
                     label(&[
-                        ("stage", u.stage),
+                        ("stage", u.stage.as_str()),
                         ("iface", &u.iface),
                         ("hook", "unavailable"),
                     ]),
@@ -188,7 +192,12 @@ impl Collector for Shared {
         let stage = |value: fn(&crate::model::StageRow) -> u64| -> Vec<(Labels, u64)> {
             r.stages
                 .iter()
-                .map(|s| (label(&[("stage", s.stage), ("iface", &s.iface)]), value(s)))
+                .map(|s| {
+                    (
+                        label(&[("stage", s.stage.as_str()), ("iface", &s.iface)]),
+                        value(s),
+                    )
+                })
                 .collect()
         };
         f.counter(
@@ -210,7 +219,7 @@ impl Collector for Shared {
             .ledger
             .ledger
             .iter()
-            .filter_map(|row| Some((label(&[("stage", row.stage)]), row.segments_in?)))
+            .filter_map(|row| Some((label(&[("stage", row.stage.as_str())]), row.segments_in?)))
             .collect();
         f.counter(
             "ledger_segments_in",
@@ -221,7 +230,7 @@ impl Collector for Shared {
             .ledger
             .ledger
             .iter()
-            .map(|row| (label(&[("stage", row.stage)]), row.drops))
+            .map(|row| (label(&[("stage", row.stage.as_str())]), row.drops))
             .collect();
         f.counter(
             "ledger_drop_segments",
@@ -234,7 +243,7 @@ impl Collector for Shared {
             r.ledger
                 .ledger
                 .iter()
-                .map(|row| (row.stage, &row.reasons))
+                .map(|row| (row.stage.as_str(), &row.reasons))
                 .chain([
                     ("tx", &r.ledger.tx_drops.reasons),
                     ("benign", &r.ledger.benign_drops.reasons),
@@ -260,9 +269,12 @@ impl Collector for Shared {
             .ledger
             .iter()
             .flat_map(|row| {
-                row.kernel
-                    .iter()
-                    .map(|(name, n)| (label(&[("stage", row.stage), ("counter", name)]), *n))
+                row.kernel.iter().map(|(name, n)| {
+                    (
+                        label(&[("stage", row.stage.as_str()), ("counter", name)]),
+                        *n,
+                    )
+                })
             })
             .collect();
         f.counter(

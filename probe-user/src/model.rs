@@ -20,6 +20,8 @@ use crate::{
     selfcost::{SelfCost, SelfSample},
 };
 
+pub use crate::stage::{HookKind, Stage};
+
 /// What is being watched: fixed for the whole run.
 #[derive(Clone, Debug, Default)]
 pub struct Topology {
@@ -45,7 +47,7 @@ pub struct Topology {
 /// the device received between the two is not counted.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Gap {
-    pub stage: &'static str,
+    pub stage: HookKind,
     pub iface: String,
     /// Seconds since attach when the probe found the device gone or
     /// replaced (it looks every 200 ms).
@@ -206,7 +208,7 @@ pub struct Report {
 /// A probe that could not be attached, and why. The others still run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Unavailable {
-    pub stage: &'static str,
+    pub stage: HookKind,
     pub iface: String,
     pub reason: String,
 }
@@ -232,7 +234,7 @@ pub struct SnmpRow {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StageRow {
     /// `nic` (the NIC hook) or `vxlan` (TCX ingress on the VXLAN device).
-    pub stage: &'static str,
+    pub stage: HookKind,
     pub iface: String,
     /// `tcx/ingress`, `xdp/native`, `xdp/generic`.
     pub hook: String,
@@ -286,7 +288,7 @@ pub struct TxRow {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CpuRow {
     pub cpu: u32,
-    pub stage: &'static str,
+    pub stage: HookKind,
     pub iface: String,
     pub segments: u64,
 }

@@ -5,108 +5,93 @@ use std::collections::BTreeMap;
 
 use probe_common::drops::CORE_REASON_SLOTS;
 
-use crate::btf::Btf;
-
-/// Receive-path stages, in path order (`other`: not tied to one stage).
-pub const STAGES: [&str; 8] = [
-    "nic", "backlog", "ip", "vxlan", "forward", "bridge", "socket", "other",
-];
-/// `ip`-stage drops of decapsulated packets (skb->dev a VXLAN device) are
-/// shown at this stage: the inner packet's routing and netfilter FORWARD,
-/// after the VXLAN stage, not before it.
-pub const FORWARD_STAGE: &str = "forward";
-/// Transmit-side drops: the sending half of a node, not the receive ledger.
-pub const TX_STAGE: &str = "tx";
-/// Drops that lose no data: a copy TCP already had (a retransmission that
-/// raced the original, an old ACK), or the unread queue of a socket being
-/// closed. Counted apart: on a healthy node TCP makes them all the time.
-pub const BENIGN_STAGE: &str = "benign";
+use crate::{btf::Btf, stage::Stage};
 
 /// Stage of a drop reason (name without the `SKB_DROP_REASON_` prefix).
 /// Rules are exact names, or prefixes ending in `*`. Names of every kernel
 /// from 5.17 (when reasons appeared) to 6.18 are covered; the tests check that
 /// every reason of the running kernel matches a rule. Unknown names are `other`.
-const STAGE_RULES: &[(&str, &str)] = &[
+const STAGE_RULES: &[(&str, Stage)] = &[
     // Generic XDP (XDP_DROP/ABORTED in skb mode) and the NIC ring.
-    ("XDP", "nic"),
-    ("FULL_RING", "nic"),
+    ("XDP", Stage::Nic),
+    ("FULL_RING", Stage::Nic),
     // Transmit side: a VXLAN device without an FDB entry or tunnel info, the
     // neighbour layer, qdiscs, output routing, egress filters.
-    ("NO_TX_TARGET", "tx"),
-    ("TUNNEL_TXINFO", "tx"),
-    ("NEIGH_*", "tx"),
-    ("QDISC_*", "tx"),
-    ("TC_EGRESS", "tx"),
-    ("IP_OUTNOROUTES", "tx"),
-    ("CAKE_FLOOD", "tx"),
-    ("FQ_*", "tx"),
-    ("DUALPI2_*", "tx"),
-    ("BPF_CGROUP_EGRESS", "tx"),
-    ("TAP_TXFILTER", "tx"),
-    ("PSP_OUTPUT", "tx"),
+    ("NO_TX_TARGET", Stage::Tx),
+    ("TUNNEL_TXINFO", Stage::Tx),
+    ("NEIGH_*", Stage::Tx),
+    ("QDISC_*", Stage::Tx),
+    ("TC_EGRESS", Stage::Tx),
+    ("IP_OUTNOROUTES", Stage::Tx),
+    ("CAKE_FLOOD", Stage::Tx),
+    ("FQ_*", Stage::Tx),
+    ("DUALPI2_*", Stage::Tx),
+    ("BPF_CGROUP_EGRESS", Stage::Tx),
+    ("TAP_TXFILTER", Stage::Tx),
+    ("PSP_OUTPUT", Stage::Tx),
     // enqueue_to_backlog: per-CPU backlog full (netdev_max_backlog), RPS.
-    ("CPU_BACKLOG", "backlog"),
+    ("CPU_BACKLOG", Stage::Backlog),
     // VXLAN decapsulation and the overlay device.
-    ("VXLAN_*", "vxlan"),
-    ("MAC_INVALID_SOURCE", "vxlan"),
-    ("IP_TUNNEL_ECN", "vxlan"),
-    ("LOCAL_MAC", "vxlan"),
+    ("VXLAN_*", Stage::Vxlan),
+    ("MAC_INVALID_SOURCE", Stage::Vxlan),
+    ("IP_TUNNEL_ECN", Stage::Vxlan),
+    ("LOCAL_MAC", Stage::Vxlan),
     // The bridge and the veth into the pod.
-    ("BRIDGE_*", "bridge"),
-    ("DEV_READY", "bridge"),
-    ("MAC_IEEE_MAC_CONTROL", "bridge"),
-    ("ARP_PVLAN_DISABLE", "bridge"),
-    ("VLAN_*", "bridge"),
+    ("BRIDGE_*", Stage::Bridge),
+    ("DEV_READY", Stage::Bridge),
+    ("MAC_IEEE_MAC_CONTROL", Stage::Bridge),
+    ("ARP_PVLAN_DISABLE", Stage::Bridge),
+    ("VLAN_*", Stage::Bridge),
     // IP input, routing, netfilter/conntrack, fragments, IPv6.
-    ("NETFILTER_DROP", "ip"),
-    ("OTHERHOST", "ip"),
-    ("IP_*", "ip"),
-    ("IPV6*", "ip"),
-    ("PKT_TOO_SMALL", "ip"),
-    ("PKT_TOO_BIG", "ip"),
-    ("UNICAST_IN_L2_MULTICAST", "ip"),
-    ("XFRM_POLICY", "ip"),
-    ("INVALID_PROTO", "ip"),
-    ("UNHANDLED_PROTO", "ip"),
-    ("ICMP_CSUM", "ip"),
-    ("DUP_FRAG", "ip"),
-    ("FRAG_*", "ip"),
-    ("HDR_TRUNC", "ip"),
-    ("SECURITY_HOOK", "ip"),
-    ("PSP_INPUT", "ip"),
-    ("OPENVSWITCH*", "ip"),
+    ("NETFILTER_DROP", Stage::Ip),
+    ("OTHERHOST", Stage::Ip),
+    ("IP_*", Stage::Ip),
+    ("IPV6*", Stage::Ip),
+    ("PKT_TOO_SMALL", Stage::Ip),
+    ("PKT_TOO_BIG", Stage::Ip),
+    ("UNICAST_IN_L2_MULTICAST", Stage::Ip),
+    ("XFRM_POLICY", Stage::Ip),
+    ("INVALID_PROTO", Stage::Ip),
+    ("UNHANDLED_PROTO", Stage::Ip),
+    ("ICMP_CSUM", Stage::Ip),
+    ("DUP_FRAG", Stage::Ip),
+    ("FRAG_*", Stage::Ip),
+    ("HDR_TRUNC", Stage::Ip),
+    ("SECURITY_HOOK", Stage::Ip),
+    ("PSP_INPUT", Stage::Ip),
+    ("OPENVSWITCH*", Stage::Ip),
     // Copies TCP already had, and queues freed by close(): no data lost.
-    ("TCP_OLD_DATA", "benign"),
-    ("TCP_OLD_SEQUENCE", "benign"),
-    ("TCP_OLD_ACK", "benign"),
-    ("TCP_OFOMERGE", "benign"),
-    ("QUEUE_PURGE", "benign"),
-    ("SOCKET_CLOSE", "benign"),
+    ("TCP_OLD_DATA", Stage::Benign),
+    ("TCP_OLD_SEQUENCE", Stage::Benign),
+    ("TCP_OLD_ACK", Stage::Benign),
+    ("TCP_OFOMERGE", Stage::Benign),
+    ("QUEUE_PURGE", Stage::Benign),
+    ("SOCKET_CLOSE", Stage::Benign),
     // Sockets: lookup, filters, buffers, TCP/UDP state.
-    ("NO_SOCKET", "socket"),
-    ("SOCKET_*", "socket"),
-    ("TCP_*", "socket"),
-    ("UDP_*", "socket"),
-    ("UNIX_*", "socket"),
-    ("PROTO_MEM", "socket"),
-    ("SKB_CSUM", "socket"),
-    ("SKB_UCOPY_FAULT", "socket"),
-    ("PACKET_SOCK_ERROR", "socket"),
+    ("NO_SOCKET", Stage::Socket),
+    ("SOCKET_*", Stage::Socket),
+    ("TCP_*", Stage::Socket),
+    ("UDP_*", Stage::Socket),
+    ("UNIX_*", Stage::Socket),
+    ("PROTO_MEM", Stage::Socket),
+    ("SKB_CSUM", Stage::Socket),
+    ("SKB_UCOPY_FAULT", Stage::Socket),
+    ("PACKET_SOCK_ERROR", Stage::Socket),
     // Not on the receive path, or not tied to one stage.
-    ("NOT_SPECIFIED", "other"),
-    ("NOMEM", "other"),
-    ("PFMEMALLOC", "other"),
-    ("DEV_HDR", "other"),
-    ("RECURSION_LIMIT", "other"),
-    ("SKB_GSO_SEG", "other"),
-    ("SKB_TRIM", "other"),
-    ("TC_*", "other"),
-    ("TAP_FILTER", "other"),
-    ("CAN_*", "other"),
-    ("CANFD_*", "other"),
-    ("CANXL_*", "other"),
-    ("MAC80211*", "other"),
-    ("SUBSYS_*", "other"),
+    ("NOT_SPECIFIED", Stage::Other),
+    ("NOMEM", Stage::Other),
+    ("PFMEMALLOC", Stage::Other),
+    ("DEV_HDR", Stage::Other),
+    ("RECURSION_LIMIT", Stage::Other),
+    ("SKB_GSO_SEG", Stage::Other),
+    ("SKB_TRIM", Stage::Other),
+    ("TC_*", Stage::Other),
+    ("TAP_FILTER", Stage::Other),
+    ("CAN_*", Stage::Other),
+    ("CANFD_*", Stage::Other),
+    ("CANXL_*", Stage::Other),
+    ("MAC80211*", Stage::Other),
+    ("SUBSYS_*", Stage::Other),
 ];
 
 fn rule_matches(rule: &str, name: &str) -> bool {
@@ -117,11 +102,11 @@ fn rule_matches(rule: &str, name: &str) -> bool {
 }
 
 /// The stage of a reason name, and whether a rule matched (false: `other` by default).
-pub fn stage_of(reason: &str) -> (&'static str, bool) {
+pub fn stage_of(reason: &str) -> (Stage, bool) {
     STAGE_RULES
         .iter()
         .find(|(rule, _)| rule_matches(rule, reason))
-        .map_or(("other", false), |(_, stage)| (stage, true))
+        .map_or((Stage::Other, false), |(_, stage)| (*stage, true))
 }
 
 /// Drop reason names of the running kernel, from the BTF enums.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::model::{Report, ReportKind};
+use crate::model::{HookKind, Report, ReportKind};
 
 fn si(n: u64) -> String {
     match n {
@@ -97,7 +97,7 @@ pub fn human(r: &Report) -> String {
             );
         }
     }
-    let mut stages: Vec<(&str, &str)> =
+    let mut stages: Vec<(HookKind, &str)> =
         r.cpus.iter().map(|c| (c.stage, c.iface.as_str())).collect();
     stages.dedup();
     for (stage, iface) in stages {

@@ -119,7 +119,7 @@ fn rcvbuf(n: u64, elapsed_s: f64) -> Report {
         dst: "10.244.2.2".into(),
         inner: false,
         netns: None,
-        stage: "socket",
+        stage: Stage::Socket,
         reason: "SOCKET_RCVBUFF".into(),
         skbs: n,
     });
@@ -233,7 +233,7 @@ fn budget_silent_on_thin_evidence() {
     let good = snapshot("1500", "1450", &["0", "1"]);
     // The regression: one squeeze in 120 s, node-wide, no backlog drops.
     let r = squeezes(120.0, &[(1, 1_000_000), (0, 1_000_000)]);
-    assert_eq!(reason_count(&r, "backlog", "CPU_BACKLOG"), 0);
+    assert_eq!(reason_count(&r, Stage::Backlog, "CPU_BACKLOG"), 0);
     assert!(advise(&r, &good).is_empty());
     for (what, r) in [
         ("5/s but 5 in all", squeezes(1.0, &[(5, 10_000)])),

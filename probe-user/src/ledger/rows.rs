@@ -2,17 +2,18 @@
 
 use probe_common::drops::{FlowKey, FAMILY_V4, REASON_SLOTS};
 
-use super::{stage_index, DropRow, FlowRow, Names, TOP_FLOWS};
+use super::{DropRow, FlowRow, Names, TOP_FLOWS};
 use crate::{
     hooks::drops::DropCounts,
-    reasons::{stage_of, ReasonNames, BENIGN_STAGE, FORWARD_STAGE, STAGES, TX_STAGE},
+    reasons::{stage_of, ReasonNames},
+    stage::Stage,
 };
 
 /// The stage of a drop of `reason`: the reason's, except that `ip`-stage
 /// drops of decapsulated packets (skb->dev a VXLAN device) are at `forward`.
-pub(super) fn stage_for(reason: &str, decap: bool) -> &'static str {
+pub(super) fn stage_for(reason: &str, decap: bool) -> Stage {
     match stage_of(reason).0 {
-        "ip" if decap => FORWARD_STAGE,
+        Stage::Ip if decap => Stage::Forward,
         stage => stage,
     }
 }
@@ -48,12 +49,8 @@ pub(super) fn drop_rows(d: &DropCounts, names: &ReasonNames, who: &Names) -> Vec
         }
     }
     let order = |r: &DropRow| {
-        let stage = match r.stage {
-            TX_STAGE => STAGES.len(),
-            BENIGN_STAGE => STAGES.len() + 1,
-            s => stage_index(s),
-        };
-        (stage, std::cmp::Reverse(r.skbs))
+        // Stages in path order, then tx and benign (the variants' order).
+        (r.stage, std::cmp::Reverse(r.skbs))
     };
     out.sort_by(|a, b| {
         (order(a), &a.reason, &a.netns, &a.iface).cmp(&(order(b), &b.reason, &b.netns, &b.iface))

@@ -78,8 +78,8 @@ fn stages_in_path_order_with_reasons_and_verdict() {
         nic_segments: Some(990),
         ..Default::default()
     });
-    let stages: Vec<&str> = l.ledger.iter().map(|r| r.stage).collect();
-    assert_eq!(stages, STAGES);
+    let stages: Vec<Stage> = l.ledger.iter().map(|r| r.stage).collect();
+    assert_eq!(stages, Stage::RECEIVE);
     let nic = &l.ledger[0];
     // What the hook saw plus what the ring dropped.
     assert_eq!((nic.segments_in, nic.drops), (Some(1000), 10));
@@ -91,7 +91,7 @@ fn stages_in_path_order_with_reasons_and_verdict() {
     // The stage's total, and the top reason's own count.
     assert_eq!(
         (v.stage, v.reason.as_deref(), v.segments, v.reason_segments),
-        (Some("socket"), Some("SOCKET_RCVBUFF"), 32, 30)
+        (Some(Stage::Socket), Some("SOCKET_RCVBUFF"), 32, 30)
     );
     // No hook at `socket`: the share is of the nearest upstream input (nic).
     assert_eq!((v.input, v.percent), (Some(1000), Some(3.2)));
@@ -102,7 +102,7 @@ fn stages_in_path_order_with_reasons_and_verdict() {
     assert_eq!(
         l.drops[0],
         DropRow {
-            stage: "ip",
+            stage: Stage::Ip,
             reason: "NETFILTER_DROP".into(),
             iface: Some("eth0".into()),
             netns: Some("pod-a".into()),
@@ -150,7 +150,7 @@ fn vxlan_loss_is_split_into_explained_and_unexplained() {
         })
     );
     let v = l.verdict.unwrap();
-    assert_eq!((v.stage, v.percent), (Some("vxlan"), Some(6.0)));
+    assert_eq!((v.stage, v.percent), (Some(Stage::Vxlan), Some(6.0)));
 }
 
 /// Outer VXLAN packets dropped at ip or socket (bad checksum, no socket on
@@ -219,7 +219,7 @@ fn transmit_reasons_are_a_section_of_their_own() {
     assert_eq!(l.ledger.iter().map(|r| r.drops).sum::<u64>(), 1);
     let v = l.vxlan_loss.unwrap();
     assert_eq!((v.lost, v.explained, v.unexplained), (0, 0, 0));
-    assert_eq!(l.verdict.unwrap().stage, Some("socket"));
+    assert_eq!(l.verdict.unwrap().stage, Some(Stage::Socket));
 }
 
 /// A GRO skb dropped whole loses all its segments; the ledger counts
@@ -394,7 +394,7 @@ fn deltas_and_top_flows() {
     );
     assert_eq!(
         (l.flows[0].stage, l.flows[0].reason.as_str()),
-        ("socket", "SOCKET_RCVBUFF")
+        (Stage::Socket, "SOCKET_RCVBUFF")
     );
 }
 
@@ -437,12 +437,12 @@ fn forward_drops_come_after_the_vxlan_stage() {
     assert_eq!((ip.drops, ip.drop_skbs), (3, 3));
     assert_eq!((forward.drops, forward.drop_skbs), (37, 7));
     assert_eq!(forward.segments_in, Some(100));
-    let order: Vec<&str> = l.ledger.iter().map(|r| r.stage).collect();
+    let order: Vec<Stage> = l.ledger.iter().map(|r| r.stage).collect();
     assert!(
         order.iter().position(|s| *s == "vxlan") < order.iter().position(|s| *s == "forward"),
         "{order:?}"
     );
-    assert_eq!(l.verdict.unwrap().stage, Some("forward"));
+    assert_eq!(l.verdict.unwrap().stage, Some(Stage::Forward));
 }
 
 #[test]

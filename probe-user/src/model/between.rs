@@ -213,7 +213,7 @@ impl Report {
         let kernel = kernel_delta(later.nic_kernel.as_ref(), earlier.nic_kernel.as_ref());
         let (skbs, segments_total) = (skbs.iter().sum(), segments.iter().sum());
         self.stages.push(StageRow {
-            stage: "nic",
+            stage: HookKind::Nic,
             iface: nic.iface.clone(),
             hook: nic.hook.clone(),
             skbs,
@@ -230,7 +230,7 @@ impl Report {
         for (cpu, segments) in cpu_segments.into_iter().enumerate() {
             self.cpus.push(CpuRow {
                 cpu: cpu as u32,
-                stage: "nic",
+                stage: HookKind::Nic,
                 iface: nic.iface.clone(),
                 segments,
             });
@@ -277,7 +277,7 @@ impl Report {
                 earlier.devs_kernel.get(i).and_then(Option::as_ref),
             );
             self.stages.push(StageRow {
-                stage: "vxlan",
+                stage: HookKind::Vxlan,
                 iface: dev.iface.clone(),
                 hook: "tcx/ingress".into(),
                 skbs,
@@ -299,7 +299,7 @@ impl Report {
             for (cpu, n) in cpu_segments.into_iter().enumerate() {
                 self.cpus.push(CpuRow {
                     cpu: cpu as u32,
-                    stage: "vxlan",
+                    stage: HookKind::Vxlan,
                     iface: dev.iface.clone(),
                     segments: n,
                 });
@@ -337,9 +337,12 @@ impl Report {
                 })
             })
             .collect();
-        let nic = self.stages.iter().find(|s| s.stage == "nic");
-        let vxlan_devs: Vec<&StageRow> =
-            self.stages.iter().filter(|s| s.stage == "vxlan").collect();
+        let nic = self.stages.iter().find(|s| s.stage == HookKind::Nic);
+        let vxlan_devs: Vec<&StageRow> = self
+            .stages
+            .iter()
+            .filter(|s| s.stage == HookKind::Vxlan)
+            .collect();
         let input = LedgerInput {
             reasons: topo.reasons.as_ref(),
             drops: later.drops.as_ref().map(|d| {
@@ -373,7 +376,7 @@ impl Report {
     }
 
     /// The stage row for `stage` on `iface`.
-    pub fn stage(&self, stage: &str, iface: &str) -> Option<&StageRow> {
+    pub fn stage(&self, stage: HookKind, iface: &str) -> Option<&StageRow> {
         self.stages
             .iter()
             .find(|s| s.stage == stage && s.iface == iface)

@@ -80,7 +80,7 @@ fn interval_is_the_difference_of_two_samples() {
     let b = sample(2.5, 0, 110, 7, 100, 1102);
     let r = Report::between(ReportKind::Interval, &topo(), &a, &b);
     assert_eq!(r.elapsed_s, 1.5);
-    let nic = r.stage("nic", "eth0").unwrap();
+    let nic = r.stage(HookKind::Nic, "eth0").unwrap();
     assert_eq!(
         (nic.skbs, nic.segments, nic.bytes),
         (102, 102, 100 * 100 + 2 * 60)
@@ -92,7 +92,7 @@ fn interval_is_the_difference_of_two_samples() {
     assert_eq!(nic.drops, Some(0));
     assert_eq!(nic.hook, "tcx/ingress");
     // 9 -> 100 segments in 1 -> 10 skbs: 91 segments in 9 skbs.
-    let vx = r.stage("vxlan", "flannel.1").unwrap();
+    let vx = r.stage(HookKind::Vxlan, "flannel.1").unwrap();
     assert_eq!((vx.skbs, vx.segments, vx.bytes), (9, 91, 91 * 50));
     assert_eq!(vx.gro_ratio, Some(10.11));
     assert_eq!(
@@ -196,7 +196,7 @@ fn missing_hooks_give_nulls_not_zeros() {
     let a = sample(0.0, 0, 0, 0, 0, 0);
     let b = sample(1.0, 0, 0, 0, 4, 0);
     let r = Report::between(ReportKind::Interval, &t, &a, &b);
-    assert!(r.stage("nic", "eth0").is_none());
+    assert!(r.stage(HookKind::Nic, "eth0").is_none());
     assert_eq!(r.vxlan.len(), 1);
     assert_eq!(
         (r.vxlan[0].outer_segments, r.vxlan[0].inner_segments),

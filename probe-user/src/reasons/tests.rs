@@ -102,21 +102,10 @@ fn reason_names_of_older_kernels() {
         ("PFMEMALLOC", "other"),
     ];
     for (name, stage) in table {
-        assert_eq!(stage_of(name), (stage, true), "{name}");
+        let (found, matched) = stage_of(name);
+        assert_eq!((found.as_str(), matched), (stage, true), "{name}");
     }
-    assert_eq!(stage_of("SOMETHING_NEW"), ("other", false));
-}
-
-#[test]
-fn stages_are_in_path_order_and_rules_name_only_them() {
-    assert_eq!(STAGES.first(), Some(&"nic"));
-    assert_eq!(STAGES.last(), Some(&"other"));
-    for (rule, stage) in STAGE_RULES {
-        assert!(
-            STAGES.contains(stage) || [TX_STAGE, BENIGN_STAGE].contains(stage),
-            "rule {rule} names stage {stage}"
-        );
-    }
+    assert_eq!(stage_of("SOMETHING_NEW"), (Stage::Other, false));
 }
 
 #[test]

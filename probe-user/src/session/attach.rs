@@ -14,7 +14,7 @@ use crate::{
         self, drops::DropHook, latency::LatencyHook, nic::NicConfig, steering::SteerHook, HookError,
     },
     ledger::Names,
-    model::{DevInfo, NicInfo, Topology, Unavailable},
+    model::{DevInfo, HookKind, NicInfo, Topology, Unavailable},
     netns::Netns,
     rtnl::{Link, RtnlSocket},
 };
@@ -49,7 +49,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         Ok(hook) => Some(hook),
         Err(reason) => {
             unavailable.push(Unavailable {
-                stage: "nic",
+                stage: HookKind::Nic,
                 iface: nic.name.clone(),
                 reason: reason.to_string(),
             });
@@ -61,7 +61,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         match hooks::vxlan::attach_vxlan_dev(&netns, dev) {
             Ok(hook) => dev_hooks.push(hook),
             Err(reason) => unavailable.push(Unavailable {
-                stage: "vxlan",
+                stage: HookKind::Vxlan,
                 iface: dev.name.clone(),
                 reason: reason.to_string(),
             }),
@@ -276,7 +276,7 @@ fn attach_tracing(
     // Give the freed parse buffers back to the system.
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
-    let mut tracing_stage = |stage: &'static str, reason: Option<String>| {
+    let mut tracing_stage = |stage: HookKind, reason: Option<String>| {
         if let Some(reason) = reason {
             unavailable.push(Unavailable {
                 stage,
@@ -285,13 +285,16 @@ fn attach_tracing(
             });
         }
     };
-    tracing_stage("drops", drop_hook.as_ref().err().map(ToString::to_string));
     tracing_stage(
-        "softirq",
+        HookKind::Drops,
+        drop_hook.as_ref().err().map(ToString::to_string),
+    );
+    tracing_stage(
+        HookKind::Softirq,
         latency_hook.as_ref().err().map(ToString::to_string),
     );
     tracing_stage(
-        "steering",
+        HookKind::Steering,
         steer_hook.as_ref().err().map(ToString::to_string),
     );
     let steer_hook = steer_hook.ok().flatten();

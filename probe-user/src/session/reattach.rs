@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::Session;
-use crate::hooks;
+use crate::{hooks, model::HookKind};
 
 /// How often the probe looks for watched VXLAN devices that were deleted or
 /// recreated. A lookup by name (SIOCGIFINDEX) in the watched namespace: cheap.
@@ -38,7 +38,7 @@ pub(super) fn check_devices(a: &mut Session) {
                      Waiting for it to come back"
                 );
                 a.topology.gaps.push(crate::model::Gap {
-                    stage: "vxlan",
+                    stage: HookKind::Vxlan,
                     iface: name.clone(),
                     lost_s: now_s,
                     reattached_s: None,
