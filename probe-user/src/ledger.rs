@@ -4,66 +4,20 @@
 
 use std::collections::BTreeMap;
 
-use probe_common::drops::{Benign, REASON_SLOTS};
+use probe_common::drops::REASON_SLOTS;
 use serde::Serialize;
 
 use crate::{
     hooks::drops::DropCounts,
+    names::Names,
     procfs::{Snmp, SoftnetCpu},
-    reasons::{stage_of, ReasonNames},
+    reasons::{benign_name, stage_of, ReasonNames},
     rtnl::LinkStats,
     stage::Stage,
 };
 
-/// The names benign_drops gives the drops the probe recognises as losing no
-/// data (probe_common::drops::Benign): the kernel's reason, and what the
-/// packet was.
-pub fn benign_name(kind: usize) -> &'static str {
-    match kind {
-        k if k == Benign::EchoReply as usize => "NO_SOCKET_ECHO_REPLY",
-        k if k == Benign::TcpIgnored as usize => "NOT_SPECIFIED_TCP",
-        k if k == Benign::TcpStale as usize => "NO_SOCKET_TCP_NOT_SYN",
-        _ => "BENIGN",
-    }
-}
-
 /// How many flows a report lists.
 pub const TOP_FLOWS: usize = 10;
-
-/// Names for what the drop probe reports as numbers.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Names {
-    /// Network namespace inode number -> name (`host`, or under /run/netns).
-    pub netns: BTreeMap<u32, String>,
-    /// (netns inode, ifindex) -> interface name.
-    pub ifaces: BTreeMap<(u32, u32), String>,
-}
-
-impl Names {
-    pub fn netns(&self, inum: u32) -> Option<String> {
-        match inum {
-            0 => None,
-            _ => Some(
-                self.netns
-                    .get(&inum)
-                    .cloned()
-                    .unwrap_or_else(|| format!("net:[{inum}]")),
-            ),
-        }
-    }
-
-    pub fn iface(&self, netns: u32, ifindex: u32) -> Option<String> {
-        match ifindex {
-            0 => None,
-            _ => Some(
-                self.ifaces
-                    .get(&(netns, ifindex))
-                    .cloned()
-                    .unwrap_or_else(|| format!("if{ifindex}")),
-            ),
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DropRow {

@@ -17,6 +17,7 @@ pub mod latency;
 pub mod ledger;
 pub mod metrics;
 pub mod model;
+pub mod names;
 pub mod netns;
 pub mod procfs;
 pub mod reasons;

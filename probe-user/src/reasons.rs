@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use probe_common::drops::CORE_REASON_SLOTS;
+use probe_common::drops::{Benign, CORE_REASON_SLOTS};
 
 use crate::{btf::Btf, stage::Stage};
 
@@ -107,6 +107,18 @@ pub fn stage_of(reason: &str) -> (Stage, bool) {
         .iter()
         .find(|(rule, _)| rule_matches(rule, reason))
         .map_or((Stage::Other, false), |(_, stage)| (*stage, true))
+}
+
+/// The names benign_drops gives the drops the probe recognises as losing no
+/// data (probe_common::drops::Benign): the kernel's reason, and what the
+/// packet was.
+pub fn benign_name(kind: usize) -> &'static str {
+    match kind {
+        k if k == Benign::EchoReply as usize => "NO_SOCKET_ECHO_REPLY",
+        k if k == Benign::TcpIgnored as usize => "NOT_SPECIFIED_TCP",
+        k if k == Benign::TcpStale as usize => "NO_SOCKET_TCP_NOT_SYN",
+        _ => "BENIGN",
+    }
 }
 
 /// Drop reason names of the running kernel, from the BTF enums.

@@ -11,7 +11,7 @@ use crate::{
     rtnl::{Link, LinkStats},
 };
 
-/// TCX ingress + egress on a VXLAN device.
+/// TCX ingress on a VXLAN device.
 pub struct VxlanHook {
     pub iface: String,
     pub ifindex: u32,

@@ -13,8 +13,8 @@ use crate::{
     hooks::{
         self, drops::DropHook, latency::LatencyHook, nic::NicConfig, steering::SteerHook, HookError,
     },
-    ledger::Names,
     model::{DevInfo, HookKind, NicInfo, Topology, Unavailable},
+    names::Names,
     netns::Netns,
     rtnl::{Link, RtnlSocket},
 };

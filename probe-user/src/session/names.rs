@@ -2,7 +2,7 @@
 //! /run/netns names (or `host`), ifindexes into interface names.
 
 use crate::{
-    ledger::Names,
+    names::Names,
     netns::{self, Netns},
     rtnl::RtnlSocket,
 };
