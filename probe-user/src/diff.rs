@@ -5,9 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::recording::Recording;
+use crate::recording::{Compared, ComparedSoftirq, Percentiles, Recording};
 
 /// A count rate changes only if it moves by more than this share...
 pub const RATE_NOISE: f64 = 0.10;
@@ -85,28 +84,18 @@ fn latency_change(a: f64, b: f64) -> bool {
     hi >= lo.max(1.0) * LATENCY_FACTOR
 }
 
-fn elapsed(r: &Value) -> f64 {
-    r["elapsed_s"].as_f64().unwrap_or(0.0).max(1e-9)
-}
-
-/// A reason's dropped segments: `{segments, skbs, ...}` (a bare number in
-/// recordings made before segments were counted).
-fn reason_segments(n: &Value) -> f64 {
-    n["segments"].as_f64().or_else(|| n.as_f64()).unwrap_or(0.0)
+fn elapsed(r: &Compared) -> f64 {
+    r.elapsed_s.max(1e-9)
 }
 
 /// Per-second drop rates (segments) by stage and by "stage/REASON".
-fn drop_rates(r: &Value) -> BTreeMap<String, f64> {
+fn drop_rates(r: &Compared) -> BTreeMap<String, f64> {
     let t = elapsed(r);
     let mut out = BTreeMap::new();
-    for row in r["ledger"].as_array().into_iter().flatten() {
-        let stage = row["stage"].as_str().unwrap_or("?");
-        out.insert(
-            format!("drops {stage}"),
-            row["drops"].as_f64().unwrap_or(0.0) / t,
-        );
-        for (reason, n) in row["reasons"].as_object().into_iter().flatten() {
-            out.insert(format!("drops {stage}/{reason}"), reason_segments(n) / t);
+    for row in &r.ledger {
+        out.insert(format!("drops {}", row.stage), row.drops / t);
+        for (reason, n) in &row.reasons {
+            out.insert(format!("drops {}/{reason}", row.stage), n.segments() / t);
         }
     }
     out
@@ -116,20 +105,15 @@ fn drop_rates(r: &Value) -> BTreeMap<String, f64> {
 /// nearest upstream stage's input. A rate alone misleads when the traffic
 /// changed between the recordings (all of 200 lost is not better than all
 /// of 2,000).
-fn loss_ratios(r: &Value) -> BTreeMap<String, f64> {
+fn loss_ratios(r: &Compared) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let mut input: Option<f64> = None;
-    for row in r["ledger"].as_array().into_iter().flatten() {
-        let stage = row["stage"].as_str().unwrap_or("?");
-        if let Some(n) = row["segments_in"]
-            .as_f64()
-            .or_else(|| row["packets_in"].as_f64())
-        {
-            input = Some(n);
+    for row in &r.ledger {
+        if row.segments_in.is_some() {
+            input = row.segments_in;
         }
-        let drops = row["drops"].as_f64().unwrap_or(0.0);
-        if let Some(n) = input.filter(|n| *n > 0.0 && *n >= drops) {
-            out.insert(format!("loss ratio {stage}"), drops * 100.0 / n);
+        if let Some(n) = input.filter(|n| *n > 0.0 && *n >= row.drops) {
+            out.insert(format!("loss ratio {}", row.stage), row.drops * 100.0 / n);
         }
     }
     out
@@ -165,20 +149,26 @@ fn flatten_settings(r: &Recording) -> BTreeMap<String, String> {
 }
 
 /// Largest share (percent) of the NIC's segments handled by one CPU (stage
-/// `xdp` and `packets` in recordings made before the NIC hook moved to tc).
-fn cpu_concentration(r: &Value) -> Option<f64> {
-    let per_cpu: Vec<f64> = r["cpus"]
-        .as_array()?
+/// `xdp` in recordings made before the NIC hook moved to tc).
+fn cpu_concentration(r: &Compared) -> Option<f64> {
+    let per_cpu: Vec<f64> = r
+        .cpus
         .iter()
-        .filter(|c| c["stage"] == "nic" || c["stage"] == "xdp")
-        .filter_map(|c| c["segments"].as_f64().or_else(|| c["packets"].as_f64()))
+        .filter(|c| c.stage == "nic" || c.stage == "xdp")
+        .map(|c| c.segments)
         .collect();
     let total: f64 = per_cpu.iter().sum();
     (total > 0.0).then(|| per_cpu.iter().cloned().fold(0.0, f64::max) * 100.0 / total)
 }
 
+/// Compares `a` (before) with `b` (after). A summary that does not have the
+/// shape of a report compares as empty (`probe diff` refuses such files first).
 pub fn diff(a: &Recording, b: &Recording) -> Diff {
-    let (ra, rb) = (&a.summary, &b.summary);
+    let (ra, rb) = (
+        a.compared().unwrap_or_default(),
+        b.compared().unwrap_or_default(),
+    );
+    let (ra, rb) = (&ra, &rb);
     let mut metrics = Vec::new();
     let (da, db) = (drop_rates(ra), drop_rates(rb));
     let mut names: Vec<&String> = da.keys().chain(db.keys()).collect();
@@ -216,9 +206,22 @@ pub fn diff(a: &Recording, b: &Recording) -> Diff {
             verdict: judge(x, y, ratio_change),
         });
     }
-    for (hist, label) in [("wait_ns", "softirq wait"), ("run_ns", "softirq run")] {
+    type Pick = fn(&ComparedSoftirq) -> &Percentiles;
+    let waits: [(Pick, &str); 2] = [
+        (|s| &s.wait_ns, "softirq wait"),
+        (|s| &s.run_ns, "softirq run"),
+    ];
+    for (hist, label) in waits {
         for p in ["p50", "p99"] {
-            let get = |r: &Value| r["softirq"][0][hist][p].as_f64();
+            // The all-CPU row comes first.
+            let get = |r: &Compared| {
+                let h = hist(r.softirq.first()?);
+                if p == "p50" {
+                    h.p50
+                } else {
+                    h.p99
+                }
+            };
             let (x, y) = (get(ra), get(rb));
             metrics.push(Metric {
                 name: format!("{label} {p}"),
@@ -229,13 +232,8 @@ pub fn diff(a: &Recording, b: &Recording) -> Diff {
             });
         }
     }
-    let squeeze = |r: &Value| {
-        let n: f64 = r["softnet"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["time_squeeze"].as_f64())
-            .sum();
+    let squeeze = |r: &Compared| {
+        let n: f64 = r.softnet.iter().map(|c| c.time_squeeze).sum();
         Some(n / elapsed(r))
     };
     let (x, y) = (squeeze(ra), squeeze(rb));

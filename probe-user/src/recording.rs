@@ -19,8 +19,9 @@ pub struct NetnsSettings {
     pub sockets: Vec<tune::Setting>,
 }
 
-/// The recording. Reports are kept as JSON values: `diff` reads the fields it
-/// compares and stays readable across additions to the report.
+/// The recording. The summary report is kept whole, as written: `diff` reads
+/// the parts it compares through [`Compared`], which stays readable across
+/// additions to the report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Recording {
     pub format: String,
@@ -30,4 +31,95 @@ pub struct Recording {
     pub settings: Option<tune::Snapshot>,
     pub netns_settings: Vec<NetnsSettings>,
     pub summary: serde_json::Value,
+}
+
+impl Recording {
+    /// The parts of the summary `probe diff` compares, typed. Fails on a
+    /// summary whose fields have the wrong shape (a usage error for diff).
+    pub fn compared(&self) -> Result<Compared, serde_json::Error> {
+        Compared::deserialize(&self.summary)
+    }
+}
+
+/// What `probe diff` reads of a recorded summary report. Field names of
+/// every version of the report are accepted: before session 4 the NIC stage
+/// was `xdp` and counted `packets`, ledger inputs were `packets_in`, and a
+/// reason's drops were a bare number.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Compared {
+    #[serde(default)]
+    pub elapsed_s: f64,
+    #[serde(default)]
+    pub ledger: Vec<ComparedStage>,
+    #[serde(default)]
+    pub softirq: Vec<ComparedSoftirq>,
+    #[serde(default)]
+    pub softnet: Vec<ComparedSoftnet>,
+    #[serde(default)]
+    pub cpus: Vec<ComparedCpu>,
+    #[serde(default)]
+    pub advice: Vec<ComparedAdvice>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ComparedStage {
+    pub stage: String,
+    #[serde(default, alias = "packets_in")]
+    pub segments_in: Option<f64>,
+    #[serde(default)]
+    pub drops: f64,
+    #[serde(default)]
+    pub reasons: std::collections::BTreeMap<String, ComparedReason>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ComparedReason {
+    Counts {
+        #[serde(default)]
+        segments: f64,
+    },
+    /// Recordings before segments were counted.
+    Bare(f64),
+}
+
+impl ComparedReason {
+    pub fn segments(&self) -> f64 {
+        match self {
+            ComparedReason::Counts { segments } | ComparedReason::Bare(segments) => *segments,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ComparedSoftirq {
+    #[serde(default)]
+    pub wait_ns: Percentiles,
+    #[serde(default)]
+    pub run_ns: Percentiles,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ComparedSoftnet {
+    #[serde(default)]
+    pub time_squeeze: f64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ComparedCpu {
+    pub stage: String,
+    #[serde(default, alias = "packets")]
+    pub segments: f64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ComparedAdvice {
+    pub rule: String,
+    pub text: String,
 }

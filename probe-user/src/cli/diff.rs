@@ -66,27 +66,31 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Recording, ProbeError> {
             r.format, r.version
         )));
     }
+    r.compared().map_err(|e| {
+        ProbeError::Usage(format!("{name}: its summary is not a probe report: {e}"))
+    })?;
     Ok(r)
 }
 
 /// What `probe diff` prints for recordings `a` and `b`.
 pub fn output(a: &Recording, b: &Recording, json: bool) -> Result<String, ProbeError> {
     let d = diff::diff(a, b);
-    let advice = b.summary.get("advice").cloned().unwrap_or(Value::Null);
+    // B's advice: the rules its evidence supports after the change.
+    let advice = b.compared().map(|c| c.advice).unwrap_or_default();
     if json {
         let mut v = serde_json::to_value(&d).map_err(|e| ProbeError::Runtime(e.to_string()))?;
         if let Some(o) = v.as_object_mut() {
-            o.insert("advice".into(), advice);
+            let advice: Vec<Value> = advice
+                .iter()
+                .map(|a| serde_json::json!({"rule": a.rule, "text": a.text}))
+                .collect();
+            o.insert("advice".into(), Value::Array(advice));
         }
         Ok(format!("{v}\n"))
     } else {
         let mut o = diff::human(&d);
-        for a in advice.as_array().into_iter().flatten() {
-            o += &format!(
-                "ADVICE {}: {}\n",
-                a["rule"].as_str().unwrap_or("?"),
-                a["text"].as_str().unwrap_or("")
-            );
+        for a in &advice {
+            o += &format!("ADVICE {}: {}\n", a.rule, a.text);
         }
         Ok(o)
     }
