@@ -43,10 +43,12 @@ enum Task {
         args: Vec<String>,
     },
     /// Benchmarks (BENCHMARKS.md): BPF_PROG_TEST_RUN ns/packet over an empty
-    /// program, and a lab flood with no probe / probe watch / bpftrace (pps, the
-    /// probe's CPU and RSS, attach/detach time, kernel ns per program run)
+    /// program, a lab flood with no probe / probe watch / bpftrace (pps, the
+    /// probe's CPU and RSS, attach/detach time, kernel ns per program run), and
+    /// iperf3 traffic with no probe / probe / empty tc programs
     Bench {
-        /// Only one part: `testrun`, `flood`, or `soak [SECONDS]` (default 600)
+        /// Only one part: `testrun`, `flood`, `traffic`, `soak [SECONDS]` (default
+        /// 600); or `traffic-parts` (diagnosis: the UDP flood with each hook alone)
         #[arg(num_args = 0..=2)]
         part: Vec<String>,
     },

@@ -8,6 +8,7 @@
 //! - A 10-minute soak of `probe serve` under traffic: RSS stays flat (soak.rs).
 //!
 //! `probe-bench [testrun|flood|traffic|soak [SECONDS]]` runs one part; no argument runs all.
+//! `probe-bench traffic-parts`: the UDP flood with each of the probe's hooks alone.
 //! Needs root and $PROBE_BIN (a release `probe`, set by `cargo xtask bench`).
 
 mod flood;
@@ -35,6 +36,10 @@ fn main() {
     }
     if part == "all" || part == "traffic" {
         ok &= traffic::Traffic::new(probe()).run();
+    }
+    // Diagnosis, not part of `all`: the UDP flood with each hook alone.
+    if part == "traffic-parts" {
+        ok &= traffic::Traffic::new(probe()).parts();
     }
     if part == "all" || part == "soak" {
         let seconds: u64 = std::env::args()

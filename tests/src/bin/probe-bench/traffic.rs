@@ -316,6 +316,76 @@ impl Traffic {
     }
 }
 
+impl Traffic {
+    /// Attaches one of the probe's hooks alone on node 2, as `probe watch`
+    /// would (the library's own attach functions); detached when dropped.
+    fn part(&self, which: &str) -> Box<dyn probe_user::hooks::Hook> {
+        use probe_user::{hooks, netns::Netns, rtnl::RtnlSocket};
+        let netns = Netns::named(&self.lab.node(2).netns).expect("node 2 netns");
+        let links = netns
+            .run(|| RtnlSocket::open().and_then(|mut s| s.links()))
+            .unwrap()
+            .unwrap();
+        let link = |name: &str| links.iter().find(|l| l.name == name).unwrap().clone();
+        match which {
+            "nic" => {
+                let cfg = hooks::nic::NicConfig {
+                    vxlan_ports: vec![8472, 4789],
+                    vnis: vec![(8472, 1)],
+                    hook: hooks::nic::NicHookArg::Tc,
+                    mode: hooks::nic::XdpModeArg::Auto,
+                };
+                Box::new(hooks::nic::attach_nic(&netns, &link("eth0"), &cfg).unwrap())
+            }
+            "vxlan" => {
+                Box::new(hooks::vxlan::attach_vxlan_dev(&netns, &link("flannel.1")).unwrap())
+            }
+            _ => {
+                let btf = probe_user::btf::Btf::from_kernel().unwrap();
+                let setup = hooks::drops::setup(&btf).unwrap();
+                let mut hook =
+                    hooks::drops::load_drops(setup, &[], &[8472, 4789], netns.inum().unwrap())
+                        .unwrap();
+                hook.attach(&aya::Btf::from_sys_fs().unwrap()).unwrap();
+                Box::new(hook)
+            }
+        }
+    }
+
+    /// The UDP flood with each of the probe's hooks attached alone: which
+    /// one costs what (rounds rotated, medians of per-round ratios).
+    pub fn parts(&self) -> bool {
+        const MODES: [&str; 4] = ["none", "nic", "vxlan", "drops"];
+        let mut pps: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
+        for round in 0..ROUNDS {
+            for k in 0..MODES.len() {
+                let i = (k + round) % MODES.len();
+                let held = (i > 0).then(|| self.part(MODES[i]));
+                if held.is_some() {
+                    std::thread::sleep(SETTLE);
+                }
+                pps[i].push(self.measure(Kind::UdpFlood));
+                drop(held);
+            }
+        }
+        println!(
+            "\n{} with one hook of the probe attached at a time ({ROUNDS} rotated rounds):",
+            Kind::UdpFlood.name()
+        );
+        for (i, mode) in MODES.iter().enumerate().skip(1) {
+            let ratios: Vec<f64> = pps[i].iter().zip(&pps[0]).map(|(p, n)| p / n).collect();
+            let (lo, hi) = median_ci(ratios.clone());
+            println!(
+                "  {mode:<6} / none: {:.1}% (95% CI {:.1}% .. {:.1}%)",
+                median(ratios) * 100.0,
+                lo * 100.0,
+                hi * 100.0
+            );
+        }
+        true
+    }
+}
+
 /// (run count, run time ns) of the loaded empty program (BPF stats).
 fn run_stats(ebpf: &Ebpf) -> (u64, u64) {
     let info = ebpf.program(PROG_EMPTY_TC).unwrap().info().unwrap();
