@@ -145,14 +145,7 @@ impl Sample {
             napi_to_stack: vec![0; st.napi_to_stack.len()],
             ready_to_reader: vec![0; st.ready_to_reader.len()],
         });
-        s.drops = s.drops.map(|d| DropCounts {
-            by_reason: vec![0; d.by_reason.len()],
-            segments: vec![0; d.segments.len()],
-            vxlan_outer: vec![0; d.vxlan_outer.len()],
-            decap_skbs: vec![0; d.decap_skbs.len()],
-            decap_segments: vec![0; d.decap_segments.len()],
-            ..Default::default()
-        });
+        s.drops = s.drops.map(|_| DropCounts::zeroed());
         s
     }
 }

@@ -130,6 +130,24 @@ impl Watch {
         w
     }
 
+    /// `probe watch` on node 2 of `lab` every `interval` seconds, with drops
+    /// counted in the lab's namespaces only (other tests and the host drop
+    /// packets too), and `extra` flags.
+    pub fn on_lab(lab: &Lab, interval: &str, extra: &[&str]) -> Watch {
+        let namespaces = lab.namespaces();
+        let mut args = vec![
+            "--netns",
+            lab.node(2).netns.as_str(),
+            "--interval",
+            interval,
+        ];
+        for ns in &namespaces {
+            args.extend(["--drop-netns", ns.as_str()]);
+        }
+        args.extend(extra);
+        Watch::start(&args)
+    }
+
     /// Kernel ids of every program this probe loaded (from its ready file).
     pub fn program_ids(&self) -> Vec<u32> {
         self.ready_info["program_ids"]

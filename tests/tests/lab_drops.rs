@@ -21,17 +21,7 @@ const PORT: u16 = 9100;
 
 /// `probe watch` on node 2, drops counted in the lab's namespaces only.
 fn watch(lab: &Lab) -> Watch {
-    let mut args: Vec<String> = vec![
-        "--netns".into(),
-        lab.node(2).netns.clone(),
-        "--interval".into(),
-        "0.5".into(),
-    ];
-    for ns in lab.namespaces() {
-        args.extend(["--drop-netns".into(), ns]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Watch::start(&args)
+    Watch::on_lab(lab, "0.5", &[])
 }
 
 /// A namespace outside the lab's scope that drops `count` packets (UDP to a

@@ -109,12 +109,7 @@ fn default_hooks_leave_offloads_drops_and_throughput_as_they_are() {
     let drops0 = kernel_drops(&n1.netns, &n2.netns);
     for round in 0..ROUNDS {
         without.push(throughput(&n1.pods[0].netns, &server_ip));
-        let mut args = vec!["--netns", n2.netns.as_str(), "--interval", "1"];
-        let namespaces = lab.namespaces();
-        for ns in &namespaces {
-            args.extend(["--drop-netns", ns.as_str()]);
-        }
-        let w = Watch::start(&args);
+        let w = Watch::on_lab(&lab, "1", &[]);
         assert_eq!(
             features(&n1.netns, "eth0"),
             peer0,

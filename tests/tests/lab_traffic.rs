@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use probe_tests::{lab, privileged, stage, summary, Lab, Watch};
+use probe_tests::{lab, privileged, stage, summary, Watch};
 use serde_json::Value;
 
 /// A traffic tool's server inside a pod, ended by PID on drop.
@@ -54,21 +54,6 @@ fn client(netns: &str, argv: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     text
-}
-
-/// `probe watch` on node 2 with drops counted in the lab's namespaces.
-fn watch(lab: &Lab) -> Watch {
-    let mut args: Vec<String> = vec![
-        "--netns".into(),
-        lab.node(2).netns.clone(),
-        "--interval".into(),
-        "1".into(),
-    ];
-    for ns in lab.namespaces() {
-        args.extend(["--drop-netns".into(), ns]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Watch::start(&args)
 }
 
 /// Checks one run's summary; `merged`: whether the traffic is TCP that the
@@ -150,7 +135,7 @@ fn traffic_users_send_invents_no_loss() {
     let _qperf = Server::start(server_ns, &["qperf"]);
 
     let run = |name: &str, merged: bool, traffic: &dyn Fn()| {
-        let w = watch(&lab);
+        let w = Watch::on_lab(&lab, "1", &[]);
         traffic();
         std::thread::sleep(Duration::from_millis(300));
         let (code, lines, err) = w.stop(libc::SIGINT);

@@ -78,15 +78,21 @@ crate::delta::counters!(DropCounts {
 });
 
 impl DropCounts {
-    pub fn from_tables(drops: &[DropTable], flows: &[FlowTable]) -> DropCounts {
-        let mut c = DropCounts {
+    /// Every counter at zero, with a slot for every reason: the probe's
+    /// tables right after attach.
+    pub fn zeroed() -> DropCounts {
+        DropCounts {
             by_reason: vec![0; REASON_SLOTS],
             segments: vec![0; REASON_SLOTS],
             vxlan_outer: vec![0; REASON_SLOTS],
             decap_skbs: vec![0; REASON_SLOTS],
             decap_segments: vec![0; REASON_SLOTS],
             ..Default::default()
-        };
+        }
+    }
+
+    pub fn from_tables(drops: &[DropTable], flows: &[FlowTable]) -> DropCounts {
+        let mut c = DropCounts::zeroed();
         for t in drops {
             for (sums, counts) in [
                 (&mut c.by_reason, &t.by_reason),

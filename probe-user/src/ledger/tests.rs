@@ -30,14 +30,7 @@ fn key(netns: u32, ifindex: u32, reason: u32) -> DropKey {
 
 /// Drops of one segment per skb.
 fn counts(by_reason: &[(u32, u64)], keyed: &[(DropKey, u64)]) -> DropCounts {
-    let mut c = DropCounts {
-        by_reason: vec![0; REASON_SLOTS],
-        segments: vec![0; REASON_SLOTS],
-        vxlan_outer: vec![0; REASON_SLOTS],
-        decap_skbs: vec![0; REASON_SLOTS],
-        decap_segments: vec![0; REASON_SLOTS],
-        ..Default::default()
-    };
+    let mut c = DropCounts::zeroed();
     for (r, n) in by_reason {
         c.by_reason[probe_common::drops::reason_slot(*r)] += n;
         c.segments[probe_common::drops::reason_slot(*r)] += n;

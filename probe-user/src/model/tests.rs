@@ -268,17 +268,9 @@ mod properties {
 
     use super::*;
     use crate::{hooks::drops::DropCounts, reasons::ReasonNames};
-    use probe_common::drops::REASON_SLOTS;
 
     fn drops(by_reason: &[(usize, u64, u64, u64)]) -> DropCounts {
-        let mut c = DropCounts {
-            by_reason: vec![0; REASON_SLOTS],
-            segments: vec![0; REASON_SLOTS],
-            vxlan_outer: vec![0; REASON_SLOTS],
-            decap_skbs: vec![0; REASON_SLOTS],
-            decap_segments: vec![0; REASON_SLOTS],
-            ..Default::default()
-        };
+        let mut c = DropCounts::zeroed();
         for (slot, skbs, gro, outer) in by_reason {
             c.by_reason[*slot] += skbs;
             c.segments[*slot] += skbs * gro;

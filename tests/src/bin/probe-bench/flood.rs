@@ -144,28 +144,7 @@ impl Flood {
     }
 
     fn start_probe(&self, extra: &[&str]) -> (Child, PathBuf) {
-        let ready = std::env::temp_dir().join(format!("probe-bench-{}.ready", std::process::id()));
-        let _ = std::fs::remove_file(&ready);
-        let child = Command::new(&self.probe)
-            .args(["watch", "--json", "--interval", "1", "--netns"])
-            .arg(&self.lab.node(2).netns)
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start probe");
-        let start = Instant::now();
-        while !ready.exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "probe did not attach"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        (child, ready)
+        start_probe(&self.probe, &self.lab.node(2).netns, extra)
     }
 
     fn run_probe(&self) -> (f64, ProbeRun) {
@@ -381,6 +360,33 @@ impl Flood {
         }
         ok
     }
+}
+
+/// Starts `probe watch --json --interval 1 --netns NETNS EXTRA` and waits
+/// until its ready file says every probe is attached: (process, ready file).
+/// Its stdout is piped: the caller drains it.
+pub fn start_probe(probe: &Path, netns: &str, extra: &[&str]) -> (Child, PathBuf) {
+    let ready = std::env::temp_dir().join(format!("probe-bench-{}.ready", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let child = Command::new(probe)
+        .args(["watch", "--json", "--interval", "1", "--netns", netns])
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start probe");
+    let start = Instant::now();
+    while !ready.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "probe did not attach"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (child, ready)
 }
 
 /// A distribution-free confidence interval (at least 95%) of the median of

@@ -13,7 +13,7 @@ use std::{
     io::{BufRead, BufReader},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use aya::{
@@ -23,7 +23,10 @@ use aya::{
 use probe_tests::{lab, objects, Lab};
 use tests_ebpf::PROG_EMPTY_TC;
 
-use crate::{flood::median_ci, testrun::median};
+use crate::{
+    flood::{median_ci, start_probe},
+    testrun::median,
+};
 
 /// Rounds of every mode: 21 gives a distribution-free 95% confidence interval of
 /// the median ratio between the 6th and the 16th of the sorted ratios.
@@ -114,29 +117,7 @@ impl Traffic {
     }
 
     fn start_probe(&self, extra: &[&str]) -> Child {
-        let ready =
-            std::env::temp_dir().join(format!("probe-bench-traffic-{}.ready", std::process::id()));
-        let _ = std::fs::remove_file(&ready);
-        let child = Command::new(&self.probe)
-            .args(["watch", "--json", "--interval", "1", "--netns"])
-            .arg(&self.lab.node(2).netns)
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start probe");
-        let start = Instant::now();
-        while !ready.exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "probe did not attach"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child
+        start_probe(&self.probe, &self.lab.node(2).netns, extra).0
     }
 
     /// Stops the probe and returns its JSON lines.
