@@ -222,6 +222,8 @@ impl Session {
 
 /// `{pid, attach_ms, netns, hooks, unavailable, program_ids}`: written once
 /// every probe is session.
+/// `--ready-file`: written once every probe is attached (atomically: a
+/// temporary file renamed), removed on exit.
 fn write_ready_file(path: &std::path::Path, a: &Session) -> Result<(), ProbeError> {
     let t = &a.topology;
     let body = serde_json::json!({
@@ -240,6 +242,8 @@ fn write_ready_file(path: &std::path::Path, a: &Session) -> Result<(), ProbeErro
         })
 }
 
+/// The first line of `text`, cut at 300 characters: what a report carries of
+/// a reason (a verifier log can be long; stderr gets all of it once).
 pub(crate) fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or("");
     match line.char_indices().nth(300) {
@@ -248,6 +252,7 @@ pub(crate) fn first_line(text: &str) -> String {
     }
 }
 
+/// One line naming every attached hook, for stderr and the ready file.
 fn describe_hooks(t: &Topology) -> String {
     let mut parts = Vec::new();
     if let Some(n) = &t.nic {

@@ -333,16 +333,27 @@ impl Traffic {
         }
     }
 
-    /// The UDP flood with each of the probe's hooks attached alone: which
-    /// one costs what (rounds rotated, medians of per-round ratios).
+    /// The UDP flood with each of the probe's hooks attached alone, both tc
+    /// programs together, and the whole probe: which one costs what (rounds
+    /// rotated, medians of per-round ratios).
     pub fn parts(&self) -> bool {
-        const MODES: [&str; 4] = ["none", "nic", "vxlan", "drops"];
+        // "nic+vxlan": both tc programs without the drop probe; "probe": the
+        // whole `probe watch`, for the sum against the parts.
+        const MODES: [&str; 6] = ["none", "nic", "vxlan", "drops", "nic+vxlan", "probe"];
         let mut pps: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
         for round in 0..ROUNDS {
             for k in 0..MODES.len() {
                 let i = (k + round) % MODES.len();
-                let held = (i > 0).then(|| self.part(MODES[i]));
-                if held.is_some() {
+                if MODES[i] == "probe" {
+                    pps[i].push(self.with_probe(Kind::UdpFlood));
+                    continue;
+                }
+                let held: Vec<Box<dyn probe_user::hooks::Hook>> = MODES[i]
+                    .split('+')
+                    .filter(|p| *p != "none")
+                    .map(|p| self.part(p))
+                    .collect();
+                if !held.is_empty() {
                     std::thread::sleep(SETTLE);
                 }
                 pps[i].push(self.measure(Kind::UdpFlood));
@@ -350,7 +361,7 @@ impl Traffic {
             }
         }
         println!(
-            "\n{} with one hook of the probe attached at a time ({ROUNDS} rotated rounds):",
+            "\n{} with the probe's hooks alone, both tc programs, and the whole probe ({ROUNDS} rotated rounds):",
             Kind::UdpFlood.name()
         );
         for (i, mode) in MODES.iter().enumerate().skip(1) {
