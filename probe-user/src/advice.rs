@@ -105,13 +105,7 @@ fn num(x: f64) -> String {
 /// the nearest upstream stage's. None when that input cannot hold the drops
 /// (they were counted on another node of the scope).
 fn stage_input(r: &Report, stage: Stage, drops: u64) -> Option<u64> {
-    let rows = &r.ledger.ledger;
-    let i = rows.iter().position(|row| row.stage == stage)?;
-    rows[..=i]
-        .iter()
-        .rev()
-        .find_map(|row| row.segments_in)
-        .filter(|n| *n > 0 && *n >= drops)
+    crate::ledger::input_at(&r.ledger.ledger, stage).filter(|n| *n > 0 && *n >= drops)
 }
 
 /// "1234 packets (41.1/s, 2.1% of 58000)" when `drops` over the period meet

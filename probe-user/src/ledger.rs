@@ -157,6 +157,13 @@ pub struct Ledger {
     pub drops_out_of_scope: u64,
 }
 
+/// What entered `stage`: its own `segments_in`, else the nearest upstream
+/// stage's (a stage no hook sees takes the input of the one before it).
+pub fn input_at(rows: &[LedgerRow], stage: Stage) -> Option<u64> {
+    let i = rows.iter().position(|r| r.stage == stage)?;
+    rows[..=i].iter().rev().find_map(|r| r.segments_in)
+}
+
 /// The ledger row of a receive stage (`Stage::RECEIVE` is in variant order).
 fn stage_index(stage: Stage) -> usize {
     Stage::RECEIVE

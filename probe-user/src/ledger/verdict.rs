@@ -23,7 +23,7 @@ pub fn verdict(rows: &[LedgerRow]) -> Verdict {
         .filter(|(_, r)| r.drops > 0)
         // Earliest stage on a tie: it is upstream of the others.
         .max_by_key(|(i, r)| (r.drops, std::cmp::Reverse(*i)));
-    let Some((i, worst)) = worst else {
+    let Some((_, worst)) = worst else {
         return Verdict {
             stage: None,
             segments: 0,
@@ -40,7 +40,7 @@ pub fn verdict(rows: &[LedgerRow]) -> Verdict {
         .max_by_key(|(name, c)| (c.segments, std::cmp::Reverse(name.as_str())))
         .map(|(name, c)| (name.clone(), c.segments))
         .unwrap_or_default();
-    let input = rows[..=i].iter().rev().find_map(|r| r.segments_in);
+    let input = super::input_at(rows, worst.stage);
     // Drops above the input mean the input was counted elsewhere (e.g. the
     // drops happened on another node of the scope): no share then.
     let percent = input

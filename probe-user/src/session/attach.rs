@@ -223,7 +223,12 @@ fn attach_tracing(
             Err(HookError::Kernel(e)),
         ),
     };
-    let nic_netns_inum = netns.inum().unwrap_or(0);
+    // The NIC's namespace: where the drop probe counts outer VXLAN drops (0:
+    // nowhere, if unknown) and where steering follows the NIC's packets.
+    let nic_netns = netns
+        .inum()
+        .map_err(|e| format!("cannot identify netns {}: {e}", netns.label()));
+    let nic_netns_inum = nic_netns.as_ref().copied().unwrap_or(0);
     let mut drop_hook = drop_setup
         .and_then(|setup| hooks::drops::load_drops(setup, scope_inums, ports, nic_netns_inum));
     let mut latency_hook = if cfg.latency {
@@ -234,9 +239,7 @@ fn attach_tracing(
         Ok(None)
     };
     let mut steer_hook = if cfg.steering {
-        let nic_netns = netns.inum().map_err(|e| {
-            HookError::Kernel(format!("cannot identify netns {}: {e}", netns.label()))
-        });
+        let nic_netns = nic_netns.map_err(HookError::Kernel);
         steer_setup
             .and_then(|offsets| {
                 hooks::steering::load_steering(offsets, nic.ifindex, nic_netns?, scope_inums)

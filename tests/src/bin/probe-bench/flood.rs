@@ -214,36 +214,9 @@ impl Flood {
     /// opt-in `--latency` probes attached too so their cost is shown.
     fn program_costs(&self) -> Vec<(String, u64, f64)> {
         let (mut child, _) = self.start_probe(&["--self", "--latency"]);
-        let out = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(out)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
-                .collect::<Vec<_>>()
-        });
+        let lines = read_lines(&mut child);
         self.pps();
-        // SAFETY: our child, not yet reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait().unwrap();
-        let lines = reader.join().unwrap();
-        let summary = lines.iter().rev().find(|l| l["type"] == "summary").unwrap();
-        summary["self"]["programs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    format!(
-                        "{}@{}",
-                        p["program"].as_str().unwrap(),
-                        p["iface"].as_str().unwrap()
-                    ),
-                    p["runs"].as_u64().unwrap(),
-                    p["ns_per_run"].as_f64().unwrap_or(f64::NAN),
-                )
-            })
-            .collect()
+        program_rows(&stop_probe(child, lines))
     }
 
     /// Runs everything and prints the figures; true when every target is met.
@@ -387,6 +360,56 @@ pub fn start_probe(probe: &Path, netns: &str, extra: &[&str]) -> (Child, PathBuf
         std::thread::sleep(Duration::from_millis(5));
     }
     (child, ready)
+}
+
+/// Reads the probe's JSON lines on a thread from the start, so that it never
+/// blocks on a full pipe.
+pub fn read_lines(child: &mut Child) -> std::thread::JoinHandle<Vec<serde_json::Value>> {
+    let out = child.stdout.take().expect("stdout piped");
+    std::thread::spawn(move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect()
+    })
+}
+
+/// SIGTERM to the probe; its JSON lines once it has printed its summary and exited.
+pub fn stop_probe(
+    mut child: Child,
+    lines: std::thread::JoinHandle<Vec<serde_json::Value>>,
+) -> Vec<serde_json::Value> {
+    // SAFETY: our child, not yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    lines.join().unwrap()
+}
+
+/// (program@iface, runs, ns per run) of every program in the summary's
+/// `self.programs` (`--self`).
+pub fn program_rows(lines: &[serde_json::Value]) -> Vec<(String, u64, f64)> {
+    let summary = lines
+        .iter()
+        .rev()
+        .find(|l| l["type"] == "summary")
+        .expect("a summary line");
+    summary["self"]["programs"]
+        .as_array()
+        .expect("--self programs")
+        .iter()
+        .map(|p| {
+            (
+                format!(
+                    "{}@{}",
+                    p["program"].as_str().unwrap(),
+                    p["iface"].as_str().unwrap()
+                ),
+                p["runs"].as_u64().unwrap(),
+                p["ns_per_run"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect()
 }
 
 /// A distribution-free confidence interval (at least 95%) of the median of

@@ -10,9 +10,9 @@
 //! that floor. Targets: throughput ratio >= 0.97, each hook <= 1.5x its floor.
 
 use std::{
-    io::{BufRead, BufReader},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    thread::JoinHandle,
     time::Duration,
 };
 
@@ -24,7 +24,7 @@ use probe_tests::{lab, objects, Lab};
 use tests_ebpf::PROG_EMPTY_TC;
 
 use crate::{
-    flood::{median_ci, start_probe},
+    flood::{median_ci, program_rows, read_lines, start_probe, stop_probe},
     testrun::median,
 };
 
@@ -116,31 +116,18 @@ impl Traffic {
         }
     }
 
-    fn start_probe(&self, extra: &[&str]) -> Child {
-        start_probe(&self.probe, &self.lab.node(2).netns, extra).0
-    }
-
-    /// Stops the probe and returns its JSON lines.
-    fn stop_probe(mut child: Child) -> Vec<serde_json::Value> {
-        let out = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(out)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| serde_json::from_str(&l).ok())
-                .collect::<Vec<serde_json::Value>>()
-        });
-        // SAFETY: our child, not yet reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait().unwrap();
-        reader.join().unwrap()
+    /// `probe watch` on node 2 with `extra` flags, its output read from the start.
+    fn start_probe(&self, extra: &[&str]) -> (Child, JoinHandle<Vec<serde_json::Value>>) {
+        let (mut child, _) = start_probe(&self.probe, &self.lab.node(2).netns, extra);
+        let lines = read_lines(&mut child);
+        (child, lines)
     }
 
     fn with_probe(&self, kind: Kind) -> f64 {
-        let child = self.start_probe(&[]);
+        let (child, lines) = self.start_probe(&[]);
         std::thread::sleep(SETTLE);
         let r = self.measure(kind);
-        Self::stop_probe(child);
+        stop_probe(child, lines);
         r
     }
 
@@ -167,7 +154,7 @@ impl Traffic {
     /// (program@iface, runs, ns per run) of the probe's programs and of the
     /// empty ones at the same hooks, in one run of `kind`.
     fn costs(&self, kind: Kind) -> Vec<(String, u64, f64)> {
-        let child = self.start_probe(&["--self"]);
+        let (child, lines) = self.start_probe(&["--self"]);
         let empties: Vec<(String, Ebpf)> = ["eth0", "flannel.1"]
             .into_iter()
             .map(|i| (i.to_string(), self.empty_at(i)))
@@ -175,28 +162,10 @@ impl Traffic {
         let before: Vec<(u64, u64)> = empties.iter().map(|(_, e)| run_stats(e)).collect();
         self.measure(kind);
         let after: Vec<(u64, u64)> = empties.iter().map(|(_, e)| run_stats(e)).collect();
-        let lines = Self::stop_probe(child);
-        let summary = lines
-            .iter()
-            .rev()
-            .find(|l| l["type"] == "summary")
-            .expect("summary");
-        let mut out: Vec<(String, u64, f64)> = summary["self"]["programs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["iface"] != "*")
-            .map(|p| {
-                (
-                    format!(
-                        "{}@{}",
-                        p["program"].as_str().unwrap(),
-                        p["iface"].as_str().unwrap()
-                    ),
-                    p["runs"].as_u64().unwrap(),
-                    p["ns_per_run"].as_f64().unwrap_or(f64::NAN),
-                )
-            })
+        // The tc programs only: the drop probe (iface `*`) has no floor here.
+        let mut out: Vec<(String, u64, f64)> = program_rows(&stop_probe(child, lines))
+            .into_iter()
+            .filter(|(name, _, _)| !name.ends_with("@*"))
             .collect();
         for (((iface, _), b), a) in empties.iter().zip(before).zip(after) {
             let runs = a.0 - b.0;
