@@ -23,7 +23,6 @@ pub mod procfs;
 pub mod reasons;
 pub mod recording;
 pub mod render;
-pub mod route;
 pub mod rtnl;
 pub mod selfcost;
 pub mod session;

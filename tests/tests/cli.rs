@@ -226,3 +226,54 @@ fn serve_help_and_bad_listen_address() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--listen"), "{err}");
 }
+
+/// Without --iface the NIC is the device of the namespace's lowest-metric
+/// default route (read over rtnetlink); without a default route, the error
+/// says so. The namespace is this test's own.
+#[test]
+fn default_nic_is_the_default_routes_device() {
+    if !privileged("default_nic_is_the_default_routes_device") {
+        return;
+    }
+    let ns = format!("rxprobe-route-{}", std::process::id());
+    let ip = |args: &str| {
+        let ok = std::process::Command::new("ip")
+            .args(["-n", &ns])
+            .args(args.split_whitespace())
+            .status()
+            .expect("run ip")
+            .success();
+        assert!(ok, "ip -n {ns} {args}");
+    };
+    assert!(std::process::Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .expect("run ip")
+        .success());
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let _remove = Remove(ns.clone());
+
+    let (code, _, err) = probe_output(&["tune", "--netns", &ns]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has no default route"), "{err}");
+
+    ip("link add up0 type veth peer name up1");
+    for dev in ["up0", "up1"] {
+        ip(&format!("link set {dev} up"));
+    }
+    ip("addr add 10.99.0.1/24 dev up0");
+    ip("addr add 10.99.1.1/24 dev up1");
+    ip("route add default via 10.99.1.2 dev up1 metric 200");
+    ip("route add default via 10.99.0.2 dev up0 metric 100");
+    let (code, out, err) = probe_output(&["tune", "--netns", &ns, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let snapshot: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(snapshot["devices"][0]["iface"], "up0", "{out}");
+}

@@ -5,7 +5,6 @@ use clap::Args;
 use crate::{
     error::ProbeError,
     netns::Netns,
-    route,
     rtnl::RtnlSocket,
     tune::{self, Setting, Snapshot},
 };
@@ -41,27 +40,7 @@ pub fn run(args: TuneArgs) -> Result<(), ProbeError> {
     let links = netns
         .run(|| RtnlSocket::open().and_then(|mut s| s.links()))?
         .map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
-    let nic = match &args.iface {
-        Some(n) => n.clone(),
-        None => netns
-            .run(route::default_route_iface)?
-            .ok_or(ProbeError::NoDefaultRoute {
-                netns: netns.label(),
-            })?,
-    };
-    let nic_link =
-        links
-            .iter()
-            .find(|l| l.name == nic)
-            .ok_or_else(|| ProbeError::UnknownInterface {
-                name: nic.clone(),
-                netns: netns.label(),
-                available: {
-                    let mut n: Vec<_> = links.iter().map(|l| l.name.as_str()).collect();
-                    n.sort_unstable();
-                    n.join(", ")
-                },
-            })?;
+    let nic_link = crate::session::nic_link(args.iface.as_deref(), &links, &netns)?;
     let mut devices = vec![nic_link];
     devices.extend(links.iter().filter(|l| l.is_vxlan()));
 

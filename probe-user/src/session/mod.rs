@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use targets::vxlan_port_set;
+pub use targets::{nic_link, vxlan_port_set};
 
 use crate::{
     caps,

@@ -5,7 +5,11 @@
 use probe_common::{DEFAULT_VXLAN_PORTS, MAX_VNIS, MAX_VXLAN_PORTS};
 
 use super::SessionConfig;
-use crate::{error::ProbeError, netns::Netns, route, rtnl::Link};
+use crate::{
+    error::ProbeError,
+    netns::Netns,
+    rtnl::{Link, RtnlSocket},
+};
 
 /// The devices and settings a session attaches to.
 pub(super) struct Targets {
@@ -21,6 +25,28 @@ pub(super) struct Targets {
     pub scope_inums: Vec<u32>,
 }
 
+/// The NIC named `iface`, or without a name the device of `netns`' default route.
+pub fn nic_link<'a>(
+    iface: Option<&str>,
+    links: &'a [Link],
+    netns: &Netns,
+) -> Result<&'a Link, ProbeError> {
+    if let Some(name) = iface {
+        return find(links, name, netns);
+    }
+    let no_route = || ProbeError::NoDefaultRoute {
+        netns: netns.label(),
+    };
+    let ifindex = netns
+        .run(|| RtnlSocket::open().and_then(|mut s| s.default_route_ifindex()))?
+        .map_err(|e| ProbeError::Runtime(format!("cannot read the routes: {e}")))?
+        .ok_or_else(no_route)?;
+    links
+        .iter()
+        .find(|l| l.ifindex == ifindex)
+        .ok_or_else(no_route)
+}
+
 /// Resolves `cfg` against the interfaces `links` of `netns`. Every name
 /// that does not exist or does not fit is a usage error (exit 2).
 pub(super) fn resolve(
@@ -28,15 +54,7 @@ pub(super) fn resolve(
     links: &[Link],
     netns: &Netns,
 ) -> Result<Targets, ProbeError> {
-    let nic_name = match &cfg.iface {
-        Some(name) => name.clone(),
-        None => netns
-            .run(route::default_route_iface)?
-            .ok_or(ProbeError::NoDefaultRoute {
-                netns: netns.label(),
-            })?,
-    };
-    let nic = find(links, &nic_name, netns)?.clone();
+    let nic = nic_link(cfg.iface.as_deref(), links, netns)?.clone();
     if nic.is_vxlan() {
         return Err(ProbeError::Usage(format!(
             "{} is a VXLAN device: --iface takes the NIC its packets arrive on (the underlay), \
