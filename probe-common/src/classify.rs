@@ -5,6 +5,16 @@
 //! offsets are built from constants and from header fields masked to a few bits
 //! (IPv4 IHL), so the verifier can bound them.
 
+use core::mem::offset_of;
+
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
+    udp::UdpHdr,
+    vlan::VlanHdr,
+    vxlan::VxlanHdr,
+};
+
 /// Class of a frame received on the NIC. The classes are exclusive: a VXLAN
 /// packet is counted as `Vxlan`, not also as IPv4/IPv6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,16 +78,27 @@ impl InnerClass {
     }
 }
 
-pub const ETH_P_IPV4: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86DD;
-pub const ETH_P_8021Q: u16 = 0x8100;
-pub const ETH_P_8021AD: u16 = 0x88A8;
-const IPPROTO_UDP: u8 = 17;
-const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
-const IPV6_HLEN: usize = 40;
-const UDP_HLEN: usize = 8;
-const VXLAN_HLEN: usize = 8;
+// Header layouts from network-types: every length and offset below is a
+// compile-time constant, so the classifier costs the same as with literals.
+pub const ETH_P_IPV4: u16 = u16::from_be(EtherType::Ipv4 as u16);
+pub const ETH_P_IPV6: u16 = u16::from_be(EtherType::Ipv6 as u16);
+pub const ETH_P_8021Q: u16 = u16::from_be(EtherType::Ieee8021q as u16);
+pub const ETH_P_8021AD: u16 = u16::from_be(EtherType::Ieee8021ad as u16);
+const IPPROTO_UDP: u8 = IpProto::Udp as u8;
+const ETH_HLEN: usize = EthHdr::LEN;
+const ETH_TYPE: usize = offset_of!(EthHdr, ether_type);
+const VLAN_HLEN: usize = VlanHdr::LEN;
+const VLAN_TYPE: usize = offset_of!(VlanHdr, ether_type);
+const IPV4_HLEN: usize = Ipv4Hdr::LEN;
+const IPV4_FRAGS: usize = offset_of!(Ipv4Hdr, frags);
+const IPV4_PROTO: usize = offset_of!(Ipv4Hdr, proto);
+const IPV6_HLEN: usize = Ipv6Hdr::LEN;
+const IPV6_NEXT: usize = offset_of!(Ipv6Hdr, next_hdr);
+const UDP_HLEN: usize = UdpHdr::LEN;
+const UDP_DST: usize = offset_of!(UdpHdr, dst);
+const UDP_CHECK: usize = offset_of!(UdpHdr, check);
+const VXLAN_HLEN: usize = VxlanHdr::LEN;
+const VXLAN_VNI: usize = offset_of!(VxlanHdr, vni);
 /// 802.1ad + 802.1Q (QinQ) is the deepest stacking parsed; deeper is NonIp.
 const MAX_VLAN_TAGS: usize = 2;
 
@@ -140,26 +161,36 @@ fn classify_untagged_ipv4<F: Frame + ?Sized>(
     is_vxlan_port: &impl Fn(u16) -> bool,
 ) -> Option<Classification> {
     // Ethernet 0..14, IPv4 14..34, UDP 34..42.
-    let h: &[u8; ETH_HLEN + 20 + UDP_HLEN] = frame.head()?;
-    if h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 {
+    const IP: usize = ETH_HLEN;
+    const UDP: usize = IP + IPV4_HLEN;
+    const VXLAN: usize = UDP + UDP_HLEN;
+    const INNER: usize = VXLAN + VXLAN_HLEN;
+    let h: &[u8; UDP + UDP_HLEN] = frame.head()?;
+    // EtherType IPv4, version 4 with a 20-byte header (IHL 5).
+    if h[ETH_TYPE] != 0x08 || h[ETH_TYPE + 1] != 0x00 || h[IP] != 0x45 {
         return None;
     }
-    // Flags + fragment offset at 20..22 (offset is the low 13 bits), protocol at 23.
-    if (h[20] & 0x1f) | h[21] != 0 || h[23] != IPPROTO_UDP {
+    // The fragment offset is the low 13 bits of `frags`.
+    let frags = IP + IPV4_FRAGS;
+    if (h[frags] & 0x1f) | h[frags + 1] != 0 || h[IP + IPV4_PROTO] != IPPROTO_UDP {
         return Some(Classification::plain(NicClass::Ipv4));
     }
-    let dport = u16::from_be_bytes([h[36], h[37]]);
+    let dport = u16::from_be_bytes([h[UDP + UDP_DST], h[UDP + UDP_DST + 1]]);
     if dport == 0 || !is_vxlan_port(dport) {
         return Some(Classification::plain(NicClass::Ipv4));
     }
-    // VXLAN header 42..50 (VNI at 46..49), inner Ethernet 50..64.
-    let h: &[u8; ETH_HLEN + 20 + UDP_HLEN + VXLAN_HLEN + ETH_HLEN] = frame.head()?;
-    let vni = (h[46] as u32) << 16 | (h[47] as u32) << 8 | h[48] as u32;
+    // The VXLAN header, then the inner Ethernet header.
+    let h: &[u8; INNER + ETH_HLEN] = frame.head()?;
+    let vni = VXLAN + VXLAN_VNI;
+    let vni = (h[vni] as u32) << 16 | (h[vni + 1] as u32) << 8 | h[vni + 2] as u32;
     Some(Classification {
         class: NicClass::Vxlan,
         vni: Some(vni),
         port: dport,
-        inner: InnerClass::from_ethertype(u16::from_be_bytes([h[62], h[63]])),
+        inner: InnerClass::from_ethertype(u16::from_be_bytes([
+            h[INNER + ETH_TYPE],
+            h[INNER + ETH_TYPE + 1],
+        ])),
     })
 }
 
@@ -169,14 +200,14 @@ fn classify_any<F: Frame + ?Sized>(
     frame: &F,
     is_vxlan_port: impl Fn(u16) -> bool,
 ) -> Classification {
-    let Some(mut ethertype) = frame.be16_at(12) else {
+    let Some(mut ethertype) = frame.be16_at(ETH_TYPE) else {
         return Classification::plain(NicClass::NonIp);
     };
     let mut l3 = ETH_HLEN;
     let mut tags = 0;
     while tags < MAX_VLAN_TAGS && (ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD) {
-        // The tag is 4 bytes: TCI, then the EtherType of what follows.
-        match frame.be16_at(l3 + 2) {
+        // The tag: TCI, then the EtherType of what follows.
+        match frame.be16_at(l3 + VLAN_TYPE) {
             Some(next) => ethertype = next,
             None => return Classification::plain(NicClass::NonIp),
         }
@@ -192,7 +223,7 @@ fn classify_any<F: Frame + ?Sized>(
     let Some(udp) = udp else {
         return Classification::plain(class);
     };
-    match frame.be16_at(udp + 2) {
+    match frame.be16_at(udp + UDP_DST) {
         Some(dport) if dport != 0 && is_vxlan_port(dport) => {
             classify_vxlan(frame, udp + UDP_HLEN, dport)
         }
@@ -207,15 +238,15 @@ fn ipv4_udp_offset<F: Frame + ?Sized>(frame: &F, l3: usize) -> Option<usize> {
     let version_ihl = frame.u8_at(l3)?;
     // Masked to 4 bits: the verifier sees a bounded 0..60 byte offset.
     let ihl = ((version_ihl & 0x0f) as usize) * 4;
-    if version_ihl >> 4 != 4 || ihl < 20 {
+    if version_ihl >> 4 != 4 || ihl < IPV4_HLEN {
         return None;
     }
-    let fragment_offset = frame.be16_at(l3 + 6)? & 0x1fff;
-    if fragment_offset != 0 || frame.u8_at(l3 + 9)? != IPPROTO_UDP {
+    let fragment_offset = frame.be16_at(l3 + IPV4_FRAGS)? & 0x1fff;
+    if fragment_offset != 0 || frame.u8_at(l3 + IPV4_PROTO)? != IPPROTO_UDP {
         return None;
     }
     let udp = l3 + ihl;
-    frame.be16_at(udp + 6)?; // whole UDP header present
+    frame.be16_at(udp + UDP_CHECK)?; // whole UDP header present
     Some(udp)
 }
 
@@ -223,11 +254,11 @@ fn ipv4_udp_offset<F: Frame + ?Sized>(frame: &F, l3: usize) -> Option<usize> {
 /// Extension headers are not walked: such packets stay plain IPv6.
 #[inline(always)]
 fn ipv6_udp_offset<F: Frame + ?Sized>(frame: &F, l3: usize) -> Option<usize> {
-    if frame.u8_at(l3)? >> 4 != 6 || frame.u8_at(l3 + 6)? != IPPROTO_UDP {
+    if frame.u8_at(l3)? >> 4 != 6 || frame.u8_at(l3 + IPV6_NEXT)? != IPPROTO_UDP {
         return None;
     }
     let udp = l3 + IPV6_HLEN;
-    frame.be16_at(udp + 6)?;
+    frame.be16_at(udp + UDP_CHECK)?;
     Some(udp)
 }
 
@@ -235,7 +266,8 @@ fn ipv6_udp_offset<F: Frame + ?Sized>(frame: &F, l3: usize) -> Option<usize> {
 /// then the inner Ethernet frame.
 #[inline(always)]
 fn classify_vxlan<F: Frame + ?Sized>(frame: &F, vxlan: usize, port: u16) -> Classification {
-    let Some(vni_word) = frame.be32_at(vxlan + 4) else {
+    // The 24-bit VNI and the reserved byte after it, read as one word.
+    let Some(vni_word) = frame.be32_at(vxlan + VXLAN_VNI) else {
         return Classification {
             class: NicClass::Vxlan,
             vni: None,
@@ -244,7 +276,7 @@ fn classify_vxlan<F: Frame + ?Sized>(frame: &F, vxlan: usize, port: u16) -> Clas
         };
     };
     let vni = Some(vni_word >> 8);
-    let inner = match frame.be16_at(vxlan + VXLAN_HLEN + 12) {
+    let inner = match frame.be16_at(vxlan + VXLAN_HLEN + ETH_TYPE) {
         Some(ethertype) => InnerClass::from_ethertype(ethertype),
         None => InnerClass::Truncated,
     };
