@@ -10,7 +10,9 @@ use aya_ebpf::{
     macros::{classifier, map, xdp},
     maps::PerCpuArray,
     programs::{TcContext, XdpContext},
+    EbpfContext,
 };
+use aya_log_ebpf::debug;
 use probe_common::{
     classify::{classify, Frame, InnerClass, NicClass},
     QueueCounters, DEFAULT_QUEUE_SLOTS, MAX_VNIS, VNI_OTHER_SLOT,
@@ -47,7 +49,7 @@ pub fn nic_xdp(ctx: XdpContext) -> u32 {
     };
     let len = (frame.data_end - frame.data) as u64;
     // A wire frame: one skb-to-be, one segment.
-    count(&frame, ctx.rx_queue_index(), 1, len);
+    count(&ctx, &frame, ctx.rx_queue_index(), 1, len);
     xdp_action::XDP_PASS
 }
 
@@ -64,7 +66,7 @@ pub fn nic_tc(ctx: TcContext) -> i32 {
     // skb_record_rx_queue() stores queue + 1; 0 means the driver recorded
     // none, which XDP's rx_queue_index reports as queue 0 too.
     let queue = queue_mapping.saturating_sub(1);
-    count(&frame, queue, gso_segs(&ctx), ctx.len() as u64);
+    count(&ctx, &frame, queue, gso_segs(&ctx), ctx.len() as u64);
     TC_ACT_UNSPEC
 }
 
@@ -134,12 +136,20 @@ fn vni_slot(port: u16, vni: Option<u32>) -> u32 {
 /// Counts one skb (or XDP frame) of `segments` segments and `len` bytes,
 /// classified by `frame`'s headers, on RX queue `queue`.
 #[inline(always)]
-fn count(frame: &PacketFrame, queue: u32, segments: u64, len: u64) {
+fn count<C: EbpfContext>(ctx: &C, frame: &PacketFrame, queue: u32, segments: u64, len: u64) {
     let c = classify(frame, is_vxlan_port);
     let class = c.class as usize;
 
     let slots = unsafe { core::ptr::read_volatile(&QUEUE_SLOTS) };
-    let slot = if queue < slots { queue } else { slots };
+    let slot = if queue < slots {
+        queue
+    } else {
+        debug!(
+            ctx,
+            "RX queue {} beyond the {} queue slots: counted in the overflow slot", queue, slots
+        );
+        slots
+    };
     let Some(q) = NIC_QUEUES.get_ptr_mut(slot) else {
         return;
     };
@@ -154,6 +164,14 @@ fn count(frame: &PacketFrame, queue: u32, segments: u64, len: u64) {
     }
     if c.class == NicClass::Vxlan {
         let slot = vni_slot(c.port, c.vni) as usize;
+        if slot == VNI_OTHER_SLOT as usize {
+            debug!(
+                ctx,
+                "VXLAN to UDP port {} VNI {} matches no watched device: counted in the `other` row",
+                c.port,
+                c.vni.unwrap_or(u32::MAX)
+            );
+        }
         let inner = c.inner as usize;
         if slot < q.vnis.len() && inner < InnerClass::COUNT {
             let v = &mut q.vnis[slot];

@@ -15,11 +15,12 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::BtfTracePointContext,
 };
+use aya_log_ebpf::warn;
 use probe_common::{
     classify::{ETH_P_IPV4, ETH_P_IPV6},
     drops::{
         count_in, mix, reason_slot, Benign, DropKey, DropOffsets, DropTable, FlowKey, FlowTable,
-        BENIGN_KINDS, FAMILY_V4, FAMILY_V6, NO_REASON, REASON_SLOTS,
+        BENIGN_KINDS, CORE_REASON_SLOTS, FAMILY_V4, FAMILY_V6, NO_REASON, REASON_SLOTS,
     },
 };
 
@@ -74,6 +75,14 @@ pub fn skb_drop(ctx: BtfTracePointContext) -> i32 {
     let reason: u32 = ctx.arg(2);
     let not_drops = unsafe { core::ptr::read_volatile(&NOT_DROPS) };
     if reason != not_drops[0] && reason != not_drops[1] && !skb.is_null() {
+        if reason < 1 << 16 && reason >= CORE_REASON_SLOTS {
+            warn!(
+                &ctx,
+                "drop reason {} is past the {} core reasons the table holds: counted as an unnamed reason",
+                reason,
+                CORE_REASON_SLOTS
+            );
+        }
         // SAFETY: struct fields are read with fault-safe BTF-typed loads
         // (`field`), packet bytes and skb_shared_info with bpf_probe_read_kernel.
         unsafe { record(skb, reason) };

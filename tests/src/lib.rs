@@ -352,7 +352,7 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub mod prog_run {
     use aya::{
         programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
-        Ebpf, EbpfLoader,
+        Ebpf,
     };
     use probe_common::*;
     use tests_ebpf::{PROG_EMPTY_TC, PROG_EMPTY_XDP};
@@ -373,7 +373,9 @@ pub mod prog_run {
         /// Loads the object with known globals and loads (verifies) every program.
         pub fn load() -> Programs {
             let count = 2u32;
-            let nic = EbpfLoader::new()
+            // Logging off, as `probe` loads it without --debug-bpf.
+            let nic = probe_user::hooks::BpfLog::Off
+                .loader()
                 .override_global(GLOBAL_VXLAN_PORTS, &DEFAULT_VXLAN_PORTS, true)
                 .override_global(GLOBAL_VNIS, &TEST_VNIS, true)
                 .override_global(GLOBAL_VNI_PORTS, &TEST_VNI_PORTS, true)

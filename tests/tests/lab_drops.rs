@@ -393,20 +393,10 @@ fn vxlan_to_an_unowned_port_is_its_own_row_and_explained() {
     }
     const SENT: u64 = 80;
     let lab = lab();
-    let (n1, n2) = (lab.node(1), lab.node(2));
+    let n2 = lab.node(2);
     let before = snmp(&n2.netns);
     let w = watch(&lab);
-    let mut p = vec![0x08, 0, 0, 0];
-    p.extend_from_slice(&(1u32 << 8).to_be_bytes());
-    p.extend_from_slice(&probe_common::frames::udp4(9000, 16));
-    let dst = SocketAddrV4::new(n2.underlay_ip, 4789);
-    lab::in_netns(&n1.netns, move || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        for _ in 0..SENT {
-            s.send_to(&p, dst).unwrap();
-        }
-    })
-    .unwrap();
+    send_to_unowned_vxlan_port(&lab, SENT);
     let s = stop(w);
     let no_ports = snmp(&n2.netns).delta(&before).udp_no_ports;
     assert_eq!(no_ports, SENT);
@@ -430,6 +420,44 @@ fn vxlan_to_an_unowned_port_is_its_own_row_and_explained() {
         "{loss}"
     );
     assert_eq!(loss["explained_by"]["NO_SOCKET"], SENT, "{loss}");
+}
+
+/// Sends `count` VXLAN packets (VNI 1) from node 1 to UDP port 4789 of node
+/// 2, a VXLAN port no device there listens on.
+fn send_to_unowned_vxlan_port(lab: &Lab, count: u64) {
+    let mut p = vec![0x08, 0, 0, 0];
+    p.extend_from_slice(&(1u32 << 8).to_be_bytes());
+    p.extend_from_slice(&probe_common::frames::udp4(9000, 16));
+    let dst = SocketAddrV4::new(lab.node(2).underlay_ip, 4789);
+    lab::in_netns(&lab.node(1).netns, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..count {
+            s.send_to(&p, dst).unwrap();
+        }
+    })
+    .unwrap();
+}
+
+/// `--debug-bpf` prints the NIC program's diagnostic for each packet of that
+/// traffic; without it the programs print nothing.
+#[test]
+fn debug_bpf_names_vxlan_traffic_no_device_owns() {
+    if !privileged("debug_bpf_names_vxlan_traffic_no_device_owns") {
+        return;
+    }
+    const SENT: u64 = 8;
+    let lab = lab();
+    let line = "VXLAN to UDP port 4789 VNI 1 matches no watched device";
+    for (flags, expected) in [(&["--debug-bpf"][..], SENT), (&[][..], 0)] {
+        let w = Watch::on_lab(&lab, "0.5", flags);
+        send_to_unowned_vxlan_port(&lab, SENT);
+        std::thread::sleep(Duration::from_millis(300));
+        let (code, _, err) = w.stop(libc::SIGINT);
+        assert_eq!(code, Some(0), "{err}");
+        let logged = err.lines().filter(|l| l.starts_with("probe[bpf]")).count() as u64;
+        let named = err.lines().filter(|l| l.contains(line)).count() as u64;
+        assert_eq!((logged, named), (expected, expected), "{flags:?}: {err}");
+    }
 }
 
 /// A node without the FDB entry for its peer's VTEP (a flanneld that lost

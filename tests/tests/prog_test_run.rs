@@ -271,3 +271,32 @@ fn tc_programs_count_gro_segments() {
         (1, 30)
     );
 }
+
+/// Without --debug-bpf the log statements cost nothing: with AYA_LOG_LEVEL 0
+/// in frozen .rodata the verifier removes them, so each program the kernel
+/// runs is smaller than the same program with logging on (by the log code).
+#[test]
+fn log_code_is_removed_when_debug_is_off() {
+    if !privileged("log_code_is_removed_when_debug_is_off") {
+        return;
+    }
+    use aya::programs::SchedClassifier;
+    use probe_user::hooks::BpfLog;
+    let translated = |log: BpfLog| {
+        let mut ebpf = log
+            .loader()
+            .load(probe_user::objects::NIC)
+            .expect("load the NIC object");
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(probe_common::PROG_NIC_TC)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        prog.load().expect("verifier accepts nic_tc");
+        prog.info().unwrap().size_translated().unwrap()
+    };
+    let (off, on) = (translated(BpfLog::Off), translated(BpfLog::Debug));
+    eprintln!("nic_tc as the kernel runs it: {off} B with logging off, {on} B on");
+    // One log statement is over 100 instructions (8 bytes each).
+    assert!(off + 800 < on, "off {off} B, on {on} B");
+}

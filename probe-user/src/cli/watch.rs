@@ -8,7 +8,10 @@ use probe_common::MAX_VXLAN_PORTS;
 use crate::{
     caps,
     error::ProbeError,
-    hooks::nic::{NicHookArg, XdpModeArg},
+    hooks::{
+        nic::{NicHookArg, XdpModeArg},
+        BpfLog,
+    },
     model::Report,
     render,
     session::{self, Period, SessionConfig},
@@ -108,6 +111,12 @@ pub struct WatchArgs {
     /// diagnosis session, not for leaving on. Linux >= 6.5
     #[arg(long)]
     pub steering: bool,
+    /// Print the kernel programs' diagnostics on stderr as `probe[bpf] ...`
+    /// lines (VXLAN traffic no watched device owns, RX queues or drop reasons
+    /// beyond the counter tables). Off: the verifier removes the log code, so
+    /// it costs nothing per packet
+    #[arg(long)]
+    pub debug_bpf: bool,
 }
 
 impl WatchArgs {
@@ -133,6 +142,11 @@ impl WatchArgs {
             latency: self.latency,
             steering: self.steering,
             self_cost: self.self_cost,
+            bpf_log: if self.debug_bpf {
+                BpfLog::Debug
+            } else {
+                BpfLog::Off
+            },
             interval: self.interval,
             duration: self.duration,
             ready_file: self.ready_file.clone(),

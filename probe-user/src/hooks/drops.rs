@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use aya::{Ebpf, EbpfLoader};
+use aya::Ebpf;
 use probe_common::{
     drops::{
         DropKey, DropOffsets, DropTable, FlowKey, FlowTable, BENIGN_KINDS, DROP_TRACEPOINT,
@@ -15,7 +15,7 @@ use probe_common::{
     GLOBAL_VXLAN_PORTS, MAX_VXLAN_PORTS,
 };
 
-use super::{read_per_cpu, Hook, HookError};
+use super::{read_per_cpu, BpfLog, Hook, HookError};
 use crate::{btf::Btf, objects, reasons::ReasonNames};
 
 /// Offsets the probe needs, from the running kernel's BTF.
@@ -134,6 +134,9 @@ impl Hook for DropHook {
     fn object(&self) -> &Ebpf {
         &self.ebpf
     }
+    fn object_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
 }
 
 /// What the drop probe needs from the kernel's BTF.
@@ -172,6 +175,7 @@ pub fn load_drops(
     scope: &[u32],
     vxlan_ports: &[u16],
     nic_netns: u32,
+    log: BpfLog,
 ) -> Result<DropHook, HookError> {
     let DropSetup { reasons, offsets } = setup;
     let (netns, count) = scope_globals(scope)?;
@@ -185,7 +189,8 @@ pub fn load_drops(
     for (slot, value) in not_drops.iter_mut().zip(&reasons.not_drops) {
         *slot = *value;
     }
-    let ebpf = EbpfLoader::new()
+    let ebpf = log
+        .loader()
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
         .btf(None)
         .override_global(GLOBAL_NOT_DROPS, &not_drops, true)

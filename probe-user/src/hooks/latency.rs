@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use aya::{Ebpf, EbpfLoader};
+use aya::Ebpf;
 use probe_common::latency::{
     NapiKey, NapiOffsets, NapiTable, SoftirqCpu, GLOBAL_NAPI_OFFSETS, GLOBAL_NET_RX_VEC, MAP_NAPI,
     MAP_SOFTIRQ, PROG_NAPI_POLL, PROG_SOFTIRQ_ENTRY, PROG_SOFTIRQ_EXIT, PROG_SOFTIRQ_RAISE,
     WORK_BUCKETS,
 };
 
-use super::{read_per_cpu, Hook, HookError};
+use super::{read_per_cpu, BpfLog, Hook, HookError};
 use crate::{btf::Btf, objects};
 
 /// The attached softirq and NAPI probes. Dropping it detaches them.
@@ -22,6 +22,9 @@ pub struct LatencyHook {
 impl Hook for LatencyHook {
     fn object(&self) -> &Ebpf {
         &self.ebpf
+    }
+    fn object_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 }
 
@@ -72,12 +75,13 @@ pub fn setup(btf: &Btf) -> Result<LatencySetup, HookError> {
 }
 
 /// Loads the object with its settings (nothing attached yet: [`LatencyHook::attach`]).
-pub fn load_latency(setup: LatencySetup) -> Result<LatencyHook, HookError> {
+pub fn load_latency(setup: LatencySetup, log: BpfLog) -> Result<LatencyHook, HookError> {
     let LatencySetup {
         net_rx_vec: net_rx,
         offsets,
     } = setup;
-    let ebpf = EbpfLoader::new()
+    let ebpf = log
+        .loader()
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
         .btf(None)
         .override_global(GLOBAL_NET_RX_VEC, &net_rx, true)

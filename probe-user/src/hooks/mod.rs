@@ -8,6 +8,7 @@
 //! after exit, a crash or SIGKILL. Each hooked interface gets its own
 //! instance of its object, so its maps hold that interface's counters only.
 
+pub mod bpf_log;
 pub mod drops;
 pub mod latency;
 pub mod nic;
@@ -20,12 +21,15 @@ use aya::{
     Ebpf, Pod,
 };
 
+pub use bpf_log::{BpfLog, BpfLogReader};
+
 use crate::{netns::Netns, rtnl::Link};
 
 /// Every hook owns the BPF object it loaded; dropping the hook closes its
 /// links and unloads its programs.
 pub trait Hook {
     fn object(&self) -> &Ebpf;
+    fn object_mut(&mut self) -> &mut Ebpf;
 
     /// The interface its programs are attached to; "*" for tracing hooks.
     fn iface(&self) -> &str {

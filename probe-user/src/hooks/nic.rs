@@ -3,7 +3,7 @@
 
 use aya::{
     programs::{TcAttachType, Xdp, XdpMode},
-    Ebpf, EbpfLoader,
+    Ebpf,
 };
 use probe_common::{
     NicCounters, QueueCounters, VniCounters, GLOBAL_QUEUE_SLOTS, GLOBAL_VNIS, GLOBAL_VNI_COUNT,
@@ -11,7 +11,7 @@ use probe_common::{
     PROG_NIC_XDP, VNI_SLOTS,
 };
 
-use super::{attach_tcx, program, read_per_cpu, Hook, HookError};
+use super::{attach_tcx, program, read_per_cpu, BpfLog, Hook, HookError};
 use crate::{netns::Netns, objects, rtnl::Link};
 
 /// `--xdp-mode`: how to attach at the NIC.
@@ -62,6 +62,7 @@ pub struct NicConfig {
     pub vnis: Vec<(u16, u32)>,
     pub hook: NicHookArg,
     pub mode: XdpModeArg,
+    pub log: BpfLog,
 }
 
 /// The NIC's counters: TCX ingress, or XDP on request.
@@ -135,7 +136,9 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
         .num_rx_queues
         .unwrap_or(probe_common::DEFAULT_QUEUE_SLOTS)
         .max(1);
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = cfg
+        .log
+        .loader()
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
         .btf(None)
         .override_global(GLOBAL_VXLAN_PORTS, &ports, true)
@@ -213,6 +216,9 @@ impl NicHook {
 impl Hook for NicHook {
     fn object(&self) -> &Ebpf {
         &self.ebpf
+    }
+    fn object_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     fn iface(&self) -> &str {

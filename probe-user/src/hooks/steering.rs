@@ -2,14 +2,14 @@
 //! netif_receive_skb, sk_data_ready, sock_recv_length): loading, reading the
 //! CPU matrices. Turning them into CPU pairs is in `steering.rs`.
 
-use aya::{Ebpf, EbpfLoader};
+use aya::Ebpf;
 use probe_common::drops::{GLOBAL_SCOPE_COUNT, GLOBAL_SCOPE_NETNS};
 use probe_common::latency::{
     SteerMatrix, SteerOffsets, GLOBAL_STEER_NIC, GLOBAL_STEER_OFFSETS, MAP_STEER, PROG_STEER_NAPI,
     PROG_STEER_READY, PROG_STEER_RECV, PROG_STEER_STACK, STEER_CPUS,
 };
 
-use super::{read_per_cpu, Hook, HookError};
+use super::{read_per_cpu, BpfLog, Hook, HookError};
 use crate::{btf::Btf, objects};
 
 const PROGRAMS: [(&str, &str); 4] = [
@@ -43,6 +43,9 @@ impl Hook for SteerHook {
     fn object(&self) -> &Ebpf {
         &self.ebpf
     }
+    fn object_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
 }
 
 /// Loads the object (nothing attached yet: [`SteerHook::attach`]). Packets
@@ -53,9 +56,11 @@ pub fn load_steering(
     nic_ifindex: u32,
     nic_netns: u32,
     scope: &[u32],
+    log: BpfLog,
 ) -> Result<SteerHook, HookError> {
     let (scope_netns, scope_count) = super::drops::scope_globals(scope)?;
-    let ebpf = EbpfLoader::new()
+    let ebpf = log
+        .loader()
         .override_global(GLOBAL_SCOPE_NETNS, &scope_netns, true)
         .override_global(GLOBAL_SCOPE_COUNT, &scope_count, true)
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.

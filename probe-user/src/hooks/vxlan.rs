@@ -1,10 +1,10 @@
 //! The VXLAN stage: TCX ingress on a VXLAN device (flannel.1), decapsulated
 //! skbs, segments and bytes per inner class.
 
-use aya::{programs::TcAttachType, Ebpf, EbpfLoader};
+use aya::{programs::TcAttachType, Ebpf};
 use probe_common::{DevCounters, MAP_VXLAN_DEV, PROG_VXLAN_INGRESS};
 
-use super::{attach_tcx, read_per_cpu, Hook, HookError};
+use super::{attach_tcx, read_per_cpu, BpfLog, Hook, HookError};
 use crate::{
     netns::Netns,
     objects,
@@ -53,8 +53,8 @@ impl DevCounts {
 
 /// Loads the object for a VXLAN device and attaches TCX ingress inside
 /// `netns` (see attach_tcx for the order).
-pub fn attach_vxlan_dev(netns: &Netns, link: &Link) -> Result<VxlanHook, HookError> {
-    let mut ebpf = EbpfLoader::new().btf(None).load(objects::VXLAN)?;
+pub fn attach_vxlan_dev(netns: &Netns, link: &Link, log: BpfLog) -> Result<VxlanHook, HookError> {
+    let mut ebpf = log.loader().btf(None).load(objects::VXLAN)?;
     attach_tcx(
         netns,
         &mut ebpf,
@@ -110,6 +110,9 @@ impl VxlanHook {
 impl Hook for VxlanHook {
     fn object(&self) -> &Ebpf {
         &self.ebpf
+    }
+    fn object_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     fn iface(&self) -> &str {

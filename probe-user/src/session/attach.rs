@@ -44,6 +44,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         vnis,
         hook: cfg.nic_hook,
         mode: cfg.xdp_mode,
+        log: cfg.bpf_log,
     };
     let mut nic_hook = match hooks::nic::attach_nic(&netns, &nic, &nic_cfg) {
         Ok(hook) => Some(hook),
@@ -58,7 +59,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
     };
     let mut dev_hooks = Vec::new();
     for dev in &devices {
-        match hooks::vxlan::attach_vxlan_dev(&netns, dev) {
+        match hooks::vxlan::attach_vxlan_dev(&netns, dev, cfg.bpf_log) {
             Ok(hook) => dev_hooks.push(hook),
             Err(reason) => unavailable.push(Unavailable {
                 stage: HookKind::Vxlan,
@@ -166,6 +167,8 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         started: Instant::now(),
         last_device_check: Instant::now(),
         devs_retry_at: vec![None; dev_hooks_len],
+        bpf_log: cfg.bpf_log,
+        bpf_logs: Vec::new(),
     };
     // Settings are read after attaching (not counted in attach_ms); failing
     // to read them only costs the advice.
@@ -176,6 +179,10 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
             .filter(|l| session.devs.iter().any(|d| d.ifindex == l.ifindex)),
     );
     let mut session = session;
+    session.bpf_logs = session
+        .hooks_mut()
+        .filter_map(|h| cfg.bpf_log.reader(h.object_mut()))
+        .collect();
     session.settings = crate::tune::snapshot(&session.netns, &devices).ok();
     if !cfg.quiet {
         eprintln!(
@@ -229,11 +236,12 @@ fn attach_tracing(
         .inum()
         .map_err(|e| format!("cannot identify netns {}: {e}", netns.label()));
     let nic_netns_inum = nic_netns.as_ref().copied().unwrap_or(0);
-    let mut drop_hook = drop_setup
-        .and_then(|setup| hooks::drops::load_drops(setup, scope_inums, ports, nic_netns_inum));
+    let mut drop_hook = drop_setup.and_then(|setup| {
+        hooks::drops::load_drops(setup, scope_inums, ports, nic_netns_inum, cfg.bpf_log)
+    });
     let mut latency_hook = if cfg.latency {
         latency_setup
-            .and_then(hooks::latency::load_latency)
+            .and_then(|setup| hooks::latency::load_latency(setup, cfg.bpf_log))
             .map(Some)
     } else {
         Ok(None)
@@ -242,7 +250,13 @@ fn attach_tracing(
         let nic_netns = nic_netns.map_err(HookError::Kernel);
         steer_setup
             .and_then(|offsets| {
-                hooks::steering::load_steering(offsets, nic.ifindex, nic_netns?, scope_inums)
+                hooks::steering::load_steering(
+                    offsets,
+                    nic.ifindex,
+                    nic_netns?,
+                    scope_inums,
+                    cfg.bpf_log,
+                )
             })
             .map(Some)
     } else {

@@ -30,7 +30,7 @@ use crate::{
         nic::{NicHook, NicHookArg, XdpModeArg},
         steering::SteerHook,
         vxlan::VxlanHook,
-        Hook,
+        BpfLog, BpfLogReader, Hook,
     },
     model::{Report, ReportKind, Sample, Topology},
     names::Names,
@@ -57,6 +57,8 @@ pub struct SessionConfig {
     pub latency: bool,
     pub steering: bool,
     pub self_cost: bool,
+    /// The kernel programs' diagnostics (`--debug-bpf`).
+    pub bpf_log: BpfLog,
     /// Seconds between reports, and the run's length (None: until a signal).
     pub interval: f64,
     pub duration: Option<f64>,
@@ -97,6 +99,10 @@ pub struct Session {
     /// Per VXLAN hook: after a failed re-attach, when to try again (each try
     /// loads and verifies the programs).
     pub(crate) devs_retry_at: Vec<Option<Instant>>,
+    /// `--debug-bpf`: whether the programs log, and the log records of
+    /// every object that does.
+    pub(crate) bpf_log: BpfLog,
+    pub(crate) bpf_logs: Vec<BpfLogReader>,
 }
 
 /// What each report of a session covers.
@@ -214,14 +220,22 @@ impl Session {
         nic.chain(devs).chain(drops).chain(latency).chain(steering)
     }
 
+    /// Every hook, mutable.
+    fn hooks_mut(&mut self) -> impl Iterator<Item = &mut dyn Hook> {
+        let nic = self.nic.iter_mut().map(|h| h as &mut dyn Hook);
+        let devs = self.devs.iter_mut().map(|h| h as &mut dyn Hook);
+        let drops = self.drops.iter_mut().map(|h| h as &mut dyn Hook);
+        let latency = self.latency.iter_mut().map(|h| h as &mut dyn Hook);
+        let steering = self.steering.iter_mut().map(|h| h as &mut dyn Hook);
+        nic.chain(devs).chain(drops).chain(latency).chain(steering)
+    }
+
     /// Kernel ids of every program this run loaded.
     fn program_ids(&self) -> Vec<u32> {
         self.hooks().flat_map(|h| h.program_ids()).collect()
     }
 }
 
-/// `{pid, attach_ms, netns, hooks, unavailable, program_ids}`: written once
-/// every probe is session.
 /// `--ready-file`: written once every probe is attached (atomically: a
 /// temporary file renamed), removed on exit.
 fn write_ready_file(path: &std::path::Path, a: &Session) -> Result<(), ProbeError> {

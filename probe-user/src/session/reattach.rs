@@ -5,7 +5,10 @@
 use std::time::{Duration, Instant};
 
 use super::Session;
-use crate::{hooks, model::HookKind};
+use crate::{
+    hooks::{self, Hook},
+    model::HookKind,
+};
 
 /// How often the probe looks for watched VXLAN devices that were deleted or
 /// recreated. A lookup by name (SIOCGIFINDEX) in the watched namespace: cheap.
@@ -59,7 +62,7 @@ pub(super) fn check_devices(a: &mut Session) {
             Err(_) => None,
         };
         let Some(link) = link else { continue };
-        let mut hook = match hooks::vxlan::attach_vxlan_dev(&a.netns, &link) {
+        let mut hook = match hooks::vxlan::attach_vxlan_dev(&a.netns, &link, a.bpf_log) {
             Ok(hook) => hook,
             Err(e) => {
                 // Perhaps not ready yet (still being set up): try again soon.
@@ -77,6 +80,7 @@ pub(super) fn check_devices(a: &mut Session) {
         if hook.carry_over(&a.devs[i]).is_err() {
             continue;
         }
+        a.bpf_logs.extend(a.bpf_log.reader(hook.object_mut()));
         a.devs[i] = hook; // drops the old hook: its dead links close
         let g = &mut a.topology.gaps[gap];
         g.reattached_s = Some(a.started.elapsed().as_secs_f64());

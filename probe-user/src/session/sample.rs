@@ -8,6 +8,10 @@ use crate::{error::ProbeError, model::Sample, rtnl::LinkStats};
 
 /// Reads every hook and kernel counter of `a` now.
 pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
+    // --debug-bpf: what the programs logged since the last sample.
+    for log in &mut a.bpf_logs {
+        log.flush();
+    }
     let links = a
         .rtnl
         .links()

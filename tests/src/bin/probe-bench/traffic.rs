@@ -284,18 +284,25 @@ impl Traffic {
                     vnis: vec![(8472, 1)],
                     hook: hooks::nic::NicHookArg::Tc,
                     mode: hooks::nic::XdpModeArg::Auto,
+                    log: hooks::BpfLog::Off,
                 };
                 Box::new(hooks::nic::attach_nic(&netns, &link("eth0"), &cfg).unwrap())
             }
-            "vxlan" => {
-                Box::new(hooks::vxlan::attach_vxlan_dev(&netns, &link("flannel.1")).unwrap())
-            }
+            "vxlan" => Box::new(
+                hooks::vxlan::attach_vxlan_dev(&netns, &link("flannel.1"), hooks::BpfLog::Off)
+                    .unwrap(),
+            ),
             _ => {
                 let btf = probe_user::btf::Btf::from_kernel().unwrap();
                 let setup = hooks::drops::setup(&btf).unwrap();
-                let mut hook =
-                    hooks::drops::load_drops(setup, &[], &[8472, 4789], netns.inum().unwrap())
-                        .unwrap();
+                let mut hook = hooks::drops::load_drops(
+                    setup,
+                    &[],
+                    &[8472, 4789],
+                    netns.inum().unwrap(),
+                    hooks::BpfLog::Off,
+                )
+                .unwrap();
                 hook.attach(&aya::Btf::from_sys_fs().unwrap()).unwrap();
                 Box::new(hook)
             }
