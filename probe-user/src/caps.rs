@@ -1,29 +1,32 @@
 //! Effective-capability check, so a missing privilege is named up front
 //! instead of surfacing as EPERM from the middle of a BPF call.
 
+use ::caps::{CapSet, CapsHashSet};
+
 use crate::error::ProbeError;
 
+/// A capability with its name as a `&'static str` (`caps` only formats it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capability {
     pub name: &'static str,
-    pub bit: u32,
+    pub cap: ::caps::Capability,
 }
 
 pub const CAP_NET_ADMIN: Capability = Capability {
     name: "CAP_NET_ADMIN",
-    bit: 12,
+    cap: ::caps::Capability::CAP_NET_ADMIN,
 };
 pub const CAP_SYS_ADMIN: Capability = Capability {
     name: "CAP_SYS_ADMIN",
-    bit: 21,
+    cap: ::caps::Capability::CAP_SYS_ADMIN,
 };
 pub const CAP_PERFMON: Capability = Capability {
     name: "CAP_PERFMON",
-    bit: 38,
+    cap: ::caps::Capability::CAP_PERFMON,
 };
 pub const CAP_BPF: Capability = Capability {
     name: "CAP_BPF",
-    bit: 39,
+    cap: ::caps::Capability::CAP_BPF,
 };
 
 /// One requirement: any of `alternatives` satisfies it; `why` tells the user.
@@ -73,31 +76,19 @@ pub fn minimal_set(reqs: &[Requirement]) -> std::collections::BTreeSet<&'static 
         .collect()
 }
 
-/// Parses the `CapEff:` line of /proc/PID/status.
-pub fn parse_cap_eff(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-    u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
-}
-
-pub fn has(cap_eff: u64, cap: Capability) -> bool {
-    cap_eff & (1u64 << cap.bit) != 0
-}
-
-/// The requirements that `cap_eff` does not meet.
-pub fn missing(cap_eff: u64, reqs: &[Requirement]) -> Vec<Requirement> {
+/// The requirements that the `effective` set does not meet.
+pub fn missing(effective: &CapsHashSet, reqs: &[Requirement]) -> Vec<Requirement> {
     reqs.iter()
-        .filter(|r| !r.alternatives.iter().any(|c| has(cap_eff, *c)))
+        .filter(|r| !r.alternatives.iter().any(|c| effective.contains(&c.cap)))
         .cloned()
         .collect()
 }
 
-/// Checks this process's effective capabilities against `reqs`.
+/// Checks this thread's effective capabilities (capget) against `reqs`.
 pub fn check(reqs: &[Requirement]) -> Result<(), ProbeError> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| ProbeError::Runtime(format!("cannot read /proc/self/status: {e}")))?;
-    let cap_eff = parse_cap_eff(&status)
-        .ok_or_else(|| ProbeError::Runtime("no CapEff line in /proc/self/status".into()))?;
-    let missing = missing(cap_eff, reqs);
+    let effective = ::caps::read(None, CapSet::Effective)
+        .map_err(|e| ProbeError::Runtime(format!("cannot read the effective capabilities: {e}")))?;
+    let missing = missing(&effective, reqs);
     if missing.is_empty() {
         return Ok(());
     }
@@ -130,32 +121,46 @@ pub fn describe(missing: &[Requirement]) -> String {
 mod tests {
     use super::*;
 
-    const ROOT_STATUS: &str =
-        "Name:\tprobe\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
+    fn set(caps: &[Capability]) -> CapsHashSet {
+        caps.iter().map(|c| c.cap).collect()
+    }
 
     #[test]
-    fn parses_cap_eff() {
-        assert_eq!(parse_cap_eff(ROOT_STATUS), Some(0x1ff_ffff_ffff));
-        assert_eq!(parse_cap_eff("Name: x\n"), None);
+    fn names_match_the_crate() {
+        for c in [CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF] {
+            assert_eq!(c.name, c.cap.to_string());
+        }
+    }
+
+    #[test]
+    fn reads_what_proc_status_shows() {
+        // The crate's capget agrees with the CapEff line the probe used to parse.
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+        let cap_eff = u64::from_str_radix(line["CapEff:".len()..].trim(), 16).unwrap();
+        let effective = ::caps::read(None, CapSet::Effective).unwrap();
+        for c in ::caps::all() {
+            assert_eq!(effective.contains(&c), cap_eff & c.bitmask() != 0, "{c}");
+        }
     }
 
     #[test]
     fn root_meets_everything() {
-        assert!(missing(0x1ff_ffff_ffff, &watch_requirements(true)).is_empty());
+        assert!(missing(&::caps::all(), &watch_requirements(true)).is_empty());
     }
 
     #[test]
     fn sys_admin_stands_in_for_bpf_but_not_for_net_admin() {
-        let eff = 1 << CAP_SYS_ADMIN.bit;
-        let m = missing(eff, &watch_requirements(true));
+        let eff = set(&[CAP_SYS_ADMIN]);
+        let m = missing(&eff, &watch_requirements(true));
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].alternatives, vec![CAP_NET_ADMIN]);
     }
 
     #[test]
     fn names_each_missing_capability() {
-        let eff = 1 << CAP_NET_ADMIN.bit;
-        let text = describe(&missing(eff, &watch_requirements(true)));
+        let eff = set(&[CAP_NET_ADMIN]);
+        let text = describe(&missing(&eff, &watch_requirements(true)));
         assert!(
             text.contains("CAP_BPF (or CAP_SYS_ADMIN) to load BPF programs"),
             "{text}"
@@ -169,13 +174,13 @@ mod tests {
 
     #[test]
     fn netns_requirement_only_when_entering_one() {
-        let eff = (1 << CAP_BPF.bit) | (1 << CAP_NET_ADMIN.bit) | (1 << CAP_PERFMON.bit);
-        assert!(missing(eff, &watch_requirements(false)).is_empty());
+        let eff = set(&[CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON]);
+        assert!(missing(&eff, &watch_requirements(false)).is_empty());
         // Without CAP_PERFMON the drop probe cannot attach.
-        let no_perfmon = (1 << CAP_BPF.bit) | (1 << CAP_NET_ADMIN.bit);
-        let m = missing(no_perfmon, &watch_requirements(false));
+        let no_perfmon = set(&[CAP_BPF, CAP_NET_ADMIN]);
+        let m = missing(&no_perfmon, &watch_requirements(false));
         assert_eq!(m.len(), 1);
         assert!(m[0].why.contains("drop probe"));
-        assert_eq!(missing(eff, &watch_requirements(true)).len(), 1);
+        assert_eq!(missing(&eff, &watch_requirements(true)).len(), 1);
     }
 }

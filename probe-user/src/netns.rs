@@ -8,9 +8,10 @@
 use std::{
     fs::File,
     io,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
+
+use nix::sched::CloneFlags;
 
 use crate::error::ProbeError;
 
@@ -164,9 +165,28 @@ fn thread_netns_path() -> PathBuf {
 }
 
 fn setns(file: &File) -> io::Result<()> {
-    // SAFETY: plain syscall on a valid fd.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error());
+    nix::sched::setns(file, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enters_and_leaves_a_namespace() {
+        // Re-enters the thread's own namespace: no namespace is created.
+        let ns = Netns {
+            name: Some("own".into()),
+            file: Some(File::open(thread_netns_path()).unwrap()),
+        };
+        let before = Netns::current().inum().unwrap();
+        match ns.run(|| Netns::current().inum().unwrap()) {
+            Ok(inside) => assert_eq!(inside, before),
+            // setns needs CAP_SYS_ADMIN.
+            Err(ProbeError::NetnsEnter { source, .. })
+                if source.raw_os_error() == Some(libc::EPERM) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert_eq!(Netns::current().inum().unwrap(), before);
     }
-    Ok(())
 }

@@ -20,6 +20,7 @@ pub struct SoftnetCpu {
     pub flow_limit_count: u64,
 }
 
+// Hand-written: the procfs crate (0.18) has no softnet_stat reader.
 /// Parses /proc/net/softnet_stat: one line per online CPU, hex columns
 /// processed, dropped, time_squeeze, 5 unused, cpu_collision, received_rps,
 /// flow_limit_count, then (5.10+) backlog length and the CPU number.
@@ -91,6 +92,7 @@ crate::delta::counters!(SoftnetCpu {
     flow_limit_count,
 } keep { cpu });
 
+// Hand-written: procfs 0.18's net::Snmp errors if any of its ~80 fields is missing (e.g. UdpLite).
 /// Parses /proc/net/snmp: pairs of lines `Proto: names...` / `Proto: values...`.
 pub fn parse_snmp(text: &str) -> Snmp {
     let mut fields: BTreeMap<(String, String), u64> = BTreeMap::new();
