@@ -2,11 +2,8 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
 };
 
 use clap::Args;
@@ -14,9 +11,12 @@ use clap::Args;
 use crate::{
     cli::watch::{self, WatchArgs},
     error::ProbeError,
-    metrics::Shared,
     session::Period,
 };
+
+mod http;
+
+use http::{Server, State};
 
 #[derive(Debug, Args)]
 #[command(
@@ -66,121 +66,39 @@ fn stall_after(interval_s: f64) -> Result<Duration, ProbeError> {
     })
 }
 
-/// What the HTTP thread answers from.
-struct State {
-    metrics: Shared,
-    ready: AtomicBool,
-    /// ms since `started` of the sampling loop's last report.
-    heartbeat_ms: AtomicU64,
-    started: Instant,
-    /// Longest silence of the sampling loop that still counts as healthy.
-    stall_after: Duration,
-}
-
 pub fn run(args: ServeArgs) -> Result<(), ProbeError> {
     // Before listening: bad flags and a pod without the capabilities should
     // say so, not answer /healthz.
     args.validate()?;
     let stall_after = stall_after(args.watch.interval)?;
     crate::caps::check(&args.watch.requirements())?;
-    let server = tiny_http::Server::http(args.listen)
-        .map_err(|e| ProbeError::Runtime(format!("cannot listen on {}: {e}", args.listen)))?;
-    let state = Arc::new(State {
-        metrics: Shared::default(),
-        ready: AtomicBool::new(false),
-        heartbeat_ms: AtomicU64::new(0),
-        started: Instant::now(),
-        stall_after,
-    });
-    let http_state = Arc::clone(&state);
-    std::thread::Builder::new()
-        .name("http".into())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let (status, content_type, body) = answer(&http_state, request.url());
-                let header =
-                    tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
-                        .expect("a valid header");
-                let _ = request.respond(
-                    tiny_http::Response::from_string(body)
-                        .with_status_code(status)
-                        .with_header(header),
-                );
-            }
-        })
-        .map_err(|e| ProbeError::Runtime(format!("cannot start the HTTP thread: {e}")))?;
+    let state = Arc::new(State::new(stall_after));
+    let server = Server::start(args.listen, Arc::clone(&state))?;
     if !args.watch.json {
-        eprintln!("probe: serving http://{}/metrics", args.listen);
+        eprintln!("probe: serving http://{}/metrics", server.addr());
     }
-    let beat = |state: &State| {
-        state.heartbeat_ms.store(
-            state.started.elapsed().as_millis() as u64,
-            Ordering::Relaxed,
-        )
-    };
     let (_, summary) = crate::session::run(
         &args.watch.config()?,
         Period::SinceAttach,
         |_| {
-            beat(&state);
+            state.beat();
             state.ready.store(true, Ordering::Relaxed);
         },
         |report| {
             *state.metrics.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
-            beat(&state);
+            state.beat();
             Ok(true)
         },
     )?;
     state.ready.store(false, Ordering::Relaxed);
+    // Before the summary: nothing left listening, no thread left behind.
+    server.shutdown();
     watch::emit(args.watch.json, &summary).map(drop)
-}
-
-/// (status, content type, body) for a GET of `url`.
-fn answer(state: &State, url: &str) -> (u16, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    let path = url.split('?').next().unwrap_or(url);
-    match path {
-        "/metrics" => (
-            200,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            state.metrics.render(),
-        ),
-        "/readyz" if state.ready.load(Ordering::Relaxed) => (200, TEXT, "ready\n".into()),
-        "/readyz" => (503, TEXT, "not ready: probes are not attached\n".into()),
-        "/healthz" => {
-            let last = Duration::from_millis(state.heartbeat_ms.load(Ordering::Relaxed));
-            let silent = state.started.elapsed().saturating_sub(last);
-            if silent <= state.stall_after {
-                (200, TEXT, "ok\n".into())
-            } else {
-                (
-                    503,
-                    TEXT,
-                    format!("stalled: no sample for {:.1} s\n", silent.as_secs_f64()),
-                )
-            }
-        }
-        _ => (
-            404,
-            TEXT,
-            "not found; this server has /metrics, /healthz and /readyz\n".into(),
-        ),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn state(ready: bool) -> State {
-        State {
-            metrics: Shared::default(),
-            ready: AtomicBool::new(ready),
-            heartbeat_ms: AtomicU64::new(0),
-            started: Instant::now(),
-            stall_after: Duration::from_millis(200),
-        }
-    }
 
     #[test]
     fn stall_after_is_three_intervals_but_at_least_5_s() {
@@ -189,31 +107,5 @@ mod tests {
         // Out of Duration's range: an error, not a panic.
         assert_eq!(stall_after(1e20).unwrap_err().exit_code(), 2);
         assert_eq!(stall_after(f64::INFINITY).unwrap_err().exit_code(), 2);
-    }
-
-    #[test]
-    fn readiness_follows_attach() {
-        assert_eq!(answer(&state(false), "/readyz").0, 503);
-        assert_eq!(answer(&state(true), "/readyz").0, 200);
-    }
-
-    #[test]
-    fn health_fails_when_sampling_stalls() {
-        let s = state(true);
-        assert_eq!(answer(&s, "/healthz").0, 200);
-        std::thread::sleep(Duration::from_millis(300));
-        let (status, _, body) = answer(&s, "/healthz");
-        assert_eq!(status, 503, "{body}");
-        assert!(body.starts_with("stalled"), "{body}");
-    }
-
-    #[test]
-    fn metrics_and_unknown_paths() {
-        let s = state(true);
-        let (status, ctype, body) = answer(&s, "/metrics?x=1");
-        assert_eq!(status, 200);
-        assert!(ctype.starts_with("application/openmetrics-text"));
-        assert!(body.ends_with("# EOF\n"), "{body}");
-        assert_eq!(answer(&s, "/").0, 404);
     }
 }
