@@ -66,6 +66,23 @@ pub fn watch_requirements(enters_netns: bool) -> Vec<Requirement> {
     reqs
 }
 
+/// What `probe cleanup` needs: delete tc filters, and setns. (Reading
+/// another probe's fdinfo needs no capability when that probe has no more
+/// capabilities than this one; where it cannot be read, nothing is removed.)
+pub fn cleanup_requirements(enters_netns: bool) -> Vec<Requirement> {
+    let mut reqs = vec![Requirement {
+        alternatives: vec![CAP_NET_ADMIN],
+        why: "delete tc filters",
+    }];
+    if enters_netns {
+        reqs.push(Requirement {
+            alternatives: vec![CAP_SYS_ADMIN],
+            why: "enter the --netns network namespace (setns)",
+        });
+    }
+    reqs
+}
+
 /// The smallest set of capabilities that meets `reqs`: the first
 /// alternative of each ("BPF", "NET_ADMIN", ...: the names Kubernetes'
 /// securityContext.capabilities uses).

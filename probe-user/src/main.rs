@@ -11,6 +11,7 @@ fn main() {
         Command::Record(args) => probe_user::cli::record::run(args),
         Command::Serve(args) => probe_user::cli::serve::run(args),
         Command::Diff(args) => probe_user::cli::diff::run(args),
+        Command::Cleanup(args) => probe_user::cli::cleanup::run(args),
     };
     if let Err(e) = result {
         eprintln!("probe: {e}");

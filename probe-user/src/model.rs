@@ -73,6 +73,8 @@ pub struct NicInfo {
 #[derive(Clone, Debug, Default)]
 pub struct DevInfo {
     pub iface: String,
+    /// "tcx/ingress" or "tc/ingress".
+    pub hook: String,
     pub vni: Option<u32>,
     /// The UDP port the device receives on.
     pub port: Option<u16>,

@@ -112,6 +112,15 @@ impl Netns {
         Ok(std::os::unix::fs::MetadataExt::ino(&meta) as u32)
     }
 
+    /// The same namespace, with a handle of its own (to enter it later, e.g.
+    /// to detach a tc filter when a hook is dropped).
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self {
+            name: self.name.clone(),
+            file: self.file.as_ref().map(File::try_clone).transpose()?,
+        })
+    }
+
     /// The name given with `--netns`, or None for the loader's own namespace.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()

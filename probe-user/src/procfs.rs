@@ -1,7 +1,7 @@
 //! Kernel counters from /proc that the ledger reconciles against:
 //! /proc/net/softnet_stat (per CPU, node-wide) and /proc/net/snmp (per netns).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -141,6 +141,64 @@ pub fn read_snmp() -> Result<Snmp, String> {
         .map_err(|e| format!("cannot read /proc/thread-self/net/snmp: {e}"))
 }
 
+/// Ids of the BPF programs some process holds an fd to (`prog_id:` in
+/// /proc/PID/fdinfo). A program attached only through a tc filter, whose
+/// loader is gone, is not among them. Some processes' fdinfo may be closed
+/// even to root (non-dumpable ones, an LSM's rule): only a probe can hold a
+/// probe's program, so that is an error only for a process named `probe`.
+pub fn bpf_programs_held_open() -> Result<BTreeSet<u32>, String> {
+    let mut ids = BTreeSet::new();
+    let procs = std::fs::read_dir("/proc").map_err(|e| format!("cannot read /proc: {e}"))?;
+    for proc in procs.flatten() {
+        if !proc
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let dir = proc.path().join("fdinfo");
+        let fds = match std::fs::read_dir(&dir) {
+            Ok(fds) => fds,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // exited
+            Err(e) => {
+                let comm = std::fs::read_to_string(proc.path().join("comm")).unwrap_or_default();
+                if comm.trim_end() == "probe" {
+                    return Err(format!("cannot read {}: {e}", dir.display()));
+                }
+                continue;
+            }
+        };
+        for fd in fds.flatten() {
+            // An fd closed meanwhile is not one that holds a program.
+            if let Ok(info) = std::fs::read_to_string(fd.path()) {
+                ids.extend(parse_fdinfo_prog_id(&info));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// The `prog_id:` of one fdinfo text (BPF program fds only).
+pub fn parse_fdinfo_prog_id(fdinfo: &str) -> Option<u32> {
+    let line = fdinfo.lines().find(|l| l.starts_with("prog_id:"))?;
+    line["prog_id:".len()..].trim().parse().ok()
+}
+
+/// Whether this process sees every process of the node: it runs in the
+/// initial PID namespace (`NSpid:` in /proc/self/status has one entry; in a
+/// container without hostPID it has two or more).
+pub fn sees_every_process() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find(|l| l.starts_with("NSpid:"))
+        .is_some_and(|l| l.split_whitespace().count() == 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +269,12 @@ Udp: 10 4 7 0 7 0 9 0 0
     fn reads_this_machine() {
         assert!(!read_softnet().unwrap().is_empty());
         read_snmp().unwrap();
+    }
+
+    #[test]
+    fn fdinfo_prog_id() {
+        let prog = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1057\nprog_type:\t3\nprog_jited:\t1\nprog_tag:\t8d6d1e1a4b8e4d5c\nmemlock:\t4096\nprog_id:\t812\n";
+        assert_eq!(parse_fdinfo_prog_id(prog), Some(812));
+        assert_eq!(parse_fdinfo_prog_id("pos:\t0\nflags:\t02\n"), None);
     }
 }

@@ -6,7 +6,7 @@
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use probe_tests::{eventually, free_port, http_get, lab, privileged, probe_bin};
+use probe_tests::{eventually, free_port, http_get, lab, privileged, probe_bin, Watch};
 use probe_user::{caps, cli::Cli};
 use serde_json::Value;
 
@@ -55,7 +55,15 @@ fn manifests_parse_and_their_command_lines_are_accepted() {
         assert_eq!(spec["hostNetwork"], true, "{file}: the node's namespace");
         let containers = spec["containers"].as_array().unwrap();
         assert!(!containers.is_empty(), "{file}");
-        for c in containers {
+        let init = spec["initContainers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for (c, is_init) in containers
+            .iter()
+            .map(|c| (c, false))
+            .chain(init.iter().map(|c| (c, true)))
+        {
             let command = strings(&c["command"]);
             assert_eq!(command, entrypoint(), "{file}: the image's binary");
             let argv: Vec<String> = std::iter::once("probe".to_string())
@@ -77,8 +85,13 @@ fn manifests_parse_and_their_command_lines_are_accepted() {
             assert_eq!(sc["privileged"], false, "{file}");
             assert_eq!(sc["allowPrivilegeEscalation"], false, "{file}");
 
-            // Read-only kernel mounts.
-            for path in ["/sys/kernel/btf", "/sys/kernel/tracing"] {
+            // Read-only kernel mounts (the probes' containers).
+            let mounts: &[&str] = if is_init {
+                &[]
+            } else {
+                &["/sys/kernel/btf", "/sys/kernel/tracing"]
+            };
+            for &path in mounts {
                 let mount = c["volumeMounts"]
                     .as_array()
                     .unwrap()
@@ -109,6 +122,13 @@ fn manifests_parse_and_their_command_lines_are_accepted() {
 #[test]
 fn daemonset_serves_metrics_where_it_says() {
     let m = manifest("daemonset.yaml");
+    // Leftover tc filters (kernels without TCX) are removed before the probe
+    // starts, and can be told from a running probe's (hostPID).
+    assert_eq!(
+        strings(&pod_spec(&m)["initContainers"][0]["args"]),
+        ["cleanup"]
+    );
+    assert_eq!(pod_spec(&m)["hostPID"], true);
     assert_eq!(m["kind"], "DaemonSet");
     let spec = pod_spec(&m);
     let c = &spec["containers"][0];
@@ -165,18 +185,18 @@ fn the_daemonsets_capabilities_are_enough() {
             .join(",")
     };
     // The pod's view: the node's network namespace, these capabilities only.
-    let run = |caps: &[String]| {
+    let run = |caps: &[String], args: &[String]| {
         let mut cmd = std::process::Command::new("ip");
         cmd.args(["netns", "exec", &node.netns, "setpriv", "--bounding-set"])
             .arg(bounding(caps))
             .args(["--inh-caps", "-all", "--"])
             .arg(probe_bin())
-            .args(&args)
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         cmd
     };
-    let child = run(&granted).spawn().unwrap();
+    let child = run(&granted, &args).spawn().unwrap();
     let ready = eventually(Duration::from_secs(10), || {
         lab::in_netns(&node.netns, move || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -207,8 +227,50 @@ fn the_daemonsets_capabilities_are_enough() {
         .filter(|c| *c != "NET_ADMIN")
         .cloned()
         .collect();
-    let out = run(&fewer).output().unwrap();
+    let out = run(&fewer, &args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("missing privilege: CAP_NET_ADMIN"), "{err}");
+
+    // The init container, with its own capabilities, removes the tc filters
+    // of a probe killed on a kernel without TCX (forced here: legacy tc).
+    let init = &pod_spec(&m)["initContainers"][0];
+    let init_caps = strings(&init["securityContext"]["capabilities"]["add"]);
+    let killed = Watch::start(&["--netns", &node.netns, "--tc-mode", "legacy"]);
+    let _ = killed.stop_text(libc::SIGKILL);
+    let filters = || {
+        let (code, out, _) = probe_output_in(
+            &node.netns,
+            &["tc", "filter", "show", "dev", "eth0", "ingress"],
+        );
+        assert_eq!(code, 0);
+        out
+    };
+    assert!(filters().contains("nic_tc"), "left behind: {}", filters());
+    let out = run(&init_caps, &strings(&init["args"])).output().unwrap();
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        stdout.matches("removed a leftover tc filter").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(!filters().contains("nic_tc"), "{}", filters());
+}
+
+/// (exit code, stdout, stderr) of a command run in network namespace `netns`.
+fn probe_output_in(netns: &str, argv: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(argv)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

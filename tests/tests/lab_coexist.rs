@@ -2,15 +2,22 @@
 //! on the lab NIC (and TCX on flannel.1) stay attached and count every packet
 //! before, during and after 20 probe attach/detach cycles (with the default
 //! TCX NIC hook, and with `--nic-hook xdp`, which finds the XDP hook taken
-//! and counts the NIC stage at TCX ingress instead).
+//! and counts the NIC stage at TCX ingress instead); and with legacy tc
+//! (cls_bpf filters, kernels without TCX): foreign filters keep counting, and
+//! the filters of SIGKILLed probes are removed by the next start or `probe cleanup`.
 
 use std::time::Duration;
 
 use aya::{
-    programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{
+        tc::{NlOptions, TcAttachOptions},
+        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+    },
     Ebpf,
 };
-use probe_tests::{lab, objects, privileged, stage, summary, tcx_prog_ids, xdp_prog_id, Watch};
+use probe_tests::{
+    lab, objects, privileged, probe_output, stage, summary, tcx_prog_ids, xdp_prog_id, Watch,
+};
 use tests_ebpf::{
     FIXTURE_SLOT_TC, FIXTURE_SLOT_XDP, MAP_FIXTURE_COUNT, PROG_FIXTURE_COUNT_TC,
     PROG_FIXTURE_COUNT_XDP,
@@ -32,6 +39,38 @@ impl Foreign {
 
     fn tcx(netns: &str, iface: &str) -> Foreign {
         Self::attach(netns, iface, Some(TcAttachType::Ingress))
+    }
+
+    /// A cls_bpf filter (direct action) on the clsact ingress hook at
+    /// `priority`, as a CNI attaches on kernels without TCX.
+    fn cls_bpf(netns: &str, iface: &str, priority: u16) -> Foreign {
+        let iface = iface.to_string();
+        let ebpf = lab::in_netns(netns, move || {
+            let mut ebpf = Ebpf::load(objects::FIXTURES).expect("load fixtures");
+            let _ = aya::programs::tc::qdisc_add_clsact(&iface); // EEXIST is fine
+            let p: &mut SchedClassifier = ebpf
+                .program_mut(PROG_FIXTURE_COUNT_TC)
+                .unwrap()
+                .try_into()
+                .unwrap();
+            p.load().unwrap();
+            let options = NlOptions {
+                priority,
+                ..Default::default()
+            };
+            p.attach_with_options(
+                &iface,
+                TcAttachType::Ingress,
+                TcAttachOptions::Netlink(options),
+            )
+            .expect("attach cls_bpf");
+            ebpf
+        })
+        .unwrap();
+        Foreign {
+            ebpf,
+            slot: FIXTURE_SLOT_TC,
+        }
     }
 
     fn attach(netns: &str, iface: &str, tc: Option<TcAttachType>) -> Foreign {
@@ -179,4 +218,187 @@ fn xdp_is_used_when_asked_for_and_free() {
     assert_eq!(stage(summary(&lines), "nic", "eth0")["hook"], "xdp/native");
     assert_eq!(xdp_prog_id(&n2.netns, "eth0"), None);
     assert_eq!(tcx_prog_ids(&n2.netns, "eth0"), vec![cni_tcx.id()]);
+}
+
+/// (priority, program name, program id) of every cls_bpf filter on `iface`'s
+/// ingress in `netns`, read over rtnetlink.
+fn cls_bpf_filters(netns: &str, iface: &str) -> Vec<(u16, String, u32)> {
+    let iface = iface.to_string();
+    lab::in_netns(netns, move || {
+        let ifindex = probe_user::rtnl::ifindex_of(&iface).expect("device");
+        let mut rtnl = probe_user::rtnl::RtnlSocket::open().unwrap();
+        rtnl.ingress_bpf_filters(ifindex)
+            .unwrap()
+            .into_iter()
+            .map(|f| {
+                (
+                    f.priority,
+                    f.name.unwrap_or_default(),
+                    f.prog_id.unwrap_or(0),
+                )
+            })
+            .collect()
+    })
+    .unwrap()
+}
+
+/// The probe's own filters among them: priority 1, one of its programs.
+fn probe_filters(netns: &str, iface: &str) -> Vec<(u16, String, u32)> {
+    cls_bpf_filters(netns, iface)
+        .into_iter()
+        .filter(|(prio, name, _)| {
+            *prio == 1 && probe_user::hooks::tc::TC_PROGRAMS.contains(&name.as_str())
+        })
+        .collect()
+}
+
+/// With legacy tc (`--tc-mode legacy`, what kernels < 6.6 get), another
+/// owner's cls_bpf filters, one at the probe's own priority 1 on eth0 (as
+/// Cilium's) and one at a later priority on flannel.1, keep counting every
+/// packet through 20 probe attach/detach cycles; the probe counts exactly as
+/// with TCX and leaves no filter behind.
+#[test]
+fn legacy_tc_filters_coexist_with_foreign_cls_bpf_for_20_cycles() {
+    if !privileged("legacy_tc_filters_coexist_with_foreign_cls_bpf_for_20_cycles") {
+        return;
+    }
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let cni_nic = Foreign::cls_bpf(&n2.netns, "eth0", 1);
+    let cni_overlay = Foreign::cls_bpf(&n2.netns, "flannel.1", 0xc000);
+    let theirs = (
+        cls_bpf_filters(&n2.netns, "eth0"),
+        cls_bpf_filters(&n2.netns, "flannel.1"),
+    );
+    assert_eq!((theirs.0.len(), theirs.1.len()), (1, 1), "{theirs:?}");
+
+    let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
+    let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
+    let send = || lab::send_udp(&n1.pods[0].netns, dst, PER_CYCLE, 64, 100).unwrap();
+    let mut sent = 0;
+    for cycle in 0..CYCLES {
+        let w = Watch::start(&[
+            "--netns",
+            n2.netns.as_str(),
+            "--interval",
+            "0.2",
+            "--tc-mode",
+            "legacy",
+        ]);
+        assert_eq!(probe_filters(&n2.netns, "eth0").len(), 1, "cycle {cycle}");
+        assert_eq!(
+            probe_filters(&n2.netns, "flannel.1").len(),
+            1,
+            "cycle {cycle}"
+        );
+        // At the same priority, cls_bpf runs its filters in the order a dump
+        // lists them: the probe's, added last, comes first.
+        let order = cls_bpf_filters(&n2.netns, "eth0");
+        assert_eq!(order[0].1, probe_common::PROG_NIC_TC, "{order:?}");
+        send();
+        sent += PER_CYCLE;
+        std::thread::sleep(Duration::from_millis(50));
+        let (code, lines, err) = w.stop(libc::SIGINT);
+        assert_eq!(code, Some(0), "{err}");
+        let s = summary(&lines);
+        let nic = stage(s, "nic", "eth0");
+        assert_eq!(nic["hook"], "tc/ingress", "{nic}");
+        assert_eq!(nic["segments"], PER_CYCLE, "cycle {cycle}: {nic}");
+        assert_eq!(
+            nic["skbs"], nic["kernel"]["rx_packets"],
+            "cycle {cycle}: {nic}"
+        );
+        let dev = stage(s, "vxlan", "flannel.1");
+        assert_eq!(dev["hook"], "tc/ingress", "{dev}");
+        assert_eq!(dev["segments"], PER_CYCLE, "cycle {cycle}: {dev}");
+        // Ours are gone, theirs are as they were.
+        assert_eq!(
+            cls_bpf_filters(&n2.netns, "eth0"),
+            theirs.0,
+            "cycle {cycle}"
+        );
+        assert_eq!(
+            cls_bpf_filters(&n2.netns, "flannel.1"),
+            theirs.1,
+            "cycle {cycle}"
+        );
+    }
+    assert_eq!(sink.finish(sent, Duration::from_secs(5)), sent);
+    assert_eq!(
+        cni_nic.count(),
+        sent,
+        "their filter on eth0 saw every packet"
+    );
+    assert_eq!(
+        cni_overlay.count(),
+        sent,
+        "their filter on flannel.1 saw every packet"
+    );
+}
+
+/// A tc filter outlives a SIGKILLed probe: each start removes the one the
+/// killed probe left (so there is never more than one of ours), `probe
+/// cleanup` leaves a running probe's alone, and after 20 SIGKILLs and one
+/// clean run none of ours is left while the foreign filters still count.
+#[test]
+fn sigkilled_legacy_probes_leave_no_filter_after_a_restart() {
+    if !privileged("sigkilled_legacy_probes_leave_no_filter_after_a_restart") {
+        return;
+    }
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let cni_nic = Foreign::cls_bpf(&n2.netns, "eth0", 1);
+    let cni_overlay = Foreign::cls_bpf(&n2.netns, "flannel.1", 0xc000);
+    let theirs = (
+        cls_bpf_filters(&n2.netns, "eth0"),
+        cls_bpf_filters(&n2.netns, "flannel.1"),
+    );
+    let args = ["--netns", n2.netns.as_str(), "--tc-mode", "legacy"];
+    for kill in 0..CYCLES {
+        let w = Watch::start(&args);
+        for dev in ["eth0", "flannel.1"] {
+            assert_eq!(probe_filters(&n2.netns, dev).len(), 1, "kill {kill}: {dev}");
+        }
+        if kill == 0 {
+            // A running probe's filters are not leftovers.
+            let (code, out, err) = probe_output(&["cleanup", "--netns", &n2.netns]);
+            assert_eq!(code, 0, "{err}");
+            assert!(out.contains("no leftover tc filter"), "{out}");
+            assert_eq!(probe_filters(&n2.netns, "eth0").len(), 1);
+        }
+        let (code, _, _) = w.stop_text(libc::SIGKILL);
+        assert_eq!(code, None, "killed");
+    }
+    // The last killed probe's filters are still there...
+    assert_eq!(probe_filters(&n2.netns, "eth0").len(), 1);
+    // ...and the next start removes them.
+    let w = Watch::start(&args);
+    let (code, _, err) = w.stop_text(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("removed a leftover tc filter of an earlier probe from eth0"),
+        "{err}"
+    );
+    assert_eq!(cls_bpf_filters(&n2.netns, "eth0"), theirs.0);
+    assert_eq!(cls_bpf_filters(&n2.netns, "flannel.1"), theirs.1);
+
+    // `probe cleanup` does the same on demand.
+    let w = Watch::start(&args);
+    let _ = w.stop_text(libc::SIGKILL);
+    let (code, out, err) = probe_output(&["cleanup", "--netns", &n2.netns]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.matches("removed a leftover tc filter").count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(cls_bpf_filters(&n2.netns, "eth0"), theirs.0);
+    assert_eq!(cls_bpf_filters(&n2.netns, "flannel.1"), theirs.1);
+
+    let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
+    let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
+    lab::send_udp(&n1.pods[0].netns, dst, PER_CYCLE, 64, 100).unwrap();
+    assert_eq!(sink.finish(PER_CYCLE, Duration::from_secs(5)), PER_CYCLE);
+    assert_eq!(cni_nic.count(), PER_CYCLE);
+    assert_eq!(cni_overlay.count(), PER_CYCLE);
 }

@@ -1,5 +1,6 @@
 //! The `probe` command line: one file per subcommand.
 
+pub mod cleanup;
 pub mod diff;
 pub mod record;
 pub mod serve;
@@ -21,10 +22,12 @@ use crate::error::ProbeError;
     version,
     about = "Find where a Kubernetes node's receive path loses or delays packets",
     long_about = "Find where a Kubernetes node's receive path loses or delays packets.\n\n\
-        probe attaches eBPF counters at XDP on the node's NIC and at TCX on the VXLAN\n\
-        overlay device (flannel.1), decapsulates VXLAN to see the pod traffic inside,\n\
-        and reports per interval what each stage saw, next to the kernel's own counters.\n\
-        Everything it attaches is a bpf_link: it is gone when probe exits, even after SIGKILL.\n\
+        probe attaches eBPF counters at tc ingress (TCX) of the node's NIC (or XDP, on\n\
+        request) and of the VXLAN overlay device (flannel.1), decapsulates VXLAN to see the\n\
+        pod traffic inside, and reports per interval what each stage saw, next to the\n\
+        kernel's own counters. What it attaches is a bpf_link, gone when probe exits, even\n\
+        after SIGKILL; on kernels without TCX (< 6.6) it uses tc filters, which it removes on\n\
+        exit, and `probe cleanup` (or the next start) after a SIGKILL.\n\
         `probe tune` shows the settings (NAPI budget, backlog, buffers, RPS, rings, MTU) to\n\
         judge them against; `probe record` and `probe diff` compare before and after a change;\n\
         `probe serve` exports the same counters to Prometheus. Another owner's XDP or TCX\n\
@@ -46,6 +49,7 @@ impl Command {
             Command::Serve(s) => s.watch.requirements(),
             Command::Record(r) => r.watch.requirements(),
             Command::Tune(_) | Command::Diff(_) => Vec::new(),
+            Command::Cleanup(c) => crate::caps::cleanup_requirements(c.netns.is_some()),
         }
     }
 
@@ -59,7 +63,7 @@ impl Command {
             Command::Serve(s) => s.validate(),
             Command::Record(r) => r.validate(),
             // Paths and names only: nothing numeric to check.
-            Command::Tune(_) | Command::Diff(_) => Ok(()),
+            Command::Tune(_) | Command::Diff(_) | Command::Cleanup(_) => Ok(()),
         }
     }
 }
@@ -147,4 +151,5 @@ pub enum Command {
     Record(record::RecordArgs),
     Serve(serve::ServeArgs),
     Diff(diff::DiffArgs),
+    Cleanup(cleanup::CleanupArgs),
 }

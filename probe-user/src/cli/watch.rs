@@ -10,7 +10,7 @@ use crate::{
     error::ProbeError,
     hooks::{
         nic::{NicHookArg, XdpModeArg},
-        BpfLog,
+        BpfLog, TcMode,
     },
     model::Report,
     render,
@@ -117,6 +117,13 @@ pub struct WatchArgs {
     /// it costs nothing per packet
     #[arg(long)]
     pub debug_bpf: bool,
+    /// How the tc hooks (the NIC's by default, and the VXLAN devices') attach:
+    /// `auto` uses TCX and falls back to a cls_bpf filter on the clsact qdisc
+    /// where the kernel has no TCX (Linux < 6.6); `tcx` and `legacy` force one.
+    /// The legacy filter runs first (priority 1) and changes no verdict;
+    /// `probe cleanup` removes filters a killed probe left
+    #[arg(long, value_enum, default_value_t = TcMode::Auto)]
+    pub tc_mode: TcMode,
 }
 
 impl WatchArgs {
@@ -138,6 +145,7 @@ impl WatchArgs {
             vxlan_ports: self.vxlan_ports.clone(),
             nic_hook: self.nic_hook,
             xdp_mode: self.xdp_mode,
+            tc_mode: self.tc_mode,
             drop_netns: self.drop_netns.clone(),
             latency: self.latency,
             steering: self.steering,

@@ -3,9 +3,10 @@
 //! nic (TCX or XDP on the NIC), vxlan (TCX on a VXLAN device), drops
 //! (tp_btf/kfree_skb), latency (NET_RX softirq and NAPI), steering.
 //!
-//! Every attachment is a bpf_link (XDP link, TCX link, tp_btf link): the
-//! kernel detaches it when the last fd closes, so nothing stays attached
-//! after exit, a crash or SIGKILL. Each hooked interface gets its own
+//! Every attachment but one is a bpf_link (XDP link, TCX link, tp_btf link):
+//! the kernel detaches it when the last fd closes, so nothing stays attached
+//! after exit, a crash or SIGKILL. The exception is the legacy tc filter of
+//! kernels without TCX (tc.rs says how it is cleaned up). Each hooked interface gets its own
 //! instance of its object, so its maps hold that interface's counters only.
 
 pub mod bpf_log;
@@ -13,17 +14,13 @@ pub mod drops;
 pub mod latency;
 pub mod nic;
 pub mod steering;
+pub mod tc;
 pub mod vxlan;
 
-use aya::{
-    maps::PerCpuArray,
-    programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType},
-    Ebpf, Pod,
-};
+use aya::{maps::PerCpuArray, Ebpf, Pod};
 
 pub use bpf_log::{BpfLog, BpfLogReader};
-
-use crate::{netns::Netns, rtnl::Link};
+pub use tc::TcMode;
 
 /// Every hook owns the BPF object it loaded; dropping the hook closes its
 /// links and unloads its programs.
@@ -120,43 +117,6 @@ impl From<String> for HookError {
     fn from(e: String) -> Self {
         HookError::Kernel(e)
     }
-}
-
-/// Verifies program `name` of `ebpf` and attaches it to `link`'s TCX hook
-/// inside `netns`, ahead of every program already there (LinkOrder::first):
-/// it only counts and returns "continue" (TC_ACT_UNSPEC), so the CNI's
-/// programs after it still get every packet, and it sees the packets that
-/// those programs redirect or drop. A TCX link needs no qdisc, so nobody's
-/// clsact qdisc or tc filter is touched.
-pub(crate) fn attach_tcx(
-    netns: &Netns,
-    ebpf: &mut Ebpf,
-    name: &str,
-    attach_type: TcAttachType,
-    link: &Link,
-) -> Result<(), HookError> {
-    let prog: &mut SchedClassifier = program(ebpf, name)?;
-    prog.load().map_err(|source| HookError::Verifier {
-        name: name.into(),
-        source,
-    })?;
-    netns
-        .run(|| {
-            prog.attach_with_options(
-                &link.name,
-                attach_type,
-                TcAttachOptions::TcxOrder(LinkOrder::first()),
-            )
-        })
-        .map_err(|e| HookError::Netns(e.to_string()))?
-        .map_err(|source| HookError::Attach {
-            what: format!(
-                "TCX attach ({attach_type:?}) to {} failed (TCX needs Linux >= 6.6)",
-                link.name
-            ),
-            source,
-        })?;
-    Ok(())
 }
 
 pub(crate) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, HookError>

@@ -2,7 +2,7 @@
 //! port, VNI), from TCX ingress (default) or XDP (`--nic-hook xdp`).
 
 use aya::{
-    programs::{TcAttachType, Xdp, XdpMode},
+    programs::{Xdp, XdpMode},
     Ebpf,
 };
 use probe_common::{
@@ -11,7 +11,11 @@ use probe_common::{
     PROG_NIC_XDP, VNI_SLOTS,
 };
 
-use super::{attach_tcx, program, read_per_cpu, BpfLog, Hook, HookError};
+use super::{
+    program, read_per_cpu,
+    tc::{self, Attachment, TcMode},
+    BpfLog, Hook, HookError,
+};
 use crate::{netns::Netns, objects, rtnl::Link};
 
 /// `--xdp-mode`: how to attach at the NIC.
@@ -62,6 +66,8 @@ pub struct NicConfig {
     pub vnis: Vec<(u16, u32)>,
     pub hook: NicHookArg,
     pub mode: XdpModeArg,
+    /// How the tc hook is attached (TCX or legacy tc).
+    pub tc_mode: TcMode,
     pub log: BpfLog,
 }
 
@@ -69,9 +75,11 @@ pub struct NicConfig {
 pub struct NicHook {
     pub iface: String,
     pub ifindex: u32,
-    /// "tcx/ingress", or "xdp/native" / "xdp/generic" as the kernel reports
+    /// "tcx/ingress", "tc/ingress", or "xdp/native" / "xdp/generic" as the kernel reports
     /// the attachment.
     pub hook: String,
+    /// The tc attachment (None with XDP); dropped before the object.
+    _attachment: Option<Attachment>,
     /// With `--nic-hook xdp`: the program id of another owner's XDP program
     /// found on the NIC. We never replace one, and count from TCX instead.
     pub foreign_xdp: Option<u32>,
@@ -156,9 +164,12 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
         .xdp
         .prog_id
         .filter(|id| *id != 0 && cfg.hook == NicHookArg::Xdp);
+    let mut attachment = None;
     let (program_name, hook) = if cfg.hook == NicHookArg::Tc || foreign_xdp.is_some() {
-        attach_tcx(netns, &mut ebpf, PROG_NIC_TC, TcAttachType::Ingress, link)?;
-        (PROG_NIC_TC, "tcx/ingress")
+        let a = tc::attach_ingress(netns, &mut ebpf, PROG_NIC_TC, link, cfg.tc_mode)?;
+        let name = a.name();
+        attachment = Some(a);
+        (PROG_NIC_TC, name)
     } else {
         let prog: &mut Xdp = program(&mut ebpf, PROG_NIC_XDP)?;
         prog.load().map_err(|source| HookError::Verifier {
@@ -182,6 +193,7 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
         iface: link.name.clone(),
         ifindex: link.ifindex,
         hook: hook.into(),
+        _attachment: attachment,
         foreign_xdp,
         program: program_name,
         queue_slots,

@@ -1,19 +1,27 @@
 //! The VXLAN stage: TCX ingress on a VXLAN device (flannel.1), decapsulated
 //! skbs, segments and bytes per inner class.
 
-use aya::{programs::TcAttachType, Ebpf};
+use aya::Ebpf;
 use probe_common::{DevCounters, MAP_VXLAN_DEV, PROG_VXLAN_INGRESS};
 
-use super::{attach_tcx, read_per_cpu, BpfLog, Hook, HookError};
+use super::{
+    read_per_cpu,
+    tc::{self, Attachment, TcMode},
+    BpfLog, Hook, HookError,
+};
 use crate::{
     netns::Netns,
     objects,
     rtnl::{Link, LinkStats},
 };
 
-/// TCX ingress on a VXLAN device.
+/// TCX (or legacy tc) ingress on a VXLAN device.
 pub struct VxlanHook {
     pub iface: String,
+    /// "tcx/ingress" or "tc/ingress".
+    pub hook: &'static str,
+    /// Dropped before the object: a legacy filter is deleted first.
+    _attachment: Attachment,
     pub ifindex: u32,
     pub vni: Option<u32>,
     /// The UDP port the device receives on.
@@ -51,19 +59,20 @@ impl DevCounts {
     }
 }
 
-/// Loads the object for a VXLAN device and attaches TCX ingress inside
-/// `netns` (see attach_tcx for the order).
-pub fn attach_vxlan_dev(netns: &Netns, link: &Link, log: BpfLog) -> Result<VxlanHook, HookError> {
+/// Loads the object for a VXLAN device and attaches it at its ingress
+/// inside `netns` (hooks::tc: TCX, or legacy tc per `tc_mode`).
+pub fn attach_vxlan_dev(
+    netns: &Netns,
+    link: &Link,
+    log: BpfLog,
+    tc_mode: TcMode,
+) -> Result<VxlanHook, HookError> {
     let mut ebpf = log.loader().btf(None).load(objects::VXLAN)?;
-    attach_tcx(
-        netns,
-        &mut ebpf,
-        PROG_VXLAN_INGRESS,
-        TcAttachType::Ingress,
-        link,
-    )?;
+    let attachment = tc::attach_ingress(netns, &mut ebpf, PROG_VXLAN_INGRESS, link, tc_mode)?;
     Ok(VxlanHook {
         iface: link.name.clone(),
+        hook: attachment.name(),
+        _attachment: attachment,
         ifindex: link.ifindex,
         vni: link.vxlan.and_then(|v| v.vni),
         port: link.vxlan.and_then(|v| v.port),

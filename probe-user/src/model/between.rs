@@ -279,7 +279,7 @@ impl Report {
             self.stages.push(StageRow {
                 stage: HookKind::Vxlan,
                 iface: dev.iface.clone(),
-                hook: "tcx/ingress".into(),
+                hook: dev.hook.clone(),
                 skbs,
                 segments,
                 bytes,

@@ -15,6 +15,7 @@ pub(crate) fn topo() -> Topology {
         }),
         vxlan_devs: vec![DevInfo {
             iface: "flannel.1".into(),
+            hook: "tcx/ingress".into(),
             vni: Some(1),
             port: Some(8472),
         }],

@@ -10,17 +10,19 @@
 
 mod link;
 mod route;
+mod tc;
 
 use std::io;
 
 use bytes::BytesMut;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_route::{link::LinkMessage, route::RouteMessage, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 pub use link::{ifindex_of, Link, LinkStats, VxlanInfo, XdpState};
+pub use tc::BpfFilter;
 
 /// Large enough for one datagram of a dump: the kernel fills up to 32 KiB
 /// per datagram (netlink_dump's max_recvmsg_len).
@@ -73,26 +75,42 @@ impl RtnlSocket {
 
     /// Sends a dump request and collects every answer until NLMSG_DONE.
     fn dump(&mut self, request: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.send(request, NLM_F_REQUEST | NLM_F_DUMP)?;
+        let mut answers = Vec::new();
+        while !self.receive(&mut answers)? {}
+        Ok(answers)
+    }
+
+    /// Sends a request that changes something and waits for the kernel's ACK.
+    fn change(&mut self, request: RouteNetlinkMessage) -> io::Result<()> {
+        self.send(request, NLM_F_REQUEST | NLM_F_ACK)?;
+        let mut answers = Vec::new();
+        while !self.receive(&mut answers)? {}
+        Ok(())
+    }
+
+    fn send(&mut self, request: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.flags = flags;
         header.sequence_number = self.seq;
         let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(request));
         packet.finalize();
         let mut out = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut out);
         self.socket.send(&out, 0)?;
+        Ok(())
+    }
 
-        let mut answers = Vec::new();
+    /// Reads one datagram of answers to the last request; true once it is
+    /// complete (NLMSG_DONE, or the ACK).
+    fn receive(&mut self, answers: &mut Vec<RouteNetlinkMessage>) -> io::Result<bool> {
         loop {
             self.buf.clear();
             match self.socket.recv(&mut self.buf, 0) {
-                Ok(_) => {}
+                Ok(_) => return parse_datagram(&self.buf, self.seq, answers),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
-            }
-            if parse_datagram(&self.buf, self.seq, &mut answers)? {
-                return Ok(answers);
             }
         }
     }
@@ -102,8 +120,9 @@ fn invalid(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("rtnetlink: {what}"))
 }
 
-/// Decodes one datagram of a dump answering request `seq` into `out`. Returns
-/// true once NLMSG_DONE is seen; a NACK becomes its errno.
+/// Decodes one datagram answering request `seq` into `out`. Returns true
+/// once the answer is complete: NLMSG_DONE ends a dump, an ACK (an error
+/// message with code 0) a change; a NACK becomes its errno.
 fn parse_datagram(
     mut datagram: &[u8],
     seq: u32,
@@ -123,11 +142,10 @@ fn parse_datagram(
         }
         match message.payload {
             NetlinkPayload::Done(_) => return Ok(true),
-            NetlinkPayload::Error(e) => {
-                if let Some(code) = e.code {
-                    return Err(io::Error::from_raw_os_error(-code.get()));
-                }
-            }
+            NetlinkPayload::Error(e) => match e.code {
+                Some(code) => return Err(io::Error::from_raw_os_error(-code.get())),
+                None => return Ok(true),
+            },
             NetlinkPayload::InnerMessage(m) => out.push(m),
             _ => {}
         }

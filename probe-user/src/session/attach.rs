@@ -44,6 +44,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         vnis,
         hook: cfg.nic_hook,
         mode: cfg.xdp_mode,
+        tc_mode: cfg.tc_mode,
         log: cfg.bpf_log,
     };
     let mut nic_hook = match hooks::nic::attach_nic(&netns, &nic, &nic_cfg) {
@@ -59,7 +60,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
     };
     let mut dev_hooks = Vec::new();
     for dev in &devices {
-        match hooks::vxlan::attach_vxlan_dev(&netns, dev, cfg.bpf_log) {
+        match hooks::vxlan::attach_vxlan_dev(&netns, dev, cfg.bpf_log, cfg.tc_mode) {
             Ok(hook) => dev_hooks.push(hook),
             Err(reason) => unavailable.push(Unavailable {
                 stage: HookKind::Vxlan,
@@ -120,6 +121,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
             .iter()
             .map(|h| DevInfo {
                 iface: h.iface.clone(),
+                hook: h.hook.into(),
                 vni: h.vni,
                 port: h.port,
             })
@@ -168,6 +170,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         last_device_check: Instant::now(),
         devs_retry_at: vec![None; dev_hooks_len],
         bpf_log: cfg.bpf_log,
+        tc_mode: cfg.tc_mode,
         bpf_logs: Vec::new(),
     };
     // Settings are read after attaching (not counted in attach_ms); failing

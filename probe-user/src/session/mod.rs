@@ -30,7 +30,7 @@ use crate::{
         nic::{NicHook, NicHookArg, XdpModeArg},
         steering::SteerHook,
         vxlan::VxlanHook,
-        BpfLog, BpfLogReader, Hook,
+        BpfLog, BpfLogReader, Hook, TcMode,
     },
     model::{Report, ReportKind, Sample, Topology},
     names::Names,
@@ -52,6 +52,8 @@ pub struct SessionConfig {
     pub vxlan_ports: Vec<u16>,
     pub nic_hook: NicHookArg,
     pub xdp_mode: XdpModeArg,
+    /// TCX, or legacy tc where the kernel lacks it.
+    pub tc_mode: TcMode,
     /// Namespaces whose drops count; empty: every namespace.
     pub drop_netns: Vec<String>,
     pub latency: bool,
@@ -102,6 +104,8 @@ pub struct Session {
     /// `--debug-bpf`: whether the programs log, and the log records of
     /// every object that does.
     pub(crate) bpf_log: BpfLog,
+    /// For hooks attached later (re-attach).
+    pub(crate) tc_mode: TcMode,
     pub(crate) bpf_logs: Vec<BpfLogReader>,
 }
 
@@ -273,7 +277,7 @@ fn describe_hooks(t: &Topology) -> String {
         parts.push(format!("{} on {}", n.hook, n.iface));
     }
     for d in &t.vxlan_devs {
-        parts.push(format!("tcx ingress on {}", d.iface));
+        parts.push(format!("{} on {}", d.hook, d.iface));
     }
     if t.latency {
         parts.push("tp_btf/softirq_raise+entry+exit, tp_btf/napi_poll".to_string());

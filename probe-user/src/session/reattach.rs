@@ -62,7 +62,7 @@ pub(super) fn check_devices(a: &mut Session) {
             Err(_) => None,
         };
         let Some(link) = link else { continue };
-        let mut hook = match hooks::vxlan::attach_vxlan_dev(&a.netns, &link, a.bpf_log) {
+        let mut hook = match hooks::vxlan::attach_vxlan_dev(&a.netns, &link, a.bpf_log, a.tc_mode) {
             Ok(hook) => hook,
             Err(e) => {
                 // Perhaps not ready yet (still being set up): try again soon.

@@ -284,13 +284,19 @@ impl Traffic {
                     vnis: vec![(8472, 1)],
                     hook: hooks::nic::NicHookArg::Tc,
                     mode: hooks::nic::XdpModeArg::Auto,
+                    tc_mode: hooks::TcMode::Tcx,
                     log: hooks::BpfLog::Off,
                 };
                 Box::new(hooks::nic::attach_nic(&netns, &link("eth0"), &cfg).unwrap())
             }
             "vxlan" => Box::new(
-                hooks::vxlan::attach_vxlan_dev(&netns, &link("flannel.1"), hooks::BpfLog::Off)
-                    .unwrap(),
+                hooks::vxlan::attach_vxlan_dev(
+                    &netns,
+                    &link("flannel.1"),
+                    hooks::BpfLog::Off,
+                    hooks::TcMode::Tcx,
+                )
+                .unwrap(),
             ),
             _ => {
                 let btf = probe_user::btf::Btf::from_kernel().unwrap();
