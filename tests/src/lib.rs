@@ -295,21 +295,64 @@ pub fn xdp_prog_id(netns: &str, iface: &str) -> Option<u32> {
     v[0]["xdp"]["prog"]["id"].as_u64().map(|id| id as u32)
 }
 
-/// Ids of the TCX programs on `iface` in `netns` (ingress, egress).
-pub fn tcx_prog_ids(netns: &str, iface: &str) -> Vec<u32> {
+/// Ids of the tc programs on `iface` in `netns`: TCX (ingress, egress) and
+/// cls_bpf filters on the clsact ingress hook.
+pub fn tc_prog_ids(netns: &str, iface: &str) -> Vec<u32> {
     use aya::programs::{tc::TcAttachType, SchedClassifier};
     let (netns, iface) = (netns.to_string(), iface.to_string());
     lab::in_netns(&netns, move || {
-        [TcAttachType::Ingress, TcAttachType::Egress]
+        let mut ids: Vec<u32> = [TcAttachType::Ingress, TcAttachType::Egress]
             .into_iter()
+            .filter(|_| tcx_available())
             .flat_map(|t| SchedClassifier::query_tcx(&iface, t).expect("query tcx").1)
             .map(|p| p.id())
-            .collect()
+            .collect();
+        let ifindex = probe_user::rtnl::ifindex_of(&iface).expect("device");
+        let filters = probe_user::rtnl::RtnlSocket::open()
+            .and_then(|mut s| s.ingress_bpf_filters(ifindex))
+            .expect("list tc filters");
+        ids.extend(filters.into_iter().filter_map(|f| f.prog_id));
+        ids
     })
     .unwrap()
 }
 
-/// Every XDP and TCX program attached to any interface of the lab's
+/// Whether the running kernel is at least `major.minor` (uname's release).
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (ma, mi) >= (major, minor)
+}
+
+/// Whether the kernel has TCX (Linux >= 6.6). Without it the probe's tc
+/// hooks are cls_bpf filters (`--tc-mode auto`), which outlive a SIGKILL.
+pub fn tcx_available() -> bool {
+    kernel_at_least(6, 6)
+}
+
+/// Whether the running kernel's `enum skb_drop_reason` has `reason` (from
+/// its BTF). Older kernels free some packets with no reason, which the probe
+/// then reports, truthfully, as NOT_SPECIFIED.
+pub fn kernel_has_drop_reason(reason: &str) -> bool {
+    let btf = probe_user::btf::Btf::from_kernel().expect("the kernel's BTF");
+    btf.enum_value(&format!("SKB_DROP_REASON_{reason}"))
+        .is_some()
+}
+
+/// The hook the probe reports for its tc hooks on this kernel.
+pub fn tc_hook() -> &'static str {
+    if tcx_available() {
+        "tcx/ingress"
+    } else {
+        "tc/ingress"
+    }
+}
+
+/// Every XDP, TCX and cls_bpf program attached to any interface of the lab's
 /// namespaces: (netns, iface, program id).
 pub fn lab_attachments(lab: &Lab) -> Vec<(String, String, u32)> {
     let mut out = Vec::new();
@@ -320,7 +363,7 @@ pub fn lab_attachments(lab: &Lab) -> Vec<(String, String, u32)> {
             let iface = link["ifname"].as_str().unwrap().to_string();
             let ids = xdp_prog_id(&netns, &iface)
                 .into_iter()
-                .chain(tcx_prog_ids(&netns, &iface));
+                .chain(tc_prog_ids(&netns, &iface));
             out.extend(ids.map(|id| (netns.clone(), iface.clone(), id)));
         }
     }

@@ -16,7 +16,7 @@ use aya::{
     Ebpf,
 };
 use probe_tests::{
-    lab, objects, privileged, probe_output, stage, summary, tcx_prog_ids, xdp_prog_id, Watch,
+    lab, objects, privileged, probe_output, stage, summary, tc_prog_ids, xdp_prog_id, Watch,
 };
 use tests_ebpf::{
     FIXTURE_SLOT_TC, FIXTURE_SLOT_XDP, MAP_FIXTURE_COUNT, PROG_FIXTURE_COUNT_TC,
@@ -154,10 +154,10 @@ fn foreign_xdp_and_tcx_programs_survive_20_cycles_and_see_every_packet() {
         let w = Watch::start(&args);
         // Ours joined theirs; theirs is still where it was.
         assert_eq!(xdp_prog_id(&n2.netns, "eth0"), Some(ids.0), "cycle {cycle}");
-        let nic_tcx = tcx_prog_ids(&n2.netns, "eth0");
+        let nic_tcx = tc_prog_ids(&n2.netns, "eth0");
         assert_eq!(nic_tcx.len(), 2, "theirs + ours: {nic_tcx:?}");
         assert!(nic_tcx.contains(&ids.1));
-        assert!(tcx_prog_ids(&n2.netns, "flannel.1").contains(&ids.2));
+        assert!(tc_prog_ids(&n2.netns, "flannel.1").contains(&ids.2));
         send();
         sent += PER_CYCLE;
         std::thread::sleep(Duration::from_millis(50));
@@ -179,8 +179,8 @@ fn foreign_xdp_and_tcx_programs_survive_20_cycles_and_see_every_packet() {
         );
         // Ours are gone, theirs remain.
         assert_eq!(xdp_prog_id(&n2.netns, "eth0"), Some(ids.0));
-        assert_eq!(tcx_prog_ids(&n2.netns, "eth0"), vec![ids.1]);
-        assert_eq!(tcx_prog_ids(&n2.netns, "flannel.1"), vec![ids.2]);
+        assert_eq!(tc_prog_ids(&n2.netns, "eth0"), vec![ids.1]);
+        assert_eq!(tc_prog_ids(&n2.netns, "flannel.1"), vec![ids.2]);
     }
     send(); // after
     sent += PER_CYCLE;
@@ -212,12 +212,12 @@ fn xdp_is_used_when_asked_for_and_free() {
     let cni_tcx = Foreign::tcx(&n2.netns, "eth0");
     let w = Watch::start(&["--netns", &n2.netns, "--nic-hook", "xdp"]);
     assert!(xdp_prog_id(&n2.netns, "eth0").is_some());
-    assert_eq!(tcx_prog_ids(&n2.netns, "eth0"), vec![cni_tcx.id()]);
+    assert_eq!(tc_prog_ids(&n2.netns, "eth0"), vec![cni_tcx.id()]);
     let (code, lines, err) = w.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(stage(summary(&lines), "nic", "eth0")["hook"], "xdp/native");
     assert_eq!(xdp_prog_id(&n2.netns, "eth0"), None);
-    assert_eq!(tcx_prog_ids(&n2.netns, "eth0"), vec![cni_tcx.id()]);
+    assert_eq!(tc_prog_ids(&n2.netns, "eth0"), vec![cni_tcx.id()]);
 }
 
 /// (priority, program name, program id) of every cls_bpf filter on `iface`'s

@@ -144,7 +144,10 @@ fn metrics_json_and_terminal_report_the_same_totals() {
         assert_eq!(
             metric(
                 &text,
-                r#"rxprobe_hook_attached{stage="nic",iface="eth0",hook="tcx/ingress"}"#
+                &format!(
+                    r#"rxprobe_hook_attached{{stage="nic",iface="eth0",hook="{}"}}"#,
+                    probe_tests::tc_hook()
+                )
             ),
             Some(1.0)
         );

@@ -71,7 +71,7 @@ fn check(name: &str, s: &Value, merged: bool) {
         nic["kernel"]["rx_packets"], nic_skbs,
         "{name}: NIC skbs = rx_packets: {nic}"
     );
-    assert_eq!(nic["hook"], "tcx/ingress", "{name}");
+    assert_eq!(nic["hook"], probe_tests::tc_hook(), "{name}");
     let row = s["vxlan"]
         .as_array()
         .unwrap()

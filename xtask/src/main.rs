@@ -1,8 +1,9 @@
-//! Developer tasks: `cargo xtask setup | lab | demo | test | bench`.
+//! Developer tasks: `cargo xtask setup | lab | demo | test | vm | bench`.
 //! Every task runs `setup` first (a few fast checks once installed).
 
 mod demo;
 mod setup;
+mod vm;
 
 use std::process::Command;
 
@@ -40,6 +41,19 @@ enum Task {
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter)
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The privileged tests in QEMU guests booting Debian's 6.1 and 6.12
+    /// kernels (TCG; see xtask/src/vm.rs), and/or the whole suite on the host
+    Vm {
+        /// 6.1, 6.12, host or all (repeatable)
+        #[arg(long, default_value = "all")]
+        kernel: Vec<String>,
+        /// vCPUs per guest
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+        /// Extra arguments for every test binary (e.g. a test name filter)
+        #[arg(last = true)]
         args: Vec<String>,
     },
     /// Benchmarks (BENCHMARKS.md): BPF_PROG_TEST_RUN ns/packet over an empty
@@ -93,6 +107,11 @@ fn main() -> Result<()> {
             setup::run()?;
             test(&args)
         }
+        Task::Vm { kernel, cpus, args } => {
+            require_root("the guests")?;
+            setup::run()?;
+            vm::main(&kernel, cpus, &args)
+        }
         Task::Bench { part } => {
             require_root("the benchmark")?;
             setup::run()?;
@@ -145,7 +164,7 @@ pub fn cargo() -> Command {
     cmd
 }
 
-fn test(extra: &[String]) -> Result<()> {
+pub fn test(extra: &[String]) -> Result<()> {
     if !is_root() {
         eprintln!("xtask: WARNING: not root: the privileged lab and BPF tests will report that they cannot run");
     }

@@ -95,6 +95,31 @@ pub fn bench_packages() -> Result<()> {
     )
 }
 
+/// What only `cargo xtask vm` needs: QEMU, a static busybox for the
+/// initramfs, depmod for the kernels' modules.
+pub fn vm_packages() -> Result<()> {
+    let missing: Vec<&str> = [
+        ("qemu-system-x86", "qemu-system-x86_64"),
+        ("busybox-static", "busybox"),
+        ("kmod", "depmod"),
+        ("xz-utils", "xz"),
+    ]
+    .iter()
+    .filter(|(_, bin)| !on_path(bin))
+    .map(|(pkg, _)| *pkg)
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    exec(Command::new("apt-get").args(["update", "-qq"]))?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 fn steps() -> Result<()> {
     let toolchain = ebpf_toolchain();
     let root = sysroot(toolchain)?;
