@@ -6,7 +6,7 @@
 //! kernel's BTF and sets DROP_OFFSETS. Fields of BTF-typed structs are read
 //! with direct loads (`kernel::field`); packet bytes and skb_shared_info,
 //! which are not typed, with bpf_probe_read_kernel. Since Linux 5.17 the
-//! tracepoint is (skb, location, reason[, rx_sk from 6.12]): the reason is
+//! tracepoint is (skb, location, reason[, rx_sk from 6.11]): the reason is
 //! argument 2.
 
 use aya_ebpf::{

@@ -1,19 +1,26 @@
 //! A small reader of the kernel's BTF (/sys/kernel/btf/vmlinux): struct
 //! member offsets and enum values. Rust/aya has no CO-RE field relocation, so
 //! the drop probe gets its sk_buff/net_device/net offsets from here, at load
-//! time, for the kernel it runs on. Format: linux/Documentation/bpf/btf.rst.
+//! time, for the kernel it runs on. Also the prototypes of tracepoints
+//! (`btf_trace_*` typedefs). Format: linux/Documentation/bpf/btf.rst.
 
 const MAGIC: u16 = 0xeb9f;
 
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
 const KIND_DECL_TAG: u32 = 17;
+const KIND_TYPE_TAG: u32 = 18;
 const KIND_ENUM64: u32 = 19;
 
 /// Names are offsets into the string section: the kernel's BTF has ~150k
@@ -37,6 +44,16 @@ enum Type {
     Enum {
         name: u32,
         values: Vec<(u32, i64)>,
+    },
+    /// TYPEDEF (named), PTR or a modifier: a reference to `target`.
+    Ref {
+        typedef: bool,
+        name: u32,
+        target: u32,
+    },
+    /// FUNC_PROTO: its number of parameters.
+    FuncProto {
+        params: u32,
     },
     Other,
 }
@@ -129,14 +146,26 @@ impl Btf {
                     pos += vlen * size;
                     Type::Enum { name, values }
                 }
+                KIND_PTR | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
+                | KIND_TYPE_TAG => Type::Ref {
+                    typedef: kind == KIND_TYPEDEF,
+                    name,
+                    // size_or_type: the referenced type's id.
+                    target: u32_at(tsec, pos - 4)?,
+                },
+                KIND_FUNC_PROTO => {
+                    pos += vlen * 8;
+                    Type::FuncProto {
+                        params: vlen as u32,
+                    }
+                }
                 _ => {
                     pos += match kind {
                         KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
                         KIND_ARRAY => 12,
-                        KIND_FUNC_PROTO => vlen * 8,
                         KIND_DATASEC => vlen * 12,
                         0 | 20.. => return Err(format!("unknown BTF kind {kind}")),
-                        _ => 0, // PTR, FWD, TYPEDEF, modifiers, FUNC, FLOAT, TYPE_TAG
+                        _ => 0, // FWD, FUNC, FLOAT
                     };
                     Type::Other
                 }
@@ -211,6 +240,32 @@ impl Btf {
         })
     }
 
+    /// The number of parameters of the function prototype that typedef
+    /// `name` points to, through modifiers: for a tracepoint's
+    /// `typedef void (*btf_trace_X)(void *__data, args...)` that is 1 + its
+    /// arguments.
+    pub fn typedef_fn_params(&self, name: &str) -> Result<u32, String> {
+        let mut id = self
+            .types
+            .iter()
+            .position(|t| {
+                matches!(t, Type::Ref { typedef: true, name: n, .. }
+                    if self.name(*n) == name.as_bytes())
+            })
+            .ok_or_else(|| format!("typedef {name} not in the kernel's BTF"))?;
+        // typedef -> [modifiers] -> ptr -> [modifiers] -> func_proto: a few hops.
+        for _ in 0..8 {
+            match self.types.get(id) {
+                Some(Type::Ref { target, .. }) => id = *target as usize,
+                Some(Type::FuncProto { params }) => return Ok(*params),
+                _ => break,
+            }
+        }
+        Err(format!(
+            "typedef {name} is not a function pointer in the kernel's BTF"
+        ))
+    }
+
     /// The values of enum `name`, in declaration order.
     pub fn enum_values(&self, name: &str) -> Result<Vec<(String, i64)>, String> {
         self.types
@@ -230,5 +285,7 @@ impl Btf {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod fixture;
 #[cfg(test)]
 mod tests;

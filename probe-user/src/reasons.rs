@@ -121,6 +121,10 @@ pub fn benign_name(kind: usize) -> &'static str {
     }
 }
 
+/// What the drop probe says where the kernel predates drop reasons (5.17:
+/// `enum skb_drop_reason` and kfree_skb's `reason` argument).
+pub const NEEDS_REASONS: &str = "drop reasons need Linux >= 5.17";
+
 /// Drop reason names of the running kernel, from the BTF enums.
 #[derive(Clone, Debug, Default)]
 pub struct ReasonNames {
@@ -134,9 +138,13 @@ pub struct ReasonNames {
 }
 
 impl ReasonNames {
+    /// Err names what is missing: drop reasons exist only from Linux 5.17.
     pub fn from_btf(btf: &Btf) -> Result<ReasonNames, String> {
         let mut names = ReasonNames::default();
-        for (name, value) in btf.enum_values("skb_drop_reason")? {
+        let values = btf.enum_values("skb_drop_reason").map_err(|_| {
+            format!("{NEEDS_REASONS} (no enum skb_drop_reason in this kernel's BTF)")
+        })?;
+        for (name, value) in values {
             // SKB_NOT_DROPPED_YET and SKB_CONSUMED are not drops; the _MAX and
             // _SUBSYS_MASK entries are not reasons.
             let Some(short) = name.strip_prefix("SKB_DROP_REASON_") else {

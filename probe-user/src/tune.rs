@@ -163,13 +163,10 @@ pub fn queue_settings(iface: &str) -> Vec<Setting> {
             ));
         }
     }
-    // MSI(-X) vectors of a PCI NIC; virtual devices (veth, vxlan) have none.
-    match std::fs::read_dir(format!("{base}/device/msi_irqs")) {
-        Ok(d) => {
-            let mut irqs: Vec<u32> = d
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect();
-            irqs.sort_unstable();
+    // MSI(-X) vectors of a PCI NIC, or of the PCI function above a virtio
+    // NIC; virtual devices (veth, vxlan) have none.
+    match irqs::msi_irqs(std::path::Path::new(&base)) {
+        Some(irqs) => {
             for irq in irqs {
                 out.push(Setting::from(
                     format!("irq {irq} smp_affinity_list"),
@@ -177,7 +174,7 @@ pub fn queue_settings(iface: &str) -> Vec<Setting> {
                 ));
             }
         }
-        Err(_) => out.push(Setting::from(
+        None => out.push(Setting::from(
             "irqs",
             Err("no MSI IRQs (a virtual device, or not PCI)".into()),
         )),
@@ -276,6 +273,7 @@ pub fn snapshot(netns: &Netns, devices: &[&crate::rtnl::Link]) -> Result<Snapsho
 }
 
 mod ethtool_netlink;
+pub mod irqs;
 
 pub use ethtool_netlink::ethtool_settings;
 

@@ -1,51 +1,5 @@
-use std::collections::HashMap;
-
+use super::fixture::{blob, info};
 use super::*;
-
-/// Encodes a BTF blob: `types` are (name, info, size_or_type, trailing words).
-fn blob(types: &[(&str, u32, u32, Vec<u32>)], extra_strings: &[&str]) -> Vec<u8> {
-    let mut strings = vec![0u8];
-    let mut offsets = HashMap::new();
-    let mut add = |s: &str, strings: &mut Vec<u8>| -> u32 {
-        if s.is_empty() {
-            return 0;
-        }
-        *offsets.entry(s.to_string()).or_insert_with(|| {
-            let off = strings.len() as u32;
-            strings.extend_from_slice(s.as_bytes());
-            strings.push(0);
-            off
-        })
-    };
-    for s in extra_strings {
-        add(s, &mut strings);
-    }
-    let mut tsec = Vec::new();
-    for (name, info, size, words) in types {
-        for w in [add(name, &mut strings), *info, *size].iter().chain(words) {
-            tsec.extend_from_slice(&w.to_le_bytes());
-        }
-    }
-    let mut out = Vec::new();
-    out.extend_from_slice(&MAGIC.to_le_bytes());
-    out.extend_from_slice(&[1, 0]);
-    for w in [
-        24u32,
-        0,
-        tsec.len() as u32,
-        tsec.len() as u32,
-        strings.len() as u32,
-    ] {
-        out.extend_from_slice(&w.to_le_bytes());
-    }
-    out.extend_from_slice(&tsec);
-    out.extend_from_slice(&strings);
-    out
-}
-
-fn info(kind: u32, vlen: u32) -> u32 {
-    kind << 24 | vlen
-}
 
 #[test]
 fn members_through_anonymous_unions_and_enums() {
@@ -130,4 +84,47 @@ fn running_kernel_has_the_drop_probe_fields() {
     assert!(reasons
         .iter()
         .any(|(n, _)| n == "SKB_DROP_REASON_NO_SOCKET"));
+    // __data, skb, location, reason, and rx_sk since 6.11.
+    assert_eq!(btf.typedef_fn_params("btf_trace_kfree_skb"), Ok(5));
+}
+
+#[test]
+fn tracepoint_prototypes_through_typedefs() {
+    let types = vec![
+        // 1: int
+        ("int", info(KIND_INT, 0), 4, vec![32]),
+        // 2: void (*)(void *, int, int, int): a tracepoint of 3 arguments
+        (
+            "",
+            info(KIND_FUNC_PROTO, 4),
+            0,
+            vec![0, 0, 0, 1, 0, 1, 0, 1],
+        ),
+        // 3: ptr -> 2; 4: typedef btf_trace_new -> 3
+        ("", info(KIND_PTR, 0), 2, vec![]),
+        ("btf_trace_new", info(KIND_TYPEDEF, 0), 3, vec![]),
+        // 5: const -> 3; 6: typedef btf_trace_const -> 5
+        ("", info(KIND_CONST, 0), 3, vec![]),
+        ("btf_trace_const", info(KIND_TYPEDEF, 0), 5, vec![]),
+        // 7: void (*)(void *, int): 1 argument; 8: ptr; 9: typedef
+        ("", info(KIND_FUNC_PROTO, 2), 0, vec![0, 0, 0, 1]),
+        ("", info(KIND_PTR, 0), 7, vec![]),
+        ("btf_trace_old", info(KIND_TYPEDEF, 0), 8, vec![]),
+        // 10: typedef of an int; 11: a struct after them still parses
+        ("u32_t", info(KIND_TYPEDEF, 0), 1, vec![]),
+        ("after", info(KIND_STRUCT, 1), 4, vec![1, 1, 0]),
+    ];
+    let btf = Btf::parse(&blob(&types, &["a"])).unwrap();
+    assert_eq!(btf.typedef_fn_params("btf_trace_new"), Ok(4));
+    assert_eq!(btf.typedef_fn_params("btf_trace_const"), Ok(4));
+    assert_eq!(btf.typedef_fn_params("btf_trace_old"), Ok(2));
+    assert!(btf
+        .typedef_fn_params("u32_t")
+        .unwrap_err()
+        .contains("not a function pointer"));
+    assert!(btf
+        .typedef_fn_params("btf_trace_none")
+        .unwrap_err()
+        .contains("btf_trace_none not in"));
+    assert_eq!(btf.member_offset("after", "a"), Ok(0));
 }

@@ -16,7 +16,11 @@ use probe_common::{
 };
 
 use super::{read_per_cpu, BpfLog, Hook, HookError};
-use crate::{btf::Btf, objects, reasons::ReasonNames};
+use crate::{
+    btf::Btf,
+    objects,
+    reasons::{ReasonNames, NEEDS_REASONS},
+};
 
 /// Offsets the probe needs, from the running kernel's BTF.
 pub fn offsets(btf: &Btf) -> Result<DropOffsets, HookError> {
@@ -145,11 +149,31 @@ pub struct DropSetup {
     pub offsets: DropOffsets,
 }
 
+/// Reads the reason names and offsets; first, whether this kernel has drop
+/// reasons at all (Linux >= 5.17), so that an older one is named as such.
 pub fn setup(btf: &Btf) -> Result<DropSetup, HookError> {
+    let reasons = ReasonNames::from_btf(btf)?;
+    check_tracepoint(btf)?;
     Ok(DropSetup {
-        reasons: ReasonNames::from_btf(btf)?,
+        reasons,
         offsets: offsets(btf)?,
     })
+}
+
+/// The program reads the reason as tracepoint argument 2:
+/// `trace_kfree_skb(skb, location, reason)` from 5.17 (6.11 appends `rx_sk`,
+/// which it ignores). The tp_btf prototype is the `btf_trace_kfree_skb`
+/// typedef, whose first parameter is the tracepoint's `void *__data`.
+fn check_tracepoint(btf: &Btf) -> Result<(), HookError> {
+    let typedef = format!("btf_trace_{DROP_TRACEPOINT}");
+    let args = btf.typedef_fn_params(&typedef)?.saturating_sub(1);
+    if args < 3 {
+        return Err(HookError::Kernel(format!(
+            "{NEEDS_REASONS} (tracepoint {DROP_TRACEPOINT} has {args} arguments in this \
+             kernel's BTF; the reason is the 3rd)"
+        )));
+    }
+    Ok(())
 }
 
 /// Loads the drop probe's object with its settings (nothing attached yet:
@@ -262,6 +286,32 @@ mod tests {
         assert_eq!(c.out_of_scope, 6);
         assert_eq!(c.flows, BTreeMap::from([(flow, 2)]));
         assert_eq!(c.flows_unslotted, 1);
+    }
+
+    /// Kernels before 5.17 are named as such, whichever fact is missing.
+    #[test]
+    fn old_kernels_are_named_by_what_they_lack() {
+        use crate::btf::fixture::kernel_like;
+        let err = |btf: Btf| setup(&btf).err().unwrap().to_string();
+        let reasons = [("SKB_NOT_DROPPED_YET", 0), ("SKB_DROP_REASON_NO_SOCKET", 2)];
+        // 5.16: neither the enum nor the argument.
+        assert_eq!(
+            err(kernel_like(&[], &[("kfree_skb", 2)])),
+            "drop reasons need Linux >= 5.17 (no enum skb_drop_reason in this kernel's BTF)"
+        );
+        // The enum without the argument (not in any release, but checked).
+        assert_eq!(
+            err(kernel_like(&reasons, &[("kfree_skb", 2)])),
+            "drop reasons need Linux >= 5.17 (tracepoint kfree_skb has 2 arguments in \
+             this kernel's BTF; the reason is the 3rd)"
+        );
+        assert!(err(kernel_like(&reasons, &[])).contains("typedef btf_trace_kfree_skb"));
+        // 5.17 (3 arguments) and 6.11 (4): past the checks, on to the offsets,
+        // which this fixture lacks.
+        for args in [3, 4] {
+            assert!(err(kernel_like(&reasons, &[("kfree_skb", args)])).contains("struct sk_buff"));
+        }
+        assert!(check_tracepoint(&kernel_like(&reasons, &[("kfree_skb", 3)])).is_ok());
     }
 
     #[test]

@@ -19,7 +19,9 @@ const PROGRAMS: [(&str, &str); 4] = [
     (PROG_STEER_RECV, "sock_recv_length"),
 ];
 
+/// Checks the tracepoints by name, then reads the offsets.
 pub fn setup(btf: &Btf) -> Result<SteerOffsets, HookError> {
+    check_tracepoints(btf)?;
     let common = btf.member_offset("sock", "__sk_common")?;
     Ok(SteerOffsets {
         skb_head: btf.member_offset("sk_buff", "head")?,
@@ -32,6 +34,24 @@ pub fn setup(btf: &Btf) -> Result<SteerOffsets, HookError> {
         sk_net: common + btf.member_offset("sock_common", "skc_net")?,
         net_inum: btf.member_offset("net", "ns")? + btf.member_offset("ns_common", "inum")?,
     })
+}
+
+/// The sock tracepoints are missing before Linux 6.5 (6.1 has neither):
+/// named here, before the object is loaded, rather than left to the
+/// verifier or the attach to fail on.
+fn check_tracepoints(btf: &Btf) -> Result<(), HookError> {
+    let missing: Vec<&str> = PROGRAMS
+        .iter()
+        .map(|(_, tp)| *tp)
+        .filter(|tp| btf.typedef_fn_params(&format!("btf_trace_{tp}")).is_err())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(HookError::Kernel(format!(
+        "--steering needs Linux >= 6.5 (no tracepoint {} in this kernel's BTF)",
+        missing.join(", ")
+    )))
 }
 
 /// The steering probes. Dropping it detaches them.
@@ -99,5 +119,38 @@ impl SteerHook {
             }
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf::fixture::kernel_like;
+
+    #[test]
+    fn missing_tracepoints_are_named() {
+        // Linux 6.1: the NAPI and receive tracepoints, no sock ones.
+        let old = kernel_like(
+            &[],
+            &[("napi_gro_receive_entry", 1), ("netif_receive_skb", 1)],
+        );
+        assert_eq!(
+            setup(&old).err().unwrap().to_string(),
+            "--steering needs Linux >= 6.5 (no tracepoint sk_data_ready, sock_recv_length \
+             in this kernel's BTF)"
+        );
+        // All four: past the check, on to the offsets (not in this fixture).
+        let all: Vec<(&str, u32)> = PROGRAMS.iter().map(|(_, tp)| (*tp, 1)).collect();
+        assert!(check_tracepoints(&kernel_like(&[], &all)).is_ok());
+        assert!(setup(&kernel_like(&[], &all))
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("struct sock"));
+    }
+
+    #[test]
+    fn the_running_kernel_has_them() {
+        check_tracepoints(&Btf::from_kernel().unwrap()).unwrap();
     }
 }
