@@ -340,3 +340,52 @@ fn flannel_recreated_is_reattached_within_2s() {
     );
     eprintln!("re-attached {took:?} after flannel.1 was recreated");
 }
+
+/// What this kernel gives each stage and mode: how it attached, or the
+/// reason it could not. The NIC, VXLAN and drop stages attach on every
+/// kernel the project supports; `--latency`, `--steering` and XDP either
+/// attach or say why. Prints one `KERNEL-FEATURES {json}` line: `cargo xtask
+/// vm` collects them for the README's kernel table.
+#[test]
+fn kernel_features() {
+    if !privileged("kernel_features") {
+        return;
+    }
+    let lab = lab();
+    let n2 = &lab.node(2).netns;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut row = serde_json::json!({ "kernel": release.trim() });
+
+    let w = Watch::start(&["--netns", n2, "--latency", "--steering"]);
+    let unavailable = w.ready_info["unavailable"].clone();
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    let s = summary(&lines);
+    row["nic"] = stage(s, "nic", "eth0")["hook"].clone();
+    row["vxlan"] = stage(s, "vxlan", "flannel.1")["hook"].clone();
+    for hook in ["drops", "softirq", "steering"] {
+        let why = unavailable
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["stage"] == hook)
+            .map(|u| u["reason"].as_str().unwrap().to_string());
+        row[hook] = match why {
+            Some(reason) => {
+                assert!(!reason.is_empty(), "{hook}: unavailable without a reason");
+                format!("unavailable: {reason}").into()
+            }
+            None => "attached".into(),
+        };
+    }
+    assert_eq!(row["nic"], tc_hook(), "{row}");
+    assert_eq!(row["vxlan"], tc_hook(), "{row}");
+    assert_eq!(row["drops"], "attached", "{row}");
+
+    let w = Watch::start(&["--netns", n2, "--nic-hook", "xdp"]);
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    row["xdp"] = stage(summary(&lines), "nic", "eth0")["hook"].clone();
+    assert!(row["xdp"].as_str().unwrap().starts_with("xdp/"), "{row}");
+    println!("KERNEL-FEATURES {row}");
+}
