@@ -63,6 +63,44 @@ pub struct Lab {
 fn mac(kind: u8, node: u8, n: u8) -> String {
     format!("02:{kind:02x}:00:00:{node:02x}:{n:02x}")
 }
+/// The underlay MAC address of node `node`'s eth0.
+pub fn mac_of(node: u8) -> String {
+    mac(MAC_UNDERLAY, node, 0)
+}
+
+/// `PROBE_LAB_NICS=MAC1,MAC2`: two NICs of the initial namespace, wired to
+/// each other, that become the nodes' eth0 (`cargo xtask vm` sets it in its
+/// virtio_net pass). Unset: a veth pair.
+pub const NICS_ENV: &str = "PROBE_LAB_NICS";
+
+fn nics_from_env() -> Result<Option<Vec<String>>, String> {
+    let Ok(value) = std::env::var(NICS_ENV) else {
+        return Ok(None);
+    };
+    let macs: Vec<String> = value.split(',').map(|m| m.trim().to_string()).collect();
+    if macs.len() != NODES as usize {
+        return Err(format!("{NICS_ENV}={value}: give {NODES} MAC addresses"));
+    }
+    Ok(Some(macs))
+}
+
+/// The name of the initial namespace's device with MAC address `mac`.
+fn nic_by_mac(mac: &str) -> Result<String, String> {
+    let out = run("ip", &["-j", "link", "show"])?;
+    let links: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+    links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| {
+            l["address"]
+                .as_str()
+                .is_some_and(|a| a.eq_ignore_ascii_case(mac))
+        })
+        .and_then(|l| Some(l["ifname"].as_str()?.to_string()))
+        .ok_or_else(|| format!("no NIC with MAC {mac} in the initial namespace ({NICS_ENV})"))
+}
+
 fn underlay_ip(node: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 168, 50, node)
 }
@@ -160,6 +198,17 @@ impl Lab {
             new_netns(&ns)?;
         }
         let (n1, n2) = (&lab.nodes[0], &lab.nodes[1]);
+        if let Some(nics) = nics_from_env()? {
+            // Real NICs (a guest's two virtio_net devices, wired to each
+            // other) as the nodes' eth0 instead of the veth pair.
+            for (node, nic) in lab.nodes.iter().zip(&nics) {
+                lab.take_nic(node, nic)?;
+            }
+            for node in &lab.nodes {
+                lab.wire_node(node)?;
+            }
+            return Ok(lab);
+        }
         run(
             "ip",
             &[
@@ -384,11 +433,46 @@ impl Lab {
     }
 
     /// Keeps the namespaces after drop (`cargo xtask lab up`).
+    /// Moves the NIC with MAC address `mac` from the initial namespace into
+    /// `node`'s as eth0, with IPv6 off before it comes up (no DAD or MLD noise).
+    fn take_nic(&self, node: &Node, mac: &str) -> Result<(), String> {
+        let name = nic_by_mac(mac)?;
+        run("ip", &["link", "set", "dev", &name, "down"])?;
+        run(
+            "ip",
+            &[
+                "link",
+                "set",
+                "dev",
+                &name,
+                "netns",
+                &node.netns,
+                "name",
+                Node::NIC,
+            ],
+        )?;
+        sysctl(&node.netns, "net.ipv6.conf.eth0.disable_ipv6", "1")?;
+        let expected = mac_of(node.index);
+        if !mac.eq_ignore_ascii_case(&expected) {
+            ip(&node.netns, &format!("link set eth0 address {expected}"))?;
+        }
+        Ok(())
+    }
+
     pub fn keep(mut self) {
         self.keep = true;
     }
 
     pub fn down(&self) -> Result<(), String> {
+        // Real NICs go back under a name of their own: when a namespace
+        // dies its NICs return to the initial one, where two "eth0" clash.
+        if nics_from_env()?.is_some() {
+            for node in &self.nodes {
+                let spare = format!("lab{}", node.index);
+                let _ = ip(&node.netns, "link set eth0 down");
+                let _ = ip(&node.netns, &format!("link set eth0 netns 1 name {spare}"));
+            }
+        }
         sweep(&self.prefix)
     }
 }

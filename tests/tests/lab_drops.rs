@@ -732,7 +732,18 @@ fn record_and_diff_a_buffer_change() {
     let record = |name: &str, rcvbuf: Option<libc::c_int>| -> std::path::PathBuf {
         // A receiver that reads nothing during the run.
         let sock = lab::in_netns(&pod.netns, move || {
-            let s = UdpSocket::bind(("0.0.0.0", PORT)).unwrap();
+            // The "before" socket is closed, but a child that another test
+            // thread forked in the meantime may hold a copy of its fd until
+            // it execs (CLOEXEC acts only at exec): retry for a moment.
+            let mut bound = UdpSocket::bind(("0.0.0.0", PORT));
+            for _ in 0..100 {
+                if bound.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                bound = UdpSocket::bind(("0.0.0.0", PORT));
+            }
+            let s = bound.unwrap();
             if let Some(size) = rcvbuf {
                 lab::set_rcvbuf(&s, size).unwrap();
             }

@@ -389,3 +389,43 @@ fn kernel_features() {
     assert!(row["xdp"].as_str().unwrap().starts_with("xdp/"), "{row}");
     println!("KERNEL-FEATURES {row}");
 }
+
+/// `probe tune` on the lab's NIC. A veth pair (the default lab) has no IRQs,
+/// rings or coalescing, and says so per item; a real NIC (the virtio_net
+/// devices of `cargo xtask vm`, through PROBE_LAB_NICS) has its MSI-X
+/// vectors (under the PCI function, the virtio device's parent), rings and
+/// channels read without error.
+#[test]
+fn tune_reads_the_nic() {
+    if !privileged("tune_reads_the_nic") {
+        return;
+    }
+    let lab = lab();
+    let (code, out, err) = probe_output(&["tune", "--netns", &lab.node(2).netns, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let eth0 = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["iface"] == "eth0")
+        .expect("the NIC (default route) first");
+    let setting = |name: &str| {
+        eth0["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {eth0}"))
+            .clone()
+    };
+    assert!(setting("channels")["error"].is_null(), "{eth0}");
+    let real_nic = std::env::var_os(probe_lab::NICS_ENV).is_some();
+    for item in ["irqs", "ring rx"] {
+        let s = setting(item);
+        assert_eq!(s["error"].is_null(), real_nic, "{item}: {s}");
+    }
+    if real_nic {
+        println!("NIC-SETTINGS {eth0}");
+    }
+}

@@ -325,6 +325,9 @@ pub struct Guest<'a> {
     /// (name, shell line) each.
     pub commands: &'a [(String, String)],
     pub timeout: Duration,
+    /// Two virtio_net NICs wired to each other (unix datagram sockets, no
+    /// host networking), with the lab's underlay MAC addresses.
+    pub nics: bool,
 }
 
 /// Boots the guest, runs its commands, returns each command's exit code
@@ -339,6 +342,7 @@ pub fn boot(g: &Guest) -> Result<Vec<Outcome>> {
         env,
         commands,
         timeout,
+        nics,
     } = *g;
     let script = dir.join("stage2.sh");
     fs::write(&script, stage2(tree, env, commands))?;
@@ -376,6 +380,24 @@ pub fn boot(g: &Guest) -> Result<Vec<Outcome>> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if nics {
+        let socket = |n: u8| dir.join(format!("nic{n}.sock")).display().to_string();
+        for n in [1u8, 2] {
+            let _ = fs::remove_file(socket(n));
+        }
+        for (n, peer) in [(1u8, 2u8), (2, 1)] {
+            qemu.args([
+                "-netdev",
+                &format!(
+                    "dgram,id=nic{n},local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                    socket(n),
+                    socket(peer)
+                ),
+                "-device",
+                &format!("virtio-net-pci,netdev=nic{n},mac={}", probe_lab::mac_of(n)),
+            ]);
+        }
+    }
     let started = Instant::now();
     let mut child = qemu.spawn().context("qemu-system-x86_64")?;
     let pid = child.id() as i32;
@@ -523,7 +545,7 @@ pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
             for (test, why) in &skips {
                 println!("[{}] not run: {test} ({why})", k.name);
             }
-            let commands: Vec<(String, String)> = GUEST_TESTS
+            let mut commands: Vec<(String, String)> = GUEST_TESTS
                 .iter()
                 .filter_map(|name| {
                     let (_, exe) = exes.iter().find(|(n, _)| n == name)?;
@@ -541,65 +563,33 @@ pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
                 })
                 .collect();
             // The kernel table's row, printed by the test itself.
-            let mut commands = commands;
             if let Some((_, exe)) = exes.iter().find(|(n, _)| n == "lab_watch") {
                 commands.push((
                     "features".into(),
                     format!("{} --exact kernel_features --nocapture", exe.display()),
                 ));
             }
-            let env = vec![
-                (
-                    "PROBE_BIN".to_string(),
-                    std::env::current_dir()?
-                        .join("target/debug/probe")
-                        .display()
-                        .to_string(),
-                ),
-                ("CI".into(), "true".into()),
-                ("RUST_BACKTRACE".into(), "1".into()),
-                ("HOME".into(), "/root".into()),
-                (
-                    "PATH".into(),
-                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-                ),
-            ];
-            let started = Instant::now();
-            let outcomes = boot(&Guest {
+            let pass = Pass {
                 kernel: k.name,
                 tree: &tree,
                 initrd: &initrd,
-                dir: &dir,
                 cpus,
-                env: &env,
-                commands: &commands,
-                timeout: Duration::from_secs(40 * 60),
-            })?;
-            let log = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
-            let (passed, failed) = count_results(&log);
-            let bad: Vec<String> = outcomes
+            };
+            summary.push(pass.run(&dir, &commands, false, skips.len(), &mut features)?);
+            // The same lab on a real driver: virtio_net NICs as the nodes' eth0.
+            let virtio: Vec<(String, String)> = VIRTIO_TESTS
                 .iter()
-                .filter(|o| o.rc != Some(0))
-                .map(|o| match o.rc {
-                    Some(rc) => format!("{} (exit {rc})", o.name),
-                    None => format!("{} (did not finish)", o.name),
+                .filter_map(|(name, tests)| {
+                    let (_, exe) = exes.iter().find(|(n, _)| n == name)?;
+                    let line = format!(
+                        "{} --test-threads=1 --color=never --nocapture --exact {}",
+                        exe.display(),
+                        tests.join(" ")
+                    );
+                    Some((format!("{name} (virtio_net)"), line))
                 })
                 .collect();
-            for row in log.lines().filter_map(|l| l.split_once("KERNEL-FEATURES ")) {
-                features.push(row.1.trim().to_string());
-            }
-            summary.push(format!(
-                "{} ({}): {passed} passed, {failed} failed, {} not run, in {:.0} s{}",
-                k.name,
-                tree.release,
-                skips.len(),
-                started.elapsed().as_secs_f64(),
-                if bad.is_empty() {
-                    String::new()
-                } else {
-                    format!("; failing: {}", bad.join(", "))
-                }
-            ));
+            summary.push(pass.run(&dir.join("virtio"), &virtio, true, 0, &mut features)?);
         }
     }
     println!("\n== xtask vm ==");
@@ -616,6 +606,116 @@ pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
         bail!("tests failed in a guest or on the host");
     }
     Ok(())
+}
+
+/// The tests that run again with virtio_net NICs as the lab's underlay:
+/// exact counts on a real driver (native XDP, a NAPI driver's GRO), the
+/// NIC's settings (`probe tune`: IRQs, rings, channels), exit paths.
+const VIRTIO_TESTS: [(&str, &[&str]); 2] = [
+    (
+        "lab_watch",
+        &[
+            "ten_thousand_pod_packets_across_nodes",
+            "sigterm_and_sigkill_leave_nothing_behind",
+            "tune_reads_the_nic",
+            "kernel_features",
+        ],
+    ),
+    (
+        "lab_drops",
+        &[
+            "socket_receive_buffer_overflow",
+            "vxlan_unknown_vni_and_bad_flags",
+            "no_listener",
+        ],
+    ),
+];
+
+/// One kernel's guest runs share these.
+struct Pass<'a> {
+    kernel: &'a str,
+    tree: &'a KernelTree,
+    initrd: &'a Path,
+    cpus: u32,
+}
+
+impl Pass<'_> {
+    /// Boots a guest (with the two virtio NICs if `nics`) that runs
+    /// `commands`; returns the summary line, and adds the KERNEL-FEATURES
+    /// rows it printed to `features`.
+    fn run(
+        &self,
+        dir: &Path,
+        commands: &[(String, String)],
+        nics: bool,
+        not_run: usize,
+        features: &mut Vec<String>,
+    ) -> Result<String> {
+        fs::create_dir_all(dir)?;
+        let mut env = vec![
+            (
+                "PROBE_BIN".to_string(),
+                std::env::current_dir()?
+                    .join("target/debug/probe")
+                    .display()
+                    .to_string(),
+            ),
+            ("CI".into(), "true".into()),
+            ("RUST_BACKTRACE".into(), "1".into()),
+            ("HOME".into(), "/root".into()),
+            (
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ),
+        ];
+        if nics {
+            env.push((
+                probe_lab::NICS_ENV.into(),
+                format!("{},{}", probe_lab::mac_of(1), probe_lab::mac_of(2)),
+            ));
+        }
+        let started = Instant::now();
+        let outcomes = boot(&Guest {
+            kernel: self.kernel,
+            tree: self.tree,
+            initrd: self.initrd,
+            dir,
+            cpus: self.cpus,
+            env: &env,
+            commands,
+            timeout: Duration::from_secs(40 * 60),
+            nics,
+        })?;
+        let log = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+        let (passed, failed) = count_results(&log);
+        let bad: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o.rc != Some(0))
+            .map(|o| match o.rc {
+                Some(rc) => format!("{} (exit {rc})", o.name),
+                None => format!("{} (did not finish)", o.name),
+            })
+            .collect();
+        for row in log.lines().filter_map(|l| l.split_once("KERNEL-FEATURES ")) {
+            features.push(format!(
+                "{}{}",
+                row.1.trim(),
+                if nics { " (virtio_net)" } else { "" }
+            ));
+        }
+        Ok(format!(
+            "{}{} ({}): {passed} passed, {failed} failed, {not_run} not run, in {:.0} s{}",
+            self.kernel,
+            if nics { " virtio_net" } else { "" },
+            self.tree.release,
+            started.elapsed().as_secs_f64(),
+            if bad.is_empty() {
+                String::new()
+            } else {
+                format!("; failing: {}", bad.join(", "))
+            }
+        ))
+    }
 }
 
 /// Sums libtest's "test result: ... N passed; M failed" lines.
