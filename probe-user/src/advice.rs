@@ -38,6 +38,16 @@ fn reason_count(r: &Report, stage: Stage, reason: &str) -> u64 {
         .map_or(0, |c| c.segments)
 }
 
+/// How many CPUs a cpu list (`0-2,5`, as in smp_affinity_list) names.
+fn cpu_count(list: &str) -> Option<usize> {
+    list.split(',').try_fold(0, |n, part| {
+        let part = part.trim();
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+        Some(n + b.checked_sub(a)? + 1)
+    })
+}
+
 /// "0-1,3" style list of CPU numbers.
 fn cpu_list(cpus: &[u32]) -> String {
     let mut out: Vec<String> = Vec::new();
@@ -213,7 +223,26 @@ pub fn advise(r: &Report, s: &Snapshot) -> Vec<Advice> {
             .filter(|x| x.name.starts_with("irq ") && x.name.ends_with("smp_affinity_list"))
             .filter_map(|x| x.value.as_deref())
             .collect();
-        if affinities.len() >= 2 && affinities.iter().all(|a| *a == affinities[0]) {
+        // Spreading helps only a multi-queue NIC whose queue IRQs all land
+        // on fewer CPUs than it has queues (and the node has CPUs): a
+        // single-queue NIC (virtio_net's config, input.0 and output.0
+        // vectors), or a list that already names every CPU, has nothing to spread.
+        let rx_queues = d
+            .settings
+            .iter()
+            .filter(|x| x.name.starts_with("rx-") && x.name.ends_with("/rps_cpus"))
+            .count();
+        let online = if r.softnet.is_empty() {
+            usize::MAX
+        } else {
+            r.softnet.len()
+        };
+        let crowded = |list: &str| cpu_count(list).is_some_and(|n| n < rx_queues.min(online));
+        if affinities.len() >= 2
+            && rx_queues >= 2
+            && affinities.iter().all(|a| *a == affinities[0])
+            && crowded(affinities[0])
+        {
             out.push(Advice {
                 rule: "irq_affinity",
                 text: format!(

@@ -126,22 +126,32 @@ impl Foreign {
     }
 }
 
+/// A UDP sink in node 2's first pod, and `send()`: PER_CYCLE packets to it
+/// from node 1's first pod, across the underlay and both VXLAN ends.
+fn pod_flow(lab: &probe_tests::Lab) -> (lab::UdpSink, impl Fn() + '_) {
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
+    let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
+    let send = move || {
+        lab::send_udp(&n1.pods[0].netns, dst, PER_CYCLE, 64, 100).unwrap();
+    };
+    (sink, send)
+}
+
 #[test]
 fn foreign_xdp_and_tcx_programs_survive_20_cycles_and_see_every_packet() {
     if !privileged("foreign_xdp_and_tcx_programs_survive_20_cycles_and_see_every_packet") {
         return;
     }
     let lab = lab();
-    let (n1, n2) = (lab.node(1), lab.node(2));
+    let n2 = lab.node(2);
     let nic0 = lab::dev_stats(&n2.netns, "eth0").unwrap();
     let cni_xdp = Foreign::xdp(&n2.netns, "eth0");
     let cni_tcx = Foreign::tcx(&n2.netns, "eth0");
     let cni_overlay = Foreign::tcx(&n2.netns, "flannel.1");
     let ids = (cni_xdp.id(), cni_tcx.id(), cni_overlay.id());
 
-    let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
-    let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
-    let send = || lab::send_udp(&n1.pods[0].netns, dst, PER_CYCLE, 64, 100).unwrap();
+    let (sink, send) = pod_flow(&lab);
     let mut sent = 0;
     send(); // before
     sent += PER_CYCLE;
@@ -263,7 +273,7 @@ fn legacy_tc_filters_coexist_with_foreign_cls_bpf_for_20_cycles() {
         return;
     }
     let lab = lab();
-    let (n1, n2) = (lab.node(1), lab.node(2));
+    let n2 = lab.node(2);
     let cni_nic = Foreign::cls_bpf(&n2.netns, "eth0", 1);
     let cni_overlay = Foreign::cls_bpf(&n2.netns, "flannel.1", 0xc000);
     let theirs = (
@@ -272,9 +282,7 @@ fn legacy_tc_filters_coexist_with_foreign_cls_bpf_for_20_cycles() {
     );
     assert_eq!((theirs.0.len(), theirs.1.len()), (1, 1), "{theirs:?}");
 
-    let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
-    let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
-    let send = || lab::send_udp(&n1.pods[0].netns, dst, PER_CYCLE, 64, 100).unwrap();
+    let (sink, send) = pod_flow(&lab);
     let mut sent = 0;
     for cycle in 0..CYCLES {
         let w = Watch::start(&[
@@ -346,7 +354,7 @@ fn sigkilled_legacy_probes_leave_no_filter_after_a_restart() {
         return;
     }
     let lab = lab();
-    let (n1, n2) = (lab.node(1), lab.node(2));
+    let n2 = lab.node(2);
     let cni_nic = Foreign::cls_bpf(&n2.netns, "eth0", 1);
     let cni_overlay = Foreign::cls_bpf(&n2.netns, "flannel.1", 0xc000);
     let theirs = (
@@ -395,9 +403,8 @@ fn sigkilled_legacy_probes_leave_no_filter_after_a_restart() {
     assert_eq!(cls_bpf_filters(&n2.netns, "eth0"), theirs.0);
     assert_eq!(cls_bpf_filters(&n2.netns, "flannel.1"), theirs.1);
 
-    let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
-    let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
-    lab::send_udp(&n1.pods[0].netns, dst, PER_CYCLE, 64, 100).unwrap();
+    let (sink, send) = pod_flow(&lab);
+    send();
     assert_eq!(sink.finish(PER_CYCLE, Duration::from_secs(5)), PER_CYCLE);
     assert_eq!(cni_nic.count(), PER_CYCLE);
     assert_eq!(cni_overlay.count(), PER_CYCLE);

@@ -421,11 +421,29 @@ fn tune_reads_the_nic() {
     };
     assert!(setting("channels")["error"].is_null(), "{eth0}");
     let real_nic = std::env::var_os(probe_lab::NICS_ENV).is_some();
-    for item in ["irqs", "ring rx"] {
-        let s = setting(item);
-        assert_eq!(s["error"].is_null(), real_nic, "{item}: {s}");
-    }
+    assert_eq!(setting("ring rx")["error"].is_null(), real_nic, "{eth0}");
+    let irqs: Vec<&serde_json::Value> = eth0["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().starts_with("irq"))
+        .collect();
     if real_nic {
+        // One item per MSI-X vector, each with its affinity.
+        assert!(!irqs.is_empty(), "{eth0}");
+        for irq in &irqs {
+            assert!(
+                irq["name"].as_str().unwrap().ends_with("smp_affinity_list"),
+                "{irq}"
+            );
+            assert!(irq["error"].is_null() && !irq["value"].is_null(), "{irq}");
+        }
         println!("NIC-SETTINGS {eth0}");
+    } else {
+        assert_eq!(irqs.len(), 1, "{eth0}");
+        assert!(
+            irqs[0]["error"].as_str().unwrap().contains("no MSI IRQs"),
+            "{eth0}"
+        );
     }
 }

@@ -87,10 +87,16 @@ pub fn bench_packages() -> Result<()> {
     if !crate::is_root() {
         bail!("bpftrace is missing: run `cargo xtask bench` as root (it uses apt-get)");
     }
+    apt_install(&["bpftrace"])
+}
+
+/// `apt-get update` and `apt-get install` of `packages`.
+fn apt_install(packages: &[&str]) -> Result<()> {
     exec(Command::new("apt-get").args(["update", "-qq"]))?;
     exec(
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "bpftrace"])
+            .args(["install", "-y", "-qq"])
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
@@ -111,13 +117,7 @@ pub fn vm_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    exec(Command::new("apt-get").args(["update", "-qq"]))?;
-    exec(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    apt_install(&missing)
 }
 
 fn steps() -> Result<()> {
@@ -177,13 +177,7 @@ fn steps() -> Result<()> {
         if !crate::is_root() {
             bail!("missing Debian packages {missing:?}: run `cargo xtask setup` as root (it uses apt-get)");
         }
-        exec(Command::new("apt-get").args(["update", "-qq"]))?;
-        exec(
-            Command::new("apt-get")
-                .args(["install", "-y", "-qq"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        apt_install(&missing)?;
     }
     Ok(())
 }

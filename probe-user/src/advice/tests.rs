@@ -15,6 +15,10 @@ fn set(name: &str, value: &str) -> Setting {
 
 fn snapshot(nic_mtu: &str, vxlan_mtu: &str, irqs: &[&str]) -> Snapshot {
     let mut nic = vec![set("mtu", nic_mtu)];
+    // One RX queue per IRQ, as a multi-queue NIC has.
+    for q in 0..irqs.len() {
+        nic.push(set(&format!("rx-{q}/rps_cpus"), "0"));
+    }
     for (i, a) in irqs.iter().enumerate() {
         nic.push(set(&format!("irq {} smp_affinity_list", 30 + i), a));
     }
@@ -336,4 +340,49 @@ fn irqs_on_one_cpu_and_mtu_mismatch() {
     assert!(advise(&busy, &snapshot("9000", "8950", &["0"])).is_empty());
     assert!(advise(&busy, &snapshot("1500", "1450", &["0", "1"])).is_empty());
     assert_eq!(cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+    // A list that names every CPU of the node has nothing to spread.
+    busy.softnet = (0..2)
+        .map(|cpu| SoftnetCpu {
+            cpu,
+            ..Default::default()
+        })
+        .collect();
+    assert_eq!(
+        rules(&advise(
+            &busy,
+            &snapshot("1500", "1450", &["0-1", "0-1", "0-1"])
+        )),
+        Vec::<&str>::new()
+    );
+}
+
+#[test]
+fn a_single_queue_nic_has_no_irqs_to_spread() {
+    // virtio_net with one queue pair: config, input.0, output.0 on CPUs 0-1.
+    let mut single = snapshot("1500", "1450", &["0-1", "0-1", "0-1"]);
+    single.devices[0]
+        .settings
+        .retain(|x| !x.name.starts_with("rx-") || x.name == "rx-0/rps_cpus");
+    let mut busy = quiet_report();
+    busy.ledger = crate::ledger::build(&Default::default());
+    busy.ledger.ledger[0].segments_in = Some(1);
+    assert!(advise(&busy, &single).is_empty());
+    single.devices[0].settings.iter_mut().for_each(|x| {
+        if x.name.starts_with("irq ") {
+            x.value = Some("0".into());
+        }
+    });
+    assert!(
+        advise(&busy, &single).is_empty(),
+        "one queue: nothing to spread"
+    );
+}
+
+#[test]
+fn cpu_lists_are_counted() {
+    assert_eq!(cpu_count("0-1"), Some(2));
+    assert_eq!(cpu_count("0-2,5,7-8"), Some(6));
+    assert_eq!(cpu_count("3"), Some(1));
+    assert_eq!(cpu_count("2-1"), None);
+    assert_eq!(cpu_count("x"), None);
 }
