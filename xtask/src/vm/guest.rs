@@ -1,0 +1,196 @@
+//! One guest: QEMU with the kernel, the initramfs, the host's root over 9p
+//! and, on request, two virtio_net NICs; stage 2 runs the commands and the
+//! console is read for their results.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+
+use super::kernel::KernelTree;
+
+/// Modules the lab and the probe's hooks need, loaded in the guest.
+const LAB_MODULES: [&str; 8] = [
+    "veth",
+    "vxlan",
+    "bridge",
+    "sch_ingress",
+    "cls_bpf",
+    "virtio_net",
+    "nf_conntrack",
+    "sch_netem",
+];
+
+/// Stage 2, run inside the overlay: mount what the tests need, load the
+/// lab's modules, run `commands` (one shell line each, with a result
+/// marker), power off.
+fn stage2(tree: &KernelTree, env: &[(String, String)], commands: &[(String, String)]) -> String {
+    let mut s = String::from("#!/bin/sh\n");
+    s += "mount -t proc proc /proc\nmount -t sysfs sys /sys\n";
+    s += "mount -t tmpfs tmpfs /run\nmount -t tmpfs tmpfs /tmp\nmkdir -p /run/netns /dev/pts\n";
+    s += "mount -t devpts devpts /dev/pts\n";
+    s += "mount -t tracefs tracefs /sys/kernel/tracing\nmount -t bpf bpf /sys/fs/bpf\n";
+    s += "mount -t cgroup2 cgroup2 /sys/fs/cgroup\n";
+    let moddir = tree.root.join("lib/modules").join(&tree.release);
+    s += &format!(
+        "mkdir -p /lib/modules/{r}\nmount --bind {m} /lib/modules/{r}\n",
+        r = tree.release,
+        m = moddir.display()
+    );
+    for m in LAB_MODULES {
+        s += &format!("modprobe {m} 2>/dev/null\n");
+    }
+    s += "ip link set lo up\nulimit -l unlimited\n";
+    s += &format!("cd {}\n", std::env::current_dir().unwrap().display());
+    for (k, v) in env {
+        s += &format!("export {k}='{v}'\n");
+    }
+    s += "echo \"@@VM kernel $(uname -r) cpus $(nproc)\"\n";
+    for (name, line) in commands {
+        s += &format!("{line}\necho \"@@VM-RESULT {name} rc=$?\"\n");
+    }
+    s += "echo @@VM-DONE\necho o > /proc/sysrq-trigger\n";
+    s
+}
+
+/// One command's outcome in a guest.
+pub struct Outcome {
+    pub name: String,
+    pub rc: Option<i32>,
+}
+
+/// One guest run: which kernel, with what, doing what.
+pub struct Guest<'a> {
+    pub kernel: &'a str,
+    pub tree: &'a KernelTree,
+    pub initrd: &'a Path,
+    /// Where stage2.sh and console.log go.
+    pub dir: &'a Path,
+    pub cpus: u32,
+    pub env: &'a [(String, String)],
+    /// (name, shell line) each.
+    pub commands: &'a [(String, String)],
+    pub timeout: Duration,
+    /// Two virtio_net NICs wired to each other (unix datagram sockets, no
+    /// host networking), with the lab's underlay MAC addresses.
+    pub nics: bool,
+}
+
+/// Boots the guest, runs its commands, returns each command's exit code
+/// (None: the guest stopped before it finished).
+pub fn boot(g: &Guest) -> Result<Vec<Outcome>> {
+    let Guest {
+        kernel,
+        tree,
+        initrd,
+        dir,
+        cpus,
+        env,
+        commands,
+        timeout,
+        nics,
+    } = *g;
+    let script = dir.join("stage2.sh");
+    fs::write(&script, stage2(tree, env, commands))?;
+    let log_path = dir.join("console.log");
+    let mut log = fs::File::create(&log_path)?;
+    let mut qemu = Command::new("qemu-system-x86_64");
+    // One TCG thread for all vCPUs: with thread=multi, the kernel's own code
+    // patching (text_poke_bp's int3, when a tracepoint's static key flips)
+    // races between vCPU threads and 6.12 oopses in handle_softirqs.
+    qemu.args(["-accel", "tcg,thread=single", "-cpu", "max", "-m", "3072"])
+        .args(["-smp", &cpus.to_string()])
+        .args([
+            "-nodefaults",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ])
+        .arg("-kernel")
+        .arg(&tree.vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init stage2={}",
+            script.display()
+        ))
+        .args([
+            "-fsdev",
+            "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+            "-device",
+            "virtio-9p-pci,fsdev=root,mount_tag=hostroot",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if nics {
+        let socket = |n: u8| dir.join(format!("nic{n}.sock")).display().to_string();
+        for n in [1u8, 2] {
+            let _ = fs::remove_file(socket(n));
+        }
+        for (n, peer) in [(1u8, 2u8), (2, 1)] {
+            qemu.args([
+                "-netdev",
+                &format!(
+                    "dgram,id=nic{n},local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                    socket(n),
+                    socket(peer)
+                ),
+                "-device",
+                &format!("virtio-net-pci,netdev=nic{n},mac={}", probe_lab::mac_of(n)),
+            ]);
+        }
+    }
+    let started = Instant::now();
+    let mut child = qemu.spawn().context("qemu-system-x86_64")?;
+    let pid = child.id() as i32;
+    // The guest's console, line by line; a watchdog ends a guest that hangs.
+    let watchdog = std::thread::spawn(move || {
+        while started.elapsed() < timeout {
+            std::thread::sleep(Duration::from_millis(500));
+            // SAFETY: signal 0 only checks that our child still exists.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                return false;
+            }
+        }
+        // SAFETY: our own child, by PID.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        true
+    });
+    let mut outcomes: Vec<Outcome> = commands
+        .iter()
+        .map(|(name, _)| Outcome {
+            name: name.clone(),
+            rc: None,
+        })
+        .collect();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap_or_default();
+        writeln!(log, "{line}")?;
+        if let Some(rest) = line.trim().strip_prefix("@@VM-RESULT ") {
+            if let Some((name, rc)) = rest.rsplit_once(" rc=") {
+                if let Some(o) = outcomes.iter_mut().find(|o| o.name == name) {
+                    o.rc = rc.trim().parse().ok();
+                }
+            }
+        }
+        println!("[{kernel}] {line}");
+    }
+    child.wait()?;
+    if watchdog.join().unwrap_or(false) {
+        eprintln!(
+            "xtask vm: {kernel}: stopped after {} s (timeout); console in {}",
+            timeout.as_secs(),
+            log_path.display()
+        );
+    }
+    Ok(outcomes)
+}

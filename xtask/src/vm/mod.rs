@@ -1,0 +1,334 @@
+//! `cargo xtask vm`: the privileged tests inside QEMU guests that boot the
+//! kernels nodes run (Debian's 6.1 and 6.12 packages), with the host's root
+//! filesystem shared read-only over 9p under a tmpfs overlay.
+//!
+//! - kernel.rs: per kernel, cached under target/vm/KERNEL/: the .deb (apt-get
+//!   download; 6.12 from bookworm-backports through a private apt
+//!   configuration, the machine's sources stay as they are), its extracted
+//!   tree with a modules.dep (the packages ship none), and an initramfs:
+//!   busybox, the modules that reach the 9p root, and an init that switches
+//!   into the overlay and runs stage 2;
+//! - guest.rs: QEMU, stage 2 (mounts proc/sys/tracefs/bpffs/cgroup2, loads the
+//!   lab's modules, runs the test binaries built on the host), the console;
+//! - here: which tests run on which kernel, and the summary.
+//!
+//! `/dev/kvm` on these machines is a nested software hypervisor under which
+//! Debian's kernels fail: guests run under TCG, 10-50x slower, so only tests
+//! without tight timing run in them.
+
+mod guest;
+mod kernel;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Result};
+
+use guest::{boot, Guest};
+use kernel::{fetch, initramfs, GuestKernel, KernelTree, KERNELS};
+
+/// The test binaries (of probe-tests) run in guests: every hook and the tc
+/// fallback, with exact counts. Left out: lab_traffic, lab_perturb and
+/// lab_softirq (throughput and timing, meaningless under emulation).
+const GUEST_TESTS: [&str; 7] = [
+    "cli",
+    "prog_test_run",
+    "lab_fixture",
+    "lab_watch",
+    "lab_drops",
+    "lab_coexist",
+    "deploy",
+];
+
+/// Tests a kernel cannot run, and why (printed, never silent).
+fn not_on(kernel: &str) -> Vec<(&'static str, &'static str)> {
+    let no_tcx = "another owner's TCX program: TCX needs Linux >= 6.6";
+    // The reader must drain its socket faster than the sender fills it: at
+    // emulated speed it cannot, whatever the buffer size.
+    let mut skip = vec![(
+        "record_and_diff_a_buffer_change",
+        "timing: an A/B buffer change, measured at native speed only",
+    )];
+    if kernel == "6.1" {
+        skip.extend([
+            (
+                "foreign_xdp_and_tcx_programs_survive_20_cycles_and_see_every_packet",
+                no_tcx,
+            ),
+            ("xdp_is_used_when_asked_for_and_free", no_tcx),
+        ]);
+    }
+    skip
+}
+
+/// (target name, executable) of probe-tests' test binaries, built now.
+fn test_executables() -> Result<Vec<(String, PathBuf)>> {
+    let out = crate::cargo()
+        .args([
+            "test",
+            "-p",
+            "probe-tests",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        bail!("building the tests failed");
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str()) {
+            if v["profile"]["test"] == true {
+                found.push((name.to_string(), PathBuf::from(exe)));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `cargo xtask vm`: the guest tests on each kernel of `kernels`; extra
+/// `args` go to every test binary (a name filter, `--nocapture`).
+pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
+    let selected: Vec<&GuestKernel> = KERNELS
+        .iter()
+        .filter(|k| kernels.iter().any(|s| s == k.name || s == "all"))
+        .collect();
+    let run_host = kernels.iter().any(|s| s == "host" || s == "all");
+    if selected.is_empty() && !run_host {
+        bail!("--kernel takes 6.1, 6.12, host or all");
+    }
+    let mut summary = Vec::new();
+    let mut features = Vec::new();
+    if run_host {
+        let ok = crate::test(args).is_ok();
+        summary.push(format!(
+            "host: the whole suite {}",
+            if ok { "passed" } else { "FAILED" }
+        ));
+    }
+    if !selected.is_empty() {
+        crate::setup::vm_packages()?;
+        let status = crate::cargo()
+            .args(["build", "-p", "probe-user", "--bin", "probe"])
+            .status()?;
+        if !status.success() {
+            bail!("building probe failed");
+        }
+        let exes = test_executables()?;
+        let base = std::env::current_dir()?.join("target/vm");
+        for k in selected {
+            let dir = base.join(k.name);
+            let tree = fetch(k, &dir)?;
+            let initrd = initramfs(&tree, &dir)?;
+            let skips = not_on(k.name);
+            for (test, why) in &skips {
+                println!("[{}] not run: {test} ({why})", k.name);
+            }
+            let mut commands: Vec<(String, String)> = GUEST_TESTS
+                .iter()
+                .filter_map(|name| {
+                    let (_, exe) = exes.iter().find(|(n, _)| n == name)?;
+                    let mut line = format!("{} --test-threads=1 --color=never", exe.display());
+                    for (test, _) in &skips {
+                        line += &format!(" --skip {test}");
+                    }
+                    if *name == "lab_watch" {
+                        line += " --skip kernel_features"; // run on its own, below
+                    }
+                    for a in args {
+                        line += &format!(" '{a}'");
+                    }
+                    Some((name.to_string(), line))
+                })
+                .collect();
+            // The kernel table's row, printed by the test itself.
+            if let Some((_, exe)) = exes.iter().find(|(n, _)| n == "lab_watch") {
+                commands.push((
+                    "features".into(),
+                    format!("{} --exact kernel_features --nocapture", exe.display()),
+                ));
+            }
+            let pass = Pass {
+                kernel: k.name,
+                tree: &tree,
+                initrd: &initrd,
+                cpus,
+            };
+            summary.push(pass.run(&dir, &commands, false, skips.len(), &mut features)?);
+            // The same lab on a real driver: virtio_net NICs as the nodes' eth0.
+            let virtio: Vec<(String, String)> = VIRTIO_TESTS
+                .iter()
+                .filter_map(|(name, tests)| {
+                    let (_, exe) = exes.iter().find(|(n, _)| n == name)?;
+                    let line = format!(
+                        "{} --test-threads=1 --color=never --nocapture --exact {}",
+                        exe.display(),
+                        tests.join(" ")
+                    );
+                    Some((format!("{name} (virtio_net)"), line))
+                })
+                .collect();
+            summary.push(pass.run(&dir.join("virtio"), &virtio, true, 0, &mut features)?);
+        }
+    }
+    println!("\n== xtask vm ==");
+    for line in &summary {
+        println!("{line}");
+    }
+    for row in &features {
+        println!("kernel features: {row}");
+    }
+    if summary
+        .iter()
+        .any(|l| l.contains("FAILED") || l.contains("failing"))
+    {
+        bail!("tests failed in a guest or on the host");
+    }
+    Ok(())
+}
+
+/// The tests that run again with virtio_net NICs as the lab's underlay:
+/// exact counts on a real driver (native XDP, a NAPI driver's GRO), the
+/// NIC's settings (`probe tune`: IRQs, rings, channels), exit paths.
+const VIRTIO_TESTS: [(&str, &[&str]); 2] = [
+    (
+        "lab_watch",
+        &[
+            "ten_thousand_pod_packets_across_nodes",
+            "sigterm_and_sigkill_leave_nothing_behind",
+            "tune_reads_the_nic",
+            "kernel_features",
+        ],
+    ),
+    (
+        "lab_drops",
+        &[
+            "socket_receive_buffer_overflow",
+            "vxlan_unknown_vni_and_bad_flags",
+            "no_listener",
+        ],
+    ),
+];
+
+/// One kernel's guest runs share these.
+struct Pass<'a> {
+    kernel: &'a str,
+    tree: &'a KernelTree,
+    initrd: &'a Path,
+    cpus: u32,
+}
+
+impl Pass<'_> {
+    /// Boots a guest (with the two virtio NICs if `nics`) that runs
+    /// `commands`; returns the summary line, and adds the KERNEL-FEATURES
+    /// rows it printed to `features`.
+    fn run(
+        &self,
+        dir: &Path,
+        commands: &[(String, String)],
+        nics: bool,
+        not_run: usize,
+        features: &mut Vec<String>,
+    ) -> Result<String> {
+        fs::create_dir_all(dir)?;
+        let mut env = vec![
+            (
+                "PROBE_BIN".to_string(),
+                std::env::current_dir()?
+                    .join("target/debug/probe")
+                    .display()
+                    .to_string(),
+            ),
+            ("CI".into(), "true".into()),
+            ("RUST_BACKTRACE".into(), "1".into()),
+            ("HOME".into(), "/root".into()),
+            (
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ),
+        ];
+        if nics {
+            env.push((
+                probe_lab::NICS_ENV.into(),
+                format!("{},{}", probe_lab::mac_of(1), probe_lab::mac_of(2)),
+            ));
+        }
+        let started = Instant::now();
+        let outcomes = boot(&Guest {
+            kernel: self.kernel,
+            tree: self.tree,
+            initrd: self.initrd,
+            dir,
+            cpus: self.cpus,
+            env: &env,
+            commands,
+            timeout: Duration::from_secs(40 * 60),
+            nics,
+        })?;
+        let log = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+        let (passed, failed) = count_results(&log);
+        let bad: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o.rc != Some(0))
+            .map(|o| match o.rc {
+                Some(rc) => format!("{} (exit {rc})", o.name),
+                None => format!("{} (did not finish)", o.name),
+            })
+            .collect();
+        for row in log.lines().filter_map(|l| l.split_once("KERNEL-FEATURES ")) {
+            features.push(format!(
+                "{}{}",
+                row.1.trim(),
+                if nics { " (virtio_net)" } else { "" }
+            ));
+        }
+        Ok(format!(
+            "{}{} ({}): {passed} passed, {failed} failed, {not_run} not run, in {:.0} s{}",
+            self.kernel,
+            if nics { " virtio_net" } else { "" },
+            self.tree.release,
+            started.elapsed().as_secs_f64(),
+            if bad.is_empty() {
+                String::new()
+            } else {
+                format!("; failing: {}", bad.join(", "))
+            }
+        ))
+    }
+}
+
+/// Sums libtest's "test result: ... N passed; M failed" lines.
+fn count_results(log: &str) -> (u64, u64) {
+    let mut totals = (0, 0);
+    for line in log.lines().filter(|l| l.contains("test result:")) {
+        let number_before = |word: &str| {
+            line.split(';')
+                .find(|part| part.trim_end().ends_with(word))
+                .and_then(|part| part.split_whitespace().rev().nth(1)?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        totals.0 += number_before("passed");
+        totals.1 += number_before("failed");
+    }
+    totals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_libtest_results() {
+        let log = "test result: ok. 5 passed; 0 failed; 0 ignored\n\
+                   [x] test result: FAILED. 3 passed; 2 failed; 1 ignored\n";
+        assert_eq!(count_results(log), (8, 2));
+    }
+}
