@@ -278,3 +278,54 @@ fn probe_output_in(netns: &str, argv: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The Prometheus rules: promtool accepts them, their unit tests (each alert
+/// firing and silent, on synthetic series) pass, and the PrometheusRule for
+/// prometheus-operator holds the same groups.
+#[test]
+fn prometheus_rules_check_and_pass_their_tests() {
+    let dir = deploy("prometheus");
+    for args in [
+        vec!["check", "rules", "rules.yaml"],
+        vec!["test", "rules", "rules.test.yaml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (Debian's prometheus package; `cargo xtask setup` installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rules = manifest("prometheus/rules.yaml");
+    let operator = manifest("prometheus/prometheusrule.yaml");
+    assert_eq!(operator["kind"], "PrometheusRule");
+    assert_eq!(operator["spec"]["groups"], rules["groups"]);
+    let alerts: Vec<&str> = rules["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    let tests = std::fs::read_to_string(dir.join("rules.test.yaml")).unwrap();
+    for alert in alerts {
+        // Every alert is tested silent (an empty exp_alerts) and firing.
+        let cases: Vec<&str> = tests
+            .split("- eval_time:")
+            .filter(|c| c.contains(&format!("alertname: {alert}\n")))
+            .collect();
+        assert!(
+            cases.iter().any(|c| c.contains("exp_alerts: []")),
+            "{alert} never tested silent"
+        );
+        assert!(
+            cases.iter().any(|c| c.contains("exp_labels:")),
+            "{alert} never tested firing"
+        );
+    }
+}

@@ -31,6 +31,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("qperf", "qperf"),
     ("ethtool", "ethtool"),
     ("iputils-ping", "ping"),
+    // promtool: the Prometheus rules' checks and unit tests.
+    ("prometheus", "promtool"),
 ];
 
 fn output(cmd: &mut Command) -> Option<String> {
@@ -95,7 +97,7 @@ fn apt_install(packages: &[&str]) -> Result<()> {
     exec(Command::new("apt-get").args(["update", "-qq"]))?;
     exec(
         Command::new("apt-get")
-            .args(["install", "-y", "-qq"])
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
