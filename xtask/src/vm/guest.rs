@@ -32,7 +32,10 @@ const LAB_MODULES: [&str; 8] = [
 fn stage2(tree: &KernelTree, env: &[(String, String)], commands: &[(String, String)]) -> String {
     let mut s = String::from("#!/bin/sh\n");
     s += "mount -t proc proc /proc\nmount -t sysfs sys /sys\n";
-    s += "mount -t tmpfs tmpfs /run\nmount -t tmpfs tmpfs /tmp\nmkdir -p /run/netns /dev/pts\n";
+    // A fresh /run (no host namespaces under /run/netns). /tmp stays the
+    // overlay's: the workspace may live there (a CI clone), and writes land
+    // in the tmpfs upper layer anyway.
+    s += "mount -t tmpfs tmpfs /run\nmkdir -p /run/netns /dev/pts\n";
     s += "mount -t devpts devpts /dev/pts\n";
     s += "mount -t tracefs tracefs /sys/kernel/tracing\nmount -t bpf bpf /sys/fs/bpf\n";
     s += "mount -t cgroup2 cgroup2 /sys/fs/cgroup\n";
