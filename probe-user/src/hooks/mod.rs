@@ -1,13 +1,16 @@
 //! The kernel hooks: each owns its BPF object (load, attach, read the raw
 //! counters); dropping a hook detaches it. One file per hook:
-//! nic (TCX or XDP on the NIC), vxlan (TCX on a VXLAN device), drops
-//! (tp_btf/kfree_skb), latency (NET_RX softirq and NAPI), steering.
+//! nic (tc or XDP on the NIC), vxlan (tc on a VXLAN device), drops
+//! (tp_btf/kfree_skb), latency (NET_RX softirq and NAPI), steering; tc.rs
+//! attaches the two tc hooks (TCX, or the legacy filter), bpf_log.rs is
+//! `--debug-bpf`.
 //!
 //! Every attachment but one is a bpf_link (XDP link, TCX link, tp_btf link):
 //! the kernel detaches it when the last fd closes, so nothing stays attached
 //! after exit, a crash or SIGKILL. The exception is the legacy tc filter of
-//! kernels without TCX (tc.rs says how it is cleaned up). Each hooked interface gets its own
-//! instance of its object, so its maps hold that interface's counters only.
+//! kernels without TCX (tc.rs says how it is cleaned up). Each hooked
+//! interface gets its own instance of its object, so its maps hold that
+//! interface's counters only.
 
 pub mod bpf_log;
 pub mod drops;
