@@ -173,7 +173,7 @@ pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
                         exe.display(),
                         tests.join(" ")
                     );
-                    Some((format!("{name} (virtio_net)"), line))
+                    Some((format!("{name} {} (virtio_net)", tests.join(",")), line))
                 })
                 .collect();
             summary.push(pass.run(&dir.join("virtio"), &virtio, true, 0, &mut features)?);
@@ -195,17 +195,19 @@ pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The tests that run again with virtio_net NICs as the lab's underlay:
-/// exact counts on a real driver (native XDP, a NAPI driver's GRO), the
-/// NIC's settings (`probe tune`: IRQs, rings, channels), exit paths.
-const VIRTIO_TESTS: [(&str, &[&str]); 2] = [
+/// The tests that run again with virtio_net NICs as the lab's underlay, in
+/// this order: exact counts on a real driver (a NAPI driver's GRO), the NIC's
+/// settings (`probe tune`: IRQs, rings, channels), drops; then native XDP on
+/// virtio_net, last. Repeated XDP attach/detach on virtio_net (the exit-path
+/// test's 10 XDP cycles) stalled a 6.1 guest's TX queue in one run of two
+/// (NETDEV WATCHDOG, no packet through afterwards): that test stays on the
+/// veth pass.
+const VIRTIO_TESTS: [(&str, &[&str]); 3] = [
     (
         "lab_watch",
         &[
             "ten_thousand_pod_packets_across_nodes",
-            "sigterm_and_sigkill_leave_nothing_behind",
             "tune_reads_the_nic",
-            "kernel_features",
         ],
     ),
     (
@@ -216,6 +218,7 @@ const VIRTIO_TESTS: [(&str, &[&str]); 2] = [
             "no_listener",
         ],
     ),
+    ("lab_watch", &["kernel_features"]),
 ];
 
 /// One kernel's guest runs share these.
