@@ -123,6 +123,14 @@ pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
             bail!("building probe failed");
         }
         let exes = test_executables()?;
+        let wanted = GUEST_TESTS
+            .iter()
+            .chain(VIRTIO_TESTS.iter().map(|(n, _)| n));
+        for name in wanted {
+            if !exes.iter().any(|(n, _)| n == name) {
+                bail!("no test binary {name} in probe-tests: the guest test lists are out of date");
+            }
+        }
         let base = std::env::current_dir()?.join("target/vm");
         for k in selected {
             let dir = base.join(k.name);
