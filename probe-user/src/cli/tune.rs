@@ -37,10 +37,13 @@ pub fn run(args: TuneArgs) -> Result<(), ProbeError> {
         Some(name) => Netns::named(name)?,
         None => Netns::current(),
     };
-    let links = netns
-        .run(|| RtnlSocket::open().and_then(|mut s| s.links()))?
+    let mut rtnl = netns
+        .run(RtnlSocket::open)?
+        .map_err(|e| ProbeError::Runtime(format!("cannot open an rtnetlink socket: {e}")))?;
+    let links = rtnl
+        .links()
         .map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
-    let nic_link = crate::session::nic_link(args.iface.as_deref(), &links, &netns)?;
+    let nic_link = crate::session::nic_link(args.iface.as_deref(), &links, &mut rtnl, &netns)?;
     let mut devices = vec![nic_link];
     devices.extend(links.iter().filter(|l| l.is_vxlan()));
 

@@ -29,7 +29,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         .links()
         .map_err(|e| ProbeError::Runtime(format!("cannot list interfaces: {e}")))?;
 
-    let targets = targets::resolve(cfg, &links, &netns)?;
+    let targets = targets::resolve(cfg, &links, &mut rtnl, &netns)?;
     let Targets {
         nic,
         devices,

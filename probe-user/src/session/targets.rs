@@ -25,10 +25,12 @@ pub(super) struct Targets {
     pub scope_inums: Vec<u32>,
 }
 
-/// The NIC named `iface`, or without a name the device of `netns`' default route.
+/// The NIC named `iface`, or without a name the device of the default route
+/// of `netns` (`rtnl`: a socket opened there).
 pub fn nic_link<'a>(
     iface: Option<&str>,
     links: &'a [Link],
+    rtnl: &mut RtnlSocket,
     netns: &Netns,
 ) -> Result<&'a Link, ProbeError> {
     if let Some(name) = iface {
@@ -37,8 +39,8 @@ pub fn nic_link<'a>(
     let no_route = || ProbeError::NoDefaultRoute {
         netns: netns.label(),
     };
-    let ifindex = netns
-        .run(|| RtnlSocket::open().and_then(|mut s| s.default_route_ifindex()))?
+    let ifindex = rtnl
+        .default_route_ifindex()
         .map_err(|e| ProbeError::Runtime(format!("cannot read the routes: {e}")))?
         .ok_or_else(no_route)?;
     links
@@ -52,9 +54,10 @@ pub fn nic_link<'a>(
 pub(super) fn resolve(
     cfg: &SessionConfig,
     links: &[Link],
+    rtnl: &mut RtnlSocket,
     netns: &Netns,
 ) -> Result<Targets, ProbeError> {
-    let nic = nic_link(cfg.iface.as_deref(), links, netns)?.clone();
+    let nic = nic_link(cfg.iface.as_deref(), links, rtnl, netns)?.clone();
     if nic.is_vxlan() {
         return Err(ProbeError::Usage(format!(
             "{} is a VXLAN device: --iface takes the NIC its packets arrive on (the underlay), \
