@@ -58,12 +58,19 @@ pub fn watch_requirements(enters_netns: bool) -> Vec<Requirement> {
         },
     ];
     if enters_netns {
-        reqs.push(Requirement {
-            alternatives: vec![CAP_SYS_ADMIN],
-            why: "enter the --netns / --drop-netns network namespaces (setns)",
-        });
+        reqs.push(setns(
+            "enter the --netns / --drop-netns network namespaces (setns)",
+        ));
     }
     reqs
+}
+
+/// setns(CLONE_NEWNET) into another namespace needs CAP_SYS_ADMIN.
+fn setns(why: &'static str) -> Requirement {
+    Requirement {
+        alternatives: vec![CAP_SYS_ADMIN],
+        why,
+    }
 }
 
 /// What `probe cleanup` needs: delete tc filters, and setns. (Reading
@@ -75,10 +82,7 @@ pub fn cleanup_requirements(enters_netns: bool) -> Vec<Requirement> {
         why: "delete tc filters",
     }];
     if enters_netns {
-        reqs.push(Requirement {
-            alternatives: vec![CAP_SYS_ADMIN],
-            why: "enter the --netns network namespace (setns)",
-        });
+        reqs.push(setns("enter the --netns network namespace (setns)"));
     }
     reqs
 }

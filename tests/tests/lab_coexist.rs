@@ -230,9 +230,12 @@ fn xdp_is_used_when_asked_for_and_free() {
     assert_eq!(tc_prog_ids(&n2.netns, "eth0"), vec![cni_tcx.id()]);
 }
 
+/// A cls_bpf filter: (priority, program name, program id).
+type Filter = (u16, String, u32);
+
 /// (priority, program name, program id) of every cls_bpf filter on `iface`'s
 /// ingress in `netns`, read over rtnetlink.
-fn cls_bpf_filters(netns: &str, iface: &str) -> Vec<(u16, String, u32)> {
+fn cls_bpf_filters(netns: &str, iface: &str) -> Vec<Filter> {
     let iface = iface.to_string();
     lab::in_netns(netns, move || {
         let ifindex = probe_user::rtnl::ifindex_of(&iface).expect("device");
@@ -252,8 +255,44 @@ fn cls_bpf_filters(netns: &str, iface: &str) -> Vec<(u16, String, u32)> {
     .unwrap()
 }
 
+/// Another owner's cls_bpf filters, as a CNI on a kernel without TCX has
+/// them: at the probe's own priority 1 on eth0 (as Cilium's) and at a later
+/// one on flannel.1; and how the filter lists of both devices looked then.
+struct CniFilters {
+    nic: Foreign,
+    overlay: Foreign,
+    /// (eth0's, flannel.1's).
+    filters: (Vec<Filter>, Vec<Filter>),
+}
+
+impl CniFilters {
+    fn attach(netns: &str) -> CniFilters {
+        let nic = Foreign::cls_bpf(netns, "eth0", 1);
+        let overlay = Foreign::cls_bpf(netns, "flannel.1", 0xc000);
+        let filters = (
+            cls_bpf_filters(netns, "eth0"),
+            cls_bpf_filters(netns, "flannel.1"),
+        );
+        CniFilters {
+            nic,
+            overlay,
+            filters,
+        }
+    }
+
+    /// Exactly their filters on both devices, none of the probe's.
+    fn assert_unchanged(&self, netns: &str, when: &str) {
+        assert_eq!(cls_bpf_filters(netns, "eth0"), self.filters.0, "{when}");
+        assert_eq!(
+            cls_bpf_filters(netns, "flannel.1"),
+            self.filters.1,
+            "{when}"
+        );
+    }
+}
+
 /// The probe's own filters among them: priority 1, one of its programs.
-fn probe_filters(netns: &str, iface: &str) -> Vec<(u16, String, u32)> {
+fn probe_filters(netns: &str, iface: &str) -> Vec<Filter> {
     cls_bpf_filters(netns, iface)
         .into_iter()
         .filter(|(prio, name, _)| {
@@ -274,13 +313,13 @@ fn legacy_tc_filters_coexist_with_foreign_cls_bpf_for_20_cycles() {
     }
     let lab = lab();
     let n2 = lab.node(2);
-    let cni_nic = Foreign::cls_bpf(&n2.netns, "eth0", 1);
-    let cni_overlay = Foreign::cls_bpf(&n2.netns, "flannel.1", 0xc000);
-    let theirs = (
-        cls_bpf_filters(&n2.netns, "eth0"),
-        cls_bpf_filters(&n2.netns, "flannel.1"),
+    let cni = CniFilters::attach(&n2.netns);
+    assert_eq!(
+        (cni.filters.0.len(), cni.filters.1.len()),
+        (1, 1),
+        "{:?}",
+        cni.filters
     );
-    assert_eq!((theirs.0.len(), theirs.1.len()), (1, 1), "{theirs:?}");
 
     let (sink, send) = pod_flow(&lab);
     let mut sent = 0;
@@ -320,25 +359,16 @@ fn legacy_tc_filters_coexist_with_foreign_cls_bpf_for_20_cycles() {
         assert_eq!(dev["hook"], "tc/ingress", "{dev}");
         assert_eq!(dev["segments"], PER_CYCLE, "cycle {cycle}: {dev}");
         // Ours are gone, theirs are as they were.
-        assert_eq!(
-            cls_bpf_filters(&n2.netns, "eth0"),
-            theirs.0,
-            "cycle {cycle}"
-        );
-        assert_eq!(
-            cls_bpf_filters(&n2.netns, "flannel.1"),
-            theirs.1,
-            "cycle {cycle}"
-        );
+        cni.assert_unchanged(&n2.netns, &format!("cycle {cycle}"));
     }
     assert_eq!(sink.finish(sent, Duration::from_secs(5)), sent);
     assert_eq!(
-        cni_nic.count(),
+        cni.nic.count(),
         sent,
         "their filter on eth0 saw every packet"
     );
     assert_eq!(
-        cni_overlay.count(),
+        cni.overlay.count(),
         sent,
         "their filter on flannel.1 saw every packet"
     );
@@ -355,12 +385,7 @@ fn sigkilled_legacy_probes_leave_no_filter_after_a_restart() {
     }
     let lab = lab();
     let n2 = lab.node(2);
-    let cni_nic = Foreign::cls_bpf(&n2.netns, "eth0", 1);
-    let cni_overlay = Foreign::cls_bpf(&n2.netns, "flannel.1", 0xc000);
-    let theirs = (
-        cls_bpf_filters(&n2.netns, "eth0"),
-        cls_bpf_filters(&n2.netns, "flannel.1"),
-    );
+    let cni = CniFilters::attach(&n2.netns);
     let args = ["--netns", n2.netns.as_str(), "--tc-mode", "legacy"];
     for kill in 0..CYCLES {
         let w = Watch::start(&args);
@@ -387,8 +412,7 @@ fn sigkilled_legacy_probes_leave_no_filter_after_a_restart() {
         err.contains("removed a leftover tc filter of an earlier probe from eth0"),
         "{err}"
     );
-    assert_eq!(cls_bpf_filters(&n2.netns, "eth0"), theirs.0);
-    assert_eq!(cls_bpf_filters(&n2.netns, "flannel.1"), theirs.1);
+    cni.assert_unchanged(&n2.netns, "after the restart");
 
     // `probe cleanup` does the same on demand.
     let w = Watch::start(&args);
@@ -400,12 +424,11 @@ fn sigkilled_legacy_probes_leave_no_filter_after_a_restart() {
         2,
         "{out}"
     );
-    assert_eq!(cls_bpf_filters(&n2.netns, "eth0"), theirs.0);
-    assert_eq!(cls_bpf_filters(&n2.netns, "flannel.1"), theirs.1);
+    cni.assert_unchanged(&n2.netns, "after `probe cleanup`");
 
     let (sink, send) = pod_flow(&lab);
     send();
     assert_eq!(sink.finish(PER_CYCLE, Duration::from_secs(5)), PER_CYCLE);
-    assert_eq!(cni_nic.count(), PER_CYCLE);
-    assert_eq!(cni_overlay.count(), PER_CYCLE);
+    assert_eq!(cni.nic.count(), PER_CYCLE);
+    assert_eq!(cni.overlay.count(), PER_CYCLE);
 }
