@@ -17,6 +17,7 @@
 //! Every namespace name starts with the lab's prefix. [`Lab`] deletes them on
 //! drop, also when a test panics; [`sweep`] removes leftovers of a killed run.
 
+pub mod qstats;
 pub mod traffic;
 
 use std::{net::Ipv4Addr, process::Command};

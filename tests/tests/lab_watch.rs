@@ -19,6 +19,7 @@ fn ten_thousand_pod_packets_across_nodes() {
     let (n1, n2) = (lab.node(1), lab.node(2));
     let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
     let nic0 = lab::dev_stats(&n2.netns, "eth0").unwrap();
+    let sent0 = lab::dev_stats(&n1.netns, "eth0").unwrap();
     let vx0 = lab::dev_stats(&n2.netns, "flannel.1").unwrap();
 
     let watch = Watch::start(&["--netns", &n2.netns, "--interval", "0.5"]);
@@ -40,22 +41,33 @@ fn ten_thousand_pod_packets_across_nodes() {
     let nic = lab::dev_stats(&n2.netns, "eth0").unwrap();
     let vx = lab::dev_stats(&n2.netns, "flannel.1").unwrap();
     let s = summary(&lines);
+    // Every packet sent reaches node 2 on the veth lab. With virtio_net NICs
+    // under emulation (`cargo xtask vm`), node 1 may drop a few before its
+    // NIC sends them (its TX queue fills faster than the emulated device
+    // drains it): node 2's NIC then receives exactly what node 1's sent, and
+    // the counts compared below are those.
+    let received = nic.rx_packets - nic0.rx_packets;
+    let sent = lab::dev_stats(&n1.netns, "eth0").unwrap().tx_packets - sent0.tx_packets;
+    assert_eq!(received, sent, "node 2's eth0 received what node 1's sent");
+    if std::env::var_os(lab::NICS_ENV).is_some() {
+        assert!(sent >= PACKETS - PACKETS / 100, "node 1's eth0 sent {sent}");
+        if sent < PACKETS {
+            println!("node 1 sent {sent} of {PACKETS} on its emulated NIC");
+        }
+    } else {
+        assert_eq!(received, PACKETS, "kernel rx_packets of node2 eth0");
+    }
     let nic_stage = stage(s, "nic", "eth0");
-    assert_eq!(nic_stage["classes"]["vxlan"], PACKETS, "{nic_stage}");
+    assert_eq!(nic_stage["classes"]["vxlan"], received, "{nic_stage}");
     // UDP is not merged: one segment per skb.
     assert_eq!(
         (&nic_stage["skbs"], &nic_stage["segments"]),
-        (&PACKETS.into(), &PACKETS.into()),
+        (&received.into(), &received.into()),
         "the lab is silent: only the test's packets: {nic_stage}"
     );
     assert_eq!(nic_stage["gro_ratio"], 1.0);
     assert_eq!(
-        nic.rx_packets - nic0.rx_packets,
-        PACKETS,
-        "kernel rx_packets of node2 eth0"
-    );
-    assert_eq!(
-        nic_stage["kernel"]["rx_packets"], PACKETS,
+        nic_stage["kernel"]["rx_packets"], received,
         "the probe's own reading of stats64"
     );
     assert_eq!(nic_stage["hook"], tc_hook());
@@ -63,16 +75,16 @@ fn ten_thousand_pod_packets_across_nodes() {
     let vxs = stage(s, "vxlan", "flannel.1");
     assert_eq!(
         (&vxs["skbs"], &vxs["segments"]),
-        (&PACKETS.into(), &PACKETS.into()),
+        (&received.into(), &received.into()),
         "{vxs}"
     );
-    assert_eq!(vxs["classes"]["ipv4"], PACKETS);
+    assert_eq!(vxs["classes"]["ipv4"], received);
     assert_eq!(
         vx.rx_packets - vx0.rx_packets,
-        PACKETS,
+        received,
         "kernel rx_packets of flannel.1"
     );
-    assert_eq!(vxs["kernel"]["rx_packets"], PACKETS);
+    assert_eq!(vxs["kernel"]["rx_packets"], received);
 
     let row = s["vxlan"]
         .as_array()
@@ -80,9 +92,9 @@ fn ten_thousand_pod_packets_across_nodes() {
         .iter()
         .find(|r| r["vni"] == 1 && r["port"] == 8472)
         .expect("(8472, VNI 1) row");
-    assert_eq!(row["outer_segments"], PACKETS);
-    assert_eq!(row["inner_segments"], PACKETS);
-    assert_eq!(row["outer_inner"]["ipv4"], PACKETS);
+    assert_eq!(row["outer_segments"], received);
+    assert_eq!(row["inner_segments"], received);
+    assert_eq!(row["outer_inner"]["ipv4"], received);
     assert_eq!(row["iface"], "flannel.1");
     // Every packet reached the pod's socket, or the ledger says where it was
     // dropped (the sink is a thread that may wait for a CPU while tests run
@@ -95,7 +107,7 @@ fn ten_thousand_pod_packets_across_nodes() {
         .unwrap()["reasons"]["SOCKET_RCVBUFF"]["segments"]
         .as_u64()
         .unwrap_or(0);
-    assert_eq!(delivered + rcvbuf, PACKETS, "{}", s["ledger"]);
+    assert_eq!(delivered + rcvbuf, received, "{}", s["ledger"]);
     assert!(
         s["self"].is_null(),
         "no --self, no self-cost: {}",
@@ -108,7 +120,7 @@ fn ten_thousand_pod_packets_across_nodes() {
         .filter(|l| l["type"] == "interval")
         .map(|l| stage(l, "nic", "eth0")["segments"].as_u64().unwrap())
         .sum();
-    assert_eq!(intervals, PACKETS);
+    assert_eq!(intervals, received);
     let queue_total: u64 = s["queues"]
         .as_array()
         .unwrap()
@@ -122,7 +134,7 @@ fn ten_thousand_pod_packets_across_nodes() {
         .filter(|c| c["stage"] == "nic")
         .map(|c| c["segments"].as_u64().unwrap())
         .sum();
-    assert_eq!((queue_total, cpu_total), (PACKETS, PACKETS));
+    assert_eq!((queue_total, cpu_total), (received, received));
 
     assert!(
         tc_prog_ids(&n2.netns, "flannel.1").is_empty() && tc_prog_ids(&n2.netns, "eth0").is_empty(),

@@ -62,7 +62,8 @@ enum Task {
     /// iperf3 traffic with no probe / probe / empty tc programs
     Bench {
         /// Only one part: `testrun`, `flood`, `traffic`, `soak [SECONDS]` (default
-        /// 600); or `traffic-parts` (diagnosis: the UDP flood with each hook alone)
+        /// 600); `latency` (what `--latency` costs under iperf3); or
+        /// `traffic-parts` (diagnosis: the UDP flood with each hook alone)
         #[arg(num_args = 0..=2)]
         part: Vec<String>,
     },

@@ -1,6 +1,6 @@
 //! One guest: QEMU with the kernel, the initramfs, the host's root over 9p
-//! and, on request, two virtio_net NICs; stage 2 runs the commands and the
-//! console is read for their results.
+//! and, on request, two virtio_net NICs wired to each other; stage 2 runs the
+//! commands and the console is read for their results.
 
 use std::{
     fs,
@@ -79,9 +79,24 @@ pub struct Guest<'a> {
     /// (name, shell line) each.
     pub commands: &'a [(String, String)],
     pub timeout: Duration,
-    /// Two virtio_net NICs wired to each other (unix datagram sockets, no
-    /// host networking), with the lab's underlay MAC addresses.
-    pub nics: bool,
+    /// The lab's underlay: veth pairs inside the guest, or two virtio_net
+    /// NICs with the lab's underlay MAC addresses.
+    pub nics: Nics,
+}
+
+/// How the guest's two virtio_net NICs are wired to each other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Nics {
+    /// No NICs: the lab's veth pairs.
+    None,
+    /// One queue each, over unix datagram sockets (`-netdev dgram`): no
+    /// host networking at all.
+    Dgram,
+    /// `queues` RX/TX queue pairs each: multi-queue taps (the only QEMU
+    /// backend with several queues and no host daemon), bridged inside a
+    /// network namespace created for this guest, where QEMU runs. Nothing of
+    /// the machine's own networking is involved.
+    Taps { queues: u32 },
 }
 
 /// Boots the guest, runs its commands, returns each command's exit code
@@ -134,22 +149,47 @@ pub fn boot(g: &Guest) -> Result<Vec<Outcome>> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    if nics {
-        let socket = |n: u8| dir.join(format!("nic{n}.sock")).display().to_string();
-        for n in [1u8, 2] {
-            let _ = fs::remove_file(socket(n));
+    // Deleted (with its taps and bridge) when this function returns.
+    let mut _tap_netns = None;
+    match nics {
+        Nics::None => {}
+        Nics::Dgram => {
+            let socket = |n: u8| dir.join(format!("nic{n}.sock")).display().to_string();
+            for n in [1u8, 2] {
+                let _ = fs::remove_file(socket(n));
+            }
+            for (n, peer) in [(1u8, 2u8), (2, 1)] {
+                qemu.args([
+                    "-netdev",
+                    &format!(
+                        "dgram,id=nic{n},local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                        socket(n),
+                        socket(peer)
+                    ),
+                    "-device",
+                    &format!("virtio-net-pci,netdev=nic{n},mac={}", probe_lab::mac_of(n)),
+                ]);
+            }
         }
-        for (n, peer) in [(1u8, 2u8), (2, 1)] {
-            qemu.args([
-                "-netdev",
-                &format!(
-                    "dgram,id=nic{n},local.type=unix,local.path={},remote.type=unix,remote.path={}",
-                    socket(n),
-                    socket(peer)
-                ),
-                "-device",
-                &format!("virtio-net-pci,netdev=nic{n},mac={}", probe_lab::mac_of(n)),
-            ]);
+        Nics::Taps { queues } => {
+            let ns = TapNetns::create()?;
+            for n in [1u8, 2] {
+                // vhost off: vhost-net would move the data path into the
+                // host kernel's threads, pointless under TCG.
+                qemu.args([
+                    "-netdev",
+                    &format!("tap,id=nic{n},ifname=tap{n},script=no,downscript=no,queues={queues},vhost=off"),
+                    "-device",
+                    // MSI-X vectors: one per queue each way, plus config.
+                    &format!(
+                        "virtio-net-pci,netdev=nic{n},mac={},mq=on,vectors={}",
+                        probe_lab::mac_of(n),
+                        2 * queues + 2
+                    ),
+                ]);
+            }
+            qemu = ns.wrap(qemu);
+            _tap_netns = Some(ns);
         }
     }
     let started = Instant::now();
@@ -196,4 +236,83 @@ pub fn boot(g: &Guest) -> Result<Vec<Outcome>> {
         );
     }
     Ok(outcomes)
+}
+
+/// A network namespace of the runner's own, holding two multi-queue taps
+/// bridged together; QEMU runs in it. Deleted on drop (the taps and the
+/// bridge go with it).
+struct TapNetns {
+    name: String,
+}
+
+impl TapNetns {
+    fn create() -> Result<TapNetns> {
+        let ns = TapNetns {
+            name: format!("pvm-taps-{}", std::process::id()),
+        };
+        let _ = ns.ip(&["netns", "del", &ns.name]);
+        ns.ip(&["netns", "add", &ns.name])?;
+        let n = ns.name.as_str();
+        ns.ip(&[
+            "-n",
+            n,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ])?;
+        for tap in ["tap1", "tap2"] {
+            // Persistent multi-queue taps: QEMU attaches its queues to them.
+            ns.ip(&[
+                "-n",
+                n,
+                "tuntap",
+                "add",
+                "dev",
+                tap,
+                "mode",
+                "tap",
+                "multi_queue",
+            ])?;
+            ns.ip(&["-n", n, "link", "set", tap, "master", "br0", "up"])?;
+        }
+        ns.ip(&["-n", n, "link", "set", "br0", "up"])?;
+        Ok(ns)
+    }
+
+    fn ip(&self, args: &[&str]) -> Result<()> {
+        let out = Command::new("ip").args(args).output().context("ip")?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// `cmd`, run inside the namespace (`ip netns exec` execs it: the PID
+    /// is QEMU's own).
+    fn wrap(&self, cmd: Command) -> Command {
+        let mut wrapped = Command::new("ip");
+        wrapped.args(["netns", "exec", &self.name]);
+        wrapped.arg(cmd.get_program()).args(cmd.get_args());
+        wrapped
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        wrapped
+    }
+}
+
+impl Drop for TapNetns {
+    fn drop(&mut self) {
+        let _ = self.ip(&["netns", "del", &self.name]);
+    }
 }

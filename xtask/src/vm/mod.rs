@@ -28,7 +28,7 @@ use std::{
 
 use anyhow::{bail, Result};
 
-use guest::{boot, Guest};
+use guest::{boot, Guest, Nics};
 use kernel::{fetch, initramfs, GuestKernel, KernelTree, KERNELS};
 
 /// The test binaries (of probe-tests) run in guests: every hook and the tc
@@ -125,7 +125,8 @@ pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
         let exes = test_executables()?;
         let wanted = GUEST_TESTS
             .iter()
-            .chain(VIRTIO_TESTS.iter().map(|(n, _)| n));
+            .chain(VIRTIO_TESTS.iter().map(|(n, _)| n))
+            .chain(&["lab_queues"]);
         for name in wanted {
             if !exes.iter().any(|(n, _)| n == name) {
                 bail!("no test binary {name} in probe-tests: the guest test lists are out of date");
@@ -170,7 +171,7 @@ pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
                 initrd: &initrd,
                 cpus,
             };
-            summary.push(pass.run(&dir, &commands, false, skips.len(), &mut features)?);
+            summary.push(pass.run(&dir, &commands, Nics::None, skips.len(), &mut features)?);
             // The same lab on a real driver: virtio_net NICs as the nodes' eth0.
             let virtio: Vec<(String, String)> = VIRTIO_TESTS
                 .iter()
@@ -184,7 +185,31 @@ pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
                     Some((format!("{name} {} (virtio_net)", tests.join(",")), line))
                 })
                 .collect();
-            summary.push(pass.run(&dir.join("virtio"), &virtio, true, 0, &mut features)?);
+            summary.push(pass.run(&dir.join("virtio"), &virtio, Nics::Dgram, 0, &mut features)?);
+            // And with two RX/TX queue pairs per NIC: per-queue counts, NAPI
+            // per queue, RPS on a real driver (lab_queues' tests, ignored
+            // where no multi-queue NIC is given).
+            let multi_queue: Vec<(String, String)> = exes
+                .iter()
+                .filter(|(n, _)| n == "lab_queues")
+                .map(|(name, exe)| {
+                    let mut line = format!(
+                        "{} --test-threads=1 --color=never --nocapture --include-ignored",
+                        exe.display()
+                    );
+                    for a in args {
+                        line += &format!(" '{a}'");
+                    }
+                    (format!("{name} (virtio_net, 2 queues)"), line)
+                })
+                .collect();
+            summary.push(pass.run(
+                &dir.join("virtio-mq"),
+                &multi_queue,
+                Nics::Taps { queues: 2 },
+                0,
+                &mut features,
+            )?);
         }
     }
     println!("\n== xtask vm ==");
@@ -238,14 +263,14 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Boots a guest (with the two virtio NICs if `nics`) that runs
+    /// Boots a guest (with its NICs wired as `nics` says) that runs
     /// `commands`; returns the summary line, and adds the KERNEL-FEATURES
     /// rows it printed to `features`.
     fn run(
         &self,
         dir: &Path,
         commands: &[(String, String)],
-        nics: bool,
+        nics: Nics,
         not_run: usize,
         features: &mut Vec<String>,
     ) -> Result<String> {
@@ -266,7 +291,7 @@ impl Pass<'_> {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
             ),
         ];
-        if nics {
+        if nics != Nics::None {
             env.push((
                 probe_lab::NICS_ENV.into(),
                 format!("{},{}", probe_lab::mac_of(1), probe_lab::mac_of(2)),
@@ -294,17 +319,25 @@ impl Pass<'_> {
                 None => format!("{} (did not finish)", o.name),
             })
             .collect();
+        let nic_label = match nics {
+            Nics::None => String::new(),
+            Nics::Dgram => " virtio_net".to_string(),
+            Nics::Taps { queues } => format!(" virtio_net {queues} queues"),
+        };
         for row in log.lines().filter_map(|l| l.split_once("KERNEL-FEATURES ")) {
             features.push(format!(
                 "{}{}",
                 row.1.trim(),
-                if nics { " (virtio_net)" } else { "" }
+                if nics == Nics::Dgram {
+                    " (virtio_net)"
+                } else {
+                    ""
+                }
             ));
         }
         Ok(format!(
-            "{}{} ({}): {passed} passed, {failed} failed, {not_run} not run, in {:.0} s{}",
+            "{}{nic_label} ({}): {passed} passed, {failed} failed, {not_run} not run, in {:.0} s{}",
             self.kernel,
-            if nics { " virtio_net" } else { "" },
             self.tree.release,
             started.elapsed().as_secs_f64(),
             if bad.is_empty() {

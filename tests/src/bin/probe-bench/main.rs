@@ -9,6 +9,7 @@
 //!
 //! `probe-bench [testrun|flood|traffic|soak [SECONDS]]` runs one part; no argument runs all.
 //! `probe-bench traffic-parts`: the UDP flood with each of the probe's hooks alone.
+//! `probe-bench latency`: what `--latency` costs under iperf3 TCP and UDP.
 //! Needs root and $PROBE_BIN (a release `probe`, set by `cargo xtask bench`).
 
 mod flood;
@@ -38,6 +39,9 @@ fn main() {
         ok &= traffic::Traffic::new(probe()).run();
     }
     // Diagnosis, not part of `all`: the UDP flood with each hook alone.
+    if part == "latency" {
+        ok &= traffic::Traffic::new(probe()).latency();
+    }
     if part == "traffic-parts" {
         ok &= traffic::Traffic::new(probe()).parts();
     }

@@ -124,7 +124,11 @@ impl Traffic {
     }
 
     fn with_probe(&self, kind: Kind) -> f64 {
-        let (child, lines) = self.start_probe(&[]);
+        self.with_probe_flags(kind, &[])
+    }
+
+    fn with_probe_flags(&self, kind: Kind, flags: &[&str]) -> f64 {
+        let (child, lines) = self.start_probe(flags);
         std::thread::sleep(SETTLE);
         let r = self.measure(kind);
         stop_probe(child, lines);
@@ -266,7 +270,91 @@ impl Traffic {
     }
 }
 
+/// Rounds of the `latency` part (each round: three runs per traffic kind).
+const LATENCY_ROUNDS: usize = 11;
+
 impl Traffic {
+    /// Part `latency`: what `--latency` (the NET_RX softirq and NAPI probes)
+    /// costs under the traffic users send. Rounds of no probe / probe
+    /// (default hooks) / probe --latency, order rotated; then one run per
+    /// kind with `--self --latency`: each program's runs and ns per run, and
+    /// their sum per received skb and per segment.
+    pub fn latency(&self) -> bool {
+        println!(
+            "\n--latency under iperf3 pod n1p1 -> pod n2p1, {SECONDS} s per run, {LATENCY_ROUNDS} rounds \
+             of no probe / probe / probe --latency (order rotated)"
+        );
+        let mut ok = true;
+        for kind in [Kind::Tcp4, Kind::UdpFlood] {
+            let (mut without, mut with, mut latency) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..LATENCY_ROUNDS {
+                for k in 0..3 {
+                    match (k + round) % 3 {
+                        0 => without.push(self.measure(kind)),
+                        1 => with.push(self.with_probe(kind)),
+                        _ => latency.push(self.with_probe_flags(kind, &["--latency"])),
+                    }
+                }
+            }
+            for (label, runs) in [("probe", &with), ("probe --latency", &latency)] {
+                let ratios: Vec<f64> = runs.iter().zip(&without).map(|(w, n)| w / n).collect();
+                let ratio = median(ratios.clone());
+                let (lo, hi) = median_ci(ratios);
+                println!(
+                    "{}: {label} / no probe, per-round median {:.1}% (95% CI {:.1}% .. {:.1}%; target >= {:.0}%)",
+                    kind.name(),
+                    ratio * 100.0,
+                    lo * 100.0,
+                    hi * 100.0,
+                    TARGET_RATIO * 100.0
+                );
+                if label == "probe --latency" && matches!(kind, Kind::Tcp4) {
+                    ok &= ratio >= TARGET_RATIO;
+                }
+            }
+        }
+        for kind in [Kind::Tcp4, Kind::UdpFlood] {
+            let (child, lines) = self.start_probe(&["--self", "--latency"]);
+            std::thread::sleep(SETTLE);
+            self.measure(kind);
+            let lines = stop_probe(child, lines);
+            let summary = lines.iter().rev().find(|l| l["type"] == "summary").unwrap();
+            let nic = summary["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["stage"] == "nic")
+                .expect("nic stage");
+            let (skbs, segments) = (
+                nic["skbs"].as_f64().unwrap(),
+                nic["segments"].as_f64().unwrap(),
+            );
+            println!(
+                "\n{} with --self --latency: {skbs} skbs, {segments} segments at node 2's eth0",
+                kind.name()
+            );
+            let mut latency_ns = 0.0;
+            for (name, runs, ns) in program_rows(&lines) {
+                let softirq = ["net_rx_raise", "net_rx_entry", "net_rx_exit", "napi_poll"]
+                    .iter()
+                    .any(|p| name.starts_with(p));
+                println!(
+                    "  {name:<40} {runs:>10} runs {ns:>8.1} ns/run{}",
+                    if softirq { "  (--latency)" } else { "" }
+                );
+                if softirq {
+                    latency_ns += runs as f64 * ns;
+                }
+            }
+            println!(
+                "  --latency programs: {:.0} ns per skb, {:.1} ns per segment",
+                latency_ns / skbs.max(1.0),
+                latency_ns / segments.max(1.0)
+            );
+        }
+        ok
+    }
+
     /// Attaches one of the probe's hooks alone on node 2, as `probe watch`
     /// would (the library's own attach functions); detached when dropped.
     fn part(&self, which: &str) -> Box<dyn probe_user::hooks::Hook> {
