@@ -16,7 +16,9 @@
 //!
 //! Every namespace name starts with the lab's prefix. [`Lab`] deletes them on
 //! drop, also when a test panics; [`sweep`] removes leftovers of a killed run.
+//! [`prometheus`] runs a real Prometheus that scrapes `probe serve` on the nodes.
 
+pub mod prometheus;
 pub mod traffic;
 
 use std::{net::Ipv4Addr, process::Command};
