@@ -273,6 +273,9 @@ impl Prometheus {
     /// Leaves Prometheus running after this handle is gone: returns its PID
     /// and directory, which the caller now owns (`cargo xtask lab down`
     /// stops the PID and removes the directory).
+    // Not waited for on purpose: it outlives this process (whose exit hands
+    // it to init, which reaps it).
+    #[allow(clippy::zombie_processes)]
     pub fn detach(mut self) -> (u32, PathBuf) {
         let child = self.child.take().expect("not detached yet");
         (child.id(), std::mem::take(&mut self.dir))
