@@ -1,9 +1,10 @@
 //! The Prometheus harness against a static /metrics on loopback: no root, no
 //! lab. Prometheus scrapes an OpenMetrics text shaped like `probe serve`'s
-//! (counters typed without `_total`, log2 histogram buckets in seconds, `#
-//! EOF`), loads the repository's rules, and answers queries; an API error is
-//! an error, a target that does not answer is named, and dropping the handle
-//! leaves no process and no directory behind.
+//! (counters typed without `_total`, HELP texts with quotes and backticks as
+//! prometheus-client writes them, an empty label value, log2 histogram
+//! buckets in seconds, `# EOF`), loads the repository's rules, and answers
+//! queries; an API error is an error, a target that does not answer is
+//! named, and dropping the handle leaves no process and no directory behind.
 
 use std::{
     io::{Read, Write},
@@ -20,6 +21,13 @@ use probe_lab::prometheus::{Config, Prometheus, Target};
 const METRICS: &str = r#"# HELP rxprobe_uptime_seconds Seconds since the probes were attached.
 # TYPE rxprobe_uptime_seconds gauge
 rxprobe_uptime_seconds 12
+# HELP rxprobe_vxlan_outer_segments VXLAN segments that reached the NIC hook, by UDP port and VNI (port and vni "other": every pair no watched device owns)
+# TYPE rxprobe_vxlan_outer_segments counter
+rxprobe_vxlan_outer_segments_total{iface="eth0",port="other",vni="other"} 7
+# HELP rxprobe_hook_attached 1 for each attached hook; 0 for a stage that could not be attached (the reason is in the log and in JSON `unavailable`) or whose device is gone
+# TYPE rxprobe_hook_attached gauge
+rxprobe_hook_attached{stage="nic",iface="eth0",hook="tcx/ingress"} 1
+rxprobe_hook_attached{stage="vxlan",iface="",hook="unavailable"} 0
 # HELP rxprobe_drop_segments Segments dropped by stage and reason.
 # TYPE rxprobe_drop_segments counter
 rxprobe_drop_segments_total{stage="socket",reason="NO_SOCKET"} 300
@@ -140,6 +148,16 @@ fn prometheus_scrapes_a_static_target_evaluates_the_rules_and_cleans_up() {
     assert_eq!(drops[0].label("node"), "static-n1");
     assert_eq!(drops[0].label("stage"), "socket");
     assert_eq!(prom.query_one("1 + 1").unwrap(), 2.0, "a scalar");
+    assert_eq!(
+        prom.query_one(r#"rxprobe_vxlan_outer_segments_total{vni="other"}"#)
+            .unwrap(),
+        7.0
+    );
+    assert_eq!(
+        prom.query_one(r#"rxprobe_hook_attached{hook="unavailable"}"#)
+            .unwrap(),
+        0.0
+    );
     assert_eq!(
         prom.query_one("sum(rxprobe_drop_segments_total)").unwrap(),
         340.0
