@@ -16,7 +16,10 @@
 //!
 //! Every namespace name starts with the lab's prefix. [`Lab`] deletes them on
 //! drop, also when a test panics; [`sweep`] removes leftovers of a killed run.
+//! [`prometheus`] runs a real Prometheus that scrapes `probe serve` on the nodes;
+//! [`qstats`] reads the kernel's per-RX-queue counters.
 
+pub mod prometheus;
 pub mod qstats;
 pub mod traffic;
 

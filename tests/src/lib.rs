@@ -10,6 +10,8 @@ use std::{
 
 pub use probe_lab::{self as lab, Lab};
 
+pub mod dashboard;
+
 /// The test-only BPF objects (tests-ebpf/src/bin), built by build.rs. `probe`
 /// never loads them; its own objects are `probe_user::objects`.
 pub mod objects {

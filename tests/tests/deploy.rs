@@ -329,3 +329,117 @@ fn prometheus_rules_check_and_pass_their_tests() {
         );
     }
 }
+
+/// The Grafana dashboard: it parses, every panel has queries on the
+/// `${datasource}` variable filtered by `$node`, and every metric a query
+/// names is one `probe serve` exports (the README's table, checked against
+/// metrics.rs), a recording rule of rules.yaml, or a series Prometheus adds
+/// to every target. promtool parses and type-checks every query. Whether
+/// they return data is lab_prometheus' job.
+#[test]
+fn grafana_dashboard_queries_use_exported_metrics_and_rules() {
+    use probe_tests::dashboard;
+    let d = dashboard::load();
+    assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty()), "uid");
+    assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()), "title");
+    assert!(
+        d["schemaVersion"].as_u64().unwrap_or(0) >= 36,
+        "schemaVersion"
+    );
+    let exported = dashboard::exported_metrics();
+    let rules = dashboard::recording_rules();
+    assert!(rules.len() >= 5, "recording rules: {rules:?}");
+    let known = |name: &str| {
+        exported.contains(name)
+            || rules.iter().any(|r| r == name)
+            || dashboard::PROMETHEUS_TARGET_SERIES.contains(&name)
+    };
+
+    // Template variables: the data source, and the nodes (the rules'
+    // `instance`) from a series every probe exports.
+    let vars = d["templating"]["list"].as_array().unwrap();
+    let var = |name: &str| {
+        vars.iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no ${name} variable"))
+    };
+    assert_eq!(var("datasource")["type"], "datasource");
+    assert_eq!(var("datasource")["query"], "prometheus");
+    let node = var("node");
+    assert_eq!(node["datasource"]["uid"], "${datasource}");
+    let definition = node["definition"].as_str().unwrap();
+    assert_eq!(node["query"]["query"], definition);
+    let args = definition
+        .strip_prefix("label_values(")
+        .and_then(|a| a.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not label_values(METRIC, LABEL): {definition}"));
+    let (metric, label) = args.split_once(',').unwrap();
+    assert!(exported.contains(metric.trim()), "{definition}");
+    assert_eq!(label.trim(), "instance", "the label the rules aggregate by");
+
+    let panels = dashboard::panels(&d);
+    assert!(panels.len() >= 10, "{} panels", panels.len());
+    let mut ids = BTreeSet::new();
+    let mut unknown = Vec::new();
+    let mut rule_file = Vec::new();
+    for p in &panels {
+        let title = p["title"].as_str().unwrap_or_default();
+        assert!(!title.is_empty(), "a panel without a title: {p}");
+        assert!(ids.insert(p["id"].as_u64().unwrap()), "{title}: id reused");
+        assert!(p["gridPos"]["w"].as_u64().is_some(), "{title}: gridPos");
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}");
+        let targets = p["targets"].as_array().map_or(&[][..], Vec::as_slice);
+        assert!(!targets.is_empty(), "{title}: no query");
+        for t in targets {
+            let ref_id = t["refId"].as_str().unwrap_or_default();
+            let expr = t["expr"].as_str().unwrap_or_default();
+            assert!(!expr.trim().is_empty(), "{title} {ref_id}: empty expr");
+            assert_eq!(t["datasource"]["uid"], "${datasource}", "{title} {ref_id}");
+            assert!(
+                expr.contains(r#"instance=~"$node""#),
+                "{title} {ref_id}: not filtered by $node: {expr}"
+            );
+            if p["type"] == "heatmap" {
+                assert_eq!(t["format"], "heatmap", "{title}: buckets as a heatmap");
+                assert!(expr.contains("_bucket"), "{title}: {expr}");
+            }
+            let expr = dashboard::substitute(expr, "node-a|node-b", "1m");
+            let names = dashboard::metric_names(&expr);
+            assert!(!names.is_empty(), "{title} {ref_id}: no metric in {expr}");
+            unknown.extend(
+                names
+                    .iter()
+                    .filter(|n| !known(n))
+                    .map(|n| format!("{title} {ref_id}: {n}")),
+            );
+            rule_file.push(serde_json::json!({
+                "record": format!("dashboard:panel_{}:{ref_id}", p["id"]),
+                "expr": expr,
+            }));
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "metrics neither exported, nor recording rules: {unknown:#?}\nexported: {exported:?}\nrules: {rules:?}"
+    );
+
+    // promtool parses and type-checks each query as a recording rule's
+    // expression (JSON is YAML).
+    let dir = std::env::temp_dir().join(format!("probe-dashboard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("dashboard.rules.json");
+    let groups = serde_json::json!({"groups": [{"name": "dashboard", "rules": rule_file}]});
+    std::fs::write(&file, groups.to_string()).unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool (Debian's prometheus package; `cargo xtask setup` installs it)");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "promtool rejects a dashboard query:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

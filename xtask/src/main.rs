@@ -2,6 +2,7 @@
 //! Every task runs `setup` first (a few fast checks once installed).
 
 mod demo;
+mod lab;
 mod setup;
 mod vm;
 
@@ -30,6 +31,11 @@ enum Task {
         action: LabAction,
         #[arg(long, default_value = "plab")]
         prefix: String,
+        /// With `up`: also run `probe serve` on each node (127.0.0.1:9435, :9436) and a
+        /// Prometheus scraping them (127.0.0.1:9090, the rules of deploy/prometheus),
+        /// detached; `down` stops them
+        #[arg(long)]
+        with_prometheus: bool,
     },
     /// The main job: build the lab, send pod traffic across it, run `probe watch` on node 2
     Demo {
@@ -82,22 +88,17 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
         Task::Setup => setup::run(),
-        Task::Lab { action, prefix } => {
+        Task::Lab {
+            action,
+            prefix,
+            with_prometheus,
+        } => {
             require_root("the lab")?;
             setup::run()?;
             match action {
-                LabAction::Up => {
-                    let lab = probe_lab::Lab::up(&prefix).map_err(anyhow::Error::msg)?;
-                    println!("lab up: namespaces {}", lab.namespaces().join(" "));
-                    println!("try: probe watch --netns {}-n2", prefix);
-                    lab.keep();
-                }
-                LabAction::Down => {
-                    probe_lab::sweep(&prefix).map_err(anyhow::Error::msg)?;
-                    println!("lab {prefix} down");
-                }
+                LabAction::Up => lab::up(&prefix, with_prometheus),
+                LabAction::Down => lab::down(&prefix),
             }
-            Ok(())
         }
         Task::Demo { json } => {
             require_root("the demo")?;

@@ -31,7 +31,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("qperf", "qperf"),
     ("ethtool", "ethtool"),
     ("iputils-ping", "ping"),
-    // promtool: the Prometheus rules' checks and unit tests.
+    // promtool: the Prometheus rules' checks and unit tests; prometheus: the
+    // lab's Prometheus (`lab up --with-prometheus`, lab_prometheus, the harness test).
     ("prometheus", "promtool"),
 ];
 
