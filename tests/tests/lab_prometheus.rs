@@ -271,6 +271,17 @@ fn prometheus_agrees_with_the_probes_and_serves_the_dashboard() {
     std::thread::sleep(Duration::from_millis(500));
     prom.wait_for_scrapes(2, Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("{e}\n{}", prom.log()));
+    // The drop series appear with the first drop, so rate() over them needs
+    // two scrapes that hold them, and recording rules see them at their next
+    // evaluation (every second): wait for the drop rule's first result.
+    let waited = std::time::Instant::now();
+    while prom
+        .query("rxprobe:drop_segments:rate5m")
+        .map_or(true, |s| s.is_empty())
+        && waited.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let stored = [
         from_prometheus(&prom, &n1.netns),
         from_prometheus(&prom, &n2.netns),
