@@ -28,9 +28,10 @@ use web_config::WebConfig;
     about = "Attach the probes and export them on /metrics for Prometheus",
     long_about = "Attach the probes (the same ones, with the same flags, as `probe watch`) and\n\
         serve the totals since attach in the Prometheus/OpenMetrics text format on\n\
-        http://ADDR:PORT/metrics. Every metric starts with `rxprobe_`; names and labels are\n\
-        listed in the README. /healthz answers 200 while the sampling loop runs (503 if it\n\
-        has stalled); /readyz answers 200 once every probe is attached (503 before).\n\
+        http://ADDR:PORT/metrics (https with --web-config). Every metric starts with\n\
+        `rxprobe_`; names and labels are listed in the README. /healthz answers 200 while\n\
+        the sampling loop runs (503 if it has stalled); /readyz answers 200 once every\n\
+        probe is attached (503 before).\n\
         Nothing is printed per interval; the summary is printed on exit (--json for JSON).\n\n\
         The metrics describe the node's internals: by default only the node itself can\n\
         scrape them (127.0.0.1). To let Prometheus in, either keep 127.0.0.1 and put an\n\
