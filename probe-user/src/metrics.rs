@@ -327,11 +327,78 @@ impl Collector for Shared {
     }
 }
 
+/// What the number of series depends on: the node, never its traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeShape {
+    /// Online CPUs.
+    pub cpus: usize,
+    /// Watched VXLAN devices.
+    pub vxlan_devs: usize,
+    /// RX queues of the NIC (queue rows are JSON only: no series).
+    pub nic_queues: usize,
+    /// The NIC driver's per-queue receive drop counters (`ethtool -S`; about one per RX queue).
+    pub nic_queue_counters: usize,
+    /// NAPI instances ((netns, device) pairs that poll, the per-CPU backlog
+    /// included); the probe's table keeps at most `NAPI_SLOTS` of them per CPU.
+    pub napi_instances: usize,
+}
+
+/// The most series (sample lines) /metrics can have on a node of `shape`
+/// with `--latency` (the largest output), whatever its traffic: flows are
+/// never labels. Family by family, with S = 1 + vxlan_devs hooked stages:
+///
+/// ```text
+///   4                                   reattachments, uptime, drops_out_of_scope, vxlan_unexplained
+/// + S + (S + 3)                         hook_attached: attached stages, and unavailable hooks
+///                                       (each stage, the drop, softirq and steering probes)
+/// + 3 S                                 stage_{skbs,segments,bytes}
+/// + 2 R                                 ledger_{segments_in,drop_segments}, R = receive stages
+/// + 2 (2 REASON_SLOTS + BENIGN_KINDS + 3)   drop_{segments,skbs}: one name per reason slot (an IP
+///                                       reason in two stages: before and after decapsulation),
+///                                       the benign kinds, the NIC's 3 hardware counters
+/// + 7 + nic_queue_counters              kernel_counter: NIC (3 hardware, rx_dropped, per queue),
+///                                       backlog (3 softnet sums)
+/// + 2 (MAX_VNIS + vxlan_devs + 1)       vxlan_{outer,inner}_segments: (port, VNI) rows and "other"
+/// + cpus (4 + 2 + 2 (HIST_BUCKETS + 3)) softnet (4), softirq runs (2), two histograms (buckets,
+///                                       +Inf, _sum, _count)
+/// + napi cpus (2 + WORK_BUCKETS + 3)    NAPI polls, full-budget polls, the work histogram
+/// ```
+///
+/// with napi = min(napi_instances, NAPI_SLOTS).
+pub fn max_series(shape: &NodeShape) -> usize {
+    use probe_common::{
+        drops::{BENIGN_KINDS, REASON_SLOTS},
+        latency::{HIST_BUCKETS, NAPI_SLOTS, WORK_BUCKETS},
+        MAX_VNIS,
+    };
+    let stages = 1 + shape.vxlan_devs;
+    let receive = crate::stage::Stage::RECEIVE.len();
+    let napi = shape.napi_instances.min(NAPI_SLOTS);
+    4 + stages
+        + (stages + 3)
+        + 3 * stages
+        + 2 * receive
+        + 2 * (2 * REASON_SLOTS + BENIGN_KINDS + 3)
+        + 7
+        + shape.nic_queue_counters
+        + 2 * (MAX_VNIS + shape.vxlan_devs + 1)
+        + shape.cpus * (4 + 2 + 2 * (HIST_BUCKETS + 3))
+        + napi * shape.cpus * (2 + WORK_BUCKETS + 3)
+}
+
+/// Series (sample lines: neither comments nor `# EOF`) in OpenMetrics `text`.
+pub fn series(text: &str) -> usize {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count()
+}
+
 fn vni(v: Option<u32>) -> String {
     v.map_or_else(|| "other".into(), |v| v.to_string())
 }
 
 mod cpu;
+pub mod synthetic;
 
 #[cfg(test)]
 mod tests;

@@ -170,7 +170,8 @@ impl ReasonNames {
         Ok(names)
     }
 
-    #[cfg(test)]
+    /// Names given by hand: tests, and the made-up node of
+    /// `metrics::synthetic`.
     pub fn from_lists(core: &[(u32, &str)], subsystems: &[(u32, &str)]) -> ReasonNames {
         ReasonNames {
             core: core.iter().map(|(v, n)| (*v, n.to_string())).collect(),

@@ -218,13 +218,77 @@ fn serve_help_and_bad_listen_address() {
     let (code, out, _) = probe_output(&["serve", "--help"]);
     assert_eq!(code, 0);
     for needle in [
-        "--listen", "/metrics", "/healthz", "/readyz", "rxprobe_", "--iface",
+        "--listen",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "rxprobe_",
+        "--iface",
+        "[default: 127.0.0.1:9435]",
+        "--web-config",
+        "tls_server_config",
+        "client_auth_type: RequireAndVerifyClientCert",
+        "client_ca_file",
+        "kube-rbac-proxy",
     ] {
         assert!(out.contains(needle), "serve --help lacks {needle}:\n{out}");
     }
     let (code, _, err) = probe_output(&["serve", "--listen", "not-an-address"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--listen"), "{err}");
+}
+
+/// `--web-config`: every problem is found before anything listens or attaches,
+/// and named with the file at fault (no privilege needed to see them).
+#[test]
+fn serve_web_config_problems_exit_2() {
+    let dir = std::env::temp_dir().join(format!("probe-cli-webcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    write("empty.crt", "no certificate here\n");
+    let d = dir.display();
+    for (file, text, needle) in [
+        ("none.yml", None, format!("--web-config {d}/none.yml: cannot read it")),
+        (
+            "basic.yml",
+            Some("basic_auth_users:\n  prometheus: x\n"),
+            "basic_auth_users is not supported".to_string(),
+        ),
+        (
+            "auth.yml",
+            Some("tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  client_auth_type: RequireAnyClientCert\n"),
+            "supported: NoClientCert, RequireAndVerifyClientCert".to_string(),
+        ),
+        (
+            "noca.yml",
+            Some("tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  client_auth_type: RequireAndVerifyClientCert\n"),
+            "RequireAndVerifyClientCert needs client_ca_file".to_string(),
+        ),
+        (
+            "missing.yml",
+            Some("tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n"),
+            format!("cert_file {d}/a.crt: cannot read it"),
+        ),
+        (
+            "notpem.yml",
+            Some("tls_server_config:\n  cert_file: empty.crt\n  key_file: a.key\n"),
+            format!("cert_file {d}/empty.crt: no PEM certificate"),
+        ),
+    ] {
+        let path = match text {
+            Some(text) => write(file, text),
+            None => dir.join(file).to_str().unwrap().to_string(),
+        };
+        let (code, _, err) = probe_output(&["serve", "--web-config", &path]);
+        assert_eq!(code, 2, "{file}: {err}");
+        assert!(err.contains(&needle), "{file}: {err}");
+        assert!(!err.contains("serving"), "{file}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Without --iface the NIC is the device of the namespace's lowest-metric

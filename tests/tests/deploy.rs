@@ -1,7 +1,9 @@
-//! deploy/: the manifests parse, every container's command line is one the
-//! binary's own parser accepts, and the capabilities they grant are exactly
-//! the ones the binary checks for at start with those flags. With only those
-//! capabilities, `probe serve` runs in a lab node as it would on a node.
+//! deploy/: the manifests parse, every probe container's command line is one
+//! the binary's own parser accepts, and the capabilities they grant are
+//! exactly the ones the binary checks for at start with those flags. The
+//! metrics port is the probe's loopback one behind a kube-rbac-proxy sidecar
+//! whose upstream, port, health paths and RBAC agree with the rest. With only
+//! those capabilities, `probe serve` runs in a lab node as it would on a node.
 
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
@@ -45,7 +47,62 @@ fn entrypoint() -> Vec<String> {
     serde_json::from_str(&line["ENTRYPOINT ".len()..]).expect("exec form")
 }
 
+/// Every document of a multi-document YAML file (separated by `---` lines).
+fn manifests(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(deploy(file)).unwrap();
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else {
+            let doc = docs.last_mut().unwrap();
+            doc.push_str(line);
+            doc.push('\n');
+        }
+    }
+    docs.iter()
+        .map(|d| serde_yaml_ng::from_str::<Value>(d))
+        .filter(|d| !matches!(d, Ok(Value::Null)))
+        .map(|d| d.unwrap_or_else(|e| panic!("{file} does not parse: {e}")))
+        .collect()
+}
+
 const MANIFESTS: [&str; 2] = ["daemonset.yaml", "debug-pod.yaml"];
+
+/// The authenticating proxy in front of the metrics port.
+const PROXY: &str = "kube-rbac-proxy";
+const PROXY_IMAGE: &str = "quay.io/brancz/kube-rbac-proxy";
+/// kube-rbac-proxy flags the manifests may use (its `--help`), so a typo
+/// fails here rather than in a crash-looping pod.
+const PROXY_FLAGS: [&str; 8] = [
+    "--secure-listen-address",
+    "--upstream",
+    "--ignore-paths",
+    "--tls-min-version",
+    "--tls-cipher-suites",
+    "--tls-cert-file",
+    "--tls-private-key-file",
+    "--client-ca-file",
+];
+
+/// `--name=value` flags of a Go program's argument list.
+fn go_flag<'a>(args: &'a [String], name: &str) -> &'a str {
+    let prefix = format!("{name}=");
+    let hits: Vec<&str> = args
+        .iter()
+        .filter_map(|a| a.strip_prefix(&prefix))
+        .collect();
+    assert_eq!(hits.len(), 1, "{name} in {args:?}");
+    hits[0]
+}
+
+/// The port of an `HOST:PORT` or `[HOST]:PORT` address.
+fn port_of(addr: &str) -> u64 {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no port in {addr}"))
+}
 
 #[test]
 fn manifests_parse_and_their_command_lines_are_accepted() {
@@ -55,12 +112,15 @@ fn manifests_parse_and_their_command_lines_are_accepted() {
         assert_eq!(spec["hostNetwork"], true, "{file}: the node's namespace");
         let containers = spec["containers"].as_array().unwrap();
         assert!(!containers.is_empty(), "{file}");
+        assert_eq!(containers[0]["name"], "probe", "{file}: the probe first");
         let init = spec["initContainers"]
             .as_array()
             .cloned()
             .unwrap_or_default();
+        // Every container but the proxy runs the probe (the proxy: below).
         for (c, is_init) in containers
             .iter()
+            .filter(|c| c["name"] != PROXY)
             .map(|c| (c, false))
             .chain(init.iter().map(|c| (c, true)))
         {
@@ -131,18 +191,185 @@ fn daemonset_serves_metrics_where_it_says() {
     assert_eq!(pod_spec(&m)["hostPID"], true);
     assert_eq!(m["kind"], "DaemonSet");
     let spec = pod_spec(&m);
-    let c = &spec["containers"][0];
+    let containers = spec["containers"].as_array().unwrap();
+    let c = &containers[0];
     let args = strings(&c["args"]);
     assert_eq!(args[0], "serve");
-    let listen = &args[args.iter().position(|a| a == "--listen").unwrap() + 1];
-    let port: u64 = listen.rsplit(':').next().unwrap().parse().unwrap();
-    assert_eq!(c["ports"][0]["containerPort"], port);
+
+    // The probe: loopback only, plain HTTP (the proxy does TLS).
+    let Cli {
+        command: probe_user::cli::Command::Serve(serve),
+        ..
+    } = Cli::try_parse_from(std::iter::once("probe".to_string()).chain(args.clone())).unwrap()
+    else {
+        panic!("not serve: {args:?}")
+    };
+    assert!(
+        serve.listen.ip().is_loopback(),
+        "the probe must not listen beyond the node: {}",
+        serve.listen
+    );
+    assert!(serve.web_config.is_none());
+    assert!(
+        c["ports"].is_null(),
+        "with hostNetwork a declared port is a host port: the probe's is loopback only"
+    );
+
+    // The proxy: a pinned image, upstream = the probe's port on loopback.
+    let proxy = containers
+        .iter()
+        .find(|c| c["name"] == PROXY)
+        .expect("a kube-rbac-proxy sidecar");
+    let image = proxy["image"].as_str().unwrap();
+    let tag = image
+        .strip_prefix(PROXY_IMAGE)
+        .and_then(|t| t.strip_prefix(":v"))
+        .unwrap_or_else(|| panic!("{image}: {PROXY_IMAGE}:vX.Y.Z"));
+    assert!(
+        tag.split('.').count() == 3 && tag.split('.').all(|n| n.parse::<u32>().is_ok()),
+        "{image}: pin a release tag"
+    );
+    assert!(proxy["command"].is_null(), "the image's own entrypoint");
+    let pargs = strings(&proxy["args"]);
+    for a in &pargs {
+        let flag = a.split('=').next().unwrap();
+        assert!(PROXY_FLAGS.contains(&flag), "{PROXY}: unknown flag {a}");
+    }
+    assert_eq!(
+        go_flag(&pargs, "--upstream"),
+        format!("http://127.0.0.1:{}/", serve.listen.port()),
+        "the proxy forwards to the probe's --listen"
+    );
+    // On the node's address (the pod's IP under hostNetwork), from the
+    // downward API.
+    let secure = go_flag(&pargs, "--secure-listen-address");
+    let host = secure.rsplit_once(':').unwrap().0;
+    assert_eq!(host, "[$(IP)]", "{secure}");
+    let env = proxy["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "IP")
+        .expect("env IP");
+    let field = env["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap();
+    assert!(
+        ["status.podIP", "status.hostIP"].contains(&field),
+        "{field}"
+    );
+    let port = port_of(secure);
+    assert_eq!(proxy["ports"][0]["containerPort"], port);
+    let port_name = proxy["ports"][0]["name"].as_str().unwrap();
+    assert_eq!(port_name, "https");
+    for (k, v) in [
+        ("runAsNonRoot", Value::Bool(true)),
+        ("allowPrivilegeEscalation", Value::Bool(false)),
+        ("readOnlyRootFilesystem", Value::Bool(true)),
+    ] {
+        assert_eq!(proxy["securityContext"][k], v, "{PROXY}: {k}");
+    }
+    assert_eq!(
+        strings(&proxy["securityContext"]["capabilities"]["drop"]),
+        ["ALL"]
+    );
+    assert!(proxy["securityContext"]["capabilities"]["add"].is_null());
+    for kind in ["requests", "limits"] {
+        for r in ["cpu", "memory"] {
+            assert!(
+                proxy["resources"][kind][r].is_string(),
+                "{PROXY}: {kind}.{r}"
+            );
+        }
+    }
+
+    // Prometheus is pointed at the proxy, over TLS.
     let annotations = &m["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/scheme"], "https");
     assert_eq!(annotations["prometheus.io/port"], port.to_string());
     assert_eq!(annotations["prometheus.io/path"], "/metrics");
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+
+    // The kubelet's checks reach the probe through the proxy, which lets
+    // exactly those paths through without a token: never /metrics.
+    let ignored: Vec<&str> = go_flag(&pargs, "--ignore-paths").split(',').collect();
+    assert!(!ignored.contains(&"/metrics"), "{ignored:?}");
+    for (check, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &c[check]["httpGet"];
+        assert_eq!(get["path"], path, "{check}");
+        assert_eq!(get["port"], port, "{check}");
+        assert_eq!(get["scheme"], "HTTPS", "{check}");
+        assert!(get["host"].is_null(), "{check}");
+        assert!(ignored.contains(&path), "{path} not in {ignored:?}");
+    }
+}
+
+/// rbac.yaml: the ServiceAccount the DaemonSet runs as, allowed what
+/// kube-rbac-proxy asks the API server (TokenReview, SubjectAccessReview),
+/// and the ClusterRole a scraper needs.
+#[test]
+fn rbac_matches_the_daemonset() {
+    let ds = manifest("daemonset.yaml");
+    let spec = pod_spec(&ds);
+    let namespace = ds["metadata"]["namespace"].as_str().unwrap();
+    let account = spec["serviceAccountName"]
+        .as_str()
+        .expect("the DaemonSet names its ServiceAccount");
+    assert_ne!(spec["automountServiceAccountToken"], false);
+    let docs = manifests("rbac.yaml");
+    let of = |kind: &str, name: &str| -> &Value {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("rbac.yaml: no {kind} {name}"))
+    };
+    let sa = of("ServiceAccount", account);
+    assert_eq!(sa["metadata"]["namespace"], namespace);
+
+    let has_rule = |role: &Value, group: &str, resource: &str, verb: &str| {
+        role["rules"].as_array().unwrap().iter().any(|r| {
+            r["apiGroups"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|g| g == group))
+                && r["resources"]
+                    .as_array()
+                    .is_some_and(|x| x.iter().any(|x| x == resource))
+                && r["verbs"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|v| v == verb))
+        })
+    };
+    let bindings: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRoleBinding")
+        .filter(|b| {
+            b["subjects"].as_array().unwrap().iter().any(|s| {
+                s["kind"] == "ServiceAccount" && s["name"] == account && s["namespace"] == namespace
+            })
+        })
+        .collect();
+    assert!(
+        !bindings.is_empty(),
+        "nothing bound to {namespace}/{account}"
+    );
+    let proxy_role = bindings
+        .iter()
+        .map(|b| {
+            assert_eq!(b["roleRef"]["kind"], "ClusterRole");
+            assert_eq!(b["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
+            of("ClusterRole", b["roleRef"]["name"].as_str().unwrap())
+        })
+        .find(|r| {
+            has_rule(r, "authentication.k8s.io", "tokenreviews", "create")
+                && has_rule(r, "authorization.k8s.io", "subjectaccessreviews", "create")
+        })
+        .expect("a ClusterRole with tokenreviews and subjectaccessreviews create, bound to the ServiceAccount");
+    // And nothing more: the token is mounted in the probe's container too.
+    assert_eq!(proxy_role["rules"].as_array().unwrap().len(), 2);
+
+    // The scraper's role: get on /metrics, the path the proxy authorizes.
+    let reader = of("ClusterRole", "probe-metrics-reader");
+    let rules = reader["rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| {
+        strings(&r["nonResourceURLs"]) == ["/metrics"] && strings(&r["verbs"]) == ["get"]
+    }));
 }
 
 #[test]

@@ -65,11 +65,13 @@ enum Task {
     /// Benchmarks (BENCHMARKS.md): BPF_PROG_TEST_RUN ns/packet over an empty
     /// program, a lab flood with no probe / probe watch / bpftrace (pps, the
     /// probe's CPU and RSS, attach/detach time, kernel ns per program run), and
-    /// iperf3 traffic with no probe / probe / empty tc programs
+    /// iperf3 traffic with no probe / probe / empty tc programs, and 50
+    /// scrapers on `probe serve`'s HTTP server (a synthetic 64-CPU node)
     Bench {
         /// Only one part: `testrun`, `flood`, `traffic`, `soak [SECONDS]` (default
-        /// 600); `latency` (what `--latency` costs under iperf3); or
-        /// `traffic-parts` (diagnosis: the UDP flood with each hook alone)
+        /// 600), `serve [SECONDS]` (scrape load, default 60), `latency` (what
+        /// `--latency` costs under iperf3); or `traffic-parts` (diagnosis: the
+        /// UDP flood with each hook alone)
         #[arg(num_args = 0..=2)]
         part: Vec<String>,
     },

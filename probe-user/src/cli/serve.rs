@@ -2,6 +2,7 @@
 
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
@@ -14,26 +15,51 @@ use crate::{
     session::Period,
 };
 
-mod http;
+pub mod http;
+#[cfg(test)]
+pub(crate) mod pki;
+pub mod web_config;
 
 use http::{Server, State};
+use web_config::WebConfig;
 
 #[derive(Debug, Args)]
 #[command(
     about = "Attach the probes and export them on /metrics for Prometheus",
     long_about = "Attach the probes (the same ones, with the same flags, as `probe watch`) and\n\
         serve the totals since attach in the Prometheus/OpenMetrics text format on\n\
-        http://ADDR:PORT/metrics. Every metric starts with `rxprobe_`; names and labels are\n\
-        listed in the README. /healthz answers 200 while the sampling loop runs (503 if it\n\
-        has stalled); /readyz answers 200 once every probe is attached (503 before).\n\
+        http://ADDR:PORT/metrics (https with --web-config). Every metric starts with\n\
+        `rxprobe_`; names and labels are listed in the README. /healthz answers 200 while\n\
+        the sampling loop runs (503 if it has stalled); /readyz answers 200 once every\n\
+        probe is attached (503 before).\n\
         Nothing is printed per interval; the summary is printed on exit (--json for JSON).\n\n\
-        Examples:\n  probe serve --listen 0.0.0.0:9435\n  \
-        probe serve --listen 127.0.0.1:9435 --iface eth0 --vxlan-iface flannel.1 --latency"
+        The metrics describe the node's internals: by default only the node itself can\n\
+        scrape them (127.0.0.1). To let Prometheus in, either keep 127.0.0.1 and put an\n\
+        authenticating proxy in front (the shipped DaemonSet runs kube-rbac-proxy on the\n\
+        node's IP, upstream http://127.0.0.1:9435/), or listen on the node's address with\n\
+        --web-config: TLS, and client certificates, from a Prometheus exporter-toolkit\n\
+        web-config file (the format of node-exporter's --web.config.file):\n\n\
+        \x20 tls_server_config:\n\
+        \x20   cert_file: server.crt       # relative paths: from the file's directory\n\
+        \x20   key_file: server.key\n\
+        \x20   client_auth_type: RequireAndVerifyClientCert   # or NoClientCert\n\
+        \x20   client_ca_file: scrapers-ca.crt\n\n\
+        Examples:\n  probe serve                                  # http://127.0.0.1:9435/metrics\n  \
+        probe serve --listen 127.0.0.1:9435 --iface eth0 --vxlan-iface flannel.1 --latency\n  \
+        probe serve --listen 0.0.0.0:9435 --web-config /etc/probe/web.yml   # HTTPS, client certs"
 )]
 pub struct ServeArgs {
-    /// Address and port to serve /metrics, /healthz and /readyz on (port 1 to 65535)
-    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:9435")]
+    /// Address and port to serve /metrics, /healthz and /readyz on (port 1 to
+    /// 65535). Anything but a loopback address exposes the node's internals to
+    /// whoever can reach it: use --web-config or an authenticating proxy
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9435")]
     pub listen: SocketAddr,
+    /// Serve HTTPS as this web-config file says (the Prometheus exporter-toolkit
+    /// format; supported: tls_server_config with cert_file, key_file,
+    /// client_auth_type NoClientCert or RequireAndVerifyClientCert, and
+    /// client_ca_file)
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
     #[command(flatten)]
     pub watch: WatchArgs,
 }
@@ -49,7 +75,17 @@ impl ServeArgs {
                 self.listen
             )));
         }
-        watch::validate(&self.watch)
+        watch::validate(&self.watch)?;
+        self.tls().map(drop)
+    }
+
+    /// The TLS configuration of --web-config, read and checked (usage
+    /// errors naming the file at fault); None without the flag.
+    pub fn tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>, ProbeError> {
+        self.web_config
+            .as_deref()
+            .map(|path| WebConfig::read(path)?.server_config())
+            .transpose()
     }
 }
 
@@ -72,10 +108,12 @@ pub fn run(args: ServeArgs) -> Result<(), ProbeError> {
     args.validate()?;
     let stall_after = stall_after(args.watch.interval)?;
     crate::caps::check(&args.watch.requirements())?;
+    let tls = args.tls()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let state = Arc::new(State::new(stall_after));
-    let server = Server::start(args.listen, Arc::clone(&state))?;
+    let server = Server::start(args.listen, Arc::clone(&state), tls)?;
     if !args.watch.json {
-        eprintln!("probe: serving http://{}/metrics", server.addr());
+        eprintln!("probe: serving {scheme}://{}/metrics", server.addr());
     }
     let (_, summary) = crate::session::run(
         &args.watch.config()?,

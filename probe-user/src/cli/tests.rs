@@ -14,7 +14,7 @@ use super::*;
 /// by `Command::validate`; the last two with their exit status and message.
 #[derive(Debug)]
 enum Outcome {
-    Ok(Cli),
+    Ok(Box<Cli>),
     Parse(i32, String),
     Invalid(i32, String),
 }
@@ -28,7 +28,7 @@ fn check<S: AsRef<str>>(argv: &[S]) -> Outcome {
         Err(e) => return Outcome::Parse(e.exit_code(), e.to_string()),
     };
     match cli.command.validate() {
-        Ok(()) => Outcome::Ok(cli),
+        Ok(()) => Outcome::Ok(Box::new(cli)),
         Err(e) => Outcome::Invalid(e.exit_code(), e.to_string()),
     }
 }
@@ -122,7 +122,7 @@ fn accepted(argv: &[&str]) -> Cli {
     match check(argv) {
         Outcome::Ok(cli) => {
             use_like_session(&cli);
-            cli
+            *cli
         }
         other => panic!("{argv:?}: {other:?}"),
     }
@@ -233,6 +233,41 @@ fn listen_port_0_is_refused() {
         other => panic!("{other:?}"),
     }
     accepted(&["serve", "--listen", "[::1]:65535"]);
+}
+
+#[test]
+fn serve_listens_on_loopback_unless_told_otherwise() {
+    let Outcome::Ok(cli) = check(&["serve"]) else {
+        panic!("serve without flags refused")
+    };
+    let Command::Serve(s) = cli.command else {
+        panic!("not serve")
+    };
+    assert_eq!(s.listen, "127.0.0.1:9435".parse().unwrap());
+    assert!(s.web_config.is_none());
+}
+
+#[test]
+fn web_config_problems_are_usage_errors_naming_the_file() {
+    match check(&["serve", "--web-config", "/nonexistent/web.yml"]) {
+        Outcome::Invalid(2, msg) => assert!(
+            msg.contains("--web-config /nonexistent/web.yml: cannot read it"),
+            "{msg}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let dir = serve::pki::Dir::new("cli");
+    let path = dir.write(
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    );
+    match check(&["serve", "--web-config", path.to_str().unwrap()]) {
+        Outcome::Invalid(2, msg) => assert!(
+            msg.contains(&format!("cert_file {}/server.crt", dir.path().display())),
+            "{msg}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -139,3 +139,65 @@ fn le_buckets_put_the_remainder_in_inf() {
     let b = le_buckets(&h, 2, 1.0);
     assert_eq!(b, vec![(0.0, 0), (1.0, 2), (f64::INFINITY, 1)]);
 }
+
+/// The largest node the load benchmark simulates (64 CPUs), and a flood of
+/// distinct flows: the flows reach the report (its top flows) but not one
+/// series, and the series stay under the documented bound.
+#[test]
+fn series_are_bounded_by_the_node_not_by_flows() {
+    let shape = NodeShape {
+        cpus: 64,
+        vxlan_devs: 2,
+        nic_queues: 64,
+        nic_queue_counters: 64,
+        napi_instances: 4,
+    };
+    let render = |r: Report| {
+        let shared = Shared::default();
+        *shared.0.lock().unwrap() = Some(r);
+        shared.render()
+    };
+    let many = synthetic::report(&shape, 10_000);
+    assert_eq!(many.ledger.flows.len(), crate::ledger::TOP_FLOWS);
+    let few = render(synthetic::report(&shape, 10));
+    let many = render(many);
+    let (n, bound) = (series(&many), max_series(&shape));
+    eprintln!("64 CPUs, 10,000 flows: {n} series, bound {bound}");
+    assert_eq!(series(&few), n, "flows added series");
+    assert!(n <= bound, "{n} series > bound {bound}");
+    // The synthetic node fills nearly every slot the bound allows (the rest:
+    // no unavailable hook, one NIC reason slot per stage), so the bound is
+    // not vacuous.
+    assert!(n * 10 >= bound * 9, "{n} series, bound {bound}");
+    for family in [
+        "rxprobe_softirq_wait_seconds_bucket{",
+        "rxprobe_napi_poll_packets_bucket{",
+        "rxprobe_drop_segments_total{",
+        "rxprobe_kernel_counter_total{",
+    ] {
+        assert!(many.contains(family), "{family} missing");
+    }
+    // Per CPU: every CPU has its histograms.
+    let cpu63 = many
+        .lines()
+        .filter(|l| {
+            l.starts_with("rxprobe_softirq_run_seconds_bucket{") && l.contains(r#"cpu="63""#)
+        })
+        .count();
+    assert_eq!(cpu63, probe_common::latency::HIST_BUCKETS + 1);
+    // No address of any flow is a label.
+    assert!(!many.contains("10.244."), "a flow address in /metrics");
+
+    // More NAPI instances than the probe's table holds: the table's size bounds them.
+    let crowded = NodeShape {
+        napi_instances: 1000,
+        ..shape
+    };
+    assert_eq!(
+        max_series(&crowded),
+        max_series(&NodeShape {
+            napi_instances: probe_common::latency::NAPI_SLOTS,
+            ..shape
+        })
+    );
+}

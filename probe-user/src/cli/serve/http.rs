@@ -1,6 +1,12 @@
 //! The HTTP side of `probe serve`: /metrics, /healthz and /readyz, served by
 //! hyper on a current-thread tokio runtime in a thread of its own, so the
-//! sampling loop keeps the main thread and no thread pool is started.
+//! sampling loop keeps the main thread and no thread pool is started. With a
+//! TLS configuration (`--web-config`), every connection is TLS first (and,
+//! if the configuration says so, presents a client certificate the CAs
+//! vouch for); the three paths answer the same either way.
+//!
+//! Public for the scrape-load benchmark (`probe-bench serve`), which serves a
+//! synthetic [`State`] with this same server.
 
 use std::{
     convert::Infallible,
@@ -18,11 +24,15 @@ use http_body_util::Full;
 use hyper::{header::CONTENT_TYPE, server::conn::http1, service::service_fn, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::oneshot};
+use tokio_rustls::TlsAcceptor;
 
 use crate::{error::ProbeError, metrics::Shared};
 
+/// Longest a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the HTTP thread answers from.
-pub(super) struct State {
+pub struct State {
     pub metrics: Shared,
     pub ready: AtomicBool,
     /// ms since `started` of the sampling loop's last report.
@@ -51,15 +61,20 @@ impl State {
 }
 
 /// The running server. Shut down, its thread joined, by `shutdown` or on drop.
-pub(super) struct Server {
+pub struct Server {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Binds `addr` (port 0: one the kernel picks) and serves `state` on it.
-    pub fn start(addr: SocketAddr, state: Arc<State>) -> Result<Server, ProbeError> {
+    /// Binds `addr` (port 0: one the kernel picks) and serves `state` on it:
+    /// over TLS with `tls`, plain HTTP without.
+    pub fn start(
+        addr: SocketAddr,
+        state: Arc<State>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Server, ProbeError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -78,7 +93,7 @@ impl Server {
             .name("http".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    tokio::spawn(accept(listener, state));
+                    tokio::spawn(accept(listener, state, tls.map(TlsAcceptor::from)));
                     let _ = stopped.await;
                 });
                 // Dropping the runtime drops the listener and every connection.
@@ -114,8 +129,9 @@ impl Drop for Server {
     }
 }
 
-/// Serves each accepted connection in a task of its own.
-async fn accept(listener: TcpListener, state: Arc<State>) {
+/// Serves each accepted connection in a task of its own (the TLS handshake
+/// too, so a slow client holds up nobody else).
+async fn accept(listener: TcpListener, state: Arc<State>, tls: Option<TlsAcceptor>) {
     let mut http = http1::Builder::new();
     // The timer enables hyper's header read timeout (30 s) on slow clients.
     http.timer(TokioTimer::new());
@@ -128,22 +144,42 @@ async fn accept(listener: TcpListener, state: Arc<State>) {
                 continue;
             }
         };
-        let state = Arc::clone(&state);
-        let conn = http.serve_connection(
-            TokioIo::new(stream),
-            service_fn(move |request| {
-                let (status, content_type, body) = answer(&state, request.uri().path());
-                let response = Response::builder()
-                    .status(status)
-                    .header(CONTENT_TYPE, content_type)
-                    .body(Full::new(body));
-                async move { Ok::<_, Infallible>(response.expect("a valid response")) }
-            }),
-        );
+        let (state, http, tls) = (Arc::clone(&state), http.clone(), tls.clone());
         tokio::spawn(async move {
-            let _ = conn.await;
+            match tls {
+                None => serve(&http, stream, state).await,
+                Some(tls) => {
+                    // A failed handshake (no certificate, one no CA vouches
+                    // for, plain HTTP, too slow) closes the connection:
+                    // nothing is answered.
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await
+                    {
+                        serve(&http, stream, state).await;
+                    }
+                }
+            }
         });
     }
+}
+
+/// Answers the requests of one connection until it closes.
+async fn serve<S>(http: &http1::Builder, stream: S, state: Arc<State>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http.serve_connection(
+        TokioIo::new(stream),
+        service_fn(move |request| {
+            let (status, content_type, body) = answer(&state, request.uri().path());
+            let response = Response::builder()
+                .status(status)
+                .header(CONTENT_TYPE, content_type)
+                .body(Full::new(body));
+            async move { Ok::<_, Infallible>(response.expect("a valid response")) }
+        }),
+    );
+    let _ = conn.await;
 }
 
 /// (status, content type, body) for a request of `path`, whatever the method.

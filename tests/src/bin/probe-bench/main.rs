@@ -6,23 +6,28 @@
 //!   without the probe, and each hook's kernel ns per run next to an empty
 //!   program at the same hook (traffic.rs).
 //! - A 10-minute soak of `probe serve` under traffic: RSS stays flat (soak.rs).
+//! - Scrape load: 50 scrapers on `probe serve`'s HTTP server, serving a
+//!   synthetic 64-CPU node, for 60 s: latency, size, series, RSS (serve.rs).
 //!
-//! `probe-bench [testrun|flood|traffic|soak [SECONDS]]` runs one part; no argument runs all.
-//! `probe-bench traffic-parts`: the UDP flood with each of the probe's hooks alone.
-//! `probe-bench latency`: what `--latency` costs under iperf3 TCP and UDP.
-//! Needs root and $PROBE_BIN (a release `probe`, set by `cargo xtask bench`).
+//! `probe-bench [testrun|flood|traffic|soak [SECONDS]|serve [SECONDS]]` runs one part; no
+//! argument runs all. `probe-bench traffic-parts`: the UDP flood with each of the probe's
+//! hooks alone. `probe-bench latency`: what `--latency` costs under iperf3 TCP and UDP.
+//! Every part but `serve` needs root and $PROBE_BIN (a release `probe`, set by
+//! `cargo xtask bench`); `serve` runs in this process on 127.0.0.1 only.
 
 mod flood;
+mod serve;
 mod soak;
 mod testrun;
 mod traffic;
 
 fn main() {
-    if unsafe { libc::geteuid() } != 0 {
+    let part = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    // SAFETY: geteuid has no preconditions.
+    if part != "serve" && unsafe { libc::geteuid() } != 0 {
         eprintln!("probe-bench: needs root (BPF_PROG_TEST_RUN, network namespaces)");
         std::process::exit(1);
     }
-    let part = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     let mut ok = true;
     if part == "all" || part == "testrun" {
         ok &= testrun::run();
@@ -50,6 +55,13 @@ fn main() {
             .nth(2)
             .map_or(600, |s| s.parse().expect("soak SECONDS"));
         ok &= soak::run(probe(), std::time::Duration::from_secs(seconds));
+    }
+    if part == "all" || part == "serve" {
+        let seconds: u64 = std::env::args()
+            .nth(2)
+            .filter(|_| part == "serve")
+            .map_or(60, |s| s.parse().expect("serve SECONDS"));
+        ok &= serve::run(std::time::Duration::from_secs(seconds));
     }
     println!(
         "\n{}",
