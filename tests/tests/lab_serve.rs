@@ -1,7 +1,13 @@
 //! `probe serve`: /metrics, /healthz and /readyz on a lab node, and the same
 //! totals on /metrics, in the JSON summary and in the terminal summary.
 
-use std::{process::Command, time::Duration};
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    process::Command,
+    sync::Arc,
+    time::Duration,
+};
 
 use probe_tests::{
     eventually, free_port, http_get, lab, metric, privileged, probe_bin, stage, Watch,
@@ -186,4 +192,157 @@ fn a_taken_port_is_a_clear_error() {
         probe_tests::probe_output(&["serve", "--listen", &addr, "--iface", "probe-test-none"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
+
+/// A CA and the certificates it signs (rcgen), as PEM.
+struct Ca(rcgen::CertifiedIssuer<'static, rcgen::KeyPair>);
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let key = rcgen::KeyPair::generate().unwrap();
+        Ca(rcgen::CertifiedIssuer::self_signed(params, key).unwrap())
+    }
+
+    /// (certificate, key) for `names`, for a server or a client.
+    fn sign(&self, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.0).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// GET /metrics over TLS to 127.0.0.1:`port`, trusting `ca_pem`, presenting
+/// `client` (certificate, key) if given: the response, or why there is none.
+fn tls_get(port: u16, ca_pem: &str, client: Option<&(String, String)>) -> Result<String, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // A server that closes without close_notify after a full
+            // response: keep what came.
+            Err(_) if !out.is_empty() => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// `probe serve --web-config`: TLS with client certificates, the way the
+/// README documents it. A client with a certificate the configured CA signed
+/// scrapes /metrics; one without a certificate, one with another CA's, and
+/// a plain-HTTP client get no metrics.
+#[test]
+fn only_a_client_with_a_certificate_scrapes_over_tls() {
+    if !privileged("only_a_client_with_a_certificate_scrapes_over_tls") {
+        return;
+    }
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let lab = lab();
+    let n2 = lab.node(2);
+    let dir = std::env::temp_dir().join(format!("probe-lab-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = Ca::new("probe test CA");
+    let (server_cert, server_key) = ca.sign(&["127.0.0.1"], ServerAuth);
+    let client = ca.sign(&["prometheus"], ClientAuth);
+    let stranger = Ca::new("another CA").sign(&["prometheus"], ClientAuth);
+    for (name, text) in [
+        ("ca.pem", ca.0.pem()),
+        ("server.pem", server_cert),
+        ("server.key", server_key),
+        (
+            "web.yml",
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  \
+             client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
+                .to_string(),
+        ),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let web_config = dir.join("web.yml").display().to_string();
+    let serve = Watch::spawn(
+        Command::new(probe_bin()),
+        &["serve"],
+        &[
+            "--listen",
+            &listen,
+            "--web-config",
+            &web_config,
+            "--netns",
+            &n2.netns,
+        ],
+    );
+    let ca_pem = ca.0.pem();
+
+    let allowed = tls_get(port, &ca_pem, Some(&client)).expect("the CA's client is served");
+    assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+    assert!(allowed.contains("rxprobe_uptime_seconds"), "{allowed}");
+    for (who, cert) in [
+        ("no certificate", None),
+        ("another CA's certificate", Some(&stranger)),
+    ] {
+        match tls_get(port, &ca_pem, cert) {
+            Err(why) => println!("{who}: refused ({why})"),
+            Ok(text) => assert!(!text.contains("rxprobe_"), "{who} got metrics:\n{text}"),
+        }
+    }
+    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    plain
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("rxprobe_"),
+        "plain HTTP got metrics"
+    );
+    // Still serving after the refusals.
+    let again = tls_get(port, &ca_pem, Some(&client)).expect("served again");
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+
+    let (code, _, err) = serve.stop_text(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
