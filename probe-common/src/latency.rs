@@ -16,6 +16,10 @@ pub const PROG_NAPI_POLL: &str = "napi_poll";
 
 /// NET_RX_SOFTIRQ's value, from the kernel's BTF.
 pub const GLOBAL_NET_RX_VEC: &str = "NET_RX_VEC";
+/// Time one NET_RX run in this many, per CPU (u32, at least 1).
+pub const GLOBAL_SOFTIRQ_SAMPLE_EVERY: &str = "SOFTIRQ_SAMPLE_EVERY";
+/// `raised_at` of a raise whose run is not timed (no clock reads 1 ns).
+pub const RAISED_UNSAMPLED: u64 = 1;
 pub const GLOBAL_NAPI_OFFSETS: &str = "NAPI_OFFSETS";
 
 /// log2 buckets: bucket 0 holds 0, bucket k holds [2^(k-1), 2^k); the last
@@ -42,8 +46,11 @@ pub const fn bucket(v: u64, buckets: usize) -> usize {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SoftirqCpu {
-    /// Scratch: ns of the first raise since the last entry (0: none pending).
+    /// Scratch: ns of the first raise since the last entry (0: none pending;
+    /// [`RAISED_UNSAMPLED`]: raised, and this run is not timed).
     pub raised_at: u64,
+    /// Scratch: raises to let go by untimed before the next timed one.
+    pub countdown: u64,
     /// Scratch: ns of the current entry (0: not running).
     pub entered_at: u64,
     /// Scratch: 1 while the current run is in a ksoftirqd thread.
@@ -56,8 +63,10 @@ pub struct SoftirqCpu {
     pub run_max: u64,
     pub wait_sum: u64,
     pub run_sum: u64,
+    /// Every NET_RX run, timed or not.
     pub entries: u64,
-    /// Entries in a ksoftirqd thread (the rest ran on irq exit or BH enable).
+    /// Timed entries in a ksoftirqd thread (the rest ran on irq exit or BH
+    /// enable).
     pub ksoftirqd_entries: u64,
     /// Run time spent in ksoftirqd, ns.
     pub ksoftirqd_run_sum: u64,

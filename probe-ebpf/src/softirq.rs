@@ -4,6 +4,11 @@
 //!
 //! Wait = first raise -> entry, run = entry -> exit, per CPU: raise, entry and
 //! exit of NET_RX happen on the same CPU (the pending bit is per CPU).
+//!
+//! Every run is counted; one in SOFTIRQ_SAMPLE_EVERY is timed. The choice is
+//! made at the run's first raise (a countdown per CPU), so a timed run has
+//! both its wait and its run time, and the untimed ones cost no clock read
+//! and no comm read.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
@@ -13,7 +18,10 @@ use aya_ebpf::{
 };
 use probe_common::{
     drops::{entry_in, mix},
-    latency::{bucket, NapiKey, NapiOffsets, NapiTable, SoftirqCpu, HIST_BUCKETS, WORK_BUCKETS},
+    latency::{
+        bucket, NapiKey, NapiOffsets, NapiTable, SoftirqCpu, HIST_BUCKETS, RAISED_UNSAMPLED,
+        WORK_BUCKETS,
+    },
 };
 
 use crate::kernel::{dev_ids, field};
@@ -21,6 +29,9 @@ use crate::kernel::{dev_ids, field};
 /// NET_RX_SOFTIRQ, set by the loader from the kernel's BTF.
 #[unsafe(no_mangle)]
 static NET_RX_VEC: u32 = 3;
+/// Time one run in this many per CPU; set by the loader (`--latency-sample`).
+#[unsafe(no_mangle)]
+static SOFTIRQ_SAMPLE_EVERY: u32 = 1;
 #[unsafe(no_mangle)]
 static NAPI_OFFSETS: NapiOffsets = NapiOffsets {
     napi_dev: 0,
@@ -48,8 +59,16 @@ fn net_rx(ctx: &BtfTracePointContext) -> Option<&'static mut SoftirqCpu> {
 #[btf_tracepoint(function = "softirq_raise")]
 pub fn net_rx_raise(ctx: BtfTracePointContext) -> i32 {
     if let Some(s) = net_rx(&ctx) {
+        // The first raise since the last entry decides whether the run is timed.
         if s.raised_at == 0 {
-            s.raised_at = unsafe { bpf_ktime_get_ns() };
+            if s.countdown == 0 {
+                let every = unsafe { core::ptr::read_volatile(&SOFTIRQ_SAMPLE_EVERY) };
+                s.countdown = every.saturating_sub(1) as u64;
+                s.raised_at = unsafe { bpf_ktime_get_ns() };
+            } else {
+                s.countdown -= 1;
+                s.raised_at = RAISED_UNSAMPLED;
+            }
         }
     }
     0
@@ -58,24 +77,29 @@ pub fn net_rx_raise(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "softirq_entry")]
 pub fn net_rx_entry(ctx: BtfTracePointContext) -> i32 {
     if let Some(s) = net_rx(&ctx) {
+        s.entries += 1;
+        let raised_at = s.raised_at;
+        s.raised_at = 0;
+        // Untimed: not chosen at its raise, or no raise seen (raised before
+        // the probe attached).
+        if raised_at <= RAISED_UNSAMPLED {
+            s.entered_at = 0;
+            return 0;
+        }
         let now = unsafe { bpf_ktime_get_ns() };
         s.entered_at = now;
-        s.entries += 1;
         // Decided once per run; exit reuses it (the comm read is the most
         // expensive part of these programs).
         s.in_ksoftirqd = is_ksoftirqd() as u64;
         s.ksoftirqd_entries += s.in_ksoftirqd;
-        // A softirq can also run without a raise seen here (raised before
-        // the probe attached): no wait sample then.
-        if s.raised_at != 0 && now >= s.raised_at {
+        if now >= raised_at {
             observe(
                 &mut s.wait,
                 &mut s.wait_sum,
                 &mut s.wait_max,
-                now - s.raised_at,
+                now - raised_at,
             );
         }
-        s.raised_at = 0;
     }
     0
 }
@@ -83,15 +107,17 @@ pub fn net_rx_entry(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "softirq_exit")]
 pub fn net_rx_exit(ctx: BtfTracePointContext) -> i32 {
     if let Some(s) = net_rx(&ctx) {
-        let now = unsafe { bpf_ktime_get_ns() };
-        if s.entered_at != 0 && now >= s.entered_at {
-            let run = now - s.entered_at;
-            observe(&mut s.run, &mut s.run_sum, &mut s.run_max, run);
-            if s.in_ksoftirqd != 0 {
-                s.ksoftirqd_run_sum += run;
+        if s.entered_at != 0 {
+            let now = unsafe { bpf_ktime_get_ns() };
+            if now >= s.entered_at {
+                let run = now - s.entered_at;
+                observe(&mut s.run, &mut s.run_sum, &mut s.run_max, run);
+                if s.in_ksoftirqd != 0 {
+                    s.ksoftirqd_run_sum += run;
+                }
             }
+            s.entered_at = 0;
         }
-        s.entered_at = 0;
     }
     0
 }

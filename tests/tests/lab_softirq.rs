@@ -131,6 +131,63 @@ fn softirq_and_napi_under_lab_load() {
     assert_eq!(per_cpu, runs, "the all-CPU row is the sum of the CPUs");
 }
 
+/// `--latency-sample 8`: every NET_RX run is counted, one in eight per CPU
+/// is timed (both its wait and its run), chosen at its first raise.
+#[test]
+fn latency_sample_times_one_run_in_n() {
+    if !privileged("latency_sample_times_one_run_in_n") {
+        return;
+    }
+    const SENT: u64 = 3_000;
+    const N: u64 = 8;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let sink = lab::UdpSink::start(&n2.pods[0].netns, PORT).unwrap();
+    let w = Watch::start(&[
+        "--netns",
+        &n2.netns,
+        "--interval",
+        "0.5",
+        "--latency",
+        "--latency-sample",
+        "8",
+    ]);
+    send_pinned(
+        &n1.pods[0].netns,
+        SocketAddrV4::new(n2.pods[0].ip, PORT),
+        SENT,
+        0,
+    );
+    assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    let s = summary(&lines);
+    for row in s["softirq"].as_array().unwrap() {
+        let runs = row["runs"].as_u64().unwrap();
+        let timed = row["run_ns"]["count"].as_u64().unwrap();
+        let waited = row["wait_ns"]["count"].as_u64().unwrap();
+        println!(
+            "cpu {}: {runs} runs, {timed} timed, {waited} waits",
+            row["cpu"]
+        );
+        // One in N of the raises is timed (a CPU's countdown starts at a
+        // timed one); a run whose raise came before the probe attached is
+        // counted, not timed; a run still going at the end has no exit yet.
+        let cpus = if row["cpu"].is_null() {
+            s["softirq"].as_array().unwrap().len() as u64 - 1
+        } else {
+            1
+        };
+        assert!(
+            timed <= runs / N + cpus && timed + cpus + runs / 50 >= runs / N,
+            "{row}"
+        );
+        assert!(waited.abs_diff(timed) <= cpus, "{row}");
+    }
+    let all = &s["softirq"][0];
+    assert!(all["runs"].as_u64().unwrap() >= SENT / 10, "{all}");
+}
+
 /// RPS on node 2's eth0 rx-0 set to CPU 1 while the packets arrive on CPU 0:
 /// XDP (driver/NAPI) stays on CPU 0, the stack's processing (decapsulation,
 /// seen at flannel.1) moves to CPU 1. Without RPS both stay on CPU 0. The

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use probe_tests::{
-    eventually, lab, lab_attachments, privileged, probe_output, prog_loaded, stage, summary,
-    tc_hook, tc_prog_ids, tcx_available, xdp_prog_id, Watch,
+    eventually, kernel_at_least, lab, lab_attachments, privileged, probe_output, prog_loaded,
+    stage, summary, tc_hook, tc_prog_ids, tcx_available, xdp_prog_id, Watch,
 };
 
 const PACKETS: u64 = 10_000;
@@ -285,8 +285,9 @@ fn self_cost_from_bpf_stats() {
 }
 
 /// A flanneld restart deletes and recreates flannel.1: the probe notices,
-/// attaches to the new device within 2 s, marks the gap, and its counters
-/// carry on (BPF counts and the kernel's stats64 of both incarnations).
+/// attaches to the new device within 2 s (x `time_scale()` under emulation),
+/// marks the gap, and its counters carry on (BPF counts and the kernel's
+/// stats64 of both incarnations).
 #[test]
 fn flannel_recreated_is_reattached_within_2s() {
     if !privileged("flannel_recreated_is_reattached_within_2s") {
@@ -307,12 +308,15 @@ fn flannel_recreated_is_reattached_within_2s() {
     std::thread::sleep(Duration::from_millis(300));
     lab.add_flannel(n2).unwrap();
     let recreated = std::time::Instant::now();
+    // 2 s natively; under emulation (`cargo xtask vm`) the probe's 200 ms
+    // check loop and the attach itself run many times slower.
+    let bound = 2 * probe_tests::time_scale();
     assert!(
-        eventually(Duration::from_secs(2), || {
+        eventually(Duration::from_secs(bound.into()), || {
             let ids = tc_prog_ids(&n2.netns, "flannel.1");
             ids.len() == 1 && ids.iter().all(|id| !before.contains(id))
         }),
-        "re-attached to the new flannel.1 within 2 s"
+        "re-attached to the new flannel.1 within {bound} s"
     );
     let took = recreated.elapsed();
     lab::send_udp(&n1.pods[0].netns, dst, EACH, 64, 100).unwrap();
@@ -340,7 +344,7 @@ fn flannel_recreated_is_reattached_within_2s() {
         g["lost_s"].as_f64().unwrap(),
         g["reattached_s"].as_f64().unwrap(),
     );
-    assert!(back >= lost && back - lost < 2.0, "{g}");
+    assert!(back >= lost && back - lost < bound as f64, "{g}");
     // The interval reports that overlap the gap carry it; the others do not.
     let marked = lines
         .iter()
@@ -354,9 +358,9 @@ fn flannel_recreated_is_reattached_within_2s() {
 }
 
 /// What this kernel gives each stage and mode: how it attached, or the
-/// reason it could not. The NIC, VXLAN and drop stages attach on every
-/// kernel the project supports; `--latency`, `--steering` and XDP either
-/// attach or say why. Prints one `KERNEL-FEATURES {json}` line: `cargo xtask
+/// reason it could not. The NIC and VXLAN stages attach on every kernel the
+/// project supports, the drop stage from 5.17 (below, it says why not);
+/// `--latency`, `--steering` and XDP either attach or say why. Prints one `KERNEL-FEATURES {json}` line: `cargo xtask
 /// vm` collects them for the README's kernel table.
 #[test]
 fn kernel_features() {
@@ -392,7 +396,16 @@ fn kernel_features() {
     }
     assert_eq!(row["nic"], tc_hook(), "{row}");
     assert_eq!(row["vxlan"], tc_hook(), "{row}");
-    assert_eq!(row["drops"], "attached", "{row}");
+    // The drop stage reads the reason from kfree_skb (Linux 5.17); below, it
+    // says so by name and the other stages still attach.
+    if kernel_at_least(5, 17) {
+        assert_eq!(row["drops"], "attached", "{row}");
+    } else {
+        assert!(
+            row["drops"].as_str().unwrap().contains("Linux >= 5.17"),
+            "{row}"
+        );
+    }
 
     let w = Watch::start(&["--netns", n2, "--nic-hook", "xdp"]);
     let (code, lines, err) = w.stop(libc::SIGINT);

@@ -49,10 +49,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The privileged tests in QEMU guests booting Debian's 6.1 and 6.12
+    /// The privileged tests in QEMU guests booting Debian's 5.10, 6.1 and 6.12
     /// kernels (TCG; see xtask/src/vm.rs), and/or the whole suite on the host
     Vm {
-        /// 6.1, 6.12, host or all (repeatable)
+        /// 5.10, 6.1, 6.12, host or all (repeatable)
         #[arg(long, default_value = "all")]
         kernel: Vec<String>,
         /// vCPUs per guest

@@ -104,6 +104,12 @@ pub struct WatchArgs {
     /// per poll: a few hundred ns each time (see BENCHMARKS.md), so off by default
     #[arg(long)]
     pub latency: bool,
+    /// With --latency: time one NET_RX run in N per CPU (every run is still
+    /// counted). The untimed runs skip the clock and comm reads that make up
+    /// most of the probes' cost; the histograms then hold one run in N
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub latency_sample: u32,
     /// Also show where receive work runs: packets from the CPU that polled
     /// them to the CPU where the stack processed them (RPS/RFS), and socket
     /// reads from the CPU that queued the data to the reader's CPU, with the
@@ -148,6 +154,7 @@ impl WatchArgs {
             tc_mode: self.tc_mode,
             drop_netns: self.drop_netns.clone(),
             latency: self.latency,
+            latency_sample: self.latency_sample,
             steering: self.steering,
             self_cost: self.self_cost,
             bpf_log: if self.debug_bpf {

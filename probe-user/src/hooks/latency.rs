@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use aya::Ebpf;
 use probe_common::latency::{
-    NapiKey, NapiOffsets, NapiTable, SoftirqCpu, GLOBAL_NAPI_OFFSETS, GLOBAL_NET_RX_VEC, MAP_NAPI,
-    MAP_SOFTIRQ, PROG_NAPI_POLL, PROG_SOFTIRQ_ENTRY, PROG_SOFTIRQ_EXIT, PROG_SOFTIRQ_RAISE,
-    WORK_BUCKETS,
+    NapiKey, NapiOffsets, NapiTable, SoftirqCpu, GLOBAL_NAPI_OFFSETS, GLOBAL_NET_RX_VEC,
+    GLOBAL_SOFTIRQ_SAMPLE_EVERY, MAP_NAPI, MAP_SOFTIRQ, PROG_NAPI_POLL, PROG_SOFTIRQ_ENTRY,
+    PROG_SOFTIRQ_EXIT, PROG_SOFTIRQ_RAISE, WORK_BUCKETS,
 };
 
 use super::{read_per_cpu, BpfLog, Hook, HookError};
@@ -55,6 +55,8 @@ const PROGRAMS: [(&str, &str); 4] = [
 pub struct LatencySetup {
     pub net_rx_vec: u32,
     pub offsets: NapiOffsets,
+    /// Time one NET_RX run in this many per CPU (1: every run).
+    pub sample_every: u32,
 }
 
 /// NET_RX_SOFTIRQ's value (from the anonymous enum of softirq vectors) and
@@ -71,6 +73,7 @@ pub fn setup(btf: &Btf) -> Result<LatencySetup, HookError> {
             dev_nd_net: btf.member_offset("net_device", "nd_net")?,
             net_inum: btf.member_offset("net", "ns")? + btf.member_offset("ns_common", "inum")?,
         },
+        sample_every: 1,
     })
 }
 
@@ -79,12 +82,15 @@ pub fn load_latency(setup: LatencySetup, log: BpfLog) -> Result<LatencyHook, Hoo
     let LatencySetup {
         net_rx_vec: net_rx,
         offsets,
+        sample_every,
     } = setup;
+    let sample_every = sample_every.max(1);
     let ebpf = log
         .loader()
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
         .btf(None)
         .override_global(GLOBAL_NET_RX_VEC, &net_rx, true)
+        .override_global(GLOBAL_SOFTIRQ_SAMPLE_EVERY, &sample_every, true)
         .override_global(GLOBAL_NAPI_OFFSETS, &offsets, true)
         .load(objects::LATENCY)?;
     Ok(LatencyHook { ebpf })

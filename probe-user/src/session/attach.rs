@@ -244,7 +244,13 @@ fn attach_tracing(
     });
     let mut latency_hook = if cfg.latency {
         latency_setup
-            .and_then(|setup| hooks::latency::load_latency(setup, cfg.bpf_log))
+            .and_then(|setup| {
+                let setup = hooks::latency::LatencySetup {
+                    sample_every: cfg.latency_sample,
+                    ..setup
+                };
+                hooks::latency::load_latency(setup, cfg.bpf_log)
+            })
             .map(Some)
     } else {
         Ok(None)

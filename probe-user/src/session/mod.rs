@@ -57,6 +57,8 @@ pub struct SessionConfig {
     /// Namespaces whose drops count; empty: every namespace.
     pub drop_netns: Vec<String>,
     pub latency: bool,
+    /// Time one NET_RX run in this many (`--latency-sample`).
+    pub latency_sample: u32,
     pub steering: bool,
     pub self_cost: bool,
     /// The kernel programs' diagnostics (`--debug-bpf`).

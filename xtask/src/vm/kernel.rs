@@ -20,7 +20,14 @@ pub struct GuestKernel {
     suite: Option<&'static str>,
 }
 
-pub const KERNELS: [GuestKernel; 2] = [
+pub const KERNELS: [GuestKernel; 3] = [
+    // Debian 11 (bullseye): the oldest LTS kernel nodes still run (Amazon
+    // Linux 2's is 5.10 too). No TCX, no drop reasons (5.17), BTF.
+    GuestKernel {
+        name: "5.10",
+        package: r"^linux-image-5\.10\.0-[0-9]+-amd64-unsigned$",
+        suite: Some("bullseye"),
+    },
     GuestKernel {
         name: "6.1",
         package: r"^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$",

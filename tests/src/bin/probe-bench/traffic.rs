@@ -280,23 +280,32 @@ impl Traffic {
     /// kind with `--self --latency`: each program's runs and ns per run, and
     /// their sum per received skb and per segment.
     pub fn latency(&self) -> bool {
+        let modes: [(&str, &[&str]); 3] = [
+            ("probe", &[]),
+            ("probe --latency", &["--latency"]),
+            (
+                "probe --latency --latency-sample 16",
+                &["--latency", "--latency-sample", "16"],
+            ),
+        ];
         println!(
             "\n--latency under iperf3 pod n1p1 -> pod n2p1, {SECONDS} s per run, {LATENCY_ROUNDS} rounds \
-             of no probe / probe / probe --latency (order rotated)"
+             of no probe / {} (order rotated)",
+            modes.map(|m| m.0).join(" / ")
         );
         let mut ok = true;
         for kind in [Kind::Tcp4, Kind::UdpFlood] {
-            let (mut without, mut with, mut latency) = (Vec::new(), Vec::new(), Vec::new());
+            let mut without = Vec::new();
+            let mut with: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
             for round in 0..LATENCY_ROUNDS {
-                for k in 0..3 {
-                    match (k + round) % 3 {
+                for k in 0..=modes.len() {
+                    match (k + round) % (modes.len() + 1) {
                         0 => without.push(self.measure(kind)),
-                        1 => with.push(self.with_probe(kind)),
-                        _ => latency.push(self.with_probe_flags(kind, &["--latency"])),
+                        m => with[m - 1].push(self.with_probe_flags(kind, modes[m - 1].1)),
                     }
                 }
             }
-            for (label, runs) in [("probe", &with), ("probe --latency", &latency)] {
+            for ((label, _), runs) in modes.iter().zip(&with) {
                 let ratios: Vec<f64> = runs.iter().zip(&without).map(|(w, n)| w / n).collect();
                 let ratio = median(ratios.clone());
                 let (lo, hi) = median_ci(ratios);
@@ -308,13 +317,19 @@ impl Traffic {
                     hi * 100.0,
                     TARGET_RATIO * 100.0
                 );
-                if label == "probe --latency" && matches!(kind, Kind::Tcp4) {
+                if label.contains("--latency") && matches!(kind, Kind::Tcp4) {
                     ok &= ratio >= TARGET_RATIO;
                 }
             }
         }
-        for kind in [Kind::Tcp4, Kind::UdpFlood] {
-            let (child, lines) = self.start_probe(&["--self", "--latency"]);
+        for (kind, sample) in [
+            (Kind::Tcp4, "1"),
+            (Kind::Tcp4, "16"),
+            (Kind::UdpFlood, "1"),
+            (Kind::UdpFlood, "16"),
+        ] {
+            let (child, lines) =
+                self.start_probe(&["--self", "--latency", "--latency-sample", sample]);
             std::thread::sleep(SETTLE);
             self.measure(kind);
             let lines = stop_probe(child, lines);
@@ -330,7 +345,7 @@ impl Traffic {
                 nic["segments"].as_f64().unwrap(),
             );
             println!(
-                "\n{} with --self --latency: {skbs} skbs, {segments} segments at node 2's eth0",
+                "\n{} with --self --latency --latency-sample {sample}: {skbs} skbs, {segments} segments at node 2's eth0",
                 kind.name()
             );
             let mut latency_ns = 0.0;
