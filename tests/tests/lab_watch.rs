@@ -171,7 +171,12 @@ fn sigterm_and_sigkill_leave_nothing_behind() {
         }
         let w = Watch::start(&args);
         let ids = w.program_ids();
-        assert!(ids.len() >= 3, "nic, tcx, kfree_skb at least: {ids:?}");
+        // The drop probe (kfree_skb) needs drop reasons: Linux 5.17.
+        let at_least = if kernel_at_least(5, 17) { 3 } else { 2 };
+        assert!(
+            ids.len() >= at_least,
+            "nic, vxlan, kfree_skb at least: {ids:?}"
+        );
         if cycle % 2 == 1 {
             assert!(xdp_prog_id(&n2.netns, "eth0").is_some_and(|id| ids.contains(&id)));
         } else {
@@ -444,8 +449,15 @@ fn tune_reads_the_nic() {
             .unwrap_or_else(|| panic!("no {name} in {eth0}"))
             .clone()
     };
-    assert!(setting("channels")["error"].is_null(), "{eth0}");
     let real_nic = std::env::var_os(probe_lab::NICS_ENV).is_some();
+    // veth answers the channels request on 6.1 and later, not on Debian's
+    // 5.10: there the probe says why it has no value.
+    let channels = setting("channels");
+    assert!(
+        channels["error"].is_null()
+            || (!real_nic && channels["error"] == "not supported by the driver"),
+        "{eth0}"
+    );
     assert_eq!(setting("ring rx")["error"].is_null(), real_nic, "{eth0}");
     let irqs: Vec<&serde_json::Value> = eth0["settings"]
         .as_array()
