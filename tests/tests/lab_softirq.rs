@@ -7,6 +7,8 @@ use probe_tests::{lab, privileged, summary, Watch};
 use serde_json::Value;
 
 const PORT: u16 = 9200;
+/// Datagrams of the lab load of the softirq tests.
+const SENT: u64 = 3_000;
 
 /// Sends `count` datagrams from a thread pinned to `cpu`: the whole transmit
 /// path, and the receive path's softirqs it triggers, run on that CPU.
@@ -33,26 +35,22 @@ fn cpu_packets(s: &Value, stage: &str, cpu: u64) -> u64 {
         .map_or(0, |c| c["segments"].as_u64().unwrap())
 }
 
-#[test]
-fn softirq_and_napi_under_lab_load() {
-    if !privileged("softirq_and_napi_under_lab_load") {
-        return;
-    }
-    const SENT: u64 = 3_000;
+/// `probe watch --latency` on node 2 (with `flags`) while `SENT` datagrams
+/// go from node 1's pod, sent on CPU 0, to node 2's: the summary, and node
+/// 2's namespace name.
+fn watch_pinned_load(flags: &[&str]) -> (Value, String) {
     let lab = lab();
     let (n1, n2) = (lab.node(1), lab.node(2));
     let sink = lab::UdpSink::start(&n2.pods[0].netns, PORT).unwrap();
-    // XDP on the veth puts it in NAPI mode (the default tc hook does not:
-    // veth then hands packets to the per-CPU backlog, iface null below).
-    let w = Watch::start(&[
+    let mut args = vec![
         "--netns",
-        &n2.netns,
+        n2.netns.as_str(),
         "--interval",
         "0.5",
         "--latency",
-        "--nic-hook",
-        "xdp",
-    ]);
+    ];
+    args.extend(flags);
+    let w = Watch::start(&args);
     send_pinned(
         &n1.pods[0].netns,
         SocketAddrV4::new(n2.pods[0].ip, PORT),
@@ -63,7 +61,17 @@ fn softirq_and_napi_under_lab_load() {
     std::thread::sleep(Duration::from_millis(200));
     let (code, lines, err) = w.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{err}");
-    let s = summary(&lines);
+    (summary(&lines).clone(), n2.netns.clone())
+}
+
+#[test]
+fn softirq_and_napi_under_lab_load() {
+    if !privileged("softirq_and_napi_under_lab_load") {
+        return;
+    }
+    // XDP on the veth puts it in NAPI mode (the default tc hook does not:
+    // veth then hands packets to the per-CPU backlog, iface null below).
+    let (s, n2_netns) = watch_pinned_load(&["--nic-hook", "xdp"]);
 
     // NAPI on node 2's eth0 (veth in NAPI mode under XDP) handled exactly the
     // packets XDP saw, in polls of at most the budget.
@@ -71,7 +79,7 @@ fn softirq_and_napi_under_lab_load() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["iface"] == "eth0" && n["netns"] == n2.netns.as_str())
+        .filter(|n| n["iface"] == "eth0" && n["netns"] == n2_netns.as_str())
         .collect();
     let packets: u64 = eth0.iter().map(|n| n["packets"].as_u64().unwrap()).sum();
     let polls: u64 = eth0.iter().map(|n| n["polls"].as_u64().unwrap()).sum();
@@ -86,7 +94,7 @@ fn softirq_and_napi_under_lab_load() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["iface"] == "flannel.1" && n["netns"] == n2.netns.as_str())
+        .filter(|n| n["iface"] == "flannel.1" && n["netns"] == n2_netns.as_str())
         .map(|n| n["packets"].as_u64().unwrap())
         .sum();
     assert_eq!(flannel, SENT);
@@ -138,30 +146,8 @@ fn latency_sample_times_one_run_in_n() {
     if !privileged("latency_sample_times_one_run_in_n") {
         return;
     }
-    const SENT: u64 = 3_000;
     const N: u64 = 8;
-    let lab = lab();
-    let (n1, n2) = (lab.node(1), lab.node(2));
-    let sink = lab::UdpSink::start(&n2.pods[0].netns, PORT).unwrap();
-    let w = Watch::start(&[
-        "--netns",
-        &n2.netns,
-        "--interval",
-        "0.5",
-        "--latency",
-        "--latency-sample",
-        "8",
-    ]);
-    send_pinned(
-        &n1.pods[0].netns,
-        SocketAddrV4::new(n2.pods[0].ip, PORT),
-        SENT,
-        0,
-    );
-    assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
-    let (code, lines, err) = w.stop(libc::SIGINT);
-    assert_eq!(code, Some(0), "{err}");
-    let s = summary(&lines);
+    let (s, _) = watch_pinned_load(&["--latency-sample", "8"]);
     for row in s["softirq"].as_array().unwrap() {
         let runs = row["runs"].as_u64().unwrap();
         let timed = row["run_ns"]["count"].as_u64().unwrap();

@@ -63,17 +63,7 @@ pub fn run(json: bool) -> Result<()> {
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", probe.display()))?;
-    let start = Instant::now();
-    while !ready.exists() {
-        if let Some(status) = child.try_wait()? {
-            bail!("probe exited before attaching: {status}");
-        }
-        if start.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            bail!("probe did not attach within 15 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_attached(&mut child, &ready, "probe", String::new)?;
 
     let dst_a = format!("{}:9000", n2.pods[0].ip).parse()?;
     let dst_b = format!("{}:9001", n2.pods[1].ip).parse()?;
@@ -148,6 +138,30 @@ pub fn run(json: bool) -> Result<()> {
     eprintln!("demo: lab removed");
     if !status.success() {
         bail!("probe exited with {status}");
+    }
+    Ok(())
+}
+
+/// Waits (20 s at most) until the probe `child` writes its `--ready-file`.
+/// If it exits first, or takes too long (then it is killed), the error names
+/// `what` and adds `details()` (its log, say).
+pub fn wait_attached(
+    child: &mut std::process::Child,
+    ready: &std::path::Path,
+    what: &str,
+    details: impl Fn() -> String,
+) -> Result<()> {
+    let start = Instant::now();
+    while !ready.exists() {
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited before attaching ({status})\n{}", details());
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not attach within 20 s\n{}", details());
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }

@@ -154,22 +154,12 @@ fn start_probe(probe: &Path, node: &probe_lab::Node, addr: &str, dir: &Path) -> 
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", probe.display()))?;
-    let start = Instant::now();
-    while !ready.exists() {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "probe serve on {} exited before attaching ({status}):\n{}",
-                node.netns,
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("probe serve on {} did not attach within 20 s", node.netns);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::demo::wait_attached(
+        &mut child,
+        &ready,
+        &format!("probe serve on {}", node.netns),
+        || std::fs::read_to_string(&log_path).unwrap_or_default(),
+    )?;
     Ok(child)
 }
 
