@@ -135,8 +135,9 @@ impl Drop for RpsOff<'_> {
     }
 }
 
-/// Per RX queue, the probe counts what the driver counts, and each queue's
-/// NAPI polls (its IRQ pinned to CPU q) handled exactly that queue's packets.
+/// Per RX queue, the probe counts what the driver counts, exactly; each
+/// queue's NAPI polls (its IRQ pinned to CPU q) handled that queue's packets,
+/// and all of them together exactly the driver's total.
 #[test]
 #[ignore = "needs a multi-queue NIC as the lab's underlay: cargo xtask vm"]
 fn each_rx_queue_counted_as_the_driver_counts_it() {
@@ -160,16 +161,32 @@ fn each_rx_queue_counted_as_the_driver_counts_it() {
         // UDP, not merged: skbs = segments = wire packets.
         assert_eq!(probe["skbs"], delta, "rx-{q}: {probe}");
         assert_eq!(probe["segments"], delta, "rx-{q}: {probe}");
-        // The queue's IRQ is on CPU q: its NAPI polls run there.
+        // The queue's IRQ is on CPU q: its NAPI polls run there. Nearly
+        // always: virtio_net also schedules a queue's NAPI from process
+        // context (refill work, re-enabling), on whatever CPU that runs (6.12
+        // polled 1 packet of 1,750 on the other CPU in one run).
         let napi = s["napi"]
             .as_array()
             .unwrap()
             .iter()
             .find(|n| n["iface"] == "eth0" && n["netns"] == n2.as_str() && n["cpu"] == q as u64)
             .unwrap_or_else(|| panic!("no NAPI row for eth0 on CPU {q}: {}", s["napi"]));
-        assert_eq!(napi["packets"], delta, "rx-{q}'s NAPI on CPU {q}: {napi}");
+        let packets = napi["packets"].as_u64().unwrap();
+        assert!(
+            packets.abs_diff(delta) <= delta / 100,
+            "rx-{q}'s NAPI on CPU {q}: {napi}"
+        );
         assert!(napi["polls"].as_u64().unwrap() > 0, "{napi}");
     }
+    // Every packet the driver counted, NAPI handed to the stack: exactly.
+    let napi_total: u64 = s["napi"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["iface"] == "eth0" && n["netns"] == n2.as_str())
+        .map(|n| n["packets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(napi_total, deltas.iter().sum::<u64>(), "{}", s["napi"]);
 }
 
 /// RPS on a real driver: with both RX queues' RPS set to CPU 1, every packet
