@@ -365,8 +365,9 @@ fn flannel_recreated_is_reattached_within_2s() {
 /// What this kernel gives each stage and mode: how it attached, or the
 /// reason it could not. The NIC and VXLAN stages attach on every kernel the
 /// project supports, the drop stage from 5.17 (below, it says why not);
-/// `--latency`, `--steering` and XDP either attach or say why. Prints one `KERNEL-FEATURES {json}` line: `cargo xtask
-/// vm` collects them for the README's kernel table.
+/// `--latency`, `--steering` and XDP either attach or say why. Prints one
+/// `KERNEL-FEATURES {json}` line: `cargo xtask vm` collects them for the
+/// README's kernel table.
 #[test]
 fn kernel_features() {
     if !privileged("kernel_features") {
