@@ -241,8 +241,9 @@ fn softirq(o: &mut String, r: &Report) {
         .map_or("-".into(), |p| format!("{p:.1}%"));
     let _ = writeln!(
         o,
-        "SOFTIRQ NET_RX: {} runs ({} in ksoftirqd, {share} of run time); wait {}; run {}",
+        "SOFTIRQ NET_RX: {} runs, {} timed ({} of them in ksoftirqd, {share} of run time); wait {}; run {}",
         all.runs,
+        all.run_ns.count,
         all.ksoftirqd_runs,
         percentiles(&all.wait_ns),
         percentiles(&all.run_ns)

@@ -288,18 +288,24 @@ fn daemonset_serves_metrics_where_it_says() {
     assert_eq!(annotations["prometheus.io/port"], port.to_string());
     assert_eq!(annotations["prometheus.io/path"], "/metrics");
 
-    // The kubelet's checks reach the probe through the proxy, which lets
-    // exactly those paths through without a token: never /metrics.
+    // The kubelet's checks reach the probe directly on loopback (it shares
+    // the node's namespace): a hung proxy must not restart the probe. The
+    // proxy lets exactly those paths through without a token, never /metrics,
+    // and has its own check.
     let ignored: Vec<&str> = go_flag(&pargs, "--ignore-paths").split(',').collect();
     assert!(!ignored.contains(&"/metrics"), "{ignored:?}");
     for (check, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
         let get = &c[check]["httpGet"];
         assert_eq!(get["path"], path, "{check}");
         assert_eq!(get["port"], port, "{check}");
-        assert_eq!(get["scheme"], "HTTPS", "{check}");
-        assert!(get["host"].is_null(), "{check}");
+        assert_eq!(get["scheme"], "HTTP", "{check}");
+        assert_eq!(get["host"], "127.0.0.1", "{check}");
         assert!(ignored.contains(&path), "{path} not in {ignored:?}");
     }
+    assert_eq!(
+        proxy["livenessProbe"]["tcpSocket"]["port"], port,
+        "the proxy's own check"
+    );
 }
 
 /// rbac.yaml: the ServiceAccount the DaemonSet runs as, allowed what

@@ -168,7 +168,9 @@ fn latency_sample_times_one_run_in_n() {
             timed <= runs / N + cpus && timed + cpus + runs / 50 >= runs / N,
             "{row}"
         );
-        assert!(waited.abs_diff(timed) <= cpus, "{row}");
+        // A timed run has both, unless the kernel skipped one of its tracing
+        // runs (recursion protection) or it spans the end: a few.
+        assert!(waited.abs_diff(timed) <= cpus + timed / 50, "{row}");
     }
     let all = &s["softirq"][0];
     assert!(all["runs"].as_u64().unwrap() >= SENT / 10, "{all}");

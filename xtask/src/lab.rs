@@ -96,10 +96,19 @@ pub fn up(prefix: &str, with_prometheus: bool) -> Result<()> {
         .collect();
     processes.push(json!({"what": "prometheus", "pid": pid, "start": start_time(pid)}));
     let state = json!({"prefix": prefix, "processes": processes, "dirs": [data]});
-    std::fs::write(
+    if let Err(e) = std::fs::write(
         dir.join("state.json"),
         serde_json::to_string_pretty(&state)?,
-    )?;
+    ) {
+        // Without the record `lab down` could not stop them: stop them now.
+        for p in &processes {
+            if let Some(pid) = p["pid"].as_u64() {
+                // SAFETY: processes this run started, by PID.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            }
+        }
+        return Err(e).context("writing the lab's state.json (its processes were stopped)");
+    }
     lab.keep();
     println!(
         "prometheus: {url} (job rxprobe, scrape and rules every 1 s, rules from deploy/prometheus/rules.yaml; data in {})",

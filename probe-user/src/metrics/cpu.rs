@@ -45,7 +45,7 @@ pub(super) fn encode(f: &mut Family<'_, '_>, r: &Report) -> std::fmt::Result {
     )?;
     f.counter(
         "softirq_ksoftirqd_runs",
-        "NET_RX softirq runs that ran in a ksoftirqd thread rather than on irq exit (--latency)",
+        "Timed NET_RX softirq runs (softirq_run_seconds_count) that ran in a ksoftirqd thread rather than on irq exit (--latency)",
         &cpus
             .iter()
             .map(|s| (cpu_label(s.cpu), s.ksoftirqd_runs))

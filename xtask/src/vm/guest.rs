@@ -253,6 +253,19 @@ impl TapNetns {
         let _ = ns.ip(&["netns", "del", &ns.name]);
         ns.ip(&["netns", "add", &ns.name])?;
         let n = ns.name.as_str();
+        // No IPv6 on the bridge and taps: link-local addresses, DAD and
+        // router solicitations would reach the guests' NICs, and the lab
+        // must stay silent (every frame on it is one a test sent).
+        for conf in ["all", "default"] {
+            ns.ip(&[
+                "netns",
+                "exec",
+                n,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{conf}.disable_ipv6=1"),
+            ])?;
+        }
         ns.ip(&[
             "-n",
             n,
