@@ -173,6 +173,9 @@ impl Genl {
                 match kind {
                     NLMSG_DONE => return Ok(replies),
                     NLMSG_ERROR => {
+                        if len < 20 {
+                            return Err(io::Error::other("truncated netlink error"));
+                        }
                         let errno = i32::from_ne_bytes(b[16..20].try_into().unwrap());
                         if errno != 0 {
                             return Err(io::Error::from_raw_os_error(-errno));
