@@ -34,10 +34,12 @@ fn rx_queues(lab: &Lab) -> u32 {
     let n = in_ns(&lab.node(2).netns, "ls -d /sys/class/net/eth0/queues/rx-*")
         .lines()
         .count() as u32;
+    let given = std::env::var_os(lab::NICS_ENV).is_some();
     assert!(
-        n >= 2 && std::env::var_os(lab::NICS_ENV).is_some(),
-        "{WHY_IGNORED} ({} set, {n} RX queue(s))",
-        lab::NICS_ENV
+        n >= 2 && given,
+        "{WHY_IGNORED} ({} {}, eth0 has {n} RX queue(s))",
+        lab::NICS_ENV,
+        if given { "set" } else { "not set" }
     );
     n
 }
