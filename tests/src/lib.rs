@@ -286,6 +286,28 @@ pub fn stage<'a>(report: &'a serde_json::Value, stage: &str, iface: &str) -> &'a
         .unwrap_or_else(|| panic!("no stage {stage} on {iface} in {report}"))
 }
 
+/// The `napi[]` rows (one per CPU) of `iface` in namespace `netns`.
+pub fn napi_rows<'a>(
+    report: &'a serde_json::Value,
+    iface: &str,
+    netns: &str,
+) -> Vec<&'a serde_json::Value> {
+    report["napi"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["iface"] == iface && n["netns"] == netns)
+        .collect()
+}
+
+/// The packets NAPI polled on `iface` in `netns`, all CPUs.
+pub fn napi_packets(report: &serde_json::Value, iface: &str, netns: &str) -> u64 {
+    napi_rows(report, iface, netns)
+        .iter()
+        .map(|n| n["packets"].as_u64().unwrap())
+        .sum()
+}
+
 /// Ids of the BPF programs attached in `netns` at XDP on `iface` (from netlink).
 pub fn xdp_prog_id(netns: &str, iface: &str) -> Option<u32> {
     let out = lab::run(

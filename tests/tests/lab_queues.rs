@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use probe_tests::{kernel_at_least, lab, privileged, summary, Lab, Watch};
+use probe_tests::{kernel_at_least, lab, napi_packets, napi_rows, privileged, summary, Lab, Watch};
 use serde_json::Value;
 
 const PORT: u16 = 9300;
@@ -68,6 +68,16 @@ fn pin_rx_irqs(netns: &str, queues: u32) {
         std::fs::write(format!("/proc/irq/{irq}/smp_affinity_list"), q.to_string())
             .unwrap_or_else(|e| panic!("pinning IRQ {irq} ({name}) to CPU {q}: {e}"));
     }
+}
+
+/// A lab on the multi-queue NIC: it, its RX queue count, and node 2's
+/// namespace, with each RX queue's IRQ pinned to its own CPU.
+fn two_queue_lab() -> (Lab, u32, String) {
+    let lab = lab();
+    let queues = rx_queues(&lab);
+    let n2 = lab.node(2).netns.clone();
+    pin_rx_irqs(&n2, queues);
+    (lab, queues, n2)
 }
 
 /// `PER_FLOW` datagrams on each of `FLOWS` flows (one socket each) from node
@@ -146,10 +156,7 @@ fn each_rx_queue_counted_as_the_driver_counts_it() {
     if !privileged("each_rx_queue_counted_as_the_driver_counts_it") {
         return;
     }
-    let lab = lab();
-    let queues = rx_queues(&lab);
-    let n2 = lab.node(2).netns.clone();
-    pin_rx_irqs(&n2, queues);
+    let (lab, queues, n2) = two_queue_lab();
     let (s, deltas) = watch_flows(&lab, queues, &["--latency"]);
     println!("driver per-queue packets: {deltas:?}");
     for (q, &delta) in deltas.iter().enumerate() {
@@ -167,11 +174,9 @@ fn each_rx_queue_counted_as_the_driver_counts_it() {
         // always: virtio_net also schedules a queue's NAPI from process
         // context (refill work, re-enabling), on whatever CPU that runs (6.12
         // polled 1 packet of 1,750 on the other CPU in one run).
-        let napi = s["napi"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["iface"] == "eth0" && n["netns"] == n2.as_str() && n["cpu"] == q as u64)
+        let napi = napi_rows(&s, "eth0", &n2)
+            .into_iter()
+            .find(|n| n["cpu"] == q as u64)
             .unwrap_or_else(|| panic!("no NAPI row for eth0 on CPU {q}: {}", s["napi"]));
         let packets = napi["packets"].as_u64().unwrap();
         assert!(
@@ -181,14 +186,12 @@ fn each_rx_queue_counted_as_the_driver_counts_it() {
         assert!(napi["polls"].as_u64().unwrap() > 0, "{napi}");
     }
     // Every packet the driver counted, NAPI handed to the stack: exactly.
-    let napi_total: u64 = s["napi"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["iface"] == "eth0" && n["netns"] == n2.as_str())
-        .map(|n| n["packets"].as_u64().unwrap())
-        .sum();
-    assert_eq!(napi_total, deltas.iter().sum::<u64>(), "{}", s["napi"]);
+    assert_eq!(
+        napi_packets(&s, "eth0", &n2),
+        deltas.iter().sum::<u64>(),
+        "{}",
+        s["napi"]
+    );
 }
 
 /// RPS on a real driver: with both RX queues' RPS set to CPU 1, every packet
@@ -202,10 +205,7 @@ fn rps_on_a_multi_queue_nic_moves_the_stack_to_the_chosen_cpu() {
     if !privileged("rps_on_a_multi_queue_nic_moves_the_stack_to_the_chosen_cpu") {
         return;
     }
-    let lab = lab();
-    let queues = rx_queues(&lab);
-    let n2 = lab.node(2).netns.clone();
-    pin_rx_irqs(&n2, queues);
+    let (lab, queues, n2) = two_queue_lab();
     if !kernel_at_least(6, 5) {
         let w = Watch::start(&["--netns", &n2, "--steering"]);
         let unavailable = w.ready_info["unavailable"].clone();
@@ -282,10 +282,7 @@ fn tune_reads_every_queue() {
     if !privileged("tune_reads_every_queue") {
         return;
     }
-    let lab = lab();
-    let queues = rx_queues(&lab);
-    let n2 = lab.node(2).netns.clone();
-    pin_rx_irqs(&n2, queues);
+    let (_lab, queues, n2) = two_queue_lab(); // kept up until the end
     let (code, out, err) = probe_tests::probe_output(&["tune", "--netns", &n2, "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();

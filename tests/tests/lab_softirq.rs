@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddrV4, time::Duration};
 
-use probe_tests::{lab, privileged, summary, Watch};
+use probe_tests::{lab, napi_packets, napi_rows, privileged, summary, Watch};
 use serde_json::Value;
 
 const PORT: u16 = 9200;
@@ -75,13 +75,8 @@ fn softirq_and_napi_under_lab_load() {
 
     // NAPI on node 2's eth0 (veth in NAPI mode under XDP) handled exactly the
     // packets XDP saw, in polls of at most the budget.
-    let eth0: Vec<&Value> = s["napi"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["iface"] == "eth0" && n["netns"] == n2_netns.as_str())
-        .collect();
-    let packets: u64 = eth0.iter().map(|n| n["packets"].as_u64().unwrap()).sum();
+    let eth0 = napi_rows(&s, "eth0", &n2_netns);
+    let packets = napi_packets(&s, "eth0", &n2_netns);
     let polls: u64 = eth0.iter().map(|n| n["polls"].as_u64().unwrap()).sum();
     assert_eq!(packets, SENT, "{:?}", s["napi"]);
     assert!(polls > 0 && polls <= SENT, "{polls} polls");
@@ -90,14 +85,7 @@ fn softirq_and_napi_under_lab_load() {
         assert_eq!(n["work"]["count"], n["polls"]);
     }
     // The decapsulated packets went through flannel.1's GRO cell NAPI too.
-    let flannel: u64 = s["napi"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["iface"] == "flannel.1" && n["netns"] == n2_netns.as_str())
-        .map(|n| n["packets"].as_u64().unwrap())
-        .sum();
-    assert_eq!(flannel, SENT);
+    assert_eq!(napi_packets(&s, "flannel.1", &n2_netns), SENT);
 
     // NET_RX ran at least once per poll round; its timings are plausible
     // (raise -> entry under 10 ms, runs under 100 ms on this idle lab).

@@ -333,13 +333,7 @@ impl Traffic {
             std::thread::sleep(SETTLE);
             self.measure(kind);
             let lines = stop_probe(child, lines);
-            let summary = lines.iter().rev().find(|l| l["type"] == "summary").unwrap();
-            let nic = summary["stages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s["stage"] == "nic")
-                .expect("nic stage");
+            let nic = probe_tests::stage(probe_tests::summary(&lines), "nic", "eth0");
             let (skbs, segments) = (
                 nic["skbs"].as_f64().unwrap(),
                 nic["segments"].as_f64().unwrap(),
