@@ -194,6 +194,75 @@ fn each_rx_queue_counted_as_the_driver_counts_it() {
     );
 }
 
+/// TCP with GRO (iperf3, 4 streams) on the two-queue NIC: per RX queue, the
+/// segments the probe counts at tc (after GRO merged them into fewer skbs)
+/// are the packets the driver counted on that queue, exactly.
+#[test]
+#[ignore = "needs a multi-queue NIC as the lab's underlay: cargo xtask vm"]
+fn tcp_segments_per_queue_as_the_driver_counts_them() {
+    if !privileged("tcp_segments_per_queue_as_the_driver_counts_them") {
+        return;
+    }
+    let (lab, queues, n2) = two_queue_lab();
+    let server_ns = lab.node(2).pods[0].netns.clone();
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &server_ns, "iperf3", "-s", "-1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 (cargo xtask setup installs it)");
+    // Listening by then, even under emulation.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = driver_queue_packets(&n2, queues);
+    let w = Watch::start(&["--netns", &n2, "--interval", "0.5"]);
+    let ip = lab.node(2).pods[0].ip.to_string();
+    lab::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.node(1).pods[0].netns,
+            "iperf3",
+            "-c",
+            &ip,
+            "-P",
+            "4",
+            "-t",
+            "3",
+        ],
+    )
+    .expect("iperf3 client");
+    let _ = server.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = driver_queue_packets(&n2, queues);
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    let s = summary(&lines);
+    let (mut skbs, mut segments) = (0, 0);
+    for q in 0..queues as usize {
+        let delta = after[q] - before[q];
+        let row = s["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["iface"] == "eth0" && r["queue"] == q as u64);
+        let (row_skbs, row_segments) = row.map_or((0, 0), |r| {
+            (r["skbs"].as_u64().unwrap(), r["segments"].as_u64().unwrap())
+        });
+        println!(
+            "rx-{q}: driver {delta} packets, probe {row_segments} segments in {row_skbs} skbs"
+        );
+        assert_eq!(row_segments, delta, "rx-{q}: {row:?}");
+        skbs += row_skbs;
+        segments += row_segments;
+    }
+    assert!(segments > 1000, "iperf3 sent little: {segments} segments");
+    assert!(
+        skbs < segments,
+        "GRO merged nothing: {skbs} skbs, {segments} segments"
+    );
+}
+
 /// RPS on a real driver: with both RX queues' RPS set to CPU 1, every packet
 /// polled on CPU q (queue q's IRQ) reaches the stack on CPU 1; without RPS
 /// each stays on the CPU that polled it. Per queue, against the driver's
