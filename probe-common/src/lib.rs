@@ -7,6 +7,7 @@ pub mod classify;
 pub mod drops;
 pub mod latency;
 pub mod maps;
+pub mod stage_latency;
 
 pub use classify::{Classification, Frame, InnerClass, NicClass};
 pub use maps::*;

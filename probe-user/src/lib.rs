@@ -27,6 +27,7 @@ pub mod rtnl;
 pub mod selfcost;
 pub mod session;
 pub mod stage;
+pub mod stage_latency;
 pub mod steering;
 pub mod tune;
 
@@ -48,4 +49,6 @@ pub mod objects {
     pub static LATENCY: &[u8] = object!("probe-latency");
     /// `--steering`.
     pub static STEERING: &[u8] = object!("probe-steering");
+    /// `--stage-latency`.
+    pub static STAGE_LATENCY: &[u8] = object!("probe-stage-latency");
 }

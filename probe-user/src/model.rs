@@ -5,6 +5,7 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
+use probe_common::stage_latency::PathCpu;
 use serde::Serialize;
 
 use crate::{
@@ -38,8 +39,20 @@ pub struct Topology {
     pub latency: bool,
     /// `--steering`: the steering probes are attached.
     pub steering: bool,
+    /// `--stage-latency`: the stage latency probes are attached.
+    pub stage_latency: Option<StageLatencyInfo>,
     /// Watched devices that disappeared, and when their hooks came back.
     pub gaps: Vec<Gap>,
+}
+
+/// How the stage latency probes run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageLatencyInfo {
+    pub sample_every: u32,
+    /// The socket stages are followed (Linux >= 6.5).
+    pub socket_stages: bool,
+    /// Why they are not, if not.
+    pub socket_unavailable: Option<String>,
 }
 
 /// A watched device disappeared (its hooks with it) and, once a device of the
@@ -105,6 +118,8 @@ pub struct Sample {
     pub latency: Option<LatencyCounts>,
     /// `--steering` matrices.
     pub steering: Option<SteerCounts>,
+    /// `--stage-latency` counters, one per CPU.
+    pub stage_latency: Option<Vec<PathCpu>>,
 }
 
 impl Sample {
@@ -147,6 +162,9 @@ impl Sample {
             napi_to_stack: vec![0; st.napi_to_stack.len()],
             ready_to_reader: vec![0; st.ready_to_reader.len()],
         });
+        s.stage_latency = s
+            .stage_latency
+            .map(|cpus| vec![PathCpu::default(); cpus.len()]);
         s.drops = s.drops.map(|_| DropCounts::zeroed());
         s
     }
@@ -196,6 +214,8 @@ pub struct Report {
     pub advice: Vec<Advice>,
     /// `--steering`: poll CPU -> stack CPU, and queueing CPU -> reader CPU.
     pub steering: Option<crate::steering::Steering>,
+    /// `--stage-latency`: followed packets and each transition's time.
+    pub stage_latency: Option<crate::stage_latency::StageLatency>,
     /// Watched devices that disappeared during the period, and when the
     /// probe re-attached to their successors (see [`Gap`]).
     pub gaps: Vec<Gap>,

@@ -169,6 +169,9 @@ pub fn human(r: &Report) -> String {
                 .map_or("-".into(), |p| format!("{p:.1}%"))
         );
     }
+    if let Some(p) = &r.stage_latency {
+        stage_latency(&mut o, p);
+    }
     for a in &r.advice {
         let _ = writeln!(o, "ADVICE {}: {}", a.rule, a.text);
     }
@@ -286,5 +289,40 @@ mod tests {
         assert_eq!(si(12_345), "12.3k");
         assert_eq!(bytes(2048), "2.0 KiB");
         assert_eq!(bytes(3 * 1_048_576), "3.0 MiB");
+    }
+}
+
+/// `--stage-latency`: the followed packets, then each transition's times.
+fn stage_latency(o: &mut String, p: &crate::stage_latency::StageLatency) {
+    let _ = writeln!(
+        o,
+        "PATH   1 packet in {} followed (skbs): {} at nic, {} decap, {} pod, {} queued, {} read{}",
+        p.sample_every,
+        p.sampled,
+        p.decap,
+        p.pod,
+        p.queued,
+        p.read,
+        if p.socket_busy > 0 {
+            format!(" ({} queued behind another followed packet)", p.socket_busy)
+        } else {
+            String::new()
+        }
+    );
+    let times: Vec<String> = p
+        .transitions
+        .iter()
+        .filter(|t| t.ns.count > 0)
+        .map(|t| {
+            format!(
+                "{}->{} {}",
+                t.from,
+                t.to,
+                crate::stage_latency::short(&t.ns)
+            )
+        })
+        .collect();
+    if !times.is_empty() {
+        let _ = writeln!(o, "PATH   {}", times.join("  "));
     }
 }

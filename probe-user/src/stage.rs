@@ -76,6 +76,8 @@ pub enum HookKind {
     Drops,
     Softirq,
     Steering,
+    #[serde(rename = "stage_latency")]
+    StageLatency,
 }
 
 impl HookKind {
@@ -86,6 +88,7 @@ impl HookKind {
             HookKind::Drops => "drops",
             HookKind::Softirq => "softirq",
             HookKind::Steering => "steering",
+            HookKind::StageLatency => "stage_latency",
         }
     }
 }

@@ -117,6 +117,19 @@ pub struct WatchArgs {
     /// diagnosis session, not for leaving on. Linux >= 6.5
     #[arg(long)]
     pub steering: bool,
+    /// Also time received packets stage by stage: one packet in N (at the
+    /// NIC, per CPU) is followed by its buffer through the VXLAN device and
+    /// the pod's device to its socket, and the read that takes it. Reports,
+    /// per transition (nic->decap->pod->queued->read), a histogram with
+    /// p50/p90/p99/max and how many followed packets reached each stage. One
+    /// tracepoint per packet per device, one per socket enqueue and read. The
+    /// socket stages need Linux >= 6.5
+    #[arg(long)]
+    pub stage_latency: bool,
+    /// With --stage-latency: follow one packet in N
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub stage_sample: u32,
     /// Print the kernel programs' diagnostics on stderr as `probe[bpf] ...`
     /// lines (VXLAN traffic no watched device owns, RX queues or drop reasons
     /// beyond the counter tables). Off: the verifier removes the log code, so
@@ -156,6 +169,7 @@ impl WatchArgs {
             latency: self.latency,
             latency_sample: self.latency_sample,
             steering: self.steering,
+            stage_latency: self.stage_latency.then_some(self.stage_sample),
             self_cost: self.self_cost,
             bpf_log: if self.debug_bpf {
                 BpfLog::Debug

@@ -1,7 +1,8 @@
 //! The kernel hooks: each owns its BPF object (load, attach, read the raw
 //! counters); dropping a hook detaches it. One file per hook:
 //! nic (tc or XDP on the NIC), vxlan (tc on a VXLAN device), drops
-//! (tp_btf/kfree_skb), latency (NET_RX softirq and NAPI), steering; tc.rs
+//! (tp_btf/kfree_skb), latency (NET_RX softirq and NAPI), steering,
+//! stage_latency (sampled packets timed stage by stage); tc.rs
 //! attaches the two tc hooks (TCX, or the legacy filter), bpf_log.rs is
 //! `--debug-bpf`.
 //!
@@ -16,6 +17,7 @@ pub mod bpf_log;
 pub mod drops;
 pub mod latency;
 pub mod nic;
+pub mod stage_latency;
 pub mod steering;
 pub mod tc;
 pub mod vxlan;

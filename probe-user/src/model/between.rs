@@ -76,6 +76,7 @@ impl Report {
             napi: Vec::new(),
             advice: Vec::new(),
             steering: None,
+            stage_latency: None,
             // Every gap for a summary; for an interval, those it overlaps.
             gaps: topo
                 .gaps
@@ -145,6 +146,14 @@ impl Report {
         }
         if let Some(now) = &later.steering {
             r.steering = Some(crate::steering::steering(now, earlier.steering.as_ref()));
+        }
+        if let (Some(now), Some(info)) = (&later.stage_latency, &topo.stage_latency) {
+            r.stage_latency = Some(crate::stage_latency::stage_latency(
+                now,
+                earlier.stage_latency.as_deref(),
+                info.sample_every,
+                info.socket_unavailable.clone(),
+            ));
         }
         if let (Some(a), Some(b)) = (&earlier.self_sample, &later.self_sample) {
             r.self_cost = Some(SelfCost::between(a, b, r.elapsed_s));

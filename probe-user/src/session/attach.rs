@@ -11,9 +11,10 @@ use super::{
 use crate::{
     error::ProbeError,
     hooks::{
-        self, drops::DropHook, latency::LatencyHook, nic::NicConfig, steering::SteerHook, HookError,
+        self, drops::DropHook, latency::LatencyHook, nic::NicConfig, stage_latency::StageHook,
+        steering::SteerHook, HookError,
     },
-    model::{DevInfo, HookKind, NicInfo, Topology, Unavailable},
+    model::{DevInfo, HookKind, NicInfo, StageLatencyInfo, Topology, Unavailable},
     names::Names,
     netns::Netns,
     rtnl::{Link, RtnlSocket},
@@ -73,7 +74,16 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         drops: drop_hook,
         latency: latency_hook,
         steering: steer_hook,
-    } = attach_tracing(cfg, &netns, &nic, &ports, &scope_inums, &mut unavailable);
+        stage_latency: stage_hook,
+    } = attach_tracing(
+        cfg,
+        &netns,
+        &nic,
+        &dev_hooks.iter().map(|h| h.ifindex).collect::<Vec<_>>(),
+        &ports,
+        &scope_inums,
+        &mut unavailable,
+    );
     if nic_hook.is_none() && dev_hooks.is_empty() && drop_hook.is_none() {
         let reasons: Vec<_> = unavailable
             .iter()
@@ -130,6 +140,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         reasons: drop_hook.as_ref().map(|h| h.reasons.clone()),
         latency: latency_hook.is_some(),
         steering: steer_hook.is_some(),
+        stage_latency: stage_hook.as_ref().map(|(_, info)| info.clone()),
         drop_scope: cfg.drop_netns.clone(),
         gaps: Vec::new(),
     };
@@ -159,6 +170,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         drops: drop_hook,
         latency: latency_hook,
         steering: steer_hook,
+        stage_latency: stage_hook.map(|(hook, _)| hook),
         snmp_netns,
         names: Names::default(),
         bpf_stats,
@@ -204,6 +216,7 @@ struct Tracing {
     drops: Option<DropHook>,
     latency: Option<LatencyHook>,
     steering: Option<SteerHook>,
+    stage_latency: Option<(StageHook, StageLatencyInfo)>,
 }
 
 /// Loads and attaches the tracing hooks; each one that cannot attach is
@@ -212,6 +225,7 @@ fn attach_tracing(
     cfg: &SessionConfig,
     netns: &Netns,
     nic: &Link,
+    vxlan_ifindexes: &[u32],
     ports: &[u16],
     scope_inums: &[u32],
     unavailable: &mut Vec<Unavailable>,
@@ -221,18 +235,21 @@ fn attach_tracing(
     // own. So: read what the probes need from our own compact parse, free it,
     // load the objects, and only then let aya parse the BTF for the tp_btf
     // attach: never two of these at once (peak RSS, BENCHMARKS.md).
-    let (drop_setup, latency_setup, steer_setup) = match crate::btf::Btf::from_kernel() {
-        Ok(btf) => (
-            hooks::drops::setup(&btf),
-            hooks::latency::setup(&btf),
-            hooks::steering::setup(&btf),
-        ),
-        Err(e) => (
-            Err(HookError::Kernel(e.clone())),
-            Err(HookError::Kernel(e.clone())),
-            Err(HookError::Kernel(e)),
-        ),
-    };
+    let (drop_setup, latency_setup, steer_setup, stage_setup) =
+        match crate::btf::Btf::from_kernel() {
+            Ok(btf) => (
+                hooks::drops::setup(&btf),
+                hooks::latency::setup(&btf),
+                hooks::steering::setup(&btf),
+                hooks::stage_latency::setup(&btf),
+            ),
+            Err(e) => (
+                Err(HookError::Kernel(e.clone())),
+                Err(HookError::Kernel(e.clone())),
+                Err(HookError::Kernel(e.clone())),
+                Err(HookError::Kernel(e)),
+            ),
+        };
     // The NIC's namespace: where the drop probe counts outer VXLAN drops (0:
     // nowhere, if unknown) and where steering follows the NIC's packets.
     let nic_netns = netns
@@ -256,7 +273,7 @@ fn attach_tracing(
         Ok(None)
     };
     let mut steer_hook = if cfg.steering {
-        let nic_netns = nic_netns.map_err(HookError::Kernel);
+        let nic_netns = nic_netns.clone().map_err(HookError::Kernel);
         steer_setup
             .and_then(|offsets| {
                 hooks::steering::load_steering(
@@ -271,7 +288,34 @@ fn attach_tracing(
     } else {
         Ok(None)
     };
-    if drop_hook.is_ok() || matches!(latency_hook, Ok(Some(_))) || matches!(steer_hook, Ok(Some(_)))
+    let mut stage_hook = match cfg.stage_latency {
+        Some(sample_every) => {
+            let node_netns = nic_netns.clone().map_err(HookError::Kernel);
+            stage_setup
+                .and_then(|setup| {
+                    let hook = hooks::stage_latency::load_stage_latency(
+                        &setup,
+                        nic.ifindex,
+                        node_netns?,
+                        vxlan_ifindexes,
+                        sample_every,
+                        cfg.bpf_log,
+                    )?;
+                    let info = StageLatencyInfo {
+                        sample_every: sample_every.max(1),
+                        socket_stages: setup.socket_unavailable.is_none(),
+                        socket_unavailable: setup.socket_unavailable,
+                    };
+                    Ok((hook, info))
+                })
+                .map(Some)
+        }
+        None => Ok(None),
+    };
+    if drop_hook.is_ok()
+        || matches!(latency_hook, Ok(Some(_)))
+        || matches!(steer_hook, Ok(Some(_)))
+        || matches!(stage_hook, Ok(Some(_)))
     {
         match aya::Btf::from_sys_fs() {
             Ok(btf) => {
@@ -290,12 +334,18 @@ fn attach_tracing(
                         steer_hook = Err(e);
                     }
                 }
+                if let Ok(Some((hook, _))) = &mut stage_hook {
+                    if let Err(e) = hook.attach(&btf) {
+                        stage_hook = Err(e);
+                    }
+                }
             }
             Err(e) => {
                 let e = format!("reading the kernel's BTF: {e}");
                 drop_hook = Err(HookError::Kernel(e.clone()));
                 latency_hook = Err(HookError::Kernel(e.clone()));
-                steer_hook = Err(HookError::Kernel(e));
+                steer_hook = Err(HookError::Kernel(e.clone()));
+                stage_hook = Err(HookError::Kernel(e));
             }
         }
     }
@@ -323,6 +373,15 @@ fn attach_tracing(
         HookKind::Steering,
         steer_hook.as_ref().err().map(ToString::to_string),
     );
+    tracing_stage(
+        HookKind::StageLatency,
+        stage_hook.as_ref().err().map(ToString::to_string),
+    );
+    // The socket stages alone missing: the others run, and the report says why.
+    if let Ok(Some((_, info))) = &stage_hook {
+        tracing_stage(HookKind::StageLatency, info.socket_unavailable.clone());
+    }
+    let stage_hook = stage_hook.ok().flatten();
     let steer_hook = steer_hook.ok().flatten();
     let drop_hook = drop_hook.ok();
     let latency_hook = latency_hook.ok().flatten();
@@ -330,5 +389,6 @@ fn attach_tracing(
         drops: drop_hook,
         latency: latency_hook,
         steering: steer_hook,
+        stage_latency: stage_hook,
     }
 }

@@ -28,6 +28,7 @@ use crate::{
         drops::DropHook,
         latency::LatencyHook,
         nic::{NicHook, NicHookArg, XdpModeArg},
+        stage_latency::StageHook,
         steering::SteerHook,
         vxlan::VxlanHook,
         BpfLog, BpfLogReader, Hook, TcMode,
@@ -60,6 +61,8 @@ pub struct SessionConfig {
     /// Time one NET_RX run in this many (`--latency-sample`).
     pub latency_sample: u32,
     pub steering: bool,
+    /// `--stage-latency`: follow one received packet in this many; None: off.
+    pub stage_latency: Option<u32>,
     pub self_cost: bool,
     /// The kernel programs' diagnostics (`--debug-bpf`).
     pub bpf_log: BpfLog,
@@ -87,6 +90,7 @@ pub struct Session {
     pub(crate) drops: Option<DropHook>,
     pub(crate) latency: Option<LatencyHook>,
     pub(crate) steering: Option<SteerHook>,
+    pub(crate) stage_latency: Option<StageHook>,
     /// Where /proc/net/snmp is read: the --drop-netns namespaces, else the watched one.
     pub(crate) snmp_netns: Vec<Netns>,
     pub(crate) names: Names,
@@ -223,7 +227,12 @@ impl Session {
         let drops = self.drops.iter().map(|h| h as &dyn Hook);
         let latency = self.latency.iter().map(|h| h as &dyn Hook);
         let steering = self.steering.iter().map(|h| h as &dyn Hook);
-        nic.chain(devs).chain(drops).chain(latency).chain(steering)
+        let stages = self.stage_latency.iter().map(|h| h as &dyn Hook);
+        nic.chain(devs)
+            .chain(drops)
+            .chain(latency)
+            .chain(steering)
+            .chain(stages)
     }
 
     /// Every hook, mutable.
@@ -233,7 +242,12 @@ impl Session {
         let drops = self.drops.iter_mut().map(|h| h as &mut dyn Hook);
         let latency = self.latency.iter_mut().map(|h| h as &mut dyn Hook);
         let steering = self.steering.iter_mut().map(|h| h as &mut dyn Hook);
-        nic.chain(devs).chain(drops).chain(latency).chain(steering)
+        let stages = self.stage_latency.iter_mut().map(|h| h as &mut dyn Hook);
+        nic.chain(devs)
+            .chain(drops)
+            .chain(latency)
+            .chain(steering)
+            .chain(stages)
     }
 
     /// Kernel ids of every program this run loaded.
@@ -289,6 +303,17 @@ fn describe_hooks(t: &Topology) -> String {
             "tp_btf/napi_gro_receive_entry+netif_receive_skb+sk_data_ready+sock_recv_length"
                 .to_string(),
         );
+    }
+    if let Some(s) = &t.stage_latency {
+        parts.push(format!(
+            "tp_btf/netif_receive_skb{} (1 packet in {})",
+            if s.socket_stages {
+                "+sk_data_ready+sock_recv_length"
+            } else {
+                ""
+            },
+            s.sample_every
+        ));
     }
     if t.reasons.is_some() {
         parts.push(if t.drop_scope.is_empty() {

@@ -86,6 +86,7 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
         self_sample: a.self_cost.then(|| self_sample(a)),
         latency,
         steering: a.steering.as_ref().map(|h| h.read()).transpose()?,
+        stage_latency: a.stage_latency.as_ref().map(|h| h.read()).transpose()?,
     })
 }
 

@@ -1,0 +1,344 @@
+//! `--stage-latency` (opt-in): one received packet in N, timed stage by
+//! stage (probe_common::stage_latency has the stages).
+//!
+//! net:netif_receive_skb runs once per device a packet is received on
+//! (__netif_receive_skb_core), so one program sees the NIC, the VXLAN device
+//! (after vxlan_rcv and its GRO cell) and the pod's end of the veth (after
+//! veth_xmit and the backlog), each with skb->dev set. The packet is followed
+//! by skb->head: decapsulation pulls headers and the veth forwards the same
+//! skb, so the buffer does not change on the way.
+//!
+//! A followed packet that GRO merges into another, that is dropped, or whose
+//! slot another packet takes, simply stops being followed: it is counted at
+//! the stages it reached and timed for none it did not. Drivers recycle
+//! buffers (page_pool), so every packet at the NIC clears a slot still
+//! holding its buffer.
+//!
+//! The socket: sk_data_ready has no skb, so the packet that just reached the
+//! pod on this CPU is matched with the tail of the socket's queue. Reads have
+//! no skb either (UDP copies linear skbs without a tracepoint), so the read
+//! that returns the packet is found by its place in the queue: for UDP the
+//! datagrams queued up to it (one read takes one datagram), for TCP its end
+//! sequence number against copied_seq.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::{btf_tracepoint, map},
+    maps::{Array, PerCpuArray},
+    programs::BtfTracePointContext,
+};
+use probe_common::{
+    drops::mix,
+    latency::{bucket, HIST_BUCKETS},
+    stage_latency::{
+        packet_slot, NsHistogram, PathCpu, PathDevices, PathOffsets, PathPacket, PathSocket,
+        Reached, Transition, MSG_PEEK, PATH_QUEUE_WINDOW_NS, PATH_SOCKET_SLOTS,
+        PATH_VXLAN_DEVICES, STAGE_DECAP, STAGE_NIC,
+    },
+};
+
+use crate::kernel::{field, netns_inum};
+
+const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
+/// A socket's followed packet that no read took within this time (the
+/// socket was closed, or its reader stopped) frees the slot for another.
+const SOCKET_STALE_NS: u64 = 10_000_000_000;
+
+#[unsafe(no_mangle)]
+static PATH_OFFSETS: PathOffsets = PathOffsets {
+    skb_head: 0,
+    skb_dev: 0,
+    dev_ifindex: 0,
+    dev_nd_net: 0,
+    net_inum: 0,
+    sk_receive_queue: 0,
+    queue_prev: 0,
+    queue_qlen: 0,
+    sk_num: 0,
+    sk_protocol: 0,
+    sk_net: 0,
+    udp_reader_queue: 0,
+    tcp_rcv_nxt: 0,
+    tcp_copied_seq: 0,
+};
+#[unsafe(no_mangle)]
+static PATH_DEVICES: PathDevices = PathDevices {
+    nic_ifindex: 0,
+    node_netns: 0,
+    vxlan_ifindex: [0; PATH_VXLAN_DEVICES],
+};
+#[unsafe(no_mangle)]
+static PATH_SAMPLE_EVERY: u32 = 64;
+
+#[map]
+static PATH_PACKETS: Array<PathPacket> =
+    Array::with_max_entries(probe_common::stage_latency::PATH_SLOTS as u32, 0);
+#[map]
+static PATH_SOCKETS: Array<PathSocket> = Array::with_max_entries(PATH_SOCKET_SLOTS as u32, 0);
+#[map]
+static PATH_CPU: PerCpuArray<PathCpu> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn offsets() -> PathOffsets {
+    unsafe { core::ptr::read_volatile(&PATH_OFFSETS) }
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// This CPU's counters. Each field is written by one program only (the
+/// softirq ones: path_rx, path_queued; the reader's: path_read), so a read in
+/// process context interrupted by the softirq loses no increment.
+#[inline(always)]
+fn this_cpu() -> Option<&'static mut PathCpu> {
+    // SAFETY: this CPU's copy; see above.
+    PATH_CPU.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// A kernel value at `base + offset`, read with the fault-safe helper
+/// (memory the verifier cannot type: the socket's queue, tcp_sock/udp_sock
+/// fields past struct sock).
+#[inline(always)]
+fn read<T>(base: u64, offset: u32) -> Option<T> {
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.ok()
+}
+
+#[inline(always)]
+fn observe(c: &mut PathCpu, t: Transition, from: u64, to: u64) {
+    if to < from {
+        return;
+    }
+    let v = to - from;
+    let i = t as usize;
+    if i < Transition::COUNT {
+        let h: &mut NsHistogram = &mut c.transitions[i];
+        h.buckets[bucket(v, HIST_BUCKETS) & (HIST_BUCKETS - 1)] += 1;
+        h.sum += v;
+        if v > h.max {
+            h.max = v;
+        }
+    }
+}
+
+#[inline(always)]
+fn count(c: &mut PathCpu, r: Reached) {
+    let i = r as usize;
+    if i < Reached::COUNT {
+        c.reached[i] += 1;
+    }
+}
+
+#[inline(always)]
+fn is_vxlan(d: &PathDevices, ifindex: u32) -> bool {
+    let mut i = 0;
+    while i < PATH_VXLAN_DEVICES {
+        if d.vxlan_ifindex[i] != 0 && d.vxlan_ifindex[i] == ifindex {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// net:netif_receive_skb: the NIC (start or clear), the VXLAN device, a pod.
+#[btf_tracepoint(function = "netif_receive_skb")]
+pub fn path_rx(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    if skb.is_null() {
+        return 0;
+    }
+    let o = offsets();
+    let d = unsafe { core::ptr::read_volatile(&PATH_DEVICES) };
+    let dev: *const u8 = unsafe { field(skb, o.skb_dev) };
+    if dev.is_null() {
+        return 0;
+    }
+    let ifindex: u32 = unsafe { field(dev, o.dev_ifindex) };
+    let netns = unsafe { netns_inum(field(dev, o.dev_nd_net), o.net_inum) };
+    let Some(head) = read::<u64>(skb as u64, o.skb_head) else {
+        return 0;
+    };
+    let Some(p) = PATH_PACKETS.get_ptr_mut(packet_slot(head)) else {
+        return 0;
+    };
+    // SAFETY: a slot of a shared array. One packet is handled by one CPU at
+    // a time, stage after stage, so plain stores do; two CPUs starting
+    // packets of the same slot at once can tear it, which loses one.
+    let p = unsafe { &mut *p };
+    let Some(c) = this_cpu() else {
+        return 0;
+    };
+    if netns == d.node_netns {
+        if ifindex == d.nic_ifindex {
+            at_nic(c, p, head);
+        } else if p.head == head && p.stage == STAGE_NIC && is_vxlan(&d, ifindex) {
+            let t = now();
+            observe(c, Transition::NicToDecap, p.at_stage, t);
+            count(c, Reached::Decap);
+            p.stage = STAGE_DECAP;
+            p.at_stage = t;
+        }
+        return 0;
+    }
+    // Another namespace: a pod (the packet came through the node).
+    if p.head == head {
+        let t = now();
+        let from = if p.stage == STAGE_DECAP {
+            Transition::DecapToPod
+        } else {
+            Transition::NicToPod
+        };
+        observe(c, from, p.at_stage, t);
+        count(c, Reached::Pod);
+        c.pending_head = head;
+        c.pending_at_nic = p.at_nic;
+        c.pending_at_pod = t;
+        p.head = 0;
+    }
+    0
+}
+
+#[inline(always)]
+fn at_nic(c: &mut PathCpu, p: &mut PathPacket, head: u64) {
+    if c.countdown == 0 {
+        let every = unsafe { core::ptr::read_volatile(&PATH_SAMPLE_EVERY) };
+        c.countdown = every.saturating_sub(1) as u64;
+        let t = now();
+        *p = PathPacket {
+            head,
+            stage: STAGE_NIC,
+            _pad: 0,
+            at_nic: t,
+            at_stage: t,
+        };
+        count(c, Reached::Sampled);
+    } else {
+        c.countdown -= 1;
+        if p.head == head {
+            // The buffer of a followed packet is back at the NIC: that
+            // packet's way ended somewhere we do not see.
+            p.head = 0;
+        }
+    }
+}
+
+/// The socket's (netns, port, protocol) and its slot, for TCP and UDP.
+#[inline(always)]
+fn socket(sk: *const u8, o: &PathOffsets) -> Option<(u32, u16, u16, &'static mut PathSocket)> {
+    if sk.is_null() {
+        return None;
+    }
+    let protocol = unsafe { field::<u16>(sk, o.sk_protocol) };
+    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
+        return None;
+    }
+    let port = unsafe { field::<u16>(sk, o.sk_num) };
+    let netns = unsafe { netns_inum(field(sk, o.sk_net), o.net_inum) };
+    let slot = mix(netns, port as u32, protocol as u32) & (PATH_SOCKET_SLOTS as u32 - 1);
+    // SAFETY: a slot of a shared array: the stack CPU fills a free slot, the
+    // reader's CPU frees it.
+    PATH_SOCKETS
+        .get_ptr_mut(slot)
+        .map(|s| (netns, port, protocol, unsafe { &mut *s }))
+}
+
+/// sock:sk_data_ready: data queued to a socket (Linux >= 6.5).
+#[btf_tracepoint(function = "sk_data_ready")]
+pub fn path_queued(ctx: BtfTracePointContext) -> i32 {
+    let Some(c) = this_cpu() else {
+        return 0;
+    };
+    if c.pending_head == 0 {
+        return 0;
+    }
+    let t = now();
+    if t < c.pending_at_pod || t - c.pending_at_pod > PATH_QUEUE_WINDOW_NS {
+        c.pending_head = 0;
+        return 0;
+    }
+    let sk: *const u8 = ctx.arg(0);
+    let o = offsets();
+    let queue = sk as u64 + o.sk_receive_queue as u64;
+    let Some(tail) = read::<u64>(queue, o.queue_prev) else {
+        return 0;
+    };
+    // An empty queue's prev points at the queue itself.
+    if tail == queue || read::<u64>(tail, o.skb_head) != Some(c.pending_head) {
+        return 0;
+    }
+    c.pending_head = 0;
+    observe(c, Transition::PodToQueued, c.pending_at_pod, t);
+    count(c, Reached::Queued);
+    let Some((netns, port, protocol, s)) = socket(sk, &o) else {
+        return 0;
+    };
+    if s.protocol != 0 && t >= s.queued_at && t - s.queued_at < SOCKET_STALE_NS {
+        count(c, Reached::SocketBusy);
+        return 0;
+    }
+    let until = if protocol == IPPROTO_UDP {
+        // Datagrams ahead of it in the reader's queue, plus the receive
+        // queue up to and including it.
+        let queued = read::<u32>(queue, o.queue_qlen).unwrap_or(0);
+        let reader = read::<u32>(sk as u64 + o.udp_reader_queue as u64, o.queue_qlen).unwrap_or(0);
+        queued + reader
+    } else {
+        match read::<u32>(sk as u64, o.tcp_rcv_nxt) {
+            Some(seq) => seq,
+            None => return 0,
+        }
+    };
+    *s = PathSocket {
+        netns,
+        port,
+        protocol,
+        until,
+        _pad: 0,
+        at_nic: c.pending_at_nic,
+        queued_at: t,
+    };
+    0
+}
+
+/// sock:sock_recv_length: a read returned (Linux >= 6.5).
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn path_read(ctx: BtfTracePointContext) -> i32 {
+    let ret: i32 = ctx.arg(1);
+    let flags: i32 = ctx.arg(2);
+    if ret <= 0 || flags & MSG_PEEK != 0 {
+        return 0;
+    }
+    let sk: *const u8 = ctx.arg(0);
+    let o = offsets();
+    let Some((netns, port, protocol, s)) = socket(sk, &o) else {
+        return 0;
+    };
+    if s.protocol != protocol || s.port != port || s.netns != netns {
+        return 0;
+    }
+    let done = if protocol == IPPROTO_UDP {
+        s.until = s.until.saturating_sub(1);
+        s.until == 0
+    } else {
+        match read::<u32>(sk as u64, o.tcp_copied_seq) {
+            // Sequence numbers wrap: compare the difference's sign.
+            Some(copied) => copied.wrapping_sub(s.until) as i32 >= 0,
+            None => false,
+        }
+    };
+    if !done {
+        return 0;
+    }
+    let Some(c) = this_cpu() else {
+        return 0;
+    };
+    let t = now();
+    observe(c, Transition::QueuedToRead, s.queued_at, t);
+    observe(c, Transition::NicToRead, s.at_nic, t);
+    count(c, Reached::Read);
+    s.protocol = 0;
+    0
+}

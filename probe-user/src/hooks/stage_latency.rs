@@ -1,0 +1,158 @@
+//! `--stage-latency`: the per-stage latency probes (tp_btf on
+//! netif_receive_skb, and sk_data_ready and sock_recv_length where the kernel
+//! has them): loading, reading. The histograms become reports in
+//! `stage_latency.rs`.
+
+use aya::Ebpf;
+use probe_common::stage_latency::{
+    PathCpu, PathDevices, PathOffsets, GLOBAL_PATH_DEVICES, GLOBAL_PATH_OFFSETS,
+    GLOBAL_PATH_SAMPLE_EVERY, MAP_PATH_CPU, PATH_VXLAN_DEVICES, PROG_PATH_QUEUED, PROG_PATH_READ,
+    PROG_PATH_RX,
+};
+
+use super::{read_per_cpu, BpfLog, Hook, HookError};
+use crate::{btf::Btf, objects};
+
+const RX: (&str, &str) = (PROG_PATH_RX, "netif_receive_skb");
+const SOCKET: [(&str, &str); 2] = [
+    (PROG_PATH_QUEUED, "sk_data_ready"),
+    (PROG_PATH_READ, "sock_recv_length"),
+];
+
+/// What the probes need from the kernel's BTF, and whether it has the socket
+/// tracepoints.
+#[derive(Clone, Debug)]
+pub struct StageSetup {
+    pub offsets: PathOffsets,
+    /// None: the socket stages are followed; else why they are not.
+    pub socket_unavailable: Option<String>,
+}
+
+pub fn setup(btf: &Btf) -> Result<StageSetup, HookError> {
+    if btf.typedef_fn_params("btf_trace_netif_receive_skb").is_err() {
+        return Err(HookError::Kernel(
+            "--stage-latency needs the net:netif_receive_skb tracepoint in the kernel's BTF".into(),
+        ));
+    }
+    let missing: Vec<&str> = SOCKET
+        .iter()
+        .map(|(_, tp)| *tp)
+        .filter(|tp| btf.typedef_fn_params(&format!("btf_trace_{tp}")).is_err())
+        .collect();
+    let socket_unavailable = (!missing.is_empty()).then(|| {
+        format!(
+            "the socket stages (queued, read) need Linux >= 6.5 (no tracepoint {} in this \
+             kernel's BTF)",
+            missing.join(", ")
+        )
+    });
+    let common = btf.member_offset("sock", "__sk_common")?;
+    let offsets = PathOffsets {
+        skb_head: btf.member_offset("sk_buff", "head")?,
+        skb_dev: btf.member_offset("sk_buff", "dev")?,
+        dev_ifindex: btf.member_offset("net_device", "ifindex")?,
+        dev_nd_net: btf.member_offset("net_device", "nd_net")?,
+        net_inum: btf.member_offset("net", "ns")? + btf.member_offset("ns_common", "inum")?,
+        sk_receive_queue: btf.member_offset("sock", "sk_receive_queue")?,
+        queue_prev: btf.member_offset("sk_buff_head", "prev")?,
+        queue_qlen: btf.member_offset("sk_buff_head", "qlen")?,
+        sk_num: common + btf.member_offset("sock_common", "skc_num")?,
+        sk_protocol: btf.member_offset("sock", "sk_protocol")?,
+        // possible_net_t: `struct net *net` at 0 (CONFIG_NET_NS).
+        sk_net: common + btf.member_offset("sock_common", "skc_net")?,
+        udp_reader_queue: btf.member_offset("udp_sock", "reader_queue")?,
+        tcp_rcv_nxt: btf.member_offset("tcp_sock", "rcv_nxt")?,
+        tcp_copied_seq: btf.member_offset("tcp_sock", "copied_seq")?,
+    };
+    Ok(StageSetup {
+        offsets,
+        socket_unavailable,
+    })
+}
+
+/// The stage latency probes. Dropping it detaches them.
+pub struct StageHook {
+    ebpf: Ebpf,
+    socket_stages: bool,
+}
+
+impl Hook for StageHook {
+    fn object(&self) -> &Ebpf {
+        &self.ebpf
+    }
+    fn object_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}
+
+/// Loads the object (nothing attached yet: [`StageHook::attach`]): packets
+/// start at the NIC `nic_ifindex` in the namespace `node_netns`, are
+/// decapsulated on the `vxlan` devices (ifindexes in that namespace; the
+/// first four), and reach a pod in any other namespace.
+pub fn load_stage_latency(
+    setup: &StageSetup,
+    nic_ifindex: u32,
+    node_netns: u32,
+    vxlan: &[u32],
+    sample_every: u32,
+    log: BpfLog,
+) -> Result<StageHook, HookError> {
+    let mut devices = PathDevices {
+        nic_ifindex,
+        node_netns,
+        vxlan_ifindex: [0; PATH_VXLAN_DEVICES],
+    };
+    for (slot, ifindex) in devices.vxlan_ifindex.iter_mut().zip(vxlan) {
+        *slot = *ifindex;
+    }
+    let sample_every = sample_every.max(1);
+    let ebpf = log
+        .loader()
+        // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
+        .btf(None)
+        .override_global(GLOBAL_PATH_OFFSETS, &setup.offsets, true)
+        .override_global(GLOBAL_PATH_DEVICES, &devices, true)
+        .override_global(GLOBAL_PATH_SAMPLE_EVERY, &sample_every, true)
+        .load(objects::STAGE_LATENCY)?;
+    Ok(StageHook {
+        ebpf,
+        socket_stages: setup.socket_unavailable.is_none(),
+    })
+}
+
+impl StageHook {
+    pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
+        super::attach_btf_tracepoints(&mut self.ebpf, &[RX], kernel_btf)?;
+        if self.socket_stages {
+            super::attach_btf_tracepoints(&mut self.ebpf, &SOCKET, kernel_btf)?;
+        }
+        Ok(())
+    }
+
+    /// Cumulative counters, one per CPU.
+    pub fn read(&self) -> Result<Vec<PathCpu>, HookError> {
+        Ok(read_per_cpu::<PathCpu>(&self.ebpf, MAP_PATH_CPU, 1)?.remove(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf::fixture::kernel_like;
+
+    #[test]
+    fn what_the_kernel_lacks_is_named() {
+        let none = kernel_like(&[], &[]);
+        assert!(setup(&none)
+            .unwrap_err()
+            .to_string()
+            .contains("net:netif_receive_skb"));
+    }
+
+    #[test]
+    fn the_running_kernel_has_every_stage() {
+        let s = setup(&Btf::from_kernel().unwrap()).unwrap();
+        assert_eq!(s.socket_unavailable, None);
+        assert!(s.offsets.tcp_copied_seq > s.offsets.sk_receive_queue);
+    }
+}
