@@ -1,0 +1,296 @@
+//! `--stage-latency` on the lab: followed packets counted at every stage
+//! against the kernel's counters, a slow reader that moves the socket wait
+//! and nothing else, and TCP streams (GRO) followed to the read.
+
+use std::{
+    net::{SocketAddrV4, UdpSocket},
+    os::fd::AsRawFd,
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use probe_tests::{kernel_at_least, lab, privileged, stage, summary, Watch};
+use serde_json::Value;
+
+const PORT: u16 = 9300;
+
+/// The socket stages' tracepoints (sock:sk_data_ready, sock:sock_recv_length).
+fn socket_stages() -> bool {
+    kernel_at_least(6, 5)
+}
+
+/// A reader of `count` datagrams in `netns`: it waits until one is queued
+/// (poll, which reads nothing), sleeps `delay`, then reads it. The time each
+/// datagram waits in the socket queue is `delay` plus the wake-up.
+fn slow_reader(netns: &str, count: u64, delay: Duration) -> JoinHandle<u64> {
+    let netns = netns.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        lab::in_netns(&netns, move || {
+            let s = UdpSocket::bind(("0.0.0.0", PORT)).unwrap();
+            lab::set_rcvbuf(&s, 1 << 20).unwrap();
+            tx.send(()).unwrap();
+            let mut buf = [0u8; 2048];
+            let mut n = 0;
+            while n < count {
+                let mut pfd = libc::pollfd {
+                    fd: s.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                if unsafe { libc::poll(&mut pfd, 1, 10_000) } <= 0 {
+                    break;
+                }
+                std::thread::sleep(delay);
+                if s.recv(&mut buf).is_err() {
+                    break;
+                }
+                n += 1;
+            }
+            n
+        })
+        .unwrap()
+    });
+    rx.recv().unwrap();
+    reader
+}
+
+/// `count` datagrams from node 1's first pod to node 2's, `gap` apart.
+fn send_paced(lab: &lab::Lab, count: u64, gap: Duration) {
+    let dst = SocketAddrV4::new(lab.node(2).pods[0].ip, PORT);
+    lab::in_netns(&lab.node(1).pods[0].netns, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..count {
+            s.send_to(b"stage latency", dst).unwrap();
+            std::thread::sleep(gap);
+        }
+    })
+    .unwrap();
+}
+
+/// A transition's histogram in a report's `stage_latency`.
+fn transition<'a>(p: &'a Value, from: &str, to: &str) -> &'a Value {
+    p["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["from"] == from && t["to"] == to)
+        .map(|t| &t["ns"])
+        .unwrap_or_else(|| panic!("no transition {from}->{to} in {p}"))
+}
+
+fn count(p: &Value, from: &str, to: &str) -> u64 {
+    transition(p, from, to)["count"].as_u64().unwrap()
+}
+
+/// Mean ns of a transition.
+fn mean(p: &Value, from: &str, to: &str) -> f64 {
+    let h = transition(p, from, to);
+    h["sum"].as_u64().unwrap() as f64 / h["count"].as_u64().unwrap().max(1) as f64
+}
+
+/// On a kernel without the socket tracepoints the report says why, by name.
+fn assert_socket_stages_named_unavailable(p: &Value) {
+    let why = p["unavailable"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("need Linux >= 6.5") && why.contains("sk_data_ready"),
+        "{p}"
+    );
+    assert_eq!((p["queued"].as_u64(), p["read"].as_u64()), (Some(0), Some(0)));
+}
+
+/// Every packet followed (`--stage-sample 1`): the counts at each stage are
+/// the NIC's and the VXLAN device's skbs as the probe's own hooks count them,
+/// the datagrams the pod's device received (its kernel counter), and the
+/// datagrams the reader read; every transition timed once per packet.
+#[test]
+fn every_followed_packet_is_timed_at_every_stage() {
+    if !privileged("every_followed_packet_is_timed_at_every_stage") {
+        return;
+    }
+    const SENT: u64 = 400;
+    let lab = lab();
+    let pod = lab.node(2).pods[0].clone();
+    // Neighbours resolved before the probe attaches: no ARP in the counts.
+    let warm = slow_reader(&pod.netns, 3, Duration::ZERO);
+    send_paced(&lab, 3, Duration::from_millis(5));
+    assert_eq!(warm.join().unwrap(), 3);
+
+    let reader = slow_reader(&pod.netns, SENT, Duration::ZERO);
+    let pod_before = lab::dev_stats(&pod.netns, "eth0").unwrap();
+    let w = Watch::on_lab(&lab, "0.5", &["--stage-latency", "--stage-sample", "1"]);
+    send_paced(&lab, SENT, Duration::from_millis(2));
+    assert_eq!(reader.join().unwrap(), SENT);
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    let pod_after = lab::dev_stats(&pod.netns, "eth0").unwrap();
+    let s = summary(&lines);
+    let p = &s["stage_latency"];
+    println!("{p}");
+    assert_eq!(p["sample_every"], 1);
+    let nic_skbs = stage(s, "nic", "eth0")["skbs"].as_u64().unwrap();
+    let decap_skbs = stage(s, "vxlan", "flannel.1")["skbs"].as_u64().unwrap();
+    assert_eq!(nic_skbs, SENT, "{s}");
+    assert_eq!(p["sampled"].as_u64().unwrap(), nic_skbs);
+    assert_eq!(p["decap"].as_u64().unwrap(), decap_skbs);
+    assert_eq!(
+        p["pod"].as_u64().unwrap(),
+        pod_after.rx_packets - pod_before.rx_packets
+    );
+    assert_eq!(p["pod"].as_u64().unwrap(), SENT);
+    assert_eq!(count(p, "nic", "decap"), SENT);
+    assert_eq!(count(p, "decap", "pod"), SENT);
+    assert_eq!(count(p, "nic", "pod"), 0, "a VXLAN path has a decap stage");
+    if !socket_stages() {
+        assert_socket_stages_named_unavailable(p);
+        return;
+    }
+    assert_eq!(p["unavailable"], Value::Null);
+    for (field, from, to) in [
+        ("queued", "pod", "queued"),
+        ("read", "queued", "read"),
+        ("read", "nic", "read"),
+    ] {
+        assert_eq!(p[field].as_u64().unwrap(), SENT, "{field}");
+        assert_eq!(count(p, from, to), SENT, "{from}->{to}");
+    }
+    assert_eq!(p["socket_busy"], 0);
+    // The whole path is at least its last part, packet by packet.
+    assert!(mean(p, "nic", "read") >= mean(p, "queued", "read"));
+}
+
+/// A reader that sleeps 5 ms before each read: queued->read moves by 5 ms
+/// (its p50 lands in the bucket of 5 ms, its mean moves by 5 ms within a
+/// factor of two), every other transition's mean moves by less than a fifth
+/// of that, and without the sleep queued->read comes back.
+#[test]
+fn a_slow_reader_moves_the_socket_wait_and_nothing_else() {
+    if !privileged("a_slow_reader_moves_the_socket_wait_and_nothing_else") {
+        return;
+    }
+    const SENT: u64 = 60;
+    const DELAY: Duration = Duration::from_millis(5);
+    let lab = lab();
+    let pod = lab.node(2).pods[0].netns.clone();
+    let run = |delay: Duration| -> Value {
+        let reader = slow_reader(&pod, SENT, delay);
+        let w = Watch::on_lab(&lab, "1", &["--stage-latency", "--stage-sample", "1"]);
+        // Sent further apart than the reader's sleep: each datagram waits
+        // for the sleep only, not behind another.
+        send_paced(&lab, SENT, DELAY * 4);
+        assert_eq!(reader.join().unwrap(), SENT);
+        std::thread::sleep(Duration::from_millis(200));
+        let (code, lines, err) = w.stop(libc::SIGINT);
+        assert_eq!(code, Some(0), "{err}");
+        summary(&lines)["stage_latency"].clone()
+    };
+    let base = run(Duration::ZERO);
+    if !socket_stages() {
+        assert_socket_stages_named_unavailable(&base);
+        return;
+    }
+    let slow = run(DELAY);
+    let back = run(Duration::ZERO);
+    let d = DELAY.as_nanos() as f64;
+    for (name, p) in [("base", &base), ("slow", &slow), ("back", &back)] {
+        println!(
+            "{name}: queued->read p50 {} mean {:.0} ns; nic->decap {:.0}, decap->pod {:.0}, \
+             pod->queued {:.0} ns",
+            transition(p, "queued", "read")["p50"],
+            mean(p, "queued", "read"),
+            mean(p, "nic", "decap"),
+            mean(p, "decap", "pod"),
+            mean(p, "pod", "queued")
+        );
+        assert_eq!(count(p, "queued", "read"), SENT, "{name}: {p}");
+    }
+    let moved = mean(&slow, "queued", "read") - mean(&base, "queued", "read");
+    assert!(
+        moved >= d / 2.0 && moved <= d * 2.0,
+        "queued->read moved {moved:.0} ns for a {d} ns sleep"
+    );
+    // log2 buckets: 5 ms is in [2^22, 2^23) ns.
+    let p50 = transition(&slow, "queued", "read")["p50"].as_u64().unwrap();
+    assert!(
+        p50 >= d as u64 && p50 < 1 << 24,
+        "queued->read p50 {p50} ns"
+    );
+    for (from, to) in [("nic", "decap"), ("decap", "pod"), ("pod", "queued")] {
+        let moved = (mean(&slow, from, to) - mean(&base, from, to)).abs();
+        assert!(moved < d / 5.0, "{from}->{to} moved {moved:.0} ns");
+    }
+    let back_moved = mean(&back, "queued", "read") - mean(&base, "queued", "read");
+    assert!(
+        back_moved < d / 2.0,
+        "queued->read stayed {back_moved:.0} ns up without the sleep"
+    );
+}
+
+/// TCP with GRO and several streams (iperf3 -P 4): sampled skbs reach every
+/// stage, fewer at each (GRO and the socket's coalescing merge some into
+/// others), each transition timed exactly as often as its stage was reached,
+/// and each read found by its sequence number.
+#[test]
+fn tcp_streams_are_followed_to_the_read() {
+    if !privileged("tcp_streams_are_followed_to_the_read") {
+        return;
+    }
+    let lab = lab();
+    let server_ns = lab.node(2).pods[0].netns.clone();
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &server_ns, "iperf3", "-s", "-1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 (cargo xtask setup installs it)");
+    // Listening by then, even under emulation.
+    std::thread::sleep(Duration::from_secs(2));
+    let w = Watch::on_lab(&lab, "1", &["--stage-latency", "--stage-sample", "16"]);
+    let ip = lab.node(2).pods[0].ip.to_string();
+    let client = lab::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.node(1).pods[0].netns,
+            "iperf3",
+            "-c",
+            &ip,
+            "-P",
+            "4",
+            "-t",
+            "2",
+        ],
+    );
+    let _ = server.wait();
+    client.expect("iperf3 client");
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    let s = summary(&lines);
+    let p = &s["stage_latency"];
+    println!("{p}");
+    let n = |f: &str| p[f].as_u64().unwrap();
+    let nic_skbs = stage(s, "nic", "eth0")["skbs"].as_u64().unwrap();
+    // One in 16 per CPU: the countdowns of two CPUs may each be one short.
+    assert!(
+        n("sampled") * 16 + 32 >= nic_skbs && n("sampled") * 16 <= nic_skbs + 32,
+        "{} sampled of {nic_skbs} skbs",
+        n("sampled")
+    );
+    assert!(n("sampled") > 50, "{p}");
+    assert!(n("decap") <= n("sampled") && n("pod") <= n("decap") && n("decap") > 0);
+    assert_eq!(count(p, "nic", "decap"), n("decap"));
+    assert_eq!(count(p, "decap", "pod") + count(p, "nic", "pod"), n("pod"));
+    if !socket_stages() {
+        assert_socket_stages_named_unavailable(p);
+        return;
+    }
+    assert!(n("queued") <= n("pod") && n("read") + n("socket_busy") <= n("queued"));
+    assert!(n("read") > 0, "{p}");
+    assert_eq!(count(p, "pod", "queued"), n("queued"));
+    assert_eq!(count(p, "queued", "read"), n("read"));
+    assert_eq!(count(p, "nic", "read"), n("read"));
+    assert!(mean(p, "nic", "read") >= mean(p, "queued", "read"));
+}
