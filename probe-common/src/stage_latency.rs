@@ -37,6 +37,10 @@ pub const PATH_VXLAN_DEVICES: usize = 4;
 /// a few µs later). Beyond it (the socket was busy and the stack put the
 /// packet on the socket's backlog, or it was dropped) it is not followed.
 pub const PATH_QUEUE_WINDOW_NS: u64 = 1_000_000;
+/// A followed packet not seen at its next stage within this time is
+/// forgotten: its buffer, freed where no tracepoint sees it (a GRO merge),
+/// may be another packet's by then. No receive stage takes this long.
+pub const PATH_STAGE_MAX_NS: u64 = 1_000_000_000;
 /// sock_recv_length's `flags` bit for a read that leaves the data queued.
 pub const MSG_PEEK: i32 = 2;
 

@@ -32,7 +32,7 @@ use probe_common::{
     latency::{bucket, HIST_BUCKETS},
     stage_latency::{
         packet_slot, NsHistogram, PathCpu, PathDevices, PathOffsets, PathPacket, PathSocket,
-        Reached, Transition, MSG_PEEK, PATH_QUEUE_WINDOW_NS, PATH_SOCKET_SLOTS,
+        Reached, Transition, MSG_PEEK, PATH_QUEUE_WINDOW_NS, PATH_SOCKET_SLOTS, PATH_STAGE_MAX_NS,
         PATH_VXLAN_DEVICES, STAGE_DECAP, STAGE_NIC,
     },
 };
@@ -176,6 +176,9 @@ pub fn path_rx(ctx: BtfTracePointContext) -> i32 {
             at_nic(c, p, head);
         } else if p.head == head && p.stage == STAGE_NIC && is_vxlan(&d, ifindex) {
             let t = now();
+            if !recent(p, t) {
+                return 0;
+            }
             observe(c, Transition::NicToDecap, p.at_stage, t);
             count(c, Reached::Decap);
             p.stage = STAGE_DECAP;
@@ -186,6 +189,9 @@ pub fn path_rx(ctx: BtfTracePointContext) -> i32 {
     // Another namespace: a pod (the packet came through the node).
     if p.head == head {
         let t = now();
+        if !recent(p, t) {
+            return 0;
+        }
         let from = if p.stage == STAGE_DECAP {
             Transition::DecapToPod
         } else {
@@ -199,6 +205,17 @@ pub fn path_rx(ctx: BtfTracePointContext) -> i32 {
         p.head = 0;
     }
     0
+}
+
+/// Whether the packet in `p` reached its stage less than
+/// PATH_STAGE_MAX_NS before `t`; if not, it is forgotten.
+#[inline(always)]
+fn recent(p: &mut PathPacket, t: u64) -> bool {
+    if t >= p.at_stage && t - p.at_stage < PATH_STAGE_MAX_NS {
+        return true;
+    }
+    p.head = 0;
+    false
 }
 
 #[inline(always)]

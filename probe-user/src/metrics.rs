@@ -323,6 +323,35 @@ impl Collector for Shared {
                 .map(|l| (Vec::new(), l.unexplained))
                 .collect::<Vec<_>>(),
         )?;
+        if let Some(p) = &r.stage_latency {
+            let reached = [
+                ("sampled", p.sampled),
+                ("decap", p.decap),
+                ("pod", p.pod),
+                ("queued", p.queued),
+                ("read", p.read),
+                ("socket_busy", p.socket_busy),
+            ];
+            f.counter(
+                "stage_latency_packets",
+                "--stage-latency: followed skbs chosen at the NIC (sampled, one in --stage-sample), then how many reached each stage (socket_busy: queued behind another followed packet of the socket)",
+                &reached
+                    .iter()
+                    .map(|(stage, n)| (label(&[("stage", stage)]), *n))
+                    .collect::<Vec<_>>(),
+            )?;
+            let rows: Vec<(Labels, &crate::latency::Histogram, f64)> = p
+                .transitions
+                .iter()
+                .map(|t| (label(&[("from", t.from), ("to", t.to)]), &t.ns, 1e9))
+                .collect();
+            f.histogram(
+                "stage_latency_seconds",
+                "--stage-latency: time of a followed packet from one receive stage to the next (nic, decap, pod, queued, read; nic->read: the whole path)",
+                probe_common::latency::HIST_BUCKETS,
+                &rows,
+            )?;
+        }
         cpu::encode(&mut f, r)
     }
 }
@@ -344,13 +373,14 @@ pub struct NodeShape {
 }
 
 /// The most series (sample lines) /metrics can have on a node of `shape`
-/// with `--latency` (the largest output), whatever its traffic: flows are
+/// with `--latency` and `--stage-latency` (the largest output), whatever its traffic: flows are
 /// never labels. Family by family, with S = 1 + vxlan_devs hooked stages:
 ///
 /// ```text
 ///   4                                   reattachments, uptime, drops_out_of_scope, vxlan_unexplained
-/// + S + (S + 3)                         hook_attached: attached stages, and unavailable hooks
-///                                       (each stage, the drop, softirq and steering probes)
+/// + S + (S + 4)                         hook_attached: attached stages, and unavailable hooks
+///                                       (each stage, the drop, softirq, steering and stage
+///                                       latency probes)
 /// + 3 S                                 stage_{skbs,segments,bytes}
 /// + 2 R                                 ledger_{segments_in,drop_segments}, R = receive stages
 /// + 2 (2 REASON_SLOTS + BENIGN_KINDS + 3)   drop_{segments,skbs}: one name per reason slot (an IP
@@ -362,6 +392,8 @@ pub struct NodeShape {
 /// + cpus (4 + 2 + 2 (HIST_BUCKETS + 3)) softnet (4), softirq runs (2), two histograms (buckets,
 ///                                       +Inf, _sum, _count)
 /// + napi cpus (2 + WORK_BUCKETS + 3)    NAPI polls, full-budget polls, the work histogram
+/// + Reached::COUNT                      stage_latency_packets (--stage-latency)
+///   + Transition::COUNT (HIST_BUCKETS + 3)   stage_latency_seconds
 /// ```
 ///
 /// with napi = min(napi_instances, NAPI_SLOTS).
@@ -369,13 +401,14 @@ pub fn max_series(shape: &NodeShape) -> usize {
     use probe_common::{
         drops::{BENIGN_KINDS, REASON_SLOTS},
         latency::{HIST_BUCKETS, NAPI_SLOTS, WORK_BUCKETS},
+        stage_latency::{Reached, Transition},
         MAX_VNIS,
     };
     let stages = 1 + shape.vxlan_devs;
     let receive = crate::stage::Stage::RECEIVE.len();
     let napi = shape.napi_instances.min(NAPI_SLOTS);
     4 + stages
-        + (stages + 3)
+        + (stages + 4)
         + 3 * stages
         + 2 * receive
         + 2 * (2 * REASON_SLOTS + BENIGN_KINDS + 3)
@@ -384,6 +417,8 @@ pub fn max_series(shape: &NodeShape) -> usize {
         + 2 * (MAX_VNIS + shape.vxlan_devs + 1)
         + shape.cpus * (4 + 2 + 2 * (HIST_BUCKETS + 3))
         + napi * shape.cpus * (2 + WORK_BUCKETS + 3)
+        + Reached::COUNT
+        + Transition::COUNT * (HIST_BUCKETS + 3)
 }
 
 /// Series (sample lines: neither comments nor `# EOF`) in OpenMetrics `text`.

@@ -13,6 +13,7 @@ use std::{collections::BTreeMap, time::UNIX_EPOCH};
 use probe_common::{
     drops::{DropKey, FlowKey, BENIGN_KINDS, CORE_REASON_SLOTS, FAMILY_V4, REASON_SLOTS},
     latency::{NapiKey, SoftirqCpu, HIST_BUCKETS, WORK_BUCKETS},
+    stage_latency::{PathCpu, Reached, Transition},
     DevCounters, InnerClass, NicClass, NicCounters, VniCounters, MAX_VNIS, VNI_SLOTS,
 };
 
@@ -24,7 +25,7 @@ use crate::{
         nic::NicCounts,
         vxlan::DevCounts,
     },
-    model::{DevInfo, NicInfo, Report, ReportKind, Sample, Topology},
+    model::{DevInfo, NicInfo, Report, ReportKind, Sample, StageLatencyInfo, Topology},
     names::Names,
     procfs::{Snmp, SoftnetCpu},
     reasons::ReasonNames,
@@ -91,6 +92,11 @@ fn topology(shape: &NodeShape) -> Topology {
             .collect(),
         reasons: Some(ReasonNames::from_lists(&core, &subsystems)),
         latency: true,
+        stage_latency: Some(StageLatencyInfo {
+            sample_every: 64,
+            socket_stages: true,
+            socket_unavailable: None,
+        }),
         ..Default::default()
     }
 }
@@ -174,8 +180,28 @@ fn sample(shape: &NodeShape, flows: usize, k: u64) -> Sample {
         snmp: vec![("host".into(), Snmp::default())],
         names,
         latency: Some(latency(shape, k)),
+        stage_latency: Some(stage_latency(shape, k)),
         ..Default::default()
     }
+}
+
+/// Followed packets on every CPU, every transition in every bucket.
+fn stage_latency(shape: &NodeShape, k: u64) -> Vec<PathCpu> {
+    (0..shape.cpus)
+        .map(|_| {
+            let mut c = PathCpu {
+                reached: [k * 10; Reached::COUNT],
+                ..Default::default()
+            };
+            for t in 0..Transition::COUNT {
+                let h = &mut c.transitions[t];
+                h.buckets = [k; HIST_BUCKETS];
+                h.sum = k * 1_000_000;
+                h.max = k * 1_000;
+            }
+            c
+        })
+        .collect()
 }
 
 /// Drops in every reason slot, `flows` distinct flows, every benign kind.
