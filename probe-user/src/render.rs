@@ -279,19 +279,6 @@ mod ledger;
 
 use ledger::ledger;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn units() {
-        assert_eq!(si(999), "999");
-        assert_eq!(si(12_345), "12.3k");
-        assert_eq!(bytes(2048), "2.0 KiB");
-        assert_eq!(bytes(3 * 1_048_576), "3.0 MiB");
-    }
-}
-
 /// `--stage-latency`: the followed packets, then each transition's times.
 fn stage_latency(o: &mut String, p: &crate::stage_latency::StageLatency) {
     let _ = writeln!(
@@ -324,5 +311,18 @@ fn stage_latency(o: &mut String, p: &crate::stage_latency::StageLatency) {
         .collect();
     if !times.is_empty() {
         let _ = writeln!(o, "PATH   {}", times.join("  "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(si(999), "999");
+        assert_eq!(si(12_345), "12.3k");
+        assert_eq!(bytes(2048), "2.0 KiB");
+        assert_eq!(bytes(3 * 1_048_576), "3.0 MiB");
     }
 }

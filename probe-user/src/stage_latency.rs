@@ -68,8 +68,8 @@ pub fn stage_latency(
         }
         for t in 0..Transition::COUNT {
             let (n, b) = (&now.transitions[t], &before.transitions[t]);
-            for k in 0..HIST_BUCKETS {
-                buckets[t][k] += n.buckets[k].wrapping_sub(b.buckets[k]);
+            for (k, total) in buckets[t].iter_mut().enumerate() {
+                *total += n.buckets[k].wrapping_sub(b.buckets[k]);
             }
             sums[t] += n.sum.wrapping_sub(b.sum);
             // A running maximum: this period's only if it grew in it.
@@ -104,15 +104,20 @@ pub fn stage_latency(
 }
 
 /// "p50 4.1µs p99 16µs max 20µs (980)" for a terminal line; "-" without samples.
+/// A percentile is its bucket's upper bound, shown no higher than the exact
+/// maximum.
 pub fn short(h: &Histogram) -> String {
     match (h.p50, h.p99) {
-        (Some(p50), Some(p99)) => format!(
-            "p50 {} p99 {} max {} ({})",
-            ns(p50),
-            ns(p99),
-            ns(h.max.unwrap_or(p99)),
-            h.count
-        ),
+        (Some(p50), Some(p99)) => {
+            let max = h.max.unwrap_or(p99);
+            format!(
+                "p50 {} p99 {} max {} ({})",
+                ns(p50.min(max)),
+                ns(p99.min(max)),
+                ns(max),
+                h.count
+            )
+        }
         _ => "-".into(),
     }
 }
@@ -156,10 +161,17 @@ mod tests {
 
     #[test]
     fn cpus_add_up_and_periods_difference() {
-        let a = cpu_with(Transition::QueuedToRead, &[3_000, 5_000_000], [4, 0, 2, 2, 2, 0]);
+        let a = cpu_with(
+            Transition::QueuedToRead,
+            &[3_000, 5_000_000],
+            [4, 0, 2, 2, 2, 0],
+        );
         let b = cpu_with(Transition::QueuedToRead, &[6_000], [1, 0, 1, 1, 1, 1]);
         let s = stage_latency(&[a, b], None, 64, None);
-        assert_eq!((s.sampled, s.pod, s.queued, s.read, s.socket_busy), (5, 3, 3, 3, 1));
+        assert_eq!(
+            (s.sampled, s.pod, s.queued, s.read, s.socket_busy),
+            (5, 3, 3, 3, 1)
+        );
         let q = &s.transition("queued", "read").unwrap().ns;
         assert_eq!(q.count, 3);
         assert_eq!(q.sum, 5_009_000);
@@ -188,5 +200,7 @@ mod tests {
         let h = Histogram::from_buckets(&[0, 0, 0, 4], 20, Some(7));
         assert_eq!(short(&h), "p50 7ns p99 7ns max 7ns (4)");
         assert_eq!(short(&Histogram::default()), "-");
+        let h = Histogram::from_buckets(&[0, 0, 0, 0, 0, 3], 60, Some(20));
+        assert_eq!(short(&h), "p50 20ns p99 20ns max 20ns (3)");
     }
 }

@@ -97,13 +97,17 @@ fn assert_socket_stages_named_unavailable(p: &Value) {
         why.contains("need Linux >= 6.5") && why.contains("sk_data_ready"),
         "{p}"
     );
-    assert_eq!((p["queued"].as_u64(), p["read"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (p["queued"].as_u64(), p["read"].as_u64()),
+        (Some(0), Some(0))
+    );
 }
 
 /// Every packet followed (`--stage-sample 1`): the counts at each stage are
 /// the NIC's and the VXLAN device's skbs as the probe's own hooks count them,
 /// the datagrams the pod's device received (its kernel counter), and the
-/// datagrams the reader read; every transition timed once per packet.
+/// datagrams queued to the socket; every one is read, or was queued behind
+/// another followed one; every transition timed once per packet that made it.
 #[test]
 fn every_followed_packet_is_timed_at_every_stage() {
     if !privileged("every_followed_packet_is_timed_at_every_stage") {
@@ -148,15 +152,16 @@ fn every_followed_packet_is_timed_at_every_stage() {
         return;
     }
     assert_eq!(p["unavailable"], Value::Null);
-    for (field, from, to) in [
-        ("queued", "pod", "queued"),
-        ("read", "queued", "read"),
-        ("read", "nic", "read"),
-    ] {
-        assert_eq!(p[field].as_u64().unwrap(), SENT, "{field}");
-        assert_eq!(count(p, from, to), SENT, "{from}->{to}");
-    }
-    assert_eq!(p["socket_busy"], 0);
+    let n = |f: &str| p[f].as_u64().unwrap();
+    assert_eq!(n("queued"), SENT);
+    assert_eq!(count(p, "pod", "queued"), SENT);
+    // One followed packet per socket at a time: one queued while another
+    // still waits is not followed to its read (a reader that falls behind,
+    // as under emulation). Every other one is.
+    assert_eq!(n("read") + n("socket_busy"), SENT);
+    assert!(n("read") >= SENT - SENT / 10, "{p}");
+    assert_eq!(count(p, "queued", "read"), n("read"));
+    assert_eq!(count(p, "nic", "read"), n("read"));
     // The whole path is at least its last part, packet by packet.
     assert!(mean(p, "nic", "read") >= mean(p, "queued", "read"));
 }

@@ -70,7 +70,8 @@ enum Task {
     Bench {
         /// Only one part: `testrun`, `flood`, `traffic`, `soak [SECONDS]` (default
         /// 600), `serve [SECONDS]` (scrape load, default 60), `latency` (what
-        /// `--latency` costs under iperf3); or `traffic-parts` (diagnosis: the
+        /// `--latency` costs under iperf3), `stage-latency` (what `--stage-latency`
+        /// costs under iperf3); or `traffic-parts` (diagnosis: the
         /// UDP flood with each hook alone)
         #[arg(num_args = 0..=2)]
         part: Vec<String>,

@@ -29,7 +29,10 @@ pub struct StageSetup {
 }
 
 pub fn setup(btf: &Btf) -> Result<StageSetup, HookError> {
-    if btf.typedef_fn_params("btf_trace_netif_receive_skb").is_err() {
+    if btf
+        .typedef_fn_params("btf_trace_netif_receive_skb")
+        .is_err()
+    {
         return Err(HookError::Kernel(
             "--stage-latency needs the net:netif_receive_skb tracepoint in the kernel's BTF".into(),
         ));

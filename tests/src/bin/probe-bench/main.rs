@@ -47,6 +47,9 @@ fn main() {
     if part == "latency" {
         ok &= traffic::Traffic::new(probe()).latency();
     }
+    if part == "stage-latency" {
+        ok &= traffic::Traffic::new(probe()).stage_latency();
+    }
     if part == "traffic-parts" {
         ok &= traffic::Traffic::new(probe()).parts();
     }

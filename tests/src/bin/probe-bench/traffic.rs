@@ -270,28 +270,68 @@ impl Traffic {
     }
 }
 
-/// Rounds of the `latency` part (each round: three runs per traffic kind).
+/// Rounds of the `latency` and `stage-latency` parts (each round: one run
+/// per mode and one without the probe, per traffic kind).
 const LATENCY_ROUNDS: usize = 11;
+
+/// The programs of `--latency`, and of `--stage-latency`.
+const LATENCY_PROGRAMS: [&str; 4] = ["net_rx_raise", "net_rx_entry", "net_rx_exit", "napi_poll"];
+const STAGE_PROGRAMS: [&str; 3] = ["path_rx", "path_queued", "path_read"];
 
 impl Traffic {
     /// Part `latency`: what `--latency` (the NET_RX softirq and NAPI probes)
-    /// costs under the traffic users send. Rounds of no probe / probe
-    /// (default hooks) / probe --latency, order rotated; then one run per
-    /// kind with `--self --latency`: each program's runs and ns per run, and
-    /// their sum per received skb and per segment.
+    /// costs under the traffic users send.
     pub fn latency(&self) -> bool {
-        let modes: [(&str, &[&str]); 3] = [
-            ("probe", &[]),
-            ("probe --latency", &["--latency"]),
-            (
-                "probe --latency --latency-sample 16",
+        self.flag_cost(
+            "--latency",
+            &[
+                ("probe --latency", &["--latency"]),
+                (
+                    "probe --latency --latency-sample 16",
+                    &["--latency", "--latency-sample", "16"],
+                ),
+            ],
+            &[
+                &["--latency", "--latency-sample", "1"],
                 &["--latency", "--latency-sample", "16"],
-            ),
-        ];
+            ],
+            &LATENCY_PROGRAMS,
+        )
+    }
+
+    /// Part `stage-latency`: what `--stage-latency` (one packet in 64
+    /// followed from the NIC to the read) costs under the same traffic.
+    pub fn stage_latency(&self) -> bool {
+        self.flag_cost(
+            "--stage-latency",
+            &[("probe --stage-latency", &["--stage-latency"])],
+            &[
+                &["--stage-latency"],
+                &["--stage-latency", "--stage-sample", "1"],
+            ],
+            &STAGE_PROGRAMS,
+        )
+    }
+
+    /// What a flag costs: rounds of no probe / probe (default hooks) / the
+    /// probe with each of `modes`, order rotated, for iperf3 TCP with 4
+    /// streams and the UDP flood (the median ratio must reach the target for
+    /// TCP); then one run per kind and each of `self_runs` with `--self`:
+    /// each program's runs and ns per run, and the flag's `programs` summed
+    /// per received skb and per segment.
+    fn flag_cost(
+        &self,
+        flag: &str,
+        modes: &[(&str, &[&str])],
+        self_runs: &[&[&str]],
+        programs: &[&str],
+    ) -> bool {
+        let mut modes: Vec<(&str, &[&str])> = modes.to_vec();
+        modes.insert(0, ("probe", &[]));
         println!(
-            "\n--latency under iperf3 pod n1p1 -> pod n2p1, {SECONDS} s per run, {LATENCY_ROUNDS} rounds \
+            "\n{flag} under iperf3 pod n1p1 -> pod n2p1, {SECONDS} s per run, {LATENCY_ROUNDS} rounds \
              of no probe / {} (order rotated)",
-            modes.map(|m| m.0).join(" / ")
+            modes.iter().map(|m| m.0).collect::<Vec<_>>().join(" / ")
         );
         let mut ok = true;
         for kind in [Kind::Tcp4, Kind::UdpFlood] {
@@ -317,49 +357,58 @@ impl Traffic {
                     hi * 100.0,
                     TARGET_RATIO * 100.0
                 );
-                if label.contains("--latency") && matches!(kind, Kind::Tcp4) {
+                if label.contains(flag) && matches!(kind, Kind::Tcp4) {
                     ok &= ratio >= TARGET_RATIO;
                 }
             }
         }
-        for (kind, sample) in [
-            (Kind::Tcp4, "1"),
-            (Kind::Tcp4, "16"),
-            (Kind::UdpFlood, "1"),
-            (Kind::UdpFlood, "16"),
-        ] {
-            let (child, lines) =
-                self.start_probe(&["--self", "--latency", "--latency-sample", sample]);
-            std::thread::sleep(SETTLE);
-            self.measure(kind);
-            let lines = stop_probe(child, lines);
-            let nic = probe_tests::stage(probe_tests::summary(&lines), "nic", "eth0");
-            let (skbs, segments) = (
-                nic["skbs"].as_f64().unwrap(),
-                nic["segments"].as_f64().unwrap(),
-            );
-            println!(
-                "\n{} with --self --latency --latency-sample {sample}: {skbs} skbs, {segments} segments at node 2's eth0",
-                kind.name()
-            );
-            let mut latency_ns = 0.0;
-            for (name, runs, ns) in program_rows(&lines) {
-                let softirq = ["net_rx_raise", "net_rx_entry", "net_rx_exit", "napi_poll"]
-                    .iter()
-                    .any(|p| name.starts_with(p));
-                println!(
-                    "  {name:<40} {runs:>10} runs {ns:>8.1} ns/run{}",
-                    if softirq { "  (--latency)" } else { "" }
+        for kind in [Kind::Tcp4, Kind::UdpFlood] {
+            for flags in self_runs {
+                let mut args = vec!["--self"];
+                args.extend_from_slice(flags);
+                let (child, lines) = self.start_probe(&args);
+                std::thread::sleep(SETTLE);
+                self.measure(kind);
+                let lines = stop_probe(child, lines);
+                let nic = probe_tests::stage(probe_tests::summary(&lines), "nic", "eth0");
+                let (skbs, segments) = (
+                    nic["skbs"].as_f64().unwrap(),
+                    nic["segments"].as_f64().unwrap(),
                 );
-                if softirq {
-                    latency_ns += runs as f64 * ns;
+                println!(
+                    "\n{} with {}: {skbs} skbs, {segments} segments at node 2's eth0",
+                    kind.name(),
+                    args.join(" ")
+                );
+                let mut flag_ns = 0.0;
+                for (name, runs, ns) in program_rows(&lines) {
+                    let ours = programs.iter().any(|p| name.starts_with(p));
+                    println!(
+                        "  {name:<40} {runs:>10} runs {ns:>8.1} ns/run{}",
+                        if ours {
+                            format!("  ({flag})")
+                        } else {
+                            String::new()
+                        }
+                    );
+                    if ours {
+                        flag_ns += runs as f64 * ns;
+                    }
+                }
+                println!(
+                    "  {flag} programs: {:.0} ns per skb, {:.1} ns per segment",
+                    flag_ns / skbs.max(1.0),
+                    flag_ns / segments.max(1.0)
+                );
+                if let Some(p) = probe_tests::summary(&lines).get("stage_latency") {
+                    if !p.is_null() {
+                        println!(
+                            "  followed: {} sampled, {} decap, {} pod, {} queued, {} read",
+                            p["sampled"], p["decap"], p["pod"], p["queued"], p["read"]
+                        );
+                    }
                 }
             }
-            println!(
-                "  --latency programs: {:.0} ns per skb, {:.1} ns per segment",
-                latency_ns / skbs.max(1.0),
-                latency_ns / segments.max(1.0)
-            );
         }
         ok
     }
