@@ -158,9 +158,11 @@ pub fn path_rx(ctx: BtfTracePointContext) -> i32 {
     }
     let ifindex: u32 = unsafe { field(dev, o.dev_ifindex) };
     let netns = unsafe { netns_inum(field(dev, o.dev_nd_net), o.net_inum) };
-    let Some(head) = read::<u64>(skb as u64, o.skb_head) else {
+    // `unsigned char *head`: a pointer to no struct loads as a plain number.
+    let head: u64 = unsafe { field(skb, o.skb_head) };
+    if head == 0 {
         return 0;
-    };
+    }
     let Some(p) = PATH_PACKETS.get_ptr_mut(packet_slot(head)) else {
         return 0;
     };
@@ -168,13 +170,20 @@ pub fn path_rx(ctx: BtfTracePointContext) -> i32 {
     // a time, stage after stage, so plain stores do; two CPUs starting
     // packets of the same slot at once can tear it, which loses one.
     let p = unsafe { &mut *p };
+    let at_nic_now = netns == d.node_netns && ifindex == d.nic_ifindex;
+    // Most runs: a packet nobody follows, on a device past the NIC.
+    if !at_nic_now && p.head != head {
+        return 0;
+    }
     let Some(c) = this_cpu() else {
         return 0;
     };
+    if at_nic_now {
+        at_nic(c, p, head);
+        return 0;
+    }
     if netns == d.node_netns {
-        if ifindex == d.nic_ifindex {
-            at_nic(c, p, head);
-        } else if p.head == head && p.stage == STAGE_NIC && is_vxlan(&d, ifindex) {
+        if p.stage == STAGE_NIC && is_vxlan(&d, ifindex) {
             let t = now();
             if !recent(p, t) {
                 return 0;
@@ -187,23 +196,21 @@ pub fn path_rx(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     // Another namespace: a pod (the packet came through the node).
-    if p.head == head {
-        let t = now();
-        if !recent(p, t) {
-            return 0;
-        }
-        let from = if p.stage == STAGE_DECAP {
-            Transition::DecapToPod
-        } else {
-            Transition::NicToPod
-        };
-        observe(c, from, p.at_stage, t);
-        count(c, Reached::Pod);
-        c.pending_head = head;
-        c.pending_at_nic = p.at_nic;
-        c.pending_at_pod = t;
-        p.head = 0;
+    let t = now();
+    if !recent(p, t) {
+        return 0;
     }
+    let from = if p.stage == STAGE_DECAP {
+        Transition::DecapToPod
+    } else {
+        Transition::NicToPod
+    };
+    observe(c, from, p.at_stage, t);
+    count(c, Reached::Pod);
+    c.pending_head = head;
+    c.pending_at_nic = p.at_nic;
+    c.pending_at_pod = t;
+    p.head = 0;
     0
 }
 
