@@ -158,11 +158,11 @@ pub fn path_rx(ctx: BtfTracePointContext) -> i32 {
     }
     let ifindex: u32 = unsafe { field(dev, o.dev_ifindex) };
     let netns = unsafe { netns_inum(field(dev, o.dev_nd_net), o.net_inum) };
-    // `unsigned char *head`: a pointer to no struct loads as a plain number.
-    let head: u64 = unsafe { field(skb, o.skb_head) };
-    if head == 0 {
+    // `unsigned char *head` loads as untrusted memory (no arithmetic):
+    // copied out as a number with the helper instead.
+    let Some(head) = read::<u64>(skb as u64, o.skb_head) else {
         return 0;
-    }
+    };
     let Some(p) = PATH_PACKETS.get_ptr_mut(packet_slot(head)) else {
         return 0;
     };
