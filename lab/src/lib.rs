@@ -1,4 +1,5 @@
-//! A two-node flannel (VXLAN backend) cluster in network namespaces.
+//! A two-node flannel cluster in network namespaces: the VXLAN backend by
+//! default, or host-gw ([`Backend`]).
 //!
 //! ```text
 //!  node1 netns                                     node2 netns
@@ -11,7 +12,9 @@
 //! Each node gets flannel's static wiring: a route to the other node's pod
 //! CIDR via flannel.1 onlink, a permanent neighbour entry for the other VTEP's
 //! address, and a permanent FDB entry pointing that MAC at the other node's
-//! underlay IP. IPv6 is disabled and every neighbour is static, so the lab is
+//! underlay IP. With host-gw there is no flannel.1: each node routes the
+//! other's pod CIDR via the other's underlay IP on eth0, and pods get the
+//! underlay's MTU (nothing is encapsulated). IPv6 is disabled and every neighbour is static, so the lab is
 //! silent: every packet on it is one a test sent.
 //!
 //! Every namespace name starts with the lab's prefix. [`Lab`] deletes them on
@@ -31,7 +34,36 @@ pub use traffic::{in_netns, pin_thread, send_udp, set_rcvbuf, UdpSink};
 pub const FLANNEL_VNI: u32 = 1;
 pub const FLANNEL_PORT: u16 = 8472;
 pub const FLANNEL_MTU: u32 = 1450;
+/// The MTU of eth0, and of pods with host-gw.
+pub const UNDERLAY_MTU: u32 = 1500;
 pub const NODES: u8 = 2;
+
+/// How pod traffic crosses between the nodes (flannel's backends).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// flannel.1: VXLAN (VNI 1, UDP 8472) over the underlay.
+    #[default]
+    Vxlan,
+    /// Plain routes to the other node's pod CIDR via its underlay IP.
+    HostGw,
+}
+
+impl Backend {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Backend::Vxlan => "vxlan",
+            Backend::HostGw => "host-gw",
+        }
+    }
+
+    /// The pods' (and cni0's) MTU: the underlay's, less VXLAN's 50 bytes.
+    pub const fn pod_mtu(self) -> u32 {
+        match self {
+            Backend::Vxlan => FLANNEL_MTU,
+            Backend::HostGw => UNDERLAY_MTU,
+        }
+    }
+}
 pub const PODS_PER_NODE: u8 = 2;
 
 #[derive(Debug, Clone)]
@@ -61,6 +93,7 @@ impl Node {
 pub struct Lab {
     pub prefix: String,
     pub nodes: Vec<Node>,
+    pub backend: Backend,
     keep: bool,
 }
 
@@ -167,6 +200,11 @@ impl Lab {
     /// Builds the lab under `prefix` (namespaces `PREFIX-n1`, `PREFIX-n1p1`, ...).
     /// Leftovers under the same prefix are removed first.
     pub fn up(prefix: &str) -> Result<Lab, String> {
+        Lab::up_with(prefix, Backend::Vxlan)
+    }
+
+    /// [`Lab::up`] with the given backend.
+    pub fn up_with(prefix: &str, backend: Backend) -> Result<Lab, String> {
         if !prefix.chars().all(|c| c.is_ascii_alphanumeric())
             || prefix.is_empty()
             || prefix.len() > 16
@@ -179,6 +217,7 @@ impl Lab {
         let mut lab = Lab {
             prefix: prefix.into(),
             nodes: Vec::new(),
+            backend,
             keep: false,
         };
         for i in 1..=NODES {
@@ -337,13 +376,28 @@ impl Lab {
                 ),
             )?;
         }
-        self.add_flannel(node)?;
+        match self.backend {
+            Backend::Vxlan => self.add_flannel(node)?,
+            Backend::HostGw => {
+                // What flanneld's host-gw backend writes for each remote node.
+                for peer in self.nodes.iter().filter(|p| p.index != i) {
+                    ip(
+                        ns,
+                        &format!(
+                            "route add 10.244.{}.0/24 via {} dev eth0",
+                            peer.index, peer.underlay_ip
+                        ),
+                    )?;
+                }
+            }
+        }
+        let pod_mtu = self.backend.pod_mtu();
         ip(
             ns,
             &format!(
                 // No multicast snooping: the bridge would join 224.0.0.106 and
                 // send IGMP reports the pods drop (noise in exact drop counts).
-                "link add cni0 address {} mtu {FLANNEL_MTU} type bridge mcast_snooping 0",
+                "link add cni0 address {} mtu {pod_mtu} type bridge mcast_snooping 0",
                 mac(MAC_BRIDGE, i, 0)
             ),
         )?;
@@ -362,7 +416,7 @@ impl Lab {
                     "address",
                     &pod_mac,
                     "mtu",
-                    &FLANNEL_MTU.to_string(),
+                    &pod_mtu.to_string(),
                     "type",
                     "veth",
                     "peer",
@@ -371,7 +425,7 @@ impl Lab {
                     "netns",
                     ns,
                     "mtu",
-                    &FLANNEL_MTU.to_string(),
+                    &pod_mtu.to_string(),
                 ],
             )?;
             ip(ns, &format!("link set {} master cni0 up", pod.host_veth))?;

@@ -38,7 +38,12 @@ pub fn privileged(test: &str) -> bool {
 
 /// A lab with a name unique to this test.
 pub fn lab() -> Lab {
-    Lab::up(&probe_lab::unique_prefix("plt")).expect("lab up")
+    lab_with(probe_lab::Backend::Vxlan)
+}
+
+/// A lab with a name unique to this test, on the given backend.
+pub fn lab_with(backend: probe_lab::Backend) -> Lab {
+    Lab::up_with(&probe_lab::unique_prefix("plt"), backend).expect("lab up")
 }
 
 /// The `probe` binary: $PROBE_BIN (set by `cargo xtask test`) or target/debug/probe.

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use probe_tests::{kernel_at_least, lab, privileged, stage, summary, Watch};
+use probe_tests::{kernel_at_least, lab, lab_with, privileged, stage, summary, Watch};
 use serde_json::Value;
 
 const PORT: u16 = 9300;
@@ -164,6 +164,58 @@ fn every_followed_packet_is_timed_at_every_stage() {
     assert_eq!(count(p, "nic", "read"), n("read"));
     // The whole path is at least its last part, packet by packet.
     assert!(mean(p, "nic", "read") >= mean(p, "queued", "read"));
+}
+
+/// flannel's host-gw backend: no VXLAN device on the way, so every followed
+/// packet goes from the NIC straight to the pod (`nic->pod`), none through
+/// `decap`, and the NIC sees plain UDP, not VXLAN.
+#[test]
+fn host_gw_packets_go_from_the_nic_to_the_pod() {
+    if !privileged("host_gw_packets_go_from_the_nic_to_the_pod") {
+        return;
+    }
+    const SENT: u64 = 300;
+    let lab = lab_with(lab::Backend::HostGw);
+    let pod = lab.node(2).pods[0].clone();
+    let warm = slow_reader(&pod.netns, 3, Duration::ZERO);
+    send_paced(&lab, 3, Duration::from_millis(5));
+    assert_eq!(warm.join().unwrap(), 3);
+
+    let reader = slow_reader(&pod.netns, SENT, Duration::ZERO);
+    let w = Watch::on_lab(&lab, "0.5", &["--stage-latency", "--stage-sample", "1"]);
+    send_paced(&lab, SENT, Duration::from_millis(2));
+    assert_eq!(reader.join().unwrap(), SENT);
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    let s = summary(&lines);
+    let nic = stage(s, "nic", "eth0");
+    assert_eq!(nic["skbs"], SENT, "{nic}");
+    assert_eq!(
+        nic["classes"]["ipv4"], SENT,
+        "plain IPv4, no VXLAN, on the underlay: {nic}"
+    );
+    assert!(
+        s["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["stage"] != "vxlan"),
+        "no VXLAN device with host-gw"
+    );
+    let p = &s["stage_latency"];
+    println!("{p}");
+    let n = |f: &str| p[f].as_u64().unwrap();
+    assert_eq!((n("sampled"), n("decap"), n("pod")), (SENT, 0, SENT));
+    assert_eq!(count(p, "nic", "pod"), SENT);
+    assert_eq!(count(p, "nic", "decap") + count(p, "decap", "pod"), 0);
+    if !socket_stages() {
+        assert_socket_stages_named_unavailable(p);
+        return;
+    }
+    assert_eq!(n("queued"), SENT);
+    assert_eq!(n("read") + n("socket_busy"), SENT);
+    assert_eq!(count(p, "nic", "read"), n("read"));
 }
 
 /// A reader that sleeps 5 ms before each read: queued->read moves by 5 ms

@@ -37,7 +37,7 @@ fn state_dir(prefix: &str) -> PathBuf {
     target_dir().join(format!("lab-{prefix}"))
 }
 
-pub fn up(prefix: &str, with_prometheus: bool) -> Result<()> {
+pub fn up(prefix: &str, with_prometheus: bool, backend: probe_lab::Backend) -> Result<()> {
     // What an earlier `lab up` of this prefix left running goes first: the
     // namespaces are about to be rebuilt under it.
     stop_recorded(prefix)?;
@@ -52,8 +52,12 @@ pub fn up(prefix: &str, with_prometheus: bool) -> Result<()> {
     } else {
         None
     };
-    let lab = Lab::up(prefix).map_err(anyhow::Error::msg)?;
-    println!("lab up: namespaces {}", lab.namespaces().join(" "));
+    let lab = Lab::up_with(prefix, backend).map_err(anyhow::Error::msg)?;
+    println!(
+        "lab up ({} backend): namespaces {}",
+        backend.name(),
+        lab.namespaces().join(" ")
+    );
     let Some(probe) = probe else {
         println!("try: probe watch --netns {prefix}-n2");
         lab.keep();

@@ -36,6 +36,10 @@ enum Task {
         /// detached; `down` stops them
         #[arg(long)]
         with_prometheus: bool,
+        /// With `up`: how pod traffic crosses between the nodes: flannel's
+        /// `vxlan` backend (flannel.1) or `host-gw` (routes via the underlay)
+        #[arg(long, value_enum, default_value_t = BackendArg::Vxlan)]
+        backend: BackendArg,
     },
     /// The main job: build the lab, send pod traffic across it, run `probe watch` on node 2
     Demo {
@@ -71,11 +75,27 @@ enum Task {
         /// Only one part: `testrun`, `flood`, `traffic`, `soak [SECONDS]` (default
         /// 600), `serve [SECONDS]` (scrape load, default 60), `latency` (what
         /// `--latency` costs under iperf3), `stage-latency` (what `--stage-latency`
-        /// costs under iperf3); or `traffic-parts` (diagnosis: the
+        /// costs under iperf3), `backends` (flannel's vxlan against host-gw: qperf,
+        /// iperf3, and per-stage latency of each); or `traffic-parts` (diagnosis: the
         /// UDP flood with each hook alone)
         #[arg(num_args = 0..=2)]
         part: Vec<String>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    Vxlan,
+    HostGw,
+}
+
+impl From<BackendArg> for probe_lab::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Vxlan => probe_lab::Backend::Vxlan,
+            BackendArg::HostGw => probe_lab::Backend::HostGw,
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -95,11 +115,12 @@ fn main() -> Result<()> {
             action,
             prefix,
             with_prometheus,
+            backend,
         } => {
             require_root("the lab")?;
             setup::run()?;
             match action {
-                LabAction::Up => lab::up(&prefix, with_prometheus),
+                LabAction::Up => lab::up(&prefix, with_prometheus, backend.into()),
                 LabAction::Down => lab::down(&prefix),
             }
         }

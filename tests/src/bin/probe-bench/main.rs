@@ -15,6 +15,7 @@
 //! Every part but `serve` needs root and $PROBE_BIN (a release `probe`, set by
 //! `cargo xtask bench`); `serve` runs in this process on 127.0.0.1 only.
 
+mod backends;
 mod flood;
 mod serve;
 mod soak;
@@ -46,6 +47,10 @@ fn main() {
     // Diagnosis, not part of `all`: the UDP flood with each hook alone.
     if part == "latency" {
         ok &= traffic::Traffic::new(probe()).latency();
+    }
+    // The articles' comparison: flannel's vxlan backend against host-gw.
+    if part == "backends" {
+        ok &= backends::run(probe());
     }
     if part == "stage-latency" {
         ok &= traffic::Traffic::new(probe()).stage_latency();
