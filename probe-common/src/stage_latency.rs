@@ -19,6 +19,14 @@ pub const MAP_PATH_CPU: &str = "PATH_CPU";
 pub const PROG_PATH_RX: &str = "path_rx";
 pub const PROG_PATH_QUEUED: &str = "path_queued";
 pub const PROG_PATH_READ: &str = "path_read";
+/// `probe trace` only: skb:kfree_skb, where a marked packet was dropped.
+pub const PROG_PATH_DROP: &str = "path_drop";
+pub const MAP_PATH_DROPS: &str = "PATH_DROPS";
+/// `probe trace`: the 8 signature bytes at the start of the UDP payload of
+/// the marked packets (u64, native order); 0: sampling mode.
+pub const GLOBAL_PATH_TRACE_MAGIC: &str = "PATH_TRACE_MAGIC";
+/// kfree_skb reasons that are not drops (u32 x 2), as the drop probe's.
+pub const GLOBAL_PATH_NOT_DROPS: &str = "PATH_NOT_DROPS";
 pub const GLOBAL_PATH_OFFSETS: &str = "PATH_OFFSETS";
 pub const GLOBAL_PATH_DEVICES: &str = "PATH_DEVICES";
 /// Follow one packet in this many per CPU (u32, at least 1).
@@ -41,6 +49,17 @@ pub const PATH_QUEUE_WINDOW_NS: u64 = 1_000_000;
 /// forgotten: its buffer, freed where no tracepoint sees it (a GRO merge),
 /// may be another packet's by then. No receive stage takes this long.
 pub const PATH_STAGE_MAX_NS: u64 = 1_000_000_000;
+/// Where a marked packet was dropped (`PathDrops::by_stage`): before the
+/// NIC saw it (the sender's node), after the NIC, after decapsulation, in
+/// the pod (before its socket).
+pub const TRACE_DROP_STAGES: usize = 4;
+pub const TRACE_STAGE_NAMES: [&str; TRACE_DROP_STAGES] = ["sender", "nic", "decap", "pod"];
+/// Where the signature sits, from skb->data: the payload of a plain
+/// IPv4/UDP packet (data at its IP header, or at its Ethernet header), and
+/// of one in VXLAN over IPv4 (data at the outer IP header). No IP options:
+/// `probe trace` sends none.
+pub const TRACE_MAGIC_OFFSETS: [u32; 3] = [20 + 8, 14 + 20 + 8, 20 + 8 + 8 + 14 + 20 + 8];
+
 /// sock_recv_length's `flags` bit for a read that leaves the data queued.
 pub const MSG_PEEK: i32 = 2;
 
@@ -133,6 +152,17 @@ pub struct PathOffsets {
     /// `tcp_sock.rcv_nxt` and `.copied_seq`.
     pub tcp_rcv_nxt: u32,
     pub tcp_copied_seq: u32,
+    /// `sk_buff.data`, for the signature of `probe trace`.
+    pub skb_data: u32,
+    pub _pad: u32,
+}
+
+/// `probe trace`: marked packets dropped, by stage and reason slot
+/// (`drops::reason_slot`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathDrops {
+    pub by_stage: [[u64; crate::drops::REASON_SLOTS]; TRACE_DROP_STAGES],
 }
 
 /// The devices that mark the stages: the NIC `[ifindex, netns inode]`, and
@@ -202,6 +232,7 @@ pub struct PathCpu {
 }
 
 const _: () = assert!(size_of::<PathCpu>() <= 32 * 1024);
+const _: () = assert!(size_of::<PathDrops>() <= 32 * 1024);
 const _: () = assert!(PATH_SLOTS.is_power_of_two() && PATH_SOCKET_SLOTS.is_power_of_two());
 
 /// The packet table slot of a buffer address: its low bits are alignment
@@ -218,6 +249,15 @@ mod pod {
     unsafe impl aya::Pod for super::PathOffsets {}
     unsafe impl aya::Pod for super::PathDevices {}
     unsafe impl aya::Pod for super::PathCpu {}
+    unsafe impl aya::Pod for super::PathDrops {}
+}
+
+#[cfg(feature = "user")]
+impl Default for PathDrops {
+    fn default() -> Self {
+        // SAFETY: all-integer struct; zero is a valid value for every field.
+        unsafe { core::mem::zeroed() }
+    }
 }
 
 #[cfg(feature = "user")]

@@ -20,6 +20,10 @@
 //! that returns the packet is found by its place in the queue: for UDP the
 //! datagrams queued up to it (one read takes one datagram), for TCP its end
 //! sequence number against copied_seq.
+//!
+//! `probe trace` loads the same programs with a signature: then the NIC
+//! follows exactly the packets that carry it (no sampling), and path_drop
+//! (skb:kfree_skb) says where a marked packet was dropped, and why.
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
@@ -28,12 +32,13 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use probe_common::{
-    drops::mix,
+    drops::{mix, reason_slot, NO_REASON, REASON_SLOTS},
     latency::{bucket, HIST_BUCKETS},
     stage_latency::{
-        packet_slot, NsHistogram, PathCpu, PathDevices, PathOffsets, PathPacket, PathSocket,
-        Reached, Transition, MSG_PEEK, PATH_QUEUE_WINDOW_NS, PATH_SOCKET_SLOTS, PATH_STAGE_MAX_NS,
-        PATH_VXLAN_DEVICES, STAGE_DECAP, STAGE_NIC,
+        packet_slot, NsHistogram, PathCpu, PathDevices, PathDrops, PathOffsets, PathPacket,
+        PathSocket, Reached, Transition, MSG_PEEK, PATH_QUEUE_WINDOW_NS, PATH_SOCKET_SLOTS,
+        PATH_STAGE_MAX_NS, PATH_VXLAN_DEVICES, STAGE_DECAP, STAGE_NIC, TRACE_DROP_STAGES,
+        TRACE_MAGIC_OFFSETS,
     },
 };
 
@@ -61,6 +66,8 @@ static PATH_OFFSETS: PathOffsets = PathOffsets {
     udp_reader_queue: 0,
     tcp_rcv_nxt: 0,
     tcp_copied_seq: 0,
+    skb_data: 0,
+    _pad: 0,
 };
 #[unsafe(no_mangle)]
 static PATH_DEVICES: PathDevices = PathDevices {
@@ -70,6 +77,12 @@ static PATH_DEVICES: PathDevices = PathDevices {
 };
 #[unsafe(no_mangle)]
 static PATH_SAMPLE_EVERY: u32 = 64;
+/// `probe trace`'s signature; 0: sample one packet in PATH_SAMPLE_EVERY.
+#[unsafe(no_mangle)]
+static PATH_TRACE_MAGIC: u64 = 0;
+/// kfree_skb reasons that are not drops (SKB_NOT_DROPPED_YET, SKB_CONSUMED).
+#[unsafe(no_mangle)]
+static PATH_NOT_DROPS: [u32; 2] = [NO_REASON, NO_REASON];
 
 #[map]
 static PATH_PACKETS: Array<PathPacket> =
@@ -78,6 +91,8 @@ static PATH_PACKETS: Array<PathPacket> =
 static PATH_SOCKETS: Array<PathSocket> = Array::with_max_entries(PATH_SOCKET_SLOTS as u32, 0);
 #[map]
 static PATH_CPU: PerCpuArray<PathCpu> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static PATH_DROPS: PerCpuArray<PathDrops> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 fn offsets() -> PathOffsets {
@@ -89,9 +104,10 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// This CPU's counters. Each field is written by one program only (the
-/// softirq ones: path_rx, path_queued; the reader's: path_read), so a read in
-/// process context interrupted by the softirq loses no increment.
+/// This CPU's counters. The reader's fields (Read, queued->read, nic->read)
+/// are written by path_read only, in process context; the others by the
+/// receive path's programs (path_rx, path_queued, path_drop) in softirq, so
+/// a read interrupted by the softirq loses no increment.
 #[inline(always)]
 fn this_cpu() -> Option<&'static mut PathCpu> {
     // SAFETY: this CPU's copy; see above.
@@ -179,7 +195,14 @@ pub fn path_rx(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     if at_nic_now {
-        at_nic(c, p, head);
+        let magic = unsafe { core::ptr::read_volatile(&PATH_TRACE_MAGIC) };
+        if magic == 0 {
+            at_nic(c, p, head);
+        } else if carries(skb, &o, magic) {
+            start(c, p, head);
+        } else if p.head == head {
+            p.head = 0;
+        }
         return 0;
     }
     if netns == d.node_netns {
@@ -230,15 +253,7 @@ fn at_nic(c: &mut PathCpu, p: &mut PathPacket, head: u64) {
     if c.countdown == 0 {
         let every = unsafe { core::ptr::read_volatile(&PATH_SAMPLE_EVERY) };
         c.countdown = every.saturating_sub(1) as u64;
-        let t = now();
-        *p = PathPacket {
-            head,
-            stage: STAGE_NIC,
-            _pad: 0,
-            at_nic: t,
-            at_stage: t,
-        };
-        count(c, Reached::Sampled);
+        start(c, p, head);
     } else {
         c.countdown -= 1;
         if p.head == head {
@@ -247,6 +262,81 @@ fn at_nic(c: &mut PathCpu, p: &mut PathPacket, head: u64) {
             p.head = 0;
         }
     }
+}
+
+/// Follows the packet with buffer `head` from the NIC on.
+#[inline(always)]
+fn start(c: &mut PathCpu, p: &mut PathPacket, head: u64) {
+    let t = now();
+    *p = PathPacket {
+        head,
+        stage: STAGE_NIC,
+        _pad: 0,
+        at_nic: t,
+        at_stage: t,
+    };
+    count(c, Reached::Sampled);
+}
+
+/// Whether the packet carries `probe trace`'s signature at one of the
+/// places a marked packet has it (TRACE_MAGIC_OFFSETS from skb->data).
+#[inline(always)]
+fn carries(skb: *const u8, o: &PathOffsets, magic: u64) -> bool {
+    let Some(data) = read::<u64>(skb as u64, o.skb_data) else {
+        return false;
+    };
+    let mut i = 0;
+    while i < TRACE_MAGIC_OFFSETS.len() {
+        if read::<u64>(data, TRACE_MAGIC_OFFSETS[i]) == Some(magic) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// skb:kfree_skb (`probe trace` only, Linux >= 5.17): a marked packet's
+/// drop, at the stage it had reached: a followed one by its buffer (the
+/// NIC's or the VXLAN device's slot, or the pod's pending packet), one the
+/// NIC never saw by its signature (the sender's node dropped it).
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn path_drop(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    let reason: u32 = ctx.arg(2);
+    let not_drops = unsafe { core::ptr::read_volatile(&PATH_NOT_DROPS) };
+    if skb.is_null() || reason == not_drops[0] || reason == not_drops[1] {
+        return 0;
+    }
+    let o = offsets();
+    let magic = unsafe { core::ptr::read_volatile(&PATH_TRACE_MAGIC) };
+    let Some(head) = read::<u64>(skb as u64, o.skb_head) else {
+        return 0;
+    };
+    let Some(c) = this_cpu() else {
+        return 0;
+    };
+    let stage = match PATH_PACKETS.get_ptr_mut(packet_slot(head)) {
+        // SAFETY: a slot of the shared array; see path_rx.
+        Some(p) if unsafe { (*p).head } == head => {
+            let p = unsafe { &mut *p };
+            p.head = 0;
+            p.stage as usize
+        }
+        _ if c.pending_head == head => {
+            c.pending_head = 0;
+            3
+        }
+        _ if magic != 0 && carries(skb, &o, magic) => 0,
+        _ => return 0,
+    };
+    if let Some(d) = PATH_DROPS.get_ptr_mut(0) {
+        // SAFETY: this CPU's copy; kfree_skb's program does not nest with
+        // itself on a CPU.
+        let d = unsafe { &mut *d };
+        let slot = reason_slot(reason) & (REASON_SLOTS - 1);
+        d.by_stage[stage & (TRACE_DROP_STAGES - 1)][slot] += 1;
+    }
+    0
 }
 
 /// The socket's (netns, port, protocol) and its slot, for TCP and UDP.

@@ -12,6 +12,7 @@ fn main() {
         Command::Serve(args) => probe_user::cli::serve::run(args),
         Command::Diff(args) => probe_user::cli::diff::run(args),
         Command::Cleanup(args) => probe_user::cli::cleanup::run(args),
+        Command::Trace(args) => probe_user::cli::trace::run(args),
     };
     if let Err(e) = result {
         eprintln!("probe: {e}");

@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
-use probe_common::stage_latency::PathCpu;
+use probe_common::stage_latency::{PathCpu, PathDrops};
 use serde::Serialize;
 
 use crate::{
@@ -53,6 +53,11 @@ pub struct StageLatencyInfo {
     pub socket_stages: bool,
     /// Why they are not, if not.
     pub socket_unavailable: Option<String>,
+    /// `probe trace`: only the marked packets are followed.
+    pub trace: bool,
+    /// `probe trace` on a kernel that cannot say where marked packets were
+    /// dropped (no drop reasons): why.
+    pub drops_unavailable: Option<String>,
 }
 
 /// A watched device disappeared (its hooks with it) and, once a device of the
@@ -120,6 +125,8 @@ pub struct Sample {
     pub steering: Option<SteerCounts>,
     /// `--stage-latency` counters, one per CPU.
     pub stage_latency: Option<Vec<PathCpu>>,
+    /// `probe trace`: marked packets dropped, per CPU (empty otherwise).
+    pub trace_drops: Vec<PathDrops>,
 }
 
 impl Sample {
@@ -165,6 +172,7 @@ impl Sample {
         s.stage_latency = s
             .stage_latency
             .map(|cpus| vec![PathCpu::default(); cpus.len()]);
+        s.trace_drops = vec![PathDrops::default(); s.trace_drops.len()];
         s.drops = s.drops.map(|_| DropCounts::zeroed());
         s
     }

@@ -2,8 +2,9 @@
 //! histograms over a period. Pure: tested without a kernel.
 
 use probe_common::{
+    drops::REASON_SLOTS,
     latency::HIST_BUCKETS,
-    stage_latency::{PathCpu, Reached, Transition},
+    stage_latency::{PathCpu, PathDrops, Reached, Transition, TRACE_STAGE_NAMES},
 };
 use serde::Serialize;
 
@@ -30,6 +31,51 @@ pub struct StageLatency {
     pub transitions: Vec<TransitionRow>,
     /// Stages this kernel cannot follow, and why; null if it follows all.
     pub unavailable: Option<String>,
+    /// `probe trace` only: marked packets dropped, where and why.
+    pub drops: Vec<TraceDrop>,
+}
+
+/// Marked packets dropped at one stage for one reason.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TraceDrop {
+    /// The last stage the packets reached: `sender` (the NIC never saw
+    /// them: dropped on the sending node), `nic`, `decap`, `pod` (in the
+    /// pod, before its socket).
+    pub stage: &'static str,
+    /// The kernel's drop reason (kfree_skb).
+    pub reason: String,
+    pub skbs: u64,
+}
+
+/// Drops of marked packets between two readings (one entry per CPU), by
+/// stage and reason; `reason` names a reason slot.
+pub fn trace_drops(
+    later: &[PathDrops],
+    earlier: Option<&[PathDrops]>,
+    reason: impl Fn(usize) -> String,
+) -> Vec<TraceDrop> {
+    let zero = PathDrops::default();
+    let mut out = Vec::new();
+    for (stage, name) in TRACE_STAGE_NAMES.iter().enumerate() {
+        for slot in 0..REASON_SLOTS {
+            let skbs: u64 = later
+                .iter()
+                .enumerate()
+                .map(|(cpu, now)| {
+                    let before = earlier.and_then(|e| e.get(cpu)).unwrap_or(&zero);
+                    now.by_stage[stage][slot].wrapping_sub(before.by_stage[stage][slot])
+                })
+                .sum();
+            if skbs > 0 {
+                out.push(TraceDrop {
+                    stage: name,
+                    reason: reason(slot),
+                    skbs,
+                });
+            }
+        }
+    }
+    out
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -100,6 +146,7 @@ pub fn stage_latency(
         socket_busy: reached[Reached::SocketBusy as usize],
         transitions,
         unavailable,
+        drops: Vec::new(),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod cleanup;
 pub mod diff;
 pub mod record;
 pub mod serve;
+pub mod trace;
 pub mod tune;
 pub mod watch;
 
@@ -30,7 +31,8 @@ use crate::error::ProbeError;
         exit, and `probe cleanup` (or the next start) after a SIGKILL.\n\
         `probe tune` shows the settings (NAPI budget, backlog, buffers, RPS, rings, MTU) to\n\
         judge them against; `probe record` and `probe diff` compare before and after a change;\n\
-        `probe serve` exports the same counters to Prometheus. Another owner's XDP or TCX\n\
+        `probe serve` exports the same counters to Prometheus; `probe trace` sends marked\n\
+        packets to a pod and shows where each one stopped, and why. Another owner's XDP or TCX\n\
         program (a CNI's) is never replaced.\n\n\
         Needs CAP_BPF (or CAP_SYS_ADMIN), CAP_NET_ADMIN and CAP_PERFMON (tracing probes);\n\
         CAP_SYS_ADMIN with --netns or --drop-netns."
@@ -48,6 +50,9 @@ impl Command {
             Command::Watch(w) => w.requirements(),
             Command::Serve(s) => s.watch.requirements(),
             Command::Record(r) => r.watch.requirements(),
+            Command::Trace(t) => {
+                crate::caps::watch_requirements(t.netns.is_some() || t.from_netns.is_some())
+            }
             Command::Tune(_) | Command::Diff(_) => Vec::new(),
             Command::Cleanup(c) => crate::caps::cleanup_requirements(c.netns.is_some()),
         }
@@ -62,6 +67,7 @@ impl Command {
             Command::Watch(w) => watch::validate(w),
             Command::Serve(s) => s.validate(),
             Command::Record(r) => r.validate(),
+            Command::Trace(t) => trace::validate(t),
             // Paths and names only: nothing numeric to check.
             Command::Tune(_) | Command::Diff(_) | Command::Cleanup(_) => Ok(()),
         }
@@ -152,4 +158,5 @@ pub enum Command {
     Serve(serve::ServeArgs),
     Diff(diff::DiffArgs),
     Cleanup(cleanup::CleanupArgs),
+    Trace(trace::TraceArgs),
 }

@@ -38,7 +38,7 @@ fn watch_args(cli: &Cli) -> Option<&watch::WatchArgs> {
         Command::Watch(w) => Some(w),
         Command::Serve(s) => Some(&s.watch),
         Command::Record(r) => Some(&r.watch),
-        Command::Tune(_) | Command::Diff(_) | Command::Cleanup(_) => None,
+        Command::Tune(_) | Command::Diff(_) | Command::Cleanup(_) | Command::Trace(_) => None,
     }
 }
 
@@ -543,5 +543,53 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn trace_takes_a_pod_address_a_count_a_rate_and_a_wait() {
+    let ok = check(&[
+        "trace",
+        "--to",
+        "10.244.2.2:9000",
+        "--count",
+        "1000",
+        "--rate",
+        "500",
+    ]);
+    let Outcome::Ok(cli) = ok else {
+        panic!("a good trace was refused")
+    };
+    let Command::Trace(t) = &cli.command else {
+        panic!("not a trace")
+    };
+    assert_eq!((t.count, t.rate, t.wait), (1000, 500, 1.0));
+    for (argv, flag) in [
+        (vec!["trace", "--to", "10.244.2.2"], "--to"),
+        (vec!["trace", "--to", "pod:9000"], "--to"),
+        (
+            vec!["trace", "--to", "10.244.2.2:9000", "--count", "0"],
+            "--count",
+        ),
+        (
+            vec!["trace", "--to", "10.244.2.2:9000", "--rate", "0"],
+            "--rate",
+        ),
+        (vec!["trace"], "--to"),
+    ] {
+        match check(&argv) {
+            Outcome::Parse(code, msg) => {
+                assert_eq!(code, 2, "{argv:?}");
+                assert!(msg.contains(flag), "{argv:?}: {msg}");
+            }
+            _ => panic!("{argv:?} accepted"),
+        }
+    }
+    match check(&["trace", "--to", "10.244.2.2:9000", "--wait", "61"]) {
+        Outcome::Invalid(code, msg) => {
+            assert_eq!(code, 2);
+            assert!(msg.contains("--wait"), "{msg}");
+        }
+        _ => panic!("--wait 61 accepted"),
     }
 }

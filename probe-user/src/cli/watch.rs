@@ -170,6 +170,7 @@ impl WatchArgs {
             latency_sample: self.latency_sample,
             steering: self.steering,
             stage_latency: self.stage_latency.then_some(self.stage_sample),
+            trace_magic: None,
             self_cost: self.self_cost,
             bpf_log: if self.debug_bpf {
                 BpfLog::Debug

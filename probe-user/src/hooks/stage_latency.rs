@@ -1,13 +1,17 @@
-//! `--stage-latency`: the per-stage latency probes (tp_btf on
-//! netif_receive_skb, and sk_data_ready and sock_recv_length where the kernel
-//! has them): loading, reading. The histograms become reports in
-//! `stage_latency.rs`.
+//! `--stage-latency` and `probe trace`: the per-stage latency probes (tp_btf
+//! on netif_receive_skb, and sk_data_ready and sock_recv_length where the
+//! kernel has them; with `probe trace` also kfree_skb): loading, reading.
+//! The histograms become reports in `stage_latency.rs`.
 
 use aya::Ebpf;
-use probe_common::stage_latency::{
-    PathCpu, PathDevices, PathOffsets, GLOBAL_PATH_DEVICES, GLOBAL_PATH_OFFSETS,
-    GLOBAL_PATH_SAMPLE_EVERY, MAP_PATH_CPU, PATH_VXLAN_DEVICES, PROG_PATH_QUEUED, PROG_PATH_READ,
-    PROG_PATH_RX,
+use probe_common::{
+    drops::NO_REASON,
+    stage_latency::{
+        PathCpu, PathDevices, PathDrops, PathOffsets, GLOBAL_PATH_DEVICES, GLOBAL_PATH_NOT_DROPS,
+        GLOBAL_PATH_OFFSETS, GLOBAL_PATH_SAMPLE_EVERY, GLOBAL_PATH_TRACE_MAGIC, MAP_PATH_CPU,
+        MAP_PATH_DROPS, PATH_VXLAN_DEVICES, PROG_PATH_DROP, PROG_PATH_QUEUED, PROG_PATH_READ,
+        PROG_PATH_RX,
+    },
 };
 
 use super::{read_per_cpu, BpfLog, Hook, HookError};
@@ -18,6 +22,7 @@ const SOCKET: [(&str, &str); 2] = [
     (PROG_PATH_QUEUED, "sk_data_ready"),
     (PROG_PATH_READ, "sock_recv_length"),
 ];
+const DROP: (&str, &str) = (PROG_PATH_DROP, "kfree_skb");
 
 /// What the probes need from the kernel's BTF, and whether it has the socket
 /// tracepoints.
@@ -26,6 +31,10 @@ pub struct StageSetup {
     pub offsets: PathOffsets,
     /// None: the socket stages are followed; else why they are not.
     pub socket_unavailable: Option<String>,
+    /// The drop probe's kfree_skb values that are not drops, for `probe
+    /// trace`; Err: why this kernel cannot say where marked packets were
+    /// dropped.
+    pub not_drops: Result<[u32; 2], String>,
 }
 
 pub fn setup(btf: &Btf) -> Result<StageSetup, HookError> {
@@ -66,10 +75,22 @@ pub fn setup(btf: &Btf) -> Result<StageSetup, HookError> {
         udp_reader_queue: btf.member_offset("udp_sock", "reader_queue")?,
         tcp_rcv_nxt: btf.member_offset("tcp_sock", "rcv_nxt")?,
         tcp_copied_seq: btf.member_offset("tcp_sock", "copied_seq")?,
+        skb_data: btf.member_offset("sk_buff", "data")?,
+        _pad: 0,
     };
+    let not_drops = super::drops::setup(btf)
+        .map(|d| {
+            let mut values = [NO_REASON; 2];
+            for (slot, value) in values.iter_mut().zip(&d.reasons.not_drops) {
+                *slot = *value;
+            }
+            values
+        })
+        .map_err(|e| e.to_string());
     Ok(StageSetup {
         offsets,
         socket_unavailable,
+        not_drops,
     })
 }
 
@@ -77,6 +98,8 @@ pub fn setup(btf: &Btf) -> Result<StageSetup, HookError> {
 pub struct StageHook {
     ebpf: Ebpf,
     socket_stages: bool,
+    /// `probe trace` on a kernel with drop reasons: path_drop attaches.
+    trace_drops: bool,
 }
 
 impl Hook for StageHook {
@@ -91,13 +114,16 @@ impl Hook for StageHook {
 /// Loads the object (nothing attached yet: [`StageHook::attach`]): packets
 /// start at the NIC `nic_ifindex` in the namespace `node_netns`, are
 /// decapsulated on the `vxlan` devices (ifindexes in that namespace; the
-/// first four), and reach a pod in any other namespace.
+/// first four), and reach a pod in any other namespace. `trace_magic`:
+/// `probe trace`'s signature (follow exactly the packets that carry it, and
+/// their drops), or None (one packet in `sample_every`).
 pub fn load_stage_latency(
     setup: &StageSetup,
     nic_ifindex: u32,
     node_netns: u32,
     vxlan: &[u32],
     sample_every: u32,
+    trace_magic: Option<u64>,
     log: BpfLog,
 ) -> Result<StageHook, HookError> {
     let mut devices = PathDevices {
@@ -109,6 +135,8 @@ pub fn load_stage_latency(
         *slot = *ifindex;
     }
     let sample_every = sample_every.max(1);
+    let magic = trace_magic.unwrap_or(0);
+    let not_drops = setup.not_drops.clone().unwrap_or([NO_REASON; 2]);
     let ebpf = log
         .loader()
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
@@ -116,10 +144,13 @@ pub fn load_stage_latency(
         .override_global(GLOBAL_PATH_OFFSETS, &setup.offsets, true)
         .override_global(GLOBAL_PATH_DEVICES, &devices, true)
         .override_global(GLOBAL_PATH_SAMPLE_EVERY, &sample_every, true)
+        .override_global(GLOBAL_PATH_TRACE_MAGIC, &magic, true)
+        .override_global(GLOBAL_PATH_NOT_DROPS, &not_drops, true)
         .load(objects::STAGE_LATENCY)?;
     Ok(StageHook {
         ebpf,
         socket_stages: setup.socket_unavailable.is_none(),
+        trace_drops: trace_magic.is_some() && setup.not_drops.is_ok(),
     })
 }
 
@@ -129,7 +160,19 @@ impl StageHook {
         if self.socket_stages {
             super::attach_btf_tracepoints(&mut self.ebpf, &SOCKET, kernel_btf)?;
         }
+        if self.trace_drops {
+            super::attach_btf_tracepoints(&mut self.ebpf, &[DROP], kernel_btf)?;
+        }
         Ok(())
+    }
+
+    /// `probe trace`: marked packets dropped, per CPU (empty without the
+    /// drop program).
+    pub fn read_drops(&self) -> Result<Vec<PathDrops>, HookError> {
+        if !self.trace_drops {
+            return Ok(Vec::new());
+        }
+        Ok(read_per_cpu::<PathDrops>(&self.ebpf, MAP_PATH_DROPS, 1)?.remove(0))
     }
 
     /// Cumulative counters, one per CPU.

@@ -96,6 +96,8 @@ fn topology(shape: &NodeShape) -> Topology {
             sample_every: 64,
             socket_stages: true,
             socket_unavailable: None,
+            trace: false,
+            drops_unavailable: None,
         }),
         ..Default::default()
     }

@@ -148,12 +148,25 @@ impl Report {
             r.steering = Some(crate::steering::steering(now, earlier.steering.as_ref()));
         }
         if let (Some(now), Some(info)) = (&later.stage_latency, &topo.stage_latency) {
-            r.stage_latency = Some(crate::stage_latency::stage_latency(
+            let unavailable = match (&info.socket_unavailable, &info.drops_unavailable) {
+                (Some(s), Some(d)) => Some(format!("{s}; {d}")),
+                (s, d) => s.clone().or(d.clone()),
+            };
+            let mut p = crate::stage_latency::stage_latency(
                 now,
                 earlier.stage_latency.as_deref(),
                 info.sample_every,
-                info.socket_unavailable.clone(),
-            ));
+                unavailable,
+            );
+            p.drops = crate::stage_latency::trace_drops(
+                &later.trace_drops,
+                Some(&earlier.trace_drops),
+                |slot| match &topo.reasons {
+                    Some(names) => names.slot_name(slot),
+                    None => format!("reason slot {slot}"),
+                },
+            );
+            r.stage_latency = Some(p);
         }
         if let (Some(a), Some(b)) = (&earlier.self_sample, &later.self_sample) {
             r.self_cost = Some(SelfCost::between(a, b, r.elapsed_s));

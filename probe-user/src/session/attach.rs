@@ -288,7 +288,8 @@ fn attach_tracing(
     } else {
         Ok(None)
     };
-    let mut stage_hook = match cfg.stage_latency {
+    let stage_sampling = cfg.stage_latency.or(cfg.trace_magic.map(|_| 1));
+    let mut stage_hook = match stage_sampling {
         Some(sample_every) => {
             let node_netns = nic_netns.clone().map_err(HookError::Kernel);
             stage_setup
@@ -299,12 +300,18 @@ fn attach_tracing(
                         node_netns?,
                         vxlan_ifindexes,
                         sample_every,
+                        cfg.trace_magic,
                         cfg.bpf_log,
                     )?;
                     let info = StageLatencyInfo {
                         sample_every: sample_every.max(1),
                         socket_stages: setup.socket_unavailable.is_none(),
                         socket_unavailable: setup.socket_unavailable,
+                        trace: cfg.trace_magic.is_some(),
+                        drops_unavailable: match (&cfg.trace_magic, &setup.not_drops) {
+                            (Some(_), Err(e)) => Some(e.clone()),
+                            _ => None,
+                        },
                     };
                     Ok((hook, info))
                 })

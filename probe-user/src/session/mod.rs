@@ -63,6 +63,9 @@ pub struct SessionConfig {
     pub steering: bool,
     /// `--stage-latency`: follow one received packet in this many; None: off.
     pub stage_latency: Option<u32>,
+    /// `probe trace`: follow the packets carrying this signature (and their
+    /// drops) instead of sampling.
+    pub trace_magic: Option<u64>,
     pub self_cost: bool,
     /// The kernel programs' diagnostics (`--debug-bpf`).
     pub bpf_log: BpfLog,
@@ -132,6 +135,27 @@ fn report(kind: ReportKind, a: &Session, earlier: &Sample, later: &Sample) -> Re
         r.advice = crate::advice::advise(&r, settings);
     }
     r
+}
+
+/// Attaches, runs `during` (`probe trace` sends its probes there), samples,
+/// detaches: `during`'s result and the summary of what the probes saw
+/// meanwhile.
+pub fn around<T>(
+    cfg: &SessionConfig,
+    during: impl FnOnce() -> Result<T, ProbeError>,
+) -> Result<(T, Report), ProbeError> {
+    let netns = match &cfg.netns {
+        Some(name) => Netns::named(name)?,
+        None => Netns::current(),
+    };
+    caps::check(&cfg.requirements())?;
+    let mut session = attach::attach(cfg, netns)?;
+    let first = sample::sample(&mut session)?;
+    let result = during()?;
+    let last = sample::sample(&mut session)?;
+    let summary = report(ReportKind::Summary, &session, &first, &last);
+    drop(session); // detaches every link
+    Ok((result, summary))
 }
 
 /// Attaches, calls `on_attached` once every probe is attached, hands every
@@ -305,15 +329,24 @@ fn describe_hooks(t: &Topology) -> String {
         );
     }
     if let Some(s) = &t.stage_latency {
-        parts.push(format!(
-            "tp_btf/netif_receive_skb{} (1 packet in {})",
-            if s.socket_stages {
-                "+sk_data_ready+sock_recv_length"
+        let socket = if s.socket_stages {
+            "+sk_data_ready+sock_recv_length"
+        } else {
+            ""
+        };
+        parts.push(if s.trace {
+            let drops = if s.drops_unavailable.is_none() {
+                "+kfree_skb"
             } else {
                 ""
-            },
-            s.sample_every
-        ));
+            };
+            format!("tp_btf/netif_receive_skb{socket}{drops} (the marked packets)")
+        } else {
+            format!(
+                "tp_btf/netif_receive_skb{socket} (1 packet in {})",
+                s.sample_every
+            )
+        });
     }
     if t.reasons.is_some() {
         parts.push(if t.drop_scope.is_empty() {

@@ -87,6 +87,10 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
         latency,
         steering: a.steering.as_ref().map(|h| h.read()).transpose()?,
         stage_latency: a.stage_latency.as_ref().map(|h| h.read()).transpose()?,
+        trace_drops: match &a.stage_latency {
+            Some(h) => h.read_drops()?,
+            None => Vec::new(),
+        },
     })
 }
 

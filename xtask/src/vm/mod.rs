@@ -34,7 +34,7 @@ use kernel::{fetch, initramfs, GuestKernel, KernelTree, KERNELS};
 /// The test binaries (of probe-tests) run in guests: every hook and the tc
 /// fallback, with exact counts. Left out: lab_traffic, lab_perturb and
 /// lab_softirq (throughput and timing, meaningless under emulation).
-const GUEST_TESTS: [&str; 8] = [
+const GUEST_TESTS: [&str; 9] = [
     "cli",
     "prog_test_run",
     "lab_fixture",
@@ -42,6 +42,7 @@ const GUEST_TESTS: [&str; 8] = [
     "lab_drops",
     "lab_coexist",
     "lab_stage_latency",
+    "lab_trace",
     "deploy",
 ];
 
