@@ -28,7 +28,7 @@ pub mod traffic;
 
 use std::{net::Ipv4Addr, process::Command};
 
-pub use traffic::{in_netns, pin_thread, send_udp, set_rcvbuf, UdpSink};
+pub use traffic::{client, in_netns, pin_thread, send_udp, set_rcvbuf, Server, UdpSink};
 
 /// VXLAN id and port flanneld uses for its `vxlan` backend.
 pub const FLANNEL_VNI: u32 = 1;

@@ -1,11 +1,13 @@
 //! Traffic between lab namespaces: a thread enters a pod's namespace with
-//! setns and uses ordinary sockets there. Nothing leaves the lab.
+//! setns and uses ordinary sockets there, or a traffic tool (iperf3, qperf)
+//! runs there under `ip netns exec`. Nothing leaves the lab.
 
 use std::{
     fs::File,
     io,
     net::{SocketAddrV4, UdpSocket},
     os::fd::AsRawFd,
+    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc, Arc,
@@ -13,6 +15,44 @@ use std::{
     thread::JoinHandle,
     time::{Duration, Instant},
 };
+
+/// A traffic tool's server (`iperf3 -s`, `qperf`) in a namespace, ended by
+/// its PID when dropped.
+pub struct Server(Child);
+
+impl Server {
+    /// Starts `argv` in `netns`, and gives it `settle` to start listening.
+    pub fn start(netns: &str, argv: &[&str], settle: Duration) -> Server {
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns])
+            .args(argv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{argv:?}: {e} (cargo xtask setup installs it)"));
+        std::thread::sleep(settle);
+        Server(child)
+    }
+
+    /// Waits for a server that ends by itself (`iperf3 -s -1`).
+    pub fn wait(mut self) {
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs a traffic tool's client in `netns` to completion: its stdout.
+pub fn client(netns: &str, argv: &[&str]) -> Result<String, String> {
+    crate::run("ip", &[&["netns", "exec", netns][..], argv].concat())
+}
 
 fn enter(netns: &str) -> io::Result<()> {
     let f = File::open(format!("/run/netns/{netns}"))?;

@@ -7,10 +7,7 @@
 //! One test in its own binary: test binaries run one after another, so no
 //! other lab test competes with the throughput rounds for the 2 CPUs.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use probe_tests::{lab, privileged, summary, Watch};
 
@@ -67,15 +64,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Rounds of each mode, alternated so drift hits both alike.
 const ROUNDS: usize = 5;
 /// With the probe attached, the best run reaches at least this share of the
@@ -94,15 +82,11 @@ fn default_hooks_leave_offloads_drops_and_throughput_as_they_are() {
     let lab = lab();
     let (n1, n2) = (lab.node(1), lab.node(2));
     let server_ip = n2.pods[0].ip.to_string();
-    let _server = Server(
-        Command::new("ip")
-            .args(["netns", "exec", &n2.pods[0].netns, "iperf3", "-s"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("iperf3 (cargo xtask setup installs it)"),
+    let _server = lab::Server::start(
+        &n2.pods[0].netns,
+        &["iperf3", "-s"],
+        Duration::from_millis(300),
     );
-    std::thread::sleep(Duration::from_millis(300));
     let peer0 = features(&n1.netns, "eth0");
     let nic0 = features(&n2.netns, "eth0");
     assert_eq!(feature(&peer0, "tcp-segmentation-offload"), "on");

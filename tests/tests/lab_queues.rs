@@ -204,35 +204,21 @@ fn tcp_segments_per_queue_as_the_driver_counts_them() {
         return;
     }
     let (lab, queues, n2) = two_queue_lab();
-    let server_ns = lab.node(2).pods[0].netns.clone();
-    let mut server = std::process::Command::new("ip")
-        .args(["netns", "exec", &server_ns, "iperf3", "-s", "-1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 (cargo xtask setup installs it)");
-    // Listening by then, even under emulation.
-    std::thread::sleep(Duration::from_secs(2));
+    // Listening within 2 s, even under emulation.
+    let server = lab::Server::start(
+        &lab.node(2).pods[0].netns,
+        &["iperf3", "-s", "-1"],
+        Duration::from_secs(2),
+    );
     let before = driver_queue_packets(&n2, queues);
     let w = Watch::start(&["--netns", &n2, "--interval", "0.5"]);
     let ip = lab.node(2).pods[0].ip.to_string();
-    lab::run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.node(1).pods[0].netns,
-            "iperf3",
-            "-c",
-            &ip,
-            "-P",
-            "4",
-            "-t",
-            "3",
-        ],
+    lab::client(
+        &lab.node(1).pods[0].netns,
+        &["iperf3", "-c", &ip, "-P", "4", "-t", "3"],
     )
     .expect("iperf3 client");
-    let _ = server.wait();
+    server.wait();
     std::thread::sleep(Duration::from_millis(500));
     let after = driver_queue_packets(&n2, queues);
     let (code, lines, err) = w.stop(libc::SIGINT);

@@ -69,6 +69,14 @@ fn send_paced(lab: &lab::Lab, count: u64, gap: Duration) {
     .unwrap();
 }
 
+/// A few datagrams to node 2's first pod before the probe attaches: every
+/// neighbour on the way resolved, so no ARP shows in the counts.
+fn resolve_neighbours(lab: &lab::Lab) {
+    let warm = slow_reader(&lab.node(2).pods[0].netns, 3, Duration::ZERO);
+    send_paced(lab, 3, Duration::from_millis(5));
+    assert_eq!(warm.join().unwrap(), 3);
+}
+
 /// A transition's histogram in a report's `stage_latency`.
 fn transition<'a>(p: &'a Value, from: &str, to: &str) -> &'a Value {
     p["transitions"]
@@ -116,10 +124,7 @@ fn every_followed_packet_is_timed_at_every_stage() {
     const SENT: u64 = 400;
     let lab = lab();
     let pod = lab.node(2).pods[0].clone();
-    // Neighbours resolved before the probe attaches: no ARP in the counts.
-    let warm = slow_reader(&pod.netns, 3, Duration::ZERO);
-    send_paced(&lab, 3, Duration::from_millis(5));
-    assert_eq!(warm.join().unwrap(), 3);
+    resolve_neighbours(&lab);
 
     let reader = slow_reader(&pod.netns, SENT, Duration::ZERO);
     let pod_before = lab::dev_stats(&pod.netns, "eth0").unwrap();
@@ -177,9 +182,7 @@ fn host_gw_packets_go_from_the_nic_to_the_pod() {
     const SENT: u64 = 300;
     let lab = lab_with(lab::Backend::HostGw);
     let pod = lab.node(2).pods[0].clone();
-    let warm = slow_reader(&pod.netns, 3, Duration::ZERO);
-    send_paced(&lab, 3, Duration::from_millis(5));
-    assert_eq!(warm.join().unwrap(), 3);
+    resolve_neighbours(&lab);
 
     let reader = slow_reader(&pod.netns, SENT, Duration::ZERO);
     let w = Watch::on_lab(&lab, "0.5", &["--stage-latency", "--stage-sample", "1"]);
@@ -295,33 +298,19 @@ fn tcp_streams_are_followed_to_the_read() {
         return;
     }
     let lab = lab();
-    let server_ns = lab.node(2).pods[0].netns.clone();
-    let mut server = std::process::Command::new("ip")
-        .args(["netns", "exec", &server_ns, "iperf3", "-s", "-1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 (cargo xtask setup installs it)");
-    // Listening by then, even under emulation.
-    std::thread::sleep(Duration::from_secs(2));
+    // Listening within 2 s, even under emulation.
+    let server = lab::Server::start(
+        &lab.node(2).pods[0].netns,
+        &["iperf3", "-s", "-1"],
+        Duration::from_secs(2),
+    );
     let w = Watch::on_lab(&lab, "1", &["--stage-latency", "--stage-sample", "16"]);
     let ip = lab.node(2).pods[0].ip.to_string();
-    let client = lab::run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.node(1).pods[0].netns,
-            "iperf3",
-            "-c",
-            &ip,
-            "-P",
-            "4",
-            "-t",
-            "2",
-        ],
+    let client = lab::client(
+        &lab.node(1).pods[0].netns,
+        &["iperf3", "-c", &ip, "-P", "4", "-t", "2"],
     );
-    let _ = server.wait();
+    server.wait();
     client.expect("iperf3 client");
     let (code, lines, err) = w.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{err}");

@@ -5,56 +5,18 @@
 //! is "no loss", and each hook's count equals the kernel's counter in the
 //! kernel's own unit.
 
-use std::{
-    net::SocketAddrV4,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{net::SocketAddrV4, time::Duration};
 
 use probe_tests::{lab, privileged, stage, summary, Watch};
 use serde_json::Value;
 
-/// A traffic tool's server inside a pod, ended by PID on drop.
-struct Server(Child);
-
-impl Server {
-    fn start(netns: &str, argv: &[&str]) -> Server {
-        let child = Command::new("ip")
-            .args(["netns", "exec", netns])
-            .args(argv)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{argv:?}: {e} (cargo xtask setup installs it)"));
-        // Listening within this time on an idle lab.
-        std::thread::sleep(Duration::from_millis(300));
-        Server(child)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs a client inside `netns` to completion; panics on failure.
 fn client(netns: &str, argv: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", netns])
-        .args(argv)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{argv:?}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    lab::client(netns, argv).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Listening within this time on an idle lab.
+const SETTLE: Duration = Duration::from_millis(300);
 
 /// Checks one run's summary; `merged`: whether the traffic is TCP that the
 /// sender's GSO (and GRO) hand over in skbs of many segments.
@@ -132,8 +94,8 @@ fn traffic_users_send_invents_no_loss() {
     let (n1, n2) = (lab.node(1), lab.node(2));
     let (client_ns, server_ns) = (n1.pods[0].netns.as_str(), n2.pods[0].netns.as_str());
     let server_ip = n2.pods[0].ip.to_string();
-    let _iperf = Server::start(server_ns, &["iperf3", "-s"]);
-    let _qperf = Server::start(server_ns, &["qperf"]);
+    let _iperf = lab::Server::start(server_ns, &["iperf3", "-s"], SETTLE);
+    let _qperf = lab::Server::start(server_ns, &["qperf"], SETTLE);
 
     let run_with = |name: &str, merged: bool, flags: &[&str], hook: &str, traffic: &dyn Fn()| {
         let w = Watch::on_lab(&lab, "1", flags);

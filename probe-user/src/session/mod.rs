@@ -144,18 +144,23 @@ pub fn around<T>(
     cfg: &SessionConfig,
     during: impl FnOnce() -> Result<T, ProbeError>,
 ) -> Result<(T, Report), ProbeError> {
-    let netns = match &cfg.netns {
-        Some(name) => Netns::named(name)?,
-        None => Netns::current(),
-    };
-    caps::check(&cfg.requirements())?;
-    let mut session = attach::attach(cfg, netns)?;
+    let mut session = open(cfg)?;
     let first = sample::sample(&mut session)?;
     let result = during()?;
     let last = sample::sample(&mut session)?;
     let summary = report(ReportKind::Summary, &session, &first, &last);
     drop(session); // detaches every link
     Ok((result, summary))
+}
+
+/// The session's namespace, its privileges checked, every probe attached.
+fn open(cfg: &SessionConfig) -> Result<Session, ProbeError> {
+    let netns = match &cfg.netns {
+        Some(name) => Netns::named(name)?,
+        None => Netns::current(),
+    };
+    caps::check(&cfg.requirements())?;
+    attach::attach(cfg, netns)
 }
 
 /// Attaches, calls `on_attached` once every probe is attached, hands every
@@ -174,12 +179,7 @@ pub fn run(
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| ProbeError::Runtime(format!("cannot install signal handler: {e}")))?;
     }
-    let netns = match &cfg.netns {
-        Some(name) => Netns::named(name)?,
-        None => Netns::current(),
-    };
-    caps::check(&cfg.requirements())?;
-    let mut session = attach::attach(cfg, netns)?;
+    let mut session = open(cfg)?;
     let first = sample::sample(&mut session)?;
     let baseline = first.attach_baseline();
     if period == Period::SinceAttach {

@@ -7,7 +7,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::Duration,
 };
 
@@ -22,26 +21,6 @@ use crate::{
 /// Runs per measurement; the table shows their median.
 const RUNS: usize = 5;
 const SECONDS: &str = "3";
-
-/// A server we started in a pod; killed (by its PID) when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn server(netns: &str, argv: &[&str]) -> Server {
-    let child = Command::new("ip")
-        .args([&["netns", "exec", netns][..], argv].concat())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{} (cargo xtask setup installs it): {e}", argv[0]));
-    Server(child)
-}
 
 /// What one backend measured: (name, unit, value) in the table's order.
 type Figures = Vec<(&'static str, &'static str, f64)>;
@@ -70,17 +49,17 @@ fn qperf_value(out: &str, key: &str) -> f64 {
 
 struct Backend {
     lab: Lab,
-    _qperf: Server,
-    _iperf: Server,
+    _qperf: lab::Server,
+    _iperf: lab::Server,
 }
 
 impl Backend {
     fn up(backend: lab::Backend) -> Backend {
         let lab = Lab::up_with("pbackend", backend).expect("lab up");
         let pod = lab.node(2).pods[0].netns.clone();
-        let qperf = server(&pod, &["qperf"]);
-        let iperf = server(&pod, &["iperf3", "-s"]);
-        std::thread::sleep(Duration::from_millis(500));
+        let settle = Duration::from_millis(300);
+        let qperf = lab::Server::start(&pod, &["qperf"], settle);
+        let iperf = lab::Server::start(&pod, &["iperf3", "-s"], settle);
         Backend {
             lab,
             _qperf: qperf,
@@ -89,15 +68,8 @@ impl Backend {
     }
 
     fn client(&self, argv: &[&str]) -> String {
-        lab::run(
-            "ip",
-            &[
-                &["netns", "exec", &self.lab.node(1).pods[0].netns][..],
-                argv,
-            ]
-            .concat(),
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}", argv.join(" ")))
+        lab::client(&self.lab.node(1).pods[0].netns, argv)
+            .unwrap_or_else(|e| panic!("{}: {e}", argv.join(" ")))
     }
 
     fn qperf(&self, test: &str) -> String {

@@ -11,7 +11,7 @@
 
 use std::{
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Child,
     thread::JoinHandle,
     time::Duration,
 };
@@ -53,35 +53,24 @@ impl Kind {
     }
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 pub struct Traffic {
     lab: Lab,
     probe: PathBuf,
-    _server: Server,
+    _server: lab::Server,
 }
 
 impl Traffic {
     pub fn new(probe: PathBuf) -> Traffic {
         let lab = Lab::up("ptraf").expect("lab up");
-        let server = Command::new("ip")
-            .args(["netns", "exec", &lab.node(2).pods[0].netns, "iperf3", "-s"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("iperf3 (cargo xtask setup installs it)");
-        std::thread::sleep(Duration::from_millis(300));
+        let server = lab::Server::start(
+            &lab.node(2).pods[0].netns,
+            &["iperf3", "-s"],
+            Duration::from_millis(300),
+        );
         Traffic {
             lab,
             probe,
-            _server: Server(server),
+            _server: server,
         }
     }
 
@@ -93,15 +82,7 @@ impl Traffic {
             Kind::UdpFlood => argv.extend(["-u", "-b", "0", "-l", "64"]),
             Kind::Tcp4 => argv.extend(["-P", "4"]),
         }
-        let out = lab::run(
-            "ip",
-            &[
-                &["netns", "exec", &self.lab.node(1).pods[0].netns][..],
-                &argv,
-            ]
-            .concat(),
-        )
-        .expect("iperf3 client");
+        let out = lab::client(&self.lab.node(1).pods[0].netns, &argv).expect("iperf3 client");
         let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J");
         match kind {
             Kind::UdpFlood => {
