@@ -9,12 +9,7 @@
 //! hooks in the same run: kernel ns per run of each probe program next to
 //! that floor. Targets: throughput ratio >= 0.97, each hook <= 1.5x its floor.
 
-use std::{
-    path::PathBuf,
-    process::Child,
-    thread::JoinHandle,
-    time::Duration,
-};
+use std::{path::PathBuf, process::Child, thread::JoinHandle, time::Duration};
 
 use aya::{
     programs::{tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType},
