@@ -77,6 +77,19 @@ fn resolve_neighbours(lab: &lab::Lab) {
     assert_eq!(warm.join().unwrap(), 3);
 }
 
+/// Followed packets that reached the pod and were then tied to their socket
+/// queue: all but a few. A packet is tied to the sk_data_ready that follows
+/// it on the same CPU within 1 ms; under emulation the stack can take
+/// longer, or queue it to the socket's backlog while the reader holds the
+/// socket (sk_data_ready then runs later, in the reader): such a packet is
+/// not followed further. Returns `queued`.
+fn assert_queued_nearly_all(p: &Value) -> u64 {
+    let (pod, queued) = (p["pod"].as_u64().unwrap(), p["queued"].as_u64().unwrap());
+    assert!(queued <= pod && queued >= pod - pod / 100, "{p}");
+    assert_eq!(count(p, "pod", "queued"), queued);
+    queued
+}
+
 /// A transition's histogram in a report's `stage_latency`.
 fn transition<'a>(p: &'a Value, from: &str, to: &str) -> &'a Value {
     p["transitions"]
@@ -158,12 +171,11 @@ fn every_followed_packet_is_timed_at_every_stage() {
     }
     assert_eq!(p["unavailable"], Value::Null);
     let n = |f: &str| p[f].as_u64().unwrap();
-    assert_eq!(n("queued"), SENT);
-    assert_eq!(count(p, "pod", "queued"), SENT);
+    let queued = assert_queued_nearly_all(p);
     // One followed packet per socket at a time: one queued while another
     // still waits is not followed to its read (a reader that falls behind,
     // as under emulation). Every other one is.
-    assert_eq!(n("read") + n("socket_busy"), SENT);
+    assert_eq!(n("read") + n("socket_busy"), queued);
     assert!(n("read") >= SENT - SENT / 10, "{p}");
     assert_eq!(count(p, "queued", "read"), n("read"));
     assert_eq!(count(p, "nic", "read"), n("read"));
@@ -216,8 +228,8 @@ fn host_gw_packets_go_from_the_nic_to_the_pod() {
         assert_socket_stages_named_unavailable(p);
         return;
     }
-    assert_eq!(n("queued"), SENT);
-    assert_eq!(n("read") + n("socket_busy"), SENT);
+    let queued = assert_queued_nearly_all(p);
+    assert_eq!(n("read") + n("socket_busy"), queued);
     assert_eq!(count(p, "nic", "read"), n("read"));
 }
 
