@@ -90,6 +90,20 @@ fn assert_queued_nearly_all(p: &Value) -> u64 {
     queued
 }
 
+/// `probe watch --stage-latency --stage-sample 1` on node 2 while `sent`
+/// datagrams, 2 ms apart, go from node 1's first pod to a reader in node
+/// 2's: its lines. Resolve the neighbours first (no ARP in the counts).
+fn follow_every_packet(lab: &lab::Lab, sent: u64) -> Vec<Value> {
+    let reader = slow_reader(&lab.node(2).pods[0].netns, sent, Duration::ZERO);
+    let w = Watch::on_lab(lab, "0.5", &["--stage-latency", "--stage-sample", "1"]);
+    send_paced(lab, sent, Duration::from_millis(2));
+    assert_eq!(reader.join().unwrap(), sent);
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    lines
+}
+
 /// A transition's histogram in a report's `stage_latency`.
 fn transition<'a>(p: &'a Value, from: &str, to: &str) -> &'a Value {
     p["transitions"]
@@ -138,15 +152,8 @@ fn every_followed_packet_is_timed_at_every_stage() {
     let lab = lab();
     let pod = lab.node(2).pods[0].clone();
     resolve_neighbours(&lab);
-
-    let reader = slow_reader(&pod.netns, SENT, Duration::ZERO);
     let pod_before = lab::dev_stats(&pod.netns, "eth0").unwrap();
-    let w = Watch::on_lab(&lab, "0.5", &["--stage-latency", "--stage-sample", "1"]);
-    send_paced(&lab, SENT, Duration::from_millis(2));
-    assert_eq!(reader.join().unwrap(), SENT);
-    std::thread::sleep(Duration::from_millis(200));
-    let (code, lines, err) = w.stop(libc::SIGINT);
-    assert_eq!(code, Some(0), "{err}");
+    let lines = follow_every_packet(&lab, SENT);
     let pod_after = lab::dev_stats(&pod.netns, "eth0").unwrap();
     let s = summary(&lines);
     let p = &s["stage_latency"];
@@ -193,16 +200,8 @@ fn host_gw_packets_go_from_the_nic_to_the_pod() {
     }
     const SENT: u64 = 300;
     let lab = lab_with(lab::Backend::HostGw);
-    let pod = lab.node(2).pods[0].clone();
     resolve_neighbours(&lab);
-
-    let reader = slow_reader(&pod.netns, SENT, Duration::ZERO);
-    let w = Watch::on_lab(&lab, "0.5", &["--stage-latency", "--stage-sample", "1"]);
-    send_paced(&lab, SENT, Duration::from_millis(2));
-    assert_eq!(reader.join().unwrap(), SENT);
-    std::thread::sleep(Duration::from_millis(200));
-    let (code, lines, err) = w.stop(libc::SIGINT);
-    assert_eq!(code, Some(0), "{err}");
+    let lines = follow_every_packet(&lab, SENT);
     let s = summary(&lines);
     let nic = stage(s, "nic", "eth0");
     assert_eq!(nic["skbs"], SENT, "{nic}");

@@ -93,7 +93,7 @@ fn a_healthy_pod_sees_every_marked_packet_at_every_stage() {
     }
     // All but a few: see lab_stage_latency's assert_queued_nearly_all.
     let queued = reached(&t, "queued");
-    assert!(queued <= SENT && queued >= SENT - SENT / 100, "{t}");
+    assert!((SENT - SENT / 100..=SENT).contains(&queued), "{t}");
     // A marked packet queued while another still waits in the same socket
     // is not followed to its read; every other one is.
     assert_eq!(reached(&t, "read") + reached(&t, "socket_busy"), queued);
