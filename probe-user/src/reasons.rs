@@ -138,6 +138,16 @@ pub struct ReasonNames {
 }
 
 impl ReasonNames {
+    /// `not_drops` as the kernel programs take it (the NOT_DROPS globals):
+    /// two values, NO_REASON where this kernel has fewer.
+    pub fn not_drop_values(&self) -> [u32; 2] {
+        let mut values = [probe_common::drops::NO_REASON; 2];
+        for (slot, value) in values.iter_mut().zip(&self.not_drops) {
+            *slot = *value;
+        }
+        values
+    }
+
     /// Err names what is missing: drop reasons exist only from Linux 5.17.
     pub fn from_btf(btf: &Btf) -> Result<ReasonNames, String> {
         let mut names = ReasonNames::default();

@@ -209,10 +209,7 @@ pub fn load_drops(
     }
     let no_socket = reasons.value_of("NO_SOCKET").unwrap_or(NO_REASON);
     let not_specified = reasons.value_of("NOT_SPECIFIED").unwrap_or(NO_REASON);
-    let mut not_drops = [NO_REASON; 2];
-    for (slot, value) in not_drops.iter_mut().zip(&reasons.not_drops) {
-        *slot = *value;
-    }
+    let not_drops = reasons.not_drop_values();
     let ebpf = log
         .loader()
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.

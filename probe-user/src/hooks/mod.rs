@@ -160,6 +160,19 @@ pub fn attach_btf_tracepoints(
     Ok(())
 }
 
+/// The tracepoints of `programs` (`(program, tracepoint)`) that the kernel's
+/// BTF has no `btf_trace_*` typedef for: a tp_btf program cannot attach there.
+pub(crate) fn missing_tracepoints<'a>(
+    btf: &crate::btf::Btf,
+    programs: &[(&str, &'a str)],
+) -> Vec<&'a str> {
+    programs
+        .iter()
+        .map(|(_, tp)| *tp)
+        .filter(|tp| btf.typedef_fn_params(&format!("btf_trace_{tp}")).is_err())
+        .collect()
+}
+
 /// Every entry of a per-CPU array: `result[index][cpu]`.
 pub fn read_per_cpu<T: Pod>(
     ebpf: &Ebpf,

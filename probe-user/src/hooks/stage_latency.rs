@@ -31,26 +31,15 @@ pub struct StageSetup {
     pub offsets: PathOffsets,
     /// None: the socket stages are followed; else why they are not.
     pub socket_unavailable: Option<String>,
-    /// The drop probe's kfree_skb values that are not drops, for `probe
-    /// trace`; Err: why this kernel cannot say where marked packets were
-    /// dropped.
-    pub not_drops: Result<[u32; 2], String>,
 }
 
 pub fn setup(btf: &Btf) -> Result<StageSetup, HookError> {
-    if btf
-        .typedef_fn_params("btf_trace_netif_receive_skb")
-        .is_err()
-    {
+    if !super::missing_tracepoints(btf, &[RX]).is_empty() {
         return Err(HookError::Kernel(
             "--stage-latency needs the net:netif_receive_skb tracepoint in the kernel's BTF".into(),
         ));
     }
-    let missing: Vec<&str> = SOCKET
-        .iter()
-        .map(|(_, tp)| *tp)
-        .filter(|tp| btf.typedef_fn_params(&format!("btf_trace_{tp}")).is_err())
-        .collect();
+    let missing = super::missing_tracepoints(btf, &SOCKET);
     let socket_unavailable = (!missing.is_empty()).then(|| {
         format!(
             "the socket stages (queued, read) need Linux >= 6.5 (no tracepoint {} in this \
@@ -78,19 +67,9 @@ pub fn setup(btf: &Btf) -> Result<StageSetup, HookError> {
         skb_data: btf.member_offset("sk_buff", "data")?,
         _pad: 0,
     };
-    let not_drops = super::drops::setup(btf)
-        .map(|d| {
-            let mut values = [NO_REASON; 2];
-            for (slot, value) in values.iter_mut().zip(&d.reasons.not_drops) {
-                *slot = *value;
-            }
-            values
-        })
-        .map_err(|e| e.to_string());
     Ok(StageSetup {
         offsets,
         socket_unavailable,
-        not_drops,
     })
 }
 
@@ -115,8 +94,12 @@ impl Hook for StageHook {
 /// start at the NIC `nic_ifindex` in the namespace `node_netns`, are
 /// decapsulated on the `vxlan` devices (ifindexes in that namespace; the
 /// first four), and reach a pod in any other namespace. `trace_magic`:
-/// `probe trace`'s signature (follow exactly the packets that carry it, and
-/// their drops), or None (one packet in `sample_every`).
+/// `probe trace`'s signature (follow exactly the packets that carry it), or
+/// None (one packet in `sample_every`). `not_drops`: the drop probe's
+/// kfree_skb values that are not drops (`ReasonNames::not_drop_values`);
+/// with them, a trace also says where marked packets were dropped (None:
+/// the kernel has no drop reasons).
+#[allow(clippy::too_many_arguments, reason = "one per global the object takes")]
 pub fn load_stage_latency(
     setup: &StageSetup,
     nic_ifindex: u32,
@@ -124,6 +107,7 @@ pub fn load_stage_latency(
     vxlan: &[u32],
     sample_every: u32,
     trace_magic: Option<u64>,
+    not_drops: Option<[u32; 2]>,
     log: BpfLog,
 ) -> Result<StageHook, HookError> {
     let mut devices = PathDevices {
@@ -136,7 +120,8 @@ pub fn load_stage_latency(
     }
     let sample_every = sample_every.max(1);
     let magic = trace_magic.unwrap_or(0);
-    let not_drops = setup.not_drops.clone().unwrap_or([NO_REASON; 2]);
+    let trace_drops = trace_magic.is_some() && not_drops.is_some();
+    let not_drops = not_drops.unwrap_or([NO_REASON; 2]);
     let ebpf = log
         .loader()
         // No CO-RE relocations in these programs: skip parsing the kernel's BTF.
@@ -150,7 +135,7 @@ pub fn load_stage_latency(
     Ok(StageHook {
         ebpf,
         socket_stages: setup.socket_unavailable.is_none(),
-        trace_drops: trace_magic.is_some() && setup.not_drops.is_ok(),
+        trace_drops,
     })
 }
 

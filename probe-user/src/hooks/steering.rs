@@ -40,11 +40,7 @@ pub fn setup(btf: &Btf) -> Result<SteerOffsets, HookError> {
 /// named here, before the object is loaded, rather than left to the
 /// verifier or the attach to fail on.
 fn check_tracepoints(btf: &Btf) -> Result<(), HookError> {
-    let missing: Vec<&str> = PROGRAMS
-        .iter()
-        .map(|(_, tp)| *tp)
-        .filter(|tp| btf.typedef_fn_params(&format!("btf_trace_{tp}")).is_err())
-        .collect();
+    let missing = super::missing_tracepoints(btf, &PROGRAMS);
     if missing.is_empty() {
         return Ok(());
     }

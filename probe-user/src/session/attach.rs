@@ -256,6 +256,11 @@ fn attach_tracing(
         .inum()
         .map_err(|e| format!("cannot identify netns {}: {e}", netns.label()));
     let nic_netns_inum = nic_netns.as_ref().copied().unwrap_or(0);
+    // What `probe trace` needs to name its drops: the drop setup's reasons.
+    let trace_not_drops = drop_setup
+        .as_ref()
+        .map(|d| d.reasons.not_drop_values())
+        .map_err(ToString::to_string);
     let mut drop_hook = drop_setup.and_then(|setup| {
         hooks::drops::load_drops(setup, scope_inums, ports, nic_netns_inum, cfg.bpf_log)
     });
@@ -301,6 +306,7 @@ fn attach_tracing(
                         vxlan_ifindexes,
                         sample_every,
                         cfg.trace_magic,
+                        trace_not_drops.as_ref().ok().copied(),
                         cfg.bpf_log,
                     )?;
                     let info = StageLatencyInfo {
@@ -308,7 +314,7 @@ fn attach_tracing(
                         socket_stages: setup.socket_unavailable.is_none(),
                         socket_unavailable: setup.socket_unavailable,
                         trace: cfg.trace_magic.is_some(),
-                        drops_unavailable: match (&cfg.trace_magic, &setup.not_drops) {
+                        drops_unavailable: match (&cfg.trace_magic, &trace_not_drops) {
                             (Some(_), Err(e)) => Some(e.clone()),
                             _ => None,
                         },
