@@ -250,8 +250,8 @@ pub fn human(t: &Trace) -> String {
             t.sent - followed_to_end
         );
     }
-    for t in p.transitions.iter().filter(|t| t.ns.count > 0) {
-        let _ = writeln!(o, "TIME   {}->{} {}", t.from, t.to, short(&t.ns));
+    for step in p.transitions.iter().filter(|step| step.ns.count > 0) {
+        let _ = writeln!(o, "TIME   {}->{} {}", step.from, step.to, short(&step.ns));
     }
     if let Some(why) = &p.unavailable {
         let _ = writeln!(o, "UNAVAILABLE {why}");
