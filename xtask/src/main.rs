@@ -80,6 +80,14 @@ enum Task {
         /// UDP flood with each hook alone)
         #[arg(num_args = 0..=2)]
         part: Vec<String>,
+        /// Run the part in a QEMU guest booting this kernel (5.10, 6.1, 6.12), its
+        /// lab nodes on virtio_net NICs that take packets in batches as real NICs
+        /// do (TCG: read the figures as ratios); e.g. `bench latency --guest 6.12`
+        #[arg(long, value_name = "KERNEL")]
+        guest: Option<String>,
+        /// vCPUs of the --guest
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
     },
 }
 
@@ -138,7 +146,7 @@ fn main() -> Result<()> {
             setup::run()?;
             vm::main(&kernel, cpus, &args)
         }
-        Task::Bench { part } => {
+        Task::Bench { part, guest, cpus } => {
             require_root("the benchmark")?;
             setup::run()?;
             setup::bench_packages()?;
@@ -149,6 +157,22 @@ fn main() -> Result<()> {
                 bail!("building probe failed");
             }
             let probe = std::env::current_dir()?.join("target/release/probe");
+            if let Some(kernel) = guest {
+                let status = cargo()
+                    .args([
+                        "build",
+                        "--release",
+                        "-p",
+                        "probe-tests",
+                        "--bin",
+                        "probe-bench",
+                    ])
+                    .status()?;
+                if !status.success() {
+                    bail!("building probe-bench failed");
+                }
+                return vm::bench(&kernel, cpus, &part);
+            }
             let status = cargo()
                 .args([
                     "run",

@@ -354,7 +354,7 @@ pub fn start_probe(probe: &Path, netns: &str, extra: &[&str]) -> (Child, PathBuf
     let start = Instant::now();
     while !ready.exists() {
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            start.elapsed() < Duration::from_secs(20) * probe_tests::time_scale(),
             "probe did not attach"
         );
         std::thread::sleep(Duration::from_millis(5));

@@ -247,8 +247,15 @@ impl Traffic {
 }
 
 /// Rounds of the `latency` and `stage-latency` parts (each round: one run
-/// per mode and one without the probe, per traffic kind).
-const LATENCY_ROUNDS: usize = 11;
+/// per mode and one without the probe, per traffic kind); $PROBE_BENCH_ROUNDS
+/// sets another number (a guest's emulated runs are slower).
+fn latency_rounds() -> usize {
+    std::env::var("PROBE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(11)
+}
 
 /// The programs of `--latency`, and of `--stage-latency`.
 const LATENCY_PROGRAMS: [&str; 4] = ["net_rx_raise", "net_rx_entry", "net_rx_exit", "napi_poll"];
@@ -304,8 +311,9 @@ impl Traffic {
     ) -> bool {
         let mut modes: Vec<(&str, &[&str])> = modes.to_vec();
         modes.insert(0, ("probe", &[]));
+        let rounds = latency_rounds();
         println!(
-            "\n{flag} under iperf3 pod n1p1 -> pod n2p1, {SECONDS} s per run, {LATENCY_ROUNDS} rounds \
+            "\n{flag} under iperf3 pod n1p1 -> pod n2p1, {SECONDS} s per run, {rounds} rounds \
              of no probe / {} (order rotated)",
             modes.iter().map(|m| m.0).collect::<Vec<_>>().join(" / ")
         );
@@ -313,7 +321,7 @@ impl Traffic {
         for kind in [Kind::Tcp4, Kind::UdpFlood] {
             let mut without = Vec::new();
             let mut with: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-            for round in 0..LATENCY_ROUNDS {
+            for round in 0..rounds {
                 for k in 0..=modes.len() {
                     match (k + round) % (modes.len() + 1) {
                         0 => without.push(self.measure(kind)),
