@@ -596,3 +596,10 @@ pub mod prog_run {
         }
     }
 }
+
+/// /proc/net/snmp of `netns`: the kernel's own UDP and IP error counters.
+pub fn snmp(netns: &str) -> probe_user::procfs::Snmp {
+    lab::in_netns(netns, probe_user::procfs::read_snmp)
+        .expect("enter the namespace")
+        .expect("read /proc/net/snmp")
+}

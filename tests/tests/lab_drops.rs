@@ -10,11 +10,8 @@ use std::{
     time::Duration,
 };
 
-use probe_tests::{kernel_has_drop_reason, lab, privileged, summary, Lab, Watch};
-use probe_user::{
-    delta::Delta,
-    procfs::{self, Snmp},
-};
+use probe_tests::{kernel_has_drop_reason, lab, privileged, snmp, summary, Lab, Watch};
+use probe_user::{delta::Delta, procfs};
 use serde_json::Value;
 
 const PORT: u16 = 9100;
@@ -34,10 +31,6 @@ fn noise(lab: &Lab, count: u64) {
         lab::run("ip", &["-n", &ns, "link", "set", "lo", "up"]).unwrap();
     }
     lab::send_udp(&ns, "127.0.0.1:9".parse().unwrap(), count, 8, 0).unwrap();
-}
-
-fn snmp(netns: &str) -> Snmp {
-    lab::in_netns(netns, procfs::read_snmp).unwrap().unwrap()
 }
 
 fn softnet_dropped() -> u64 {

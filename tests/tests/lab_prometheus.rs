@@ -22,12 +22,9 @@ use std::{
 
 use probe_lab::prometheus::{Config, Prometheus, Target};
 use probe_tests::{
-    dashboard, free_port, kernel_has_drop_reason, lab, privileged, probe_bin, Watch,
+    dashboard, free_port, kernel_has_drop_reason, lab, privileged, probe_bin, snmp, Watch,
 };
-use probe_user::{
-    delta::Delta,
-    procfs::{self, Snmp},
-};
+use probe_user::delta::Delta;
 use serde_json::Value;
 
 /// Pod n1p1 -> pod n2p1:9000, a socket that reads.
@@ -169,10 +166,6 @@ fn from_json(s: &Value) -> Totals {
         vxlan_inner: row_sum("inner_segments"),
         vxlan_unexplained: num(&s["vxlan_loss"]["unexplained"]),
     }
-}
-
-fn snmp(netns: &str) -> Snmp {
-    lab::in_netns(netns, procfs::read_snmp).unwrap().unwrap()
 }
 
 /// `probe serve --json --latency` on `node`, drops counted in the node's own

@@ -1,11 +1,13 @@
 //! `probe trace` on the lab: 1000 marked packets from node 1's pod to node
 //! 2's, counted at every stage; where they stop, and why, when the pod has
 //! no listener, drops them with iptables, or the sending node has no FDB
-//! entry for node 2.
+//! entry for node 2; and the two-node trace, its halves in two processes.
 
-use std::time::Duration;
+use std::{process::Command, time::Duration};
 
-use probe_tests::{kernel_at_least, kernel_has_drop_reason, lab, privileged, probe_output};
+use probe_tests::{
+    kernel_at_least, kernel_has_drop_reason, lab, privileged, probe_bin, probe_output, Watch,
+};
 use serde_json::Value;
 
 const SENT: u64 = 1000;
@@ -82,21 +84,96 @@ fn a_healthy_pod_sees_every_marked_packet_at_every_stage() {
     let sink = lab::UdpSink::start(&lab.node(2).pods[0].netns, PORT).unwrap();
     let t = trace(&lab, PORT);
     assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
+    assert_every_stage_reached(&t);
+}
+
+/// Every marked packet at the NIC, decapsulated and in the pod, none
+/// dropped; queued and read as far as the kernel follows sockets.
+fn assert_every_stage_reached(t: &Value) {
     for stage in ["sampled", "decap", "pod"] {
-        assert_eq!(reached(&t, stage), SENT, "{stage}");
+        assert_eq!(reached(t, stage), SENT, "{stage}");
     }
-    assert_eq!(drops(&t), vec![]);
+    assert_eq!(drops(t), vec![]);
     if !kernel_at_least(6, 5) {
         let why = t["path"]["unavailable"].as_str().unwrap_or_default();
         assert!(why.contains("need Linux >= 6.5"), "{t}");
         return;
     }
     // All but a few: see lab_stage_latency's assert_queued_nearly_all.
-    let queued = reached(&t, "queued");
+    let queued = reached(t, "queued");
     assert!((SENT - SENT / 100..=SENT).contains(&queued), "{t}");
     // A marked packet queued while another still waits in the same socket
     // is not followed to its read; every other one is.
-    assert_eq!(reached(&t, "read") + reached(&t, "socket_busy"), queued);
+    assert_eq!(reached(t, "read") + reached(t, "socket_busy"), queued);
+}
+
+/// The two-node procedure: the receiving half (`--listen`, attached on node
+/// 2) sends nothing and follows what the sending half (`--send-only`,
+/// attached on node 1, sending from its pod) marks with the same signature.
+/// SIGINT ends the listening early, with its report. (Both halves run on one
+/// kernel here, so the sending half could also see a drop on node 2 of a
+/// packet whose signature is where it looks: there are none in this test.)
+#[test]
+fn two_halves_that_share_a_signature_trace_across_nodes() {
+    if !privileged("two_halves_that_share_a_signature_trace_across_nodes") {
+        return;
+    }
+    const SIGNATURE: &str = "5a17ce0ff1ce7e57";
+    let lab = lab();
+    let sink = lab::UdpSink::start(&lab.node(2).pods[0].netns, PORT).unwrap();
+    let listener = Watch::spawn(
+        Command::new(probe_bin()),
+        &["trace", "--json"],
+        &[
+            "--listen",
+            "600",
+            "--signature",
+            SIGNATURE,
+            "--netns",
+            &lab.node(2).netns,
+        ],
+    );
+    let to = format!("{}:{PORT}", lab.node(2).pods[0].ip);
+    let count = SENT.to_string();
+    let (code, out, err) = probe_output(&[
+        "trace",
+        "--send-only",
+        "--signature",
+        SIGNATURE,
+        "--netns",
+        &lab.node(1).netns,
+        "--from-netns",
+        &lab.node(1).pods[0].netns,
+        "--to",
+        &to,
+        "--count",
+        &count,
+        "--rate",
+        "2000",
+        "--wait",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let sender: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    println!("{sender}");
+    assert_eq!(sender["mode"], "send_only");
+    assert_eq!(sender["signature"], SIGNATURE);
+    assert_eq!(sender["sent"], SENT);
+    assert_eq!(drops(&sender), vec![]);
+    // Node 1's NIC receives none of them: they leave through it.
+    assert_eq!(reached(&sender, "sampled"), 0);
+    assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, lines, err) = listener.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let t = &lines[0];
+    println!("{t}");
+    assert_eq!(t["mode"], "listen");
+    assert_eq!(t["signature"], SIGNATURE);
+    assert!(t["sent"].is_null() && t["to"].is_null(), "{t}");
+    assert_every_stage_reached(t);
 }
 
 #[test]

@@ -576,6 +576,44 @@ fn trace_takes_a_pod_address_a_count_a_rate_and_a_wait() {
             "--rate",
         ),
         (vec!["trace"], "--to"),
+        // The two halves of a two-node trace share a signature.
+        (vec!["trace", "--listen", "30"], "--signature"),
+        (
+            vec!["trace", "--send-only", "--to", "10.244.2.2:9000"],
+            "--signature",
+        ),
+        (
+            vec![
+                "trace",
+                "--to",
+                "10.244.2.2:9000",
+                "--signature",
+                "0000000000000000",
+            ],
+            "--signature",
+        ),
+        (
+            vec![
+                "trace",
+                "--to",
+                "10.244.2.2:9000",
+                "--signature",
+                "34e1a07c",
+            ],
+            "--signature",
+        ),
+        (
+            vec![
+                "trace",
+                "--listen",
+                "30",
+                "--signature",
+                "34e1a07c9d5b2f86",
+                "--to",
+                "10.244.2.2:9000",
+            ],
+            "--to",
+        ),
     ] {
         match check(&argv) {
             Outcome::Parse(code, msg) => {
@@ -592,4 +630,28 @@ fn trace_takes_a_pod_address_a_count_a_rate_and_a_wait() {
         }
         _ => panic!("--wait 61 accepted"),
     }
+    let listen = [
+        "trace",
+        "--listen",
+        "3601",
+        "--signature",
+        "34e1a07c9d5b2f86",
+    ];
+    match check(&listen) {
+        Outcome::Invalid(code, msg) => {
+            assert_eq!(code, 2);
+            assert!(msg.contains("--listen"), "{msg}");
+        }
+        _ => panic!("--listen 3601 accepted"),
+    }
+    let Outcome::Ok(cli) = check(&listen.map(|a| if a == "3601" { "30" } else { a })) else {
+        panic!("a receiving half was refused")
+    };
+    let Command::Trace(t) = &cli.command else {
+        panic!("not a trace")
+    };
+    assert_eq!(
+        (t.listen, t.signature, t.to),
+        (Some(30.0), Some(0x34e1a07c9d5b2f86), None)
+    );
 }

@@ -3,6 +3,8 @@
 use std::{
     io::Read,
     net::{SocketAddrV4, UdpSocket},
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -32,17 +34,23 @@ use crate::{
         kernel's drop reason, also when the sending node drops it before it leaves (stage\n\
         `sender`). Other traffic is not followed: the signature check runs only during the\n\
         trace. The socket stages need Linux >= 6.5, the drop reasons Linux >= 5.17.\n\n\
-        Both nodes on one host (the lab): one run sees both sides. On a cluster, run probe\n\
-        trace on the receiving node with --from-netns naming a namespace on the same node,\n\
-        or send the packets yourself: the receiving node's probe follows only what it sends.\n\n\
+        Both nodes on one host (the lab): one run sees both sides. Across two nodes, run\n\
+        the trace in two halves that share a signature (16 hex digits of your choice):\n\
+        first the receiving half on the pod's node (--listen: sends nothing, follows the\n\
+        marked packets for that many seconds), then the sending half on the other node\n\
+        (--send-only: sends, and reports what that node dropped before they left).\n\n\
         Examples:\n  \
         probe trace --netns lab-n2 --from-netns lab-n1p1 --to 10.244.2.2:9000\n  \
-        probe trace --to 10.244.2.2:9000 --count 1000 --rate 500 --json"
+        probe trace --to 10.244.2.2:9000 --count 1000 --rate 500 --json\n  \
+        S=$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')\n  \
+        probe trace --listen 30 --signature $S                          # on the pod's node\n  \
+        probe trace --send-only --signature $S --to 10.244.2.2:9000 \\\n      \
+        --from-netns cni-1234                                         # on the sending node"
 )]
 pub struct TraceArgs {
-    /// The pod's IPv4 address and a UDP port
-    #[arg(long, value_name = "IP:PORT")]
-    pub to: SocketAddrV4,
+    /// The pod's IPv4 address and a UDP port (not with --listen)
+    #[arg(long, value_name = "IP:PORT", required_unless_present = "listen")]
+    pub to: Option<SocketAddrV4>,
     /// Send from this network namespace (a name under /run/netns) [default: the current one]
     #[arg(long, value_name = "NAME")]
     pub from_netns: Option<String>,
@@ -69,6 +77,48 @@ pub struct TraceArgs {
     /// One JSON object instead of text
     #[arg(long)]
     pub json: bool,
+    /// Mark the packets with this signature, 16 hex digits, not all zero (the two
+    /// halves of a two-node trace share it) [default: 8 random bytes]
+    #[arg(long, value_name = "HEX", value_parser = parse_signature)]
+    pub signature: Option<u64>,
+    /// Two-node trace, receiving half: send nothing; follow the packets marked
+    /// with --signature on this node for this many seconds (up to 3600), or until
+    /// SIGINT
+    #[arg(long, value_name = "SECONDS", requires = "signature",
+          conflicts_with_all = ["to", "from_netns", "count", "rate", "wait", "send_only"])]
+    pub listen: Option<f64>,
+    /// Two-node trace, sending half: send, and report only what this node
+    /// dropped before the packets left (the receiving node runs --listen with the
+    /// same --signature)
+    #[arg(long, requires = "signature")]
+    pub send_only: bool,
+    /// Write this file once every probe is attached (for scripts and tests)
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// `--signature`: 16 hex digits (the form a trace prints), not all zero.
+fn parse_signature(s: &str) -> Result<u64, String> {
+    let expected = "16 hex digits, not all zero (e.g. 34e1a07c9d5b2f86)";
+    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(expected.into());
+    }
+    match u64::from_str_radix(s, 16) {
+        Ok(v) if v != 0 => Ok(v),
+        _ => Err(expected.into()),
+    }
+}
+
+/// Which part of a trace this run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceMode {
+    /// Sends and follows (one node, or both nodes on one host).
+    Both,
+    /// Sends; reports this node's drops of them (two-node trace).
+    SendOnly,
+    /// Follows what another node sends (two-node trace).
+    Listen,
 }
 
 /// What a trace found.
@@ -76,13 +126,15 @@ pub struct TraceArgs {
 pub struct Trace {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub to: String,
+    pub mode: TraceMode,
+    /// Null with --listen.
+    pub to: Option<String>,
     pub from_netns: Option<String>,
     pub netns: String,
     /// The signature, hex.
     pub signature: String,
-    /// UDP datagrams handed to the sending socket.
-    pub sent: u64,
+    /// UDP datagrams handed to the sending socket; null with --listen.
+    pub sent: Option<u64>,
     /// The marked packets at each stage, their drops and their times
     /// (`stage_latency` of `probe watch`, following only these).
     pub path: StageLatency,
@@ -96,13 +148,38 @@ const WAIT: super::SecondsRange = super::SecondsRange {
     expected: "a number of seconds from 0 to 60",
 };
 
+const LISTEN: super::SecondsRange = super::SecondsRange {
+    flag: "--listen",
+    min: 0.0,
+    min_inclusive: false,
+    max: 3600.0,
+    expected: "a number of seconds above 0, at most 3600 (1 hour)",
+};
+
 pub fn validate(args: &TraceArgs) -> Result<(), ProbeError> {
-    WAIT.check(args.wait).map(|_| ())
+    WAIT.check(args.wait)?;
+    if let Some(listen) = args.listen {
+        LISTEN.check(listen)?;
+    }
+    Ok(())
+}
+
+impl TraceArgs {
+    fn mode(&self) -> TraceMode {
+        match (self.listen.is_some(), self.send_only) {
+            (true, _) => TraceMode::Listen,
+            (false, true) => TraceMode::SendOnly,
+            (false, false) => TraceMode::Both,
+        }
+    }
 }
 
 pub fn run(args: TraceArgs) -> Result<(), ProbeError> {
     validate(&args)?;
-    let magic = signature()?;
+    let magic = match args.signature {
+        Some(s) => s,
+        None => signature()?,
+    };
     let cfg = SessionConfig {
         netns: args.netns.clone(),
         iface: args.iface.clone(),
@@ -121,26 +198,35 @@ pub fn run(args: TraceArgs) -> Result<(), ProbeError> {
         bpf_log: BpfLog::Off,
         interval: 1.0,
         duration: None,
-        ready_file: None,
+        ready_file: args.ready_file.clone(),
         quiet: args.json,
     };
     let sender = match &args.from_netns {
         Some(name) => Netns::named(name)?,
         None => Netns::current(),
     };
-    let (sent, report) = session::around(&cfg, || {
-        let sent = sender
-            .run(|| send(args.to, magic, args.count, args.rate))?
-            .map_err(|e| ProbeError::Runtime(format!("sending to {}: {e}", args.to)))?;
-        std::thread::sleep(Duration::from_secs_f64(args.wait));
-        Ok(sent)
+    let (sent, report) = session::around(&cfg, |stop| match (args.listen, args.to) {
+        (Some(listen), _) => {
+            sleep_unless(stop, Duration::from_secs_f64(listen));
+            Ok(None)
+        }
+        (None, Some(to)) => {
+            let sent = sender
+                .run(|| send(to, magic, args.count, args.rate, stop))?
+                .map_err(|e| ProbeError::Runtime(format!("sending to {to}: {e}")))?;
+            sleep_unless(stop, Duration::from_secs_f64(args.wait));
+            Ok(Some(sent))
+        }
+        // clap requires --to without --listen.
+        (None, None) => Err(ProbeError::Usage("--to IP:PORT is required".into())),
     })?;
     let path = report
         .stage_latency
         .ok_or_else(|| ProbeError::Runtime(unavailable(&report.unavailable)))?;
     let trace = Trace {
         kind: "trace",
-        to: args.to.to_string(),
+        mode: args.mode(),
+        to: args.to.map(|to| to.to_string()),
         from_netns: args.from_netns.clone(),
         netns: report.netns.clone(),
         signature: format!("{magic:016x}"),
@@ -156,6 +242,18 @@ pub fn run(args: TraceArgs) -> Result<(), ProbeError> {
         print!("{}", human(&trace));
     }
     Ok(())
+}
+
+/// Sleeps `d`, or less if `stop` is set meanwhile (SIGINT, SIGTERM).
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
 }
 
 /// Why the trace could not follow anything: the stage latency probe's reason.
@@ -178,7 +276,14 @@ fn signature() -> Result<u64, ProbeError> {
 
 /// `count` datagrams to `to` at `rate` per second: the signature in native
 /// byte order (as the kernel program reads it), then the sequence number.
-fn send(to: SocketAddrV4, magic: u64, count: u32, rate: u32) -> std::io::Result<u64> {
+/// Stops early when `stop` is set (SIGINT, SIGTERM).
+fn send(
+    to: SocketAddrV4,
+    magic: u64,
+    count: u32,
+    rate: u32,
+    stop: &AtomicBool,
+) -> std::io::Result<u64> {
     let sock = UdpSocket::bind("0.0.0.0:0")?;
     let mut payload = [0u8; 32];
     payload[..8].copy_from_slice(&magic.to_ne_bytes());
@@ -186,6 +291,9 @@ fn send(to: SocketAddrV4, magic: u64, count: u32, rate: u32) -> std::io::Result<
     let gap = Duration::from_secs_f64(1.0 / rate as f64);
     let mut sent = 0;
     for seq in 0..count {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         payload[8..12].copy_from_slice(&seq.to_be_bytes());
         let due = start + gap * seq;
         let now = Instant::now();
@@ -203,25 +311,44 @@ pub fn human(t: &Trace) -> String {
     use std::fmt::Write;
     let p = &t.path;
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "TRACE  {} marked UDP packets to {}{} (signature {}), followed on {}",
-        t.sent,
-        t.to,
-        t.from_netns
-            .as_ref()
-            .map_or(String::new(), |n| format!(" from {n}")),
-        t.signature,
-        t.netns
-    );
-    let rows = [
-        ("sent", t.sent),
-        ("at the NIC", p.sampled),
-        ("decapsulated", p.decap),
-        ("in the pod", p.pod),
-        ("queued to a socket", p.queued),
-        ("read", p.read),
-    ];
+    let from = t
+        .from_netns
+        .as_ref()
+        .map_or(String::new(), |n| format!(" from {n}"));
+    let to = t.to.as_deref().unwrap_or("");
+    let sent = t.sent.unwrap_or(0);
+    let _ = match t.mode {
+        TraceMode::Both => writeln!(
+            o,
+            "TRACE  {sent} marked UDP packets to {to}{from} (signature {}), followed on {}",
+            t.signature, t.netns
+        ),
+        TraceMode::SendOnly => writeln!(
+            o,
+            "TRACE  {sent} marked UDP packets to {to}{from} (signature {}), sent from {}: \
+             the receiving node follows them (--listen)",
+            t.signature, t.netns
+        ),
+        TraceMode::Listen => writeln!(
+            o,
+            "TRACE  marked UDP packets with signature {}, followed on {}",
+            t.signature, t.netns
+        ),
+    };
+    let mut rows = vec![];
+    if let Some(sent) = t.sent {
+        rows.push(("sent", sent));
+    }
+    // The sending half's node sees none of the receiving stages.
+    if t.mode != TraceMode::SendOnly {
+        rows.extend([
+            ("at the NIC", p.sampled),
+            ("decapsulated", p.decap),
+            ("in the pod", p.pod),
+            ("queued to a socket", p.queued),
+            ("read", p.read),
+        ]);
+    }
     for (name, n) in rows {
         let _ = writeln!(o, "  {name:<20} {n:>8}");
     }
@@ -233,21 +360,22 @@ pub fn human(t: &Trace) -> String {
         );
     }
     for d in &p.drops {
-        let stage = match d.stage {
-            "sender" => "on the sending node (the NIC never saw them)",
-            "nic" => "after the NIC",
-            "decap" => "after decapsulation",
+        let stage = match (d.stage, t.mode) {
+            ("sender", TraceMode::SendOnly) => "on this node, before they left",
+            ("sender", _) => "on the sending node (the NIC never saw them)",
+            ("nic", _) => "after the NIC",
+            ("decap", _) => "after decapsulation",
             _ => "in the pod, before its socket",
         };
         let _ = writeln!(o, "STOPPED {} {stage}: {}", d.skbs, d.reason);
     }
     let dropped: u64 = p.drops.iter().map(|d| d.skbs).sum();
     let followed_to_end = p.read + p.socket_busy + dropped;
-    if p.unavailable.is_none() && followed_to_end < t.sent {
+    if t.mode == TraceMode::Both && p.unavailable.is_none() && followed_to_end < sent {
         let _ = writeln!(
             o,
             "MISSING {} not read and not seen dropped (still queued, merged, or where the probe does not look)",
-            t.sent - followed_to_end
+            sent - followed_to_end
         );
     }
     for step in p.transitions.iter().filter(|step| step.ns.count > 0) {

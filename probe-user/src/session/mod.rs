@@ -139,18 +139,38 @@ fn report(kind: ReportKind, a: &Session, earlier: &Sample, later: &Sample) -> Re
 
 /// Attaches, runs `during` (`probe trace` sends its probes there), samples,
 /// detaches: `during`'s result and the summary of what the probes saw
-/// meanwhile.
+/// meanwhile. `during` is handed a flag that SIGINT or SIGTERM sets: it
+/// should end early when it is set (the links are then detached as usual).
 pub fn around<T>(
     cfg: &SessionConfig,
-    during: impl FnOnce() -> Result<T, ProbeError>,
+    during: impl FnOnce(&AtomicBool) -> Result<T, ProbeError>,
 ) -> Result<(T, Report), ProbeError> {
+    let stop = stop_on_signal()?;
     let mut session = open(cfg)?;
     let first = sample::sample(&mut session)?;
-    let result = during()?;
+    if let Some(path) = &cfg.ready_file {
+        write_ready_file(path, &session)?;
+    }
+    let result = during(&stop);
+    if let Some(path) = &cfg.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
+    let result = result?;
     let last = sample::sample(&mut session)?;
     let summary = report(ReportKind::Summary, &session, &first, &last);
     drop(session); // detaches every link
     Ok((result, summary))
+}
+
+/// A flag that SIGINT and SIGTERM set, registered before attaching: a signal
+/// during attach ends the run cleanly.
+fn stop_on_signal() -> Result<Arc<AtomicBool>, ProbeError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| ProbeError::Runtime(format!("cannot install signal handler: {e}")))?;
+    }
+    Ok(stop)
 }
 
 /// The session's namespace, its privileges checked, every probe attached.
@@ -173,12 +193,7 @@ pub fn run(
     on_attached: impl FnOnce(&Topology),
     mut out: impl FnMut(&Report) -> Result<bool, ProbeError>,
 ) -> Result<(Option<Snapshot>, Report), ProbeError> {
-    // Registered before attaching: a signal during attach ends the run cleanly.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .map_err(|e| ProbeError::Runtime(format!("cannot install signal handler: {e}")))?;
-    }
+    let stop = stop_on_signal()?;
     let mut session = open(cfg)?;
     let first = sample::sample(&mut session)?;
     let baseline = first.attach_baseline();
