@@ -22,6 +22,8 @@ pub const PROG_PATH_READ: &str = "path_read";
 /// `probe trace` only: skb:kfree_skb, where a marked packet was dropped.
 pub const PROG_PATH_DROP: &str = "path_drop";
 pub const MAP_PATH_DROPS: &str = "PATH_DROPS";
+/// Per socket: the followed packets it read and their queued->read times.
+pub const MAP_PATH_SOCKET_WAITS: &str = "PATH_SOCKET_WAITS";
 /// `probe trace`: the 8 signature bytes at the start of the UDP payload of
 /// the marked packets (u64, native order); 0: sampling mode.
 pub const GLOBAL_PATH_TRACE_MAGIC: &str = "PATH_TRACE_MAGIC";
@@ -38,6 +40,11 @@ pub const GLOBAL_PATH_SAMPLE_EVERY: &str = "PATH_SAMPLE_EVERY";
 pub const PATH_SLOTS: usize = 4096;
 /// Sockets with a sampled packet waiting in their queue, at once.
 pub const PATH_SOCKET_SLOTS: usize = 1024;
+/// Sockets whose followed reads are kept apart (per CPU, direct-mapped by
+/// (netns, port, protocol); the first socket in a slot keeps it for the
+/// session, the reads of a later one in the same slot count in the totals
+/// only).
+pub const PATH_SOCKET_WAIT_SLOTS: usize = 128;
 /// VXLAN devices recognised as the decapsulation stage.
 pub const PATH_VXLAN_DEVICES: usize = 4;
 /// A packet that reached the pod is tied to the next sk_data_ready on the
@@ -206,6 +213,19 @@ pub struct PathSocket {
     pub queued_at: u64,
 }
 
+/// One socket's followed packets that were read: the wait in its queue
+/// (queued -> read) and the whole path (nic -> read), per CPU (the reader's).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketWait {
+    pub netns: u32,
+    pub port: u16,
+    /// IPPROTO_TCP or IPPROTO_UDP; 0: a free slot.
+    pub protocol: u16,
+    pub queued_to_read: NsHistogram,
+    pub nic_to_read: NsHistogram,
+}
+
 /// A log2 histogram of ns, with its sum and maximum.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,6 +253,7 @@ pub struct PathCpu {
 
 const _: () = assert!(size_of::<PathCpu>() <= 32 * 1024);
 const _: () = assert!(size_of::<PathDrops>() <= 32 * 1024);
+const _: () = assert!(PATH_SOCKET_WAIT_SLOTS.is_power_of_two());
 const _: () = assert!(PATH_SLOTS.is_power_of_two() && PATH_SOCKET_SLOTS.is_power_of_two());
 
 /// The packet table slot of a buffer address: its low bits are alignment
@@ -250,6 +271,15 @@ mod pod {
     unsafe impl aya::Pod for super::PathDevices {}
     unsafe impl aya::Pod for super::PathCpu {}
     unsafe impl aya::Pod for super::PathDrops {}
+    unsafe impl aya::Pod for super::SocketWait {}
+}
+
+#[cfg(feature = "user")]
+impl Default for SocketWait {
+    fn default() -> Self {
+        // SAFETY: all-integer struct; zero is a valid value for every field.
+        unsafe { core::mem::zeroed() }
+    }
 }
 
 #[cfg(feature = "user")]

@@ -36,9 +36,9 @@ use probe_common::{
     latency::{bucket, HIST_BUCKETS},
     stage_latency::{
         packet_slot, NsHistogram, PathCpu, PathDevices, PathDrops, PathOffsets, PathPacket,
-        PathSocket, Reached, Transition, MSG_PEEK, PATH_QUEUE_WINDOW_NS, PATH_SOCKET_SLOTS,
-        PATH_STAGE_MAX_NS, PATH_VXLAN_DEVICES, STAGE_DECAP, STAGE_NIC, TRACE_DROP_STAGES,
-        TRACE_MAGIC_OFFSETS,
+        PathSocket, Reached, SocketWait, Transition, MSG_PEEK, PATH_QUEUE_WINDOW_NS,
+        PATH_SOCKET_SLOTS, PATH_SOCKET_WAIT_SLOTS, PATH_STAGE_MAX_NS, PATH_VXLAN_DEVICES,
+        STAGE_DECAP, STAGE_NIC, TRACE_DROP_STAGES, TRACE_MAGIC_OFFSETS,
     },
 };
 
@@ -93,6 +93,9 @@ static PATH_SOCKETS: Array<PathSocket> = Array::with_max_entries(PATH_SOCKET_SLO
 static PATH_CPU: PerCpuArray<PathCpu> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static PATH_DROPS: PerCpuArray<PathDrops> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static PATH_SOCKET_WAITS: PerCpuArray<SocketWait> =
+    PerCpuArray::with_max_entries(PATH_SOCKET_WAIT_SLOTS as u32, 0);
 
 #[inline(always)]
 fn offsets() -> PathOffsets {
@@ -124,18 +127,23 @@ fn read<T>(base: u64, offset: u32) -> Option<T> {
 
 #[inline(always)]
 fn observe(c: &mut PathCpu, t: Transition, from: u64, to: u64) {
+    let i = t as usize;
+    if i < Transition::COUNT {
+        add(&mut c.transitions[i], from, to);
+    }
+}
+
+/// Adds `to - from` ns to `h` (nothing if the clock went backwards).
+#[inline(always)]
+fn add(h: &mut NsHistogram, from: u64, to: u64) {
     if to < from {
         return;
     }
     let v = to - from;
-    let i = t as usize;
-    if i < Transition::COUNT {
-        let h: &mut NsHistogram = &mut c.transitions[i];
-        h.buckets[bucket(v, HIST_BUCKETS) & (HIST_BUCKETS - 1)] += 1;
-        h.sum += v;
-        if v > h.max {
-            h.max = v;
-        }
+    h.buckets[bucket(v, HIST_BUCKETS) & (HIST_BUCKETS - 1)] += 1;
+    h.sum += v;
+    if v > h.max {
+        h.max = v;
     }
 }
 
@@ -453,6 +461,19 @@ pub fn path_read(ctx: BtfTracePointContext) -> i32 {
     observe(c, Transition::QueuedToRead, s.queued_at, t);
     observe(c, Transition::NicToRead, s.at_nic, t);
     count(c, Reached::Read);
+    // The same times for this socket alone (its reader's CPU copy).
+    let slot = mix(netns, port as u32, protocol as u32) & (PATH_SOCKET_WAIT_SLOTS as u32 - 1);
+    if let Some(w) = PATH_SOCKET_WAITS.get_ptr_mut(slot) {
+        // SAFETY: this CPU's copy, written by path_read only (process context).
+        let w = unsafe { &mut *w };
+        if w.protocol == 0 {
+            (w.netns, w.port, w.protocol) = (netns, port, protocol);
+        }
+        if (w.netns, w.port, w.protocol) == (netns, port, protocol) {
+            add(&mut w.queued_to_read, s.queued_at, t);
+            add(&mut w.nic_to_read, s.at_nic, t);
+        }
+    }
     s.protocol = 0;
     0
 }

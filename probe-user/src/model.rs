@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
-use probe_common::stage_latency::{PathCpu, PathDrops};
+use probe_common::stage_latency::{PathCpu, PathDrops, SocketWait};
 use serde::Serialize;
 
 use crate::{
@@ -127,6 +127,8 @@ pub struct Sample {
     pub stage_latency: Option<Vec<PathCpu>>,
     /// `probe trace`: marked packets dropped, per CPU (empty otherwise).
     pub trace_drops: Vec<PathDrops>,
+    /// `--stage-latency`: per-socket reads, `[slot][cpu]` (empty otherwise).
+    pub socket_waits: Vec<Vec<SocketWait>>,
 }
 
 impl Sample {
@@ -173,6 +175,7 @@ impl Sample {
             .stage_latency
             .map(|cpus| vec![PathCpu::default(); cpus.len()]);
         s.trace_drops = vec![PathDrops::default(); s.trace_drops.len()];
+        s.socket_waits.clear();
         s.drops = s.drops.map(|_| DropCounts::zeroed());
         s
     }

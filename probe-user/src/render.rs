@@ -312,6 +312,17 @@ fn stage_latency(o: &mut String, p: &crate::stage_latency::StageLatency) {
     if !times.is_empty() {
         let _ = writeln!(o, "PATH   {}", times.join("  "));
     }
+    for sk in &p.sockets {
+        let _ = writeln!(
+            o,
+            "PATH   socket {}/{} in {}: queued->read {}  nic->read {}",
+            sk.protocol,
+            sk.port,
+            sk.netns.as_deref().unwrap_or("?"),
+            crate::stage_latency::short(&sk.queued_to_read),
+            crate::stage_latency::short(&sk.nic_to_read),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use probe_common::{
     drops::REASON_SLOTS,
     latency::HIST_BUCKETS,
-    stage_latency::{PathCpu, PathDrops, Reached, Transition, TRACE_STAGE_NAMES},
+    stage_latency::{PathCpu, PathDrops, Reached, SocketWait, Transition, TRACE_STAGE_NAMES},
 };
 use serde::Serialize;
 
@@ -33,6 +33,87 @@ pub struct StageLatency {
     pub unavailable: Option<String>,
     /// `probe trace` only: marked packets dropped, where and why.
     pub drops: Vec<TraceDrop>,
+    /// The sockets that read the most followed packets (at most
+    /// [`TOP_SOCKETS`]), each with its own queued->read and nic->read times.
+    pub sockets: Vec<SocketRow>,
+}
+
+/// The sockets listed in `sockets[]`.
+pub const TOP_SOCKETS: usize = 10;
+
+/// One socket's followed packets that were read, over the period.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SocketRow {
+    /// The socket's network namespace (a pod's), by name where known.
+    pub netns: Option<String>,
+    /// `udp` or `tcp`.
+    pub protocol: &'static str,
+    /// Its local port.
+    pub port: u16,
+    /// The wait in its queue: time from queued to read, ns.
+    pub queued_to_read: Histogram,
+    /// The whole path: time from the NIC to the read, ns.
+    pub nic_to_read: Histogram,
+}
+
+/// The sockets whose reads were followed between two readings (`[slot][cpu]`;
+/// an empty `earlier`: since zero), the most read first, at most
+/// [`TOP_SOCKETS`]. A slot holds one socket per CPU for the whole session,
+/// so a socket's rows are summed over CPUs by its key.
+pub fn socket_rows(
+    later: &[Vec<SocketWait>],
+    earlier: &[Vec<SocketWait>],
+    netns_name: impl Fn(u32) -> Option<String>,
+) -> Vec<SocketRow> {
+    type Acc = ([[u64; HIST_BUCKETS]; 2], [u64; 2], [Option<u64>; 2]);
+    let zero = SocketWait::default();
+    let mut by_socket: std::collections::BTreeMap<(u32, u16, u16), Acc> = Default::default();
+    for (slot, cpus) in later.iter().enumerate() {
+        for (cpu, now) in cpus.iter().enumerate() {
+            if now.protocol == 0 {
+                continue;
+            }
+            let before = earlier
+                .get(slot)
+                .and_then(|e| e.get(cpu))
+                .filter(|b| (b.netns, b.port, b.protocol) == (now.netns, now.port, now.protocol))
+                .unwrap_or(&zero);
+            let acc = by_socket
+                .entry((now.netns, now.port, now.protocol))
+                .or_insert(([[0; HIST_BUCKETS]; 2], [0; 2], [None; 2]));
+            let pairs = [
+                (&now.queued_to_read, &before.queued_to_read),
+                (&now.nic_to_read, &before.nic_to_read),
+            ];
+            for (i, (n, b)) in pairs.into_iter().enumerate() {
+                for (k, total) in acc.0[i].iter_mut().enumerate() {
+                    *total += n.buckets[k].wrapping_sub(b.buckets[k]);
+                }
+                acc.1[i] += n.sum.wrapping_sub(b.sum);
+                // A running maximum: this period's only if it grew in it.
+                if n.max > b.max {
+                    acc.2[i] = acc.2[i].max(Some(n.max));
+                }
+            }
+        }
+    }
+    let mut rows: Vec<SocketRow> = by_socket
+        .into_iter()
+        .map(
+            |((netns, port, protocol), (buckets, sums, maxes))| SocketRow {
+                netns: netns_name(netns),
+                protocol: if protocol == 6 { "tcp" } else { "udp" },
+                port,
+                queued_to_read: Histogram::from_buckets(&buckets[0], sums[0], maxes[0]),
+                nic_to_read: Histogram::from_buckets(&buckets[1], sums[1], maxes[1]),
+            },
+        )
+        .filter(|r| r.queued_to_read.count > 0)
+        .collect();
+    // The most read first; a stable order among equals (the map's).
+    rows.sort_by_key(|r| std::cmp::Reverse(r.queued_to_read.count));
+    rows.truncate(TOP_SOCKETS);
+    rows
 }
 
 /// Marked packets dropped at one stage for one reason.
@@ -147,6 +228,7 @@ pub fn stage_latency(
         transitions,
         unavailable,
         drops: Vec::new(),
+        sockets: Vec::new(),
     }
 }
 
@@ -235,6 +317,58 @@ mod tests {
         assert_eq!(same.sampled, 0);
         let q = &same.transition("queued", "read").unwrap().ns;
         assert_eq!((q.count, q.max, q.p50), (0, None, None));
+    }
+
+    fn socket(netns: u32, port: u16, protocol: u16, waits: &[u64]) -> SocketWait {
+        let mut w = SocketWait {
+            netns,
+            port,
+            protocol,
+            ..Default::default()
+        };
+        for v in waits {
+            w.queued_to_read.buckets[bucket(*v, HIST_BUCKETS)] += 1;
+            w.queued_to_read.sum += v;
+            w.queued_to_read.max = w.queued_to_read.max.max(*v);
+            w.nic_to_read.buckets[bucket(v + 10_000, HIST_BUCKETS)] += 1;
+            w.nic_to_read.sum += v + 10_000;
+        }
+        w
+    }
+
+    #[test]
+    fn sockets_add_up_over_cpus_and_the_most_read_come_first() {
+        // Slot 0: UDP 9300 of netns 7 read on both CPUs; slot 1: TCP 80 on CPU 1.
+        let later = vec![
+            vec![
+                socket(7, 9300, 17, &[3_000, 5_000_000]),
+                socket(7, 9300, 17, &[6_000]),
+            ],
+            vec![
+                SocketWait::default(),
+                socket(8, 80, 6, &[1_000, 1_000, 1_000, 1_000]),
+            ],
+        ];
+        let name = |n: u32| Some(format!("ns{n}"));
+        let rows = socket_rows(&later, &[], name);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].protocol, rows[0].port), ("tcp", 80));
+        assert_eq!(rows[0].queued_to_read.count, 4);
+        let udp = &rows[1];
+        assert_eq!(udp.netns.as_deref(), Some("ns7"));
+        assert_eq!(udp.queued_to_read.count, 3);
+        assert_eq!(udp.queued_to_read.sum, 5_009_000);
+        assert_eq!(udp.queued_to_read.max, Some(5_000_000));
+        assert_eq!(udp.nic_to_read.sum, 5_039_000);
+        // The same readings as "earlier": nothing was read in between.
+        assert!(socket_rows(&later, &later, name).is_empty());
+        // Only the top TOP_SOCKETS are listed.
+        let many: Vec<Vec<SocketWait>> = (0..TOP_SOCKETS as u16 + 5)
+            .map(|i| vec![socket(1, 1000 + i, 17, &vec![100; i as usize + 1])])
+            .collect();
+        let rows = socket_rows(&many, &[], name);
+        assert_eq!(rows.len(), TOP_SOCKETS);
+        assert_eq!(rows[0].port, 1000 + TOP_SOCKETS as u16 + 4);
     }
 
     #[test]

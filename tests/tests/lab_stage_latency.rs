@@ -190,6 +190,29 @@ fn every_followed_packet_is_timed_at_every_stage() {
     assert_eq!(count(p, "nic", "read"), n("read"));
     // The whole path is at least its last part, packet by packet.
     assert!(mean(p, "nic", "read") >= mean(p, "queued", "read"));
+    assert_one_socket_read_them_all(p, &pod.netns, "udp", PORT);
+}
+
+/// `sockets[]` has one row, the pod's socket: every followed read was its
+/// own, so its times are the totals' exactly.
+fn assert_one_socket_read_them_all(p: &Value, netns: &str, protocol: &str, port: u16) {
+    let rows = p["sockets"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{p}");
+    let row = &rows[0];
+    assert_eq!(
+        (&row["netns"], &row["protocol"], &row["port"]),
+        (&netns.into(), &protocol.into(), &port.into()),
+        "{row}"
+    );
+    for (field, from, to) in [
+        ("queued_to_read", "queued", "read"),
+        ("nic_to_read", "nic", "read"),
+    ] {
+        let total = transition(p, from, to);
+        for k in ["count", "sum", "max", "p50", "p99"] {
+            assert_eq!(row[field][k], total[k], "{field}.{k}: {row}");
+        }
+    }
 }
 
 /// flannel's host-gw backend: no VXLAN device on the way, so every followed
@@ -348,6 +371,8 @@ fn tcp_streams_are_followed_to_the_read() {
     }
     assert!(n("queued") <= n("pod") && n("read") + n("socket_busy") <= n("queued"));
     assert!(n("read") > 0, "{p}");
+    // iperf3's connections, accepted on one port, are one row.
+    assert_one_socket_read_them_all(p, &lab.node(2).pods[0].netns, "tcp", 5201);
     assert_eq!(count(p, "pod", "queued"), n("queued"));
     assert_eq!(count(p, "queued", "read"), n("read"));
     assert_eq!(count(p, "nic", "read"), n("read"));

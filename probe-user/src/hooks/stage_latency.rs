@@ -7,10 +7,11 @@ use aya::Ebpf;
 use probe_common::{
     drops::NO_REASON,
     stage_latency::{
-        PathCpu, PathDevices, PathDrops, PathOffsets, GLOBAL_PATH_DEVICES, GLOBAL_PATH_NOT_DROPS,
-        GLOBAL_PATH_OFFSETS, GLOBAL_PATH_SAMPLE_EVERY, GLOBAL_PATH_TRACE_MAGIC, MAP_PATH_CPU,
-        MAP_PATH_DROPS, PATH_VXLAN_DEVICES, PROG_PATH_DROP, PROG_PATH_QUEUED, PROG_PATH_READ,
-        PROG_PATH_RX,
+        PathCpu, PathDevices, PathDrops, PathOffsets, SocketWait, GLOBAL_PATH_DEVICES,
+        GLOBAL_PATH_NOT_DROPS, GLOBAL_PATH_OFFSETS, GLOBAL_PATH_SAMPLE_EVERY,
+        GLOBAL_PATH_TRACE_MAGIC, MAP_PATH_CPU, MAP_PATH_DROPS, MAP_PATH_SOCKET_WAITS,
+        PATH_SOCKET_WAIT_SLOTS, PATH_VXLAN_DEVICES, PROG_PATH_DROP, PROG_PATH_QUEUED,
+        PROG_PATH_READ, PROG_PATH_RX,
     },
 };
 
@@ -163,6 +164,19 @@ impl StageHook {
     /// Cumulative counters, one per CPU.
     pub fn read(&self) -> Result<Vec<PathCpu>, HookError> {
         Ok(read_per_cpu::<PathCpu>(&self.ebpf, MAP_PATH_CPU, 1)?.remove(0))
+    }
+
+    /// The per-socket reads, `[slot][cpu]` (empty where the kernel has no
+    /// socket stages).
+    pub fn read_socket_waits(&self) -> Result<Vec<Vec<SocketWait>>, HookError> {
+        if !self.socket_stages {
+            return Ok(Vec::new());
+        }
+        read_per_cpu::<SocketWait>(
+            &self.ebpf,
+            MAP_PATH_SOCKET_WAITS,
+            PATH_SOCKET_WAIT_SLOTS as u32,
+        )
     }
 }
 

@@ -166,6 +166,11 @@ impl Report {
                     None => format!("reason slot {slot}"),
                 },
             );
+            p.sockets = crate::stage_latency::socket_rows(
+                &later.socket_waits,
+                &earlier.socket_waits,
+                |netns| later.names.netns(netns),
+            );
             r.stage_latency = Some(p);
         }
         if let (Some(a), Some(b)) = (&earlier.self_sample, &later.self_sample) {

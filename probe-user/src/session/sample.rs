@@ -91,6 +91,10 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
             Some(h) => h.read_drops()?,
             None => Vec::new(),
         },
+        socket_waits: match &a.stage_latency {
+            Some(h) => h.read_socket_waits()?,
+            None => Vec::new(),
+        },
     })
 }
 
