@@ -377,7 +377,8 @@ pub struct NodeShape {
 /// never labels. Family by family, with S = 1 + vxlan_devs hooked stages:
 ///
 /// ```text
-///   4                                   reattachments, uptime, drops_out_of_scope, vxlan_unexplained
+///   5                                   reattachments, uptime, drops_out_of_scope, vxlan_unexplained,
+///                                       latency_paused_seconds (--latency auto)
 /// + S + (S + 4)                         hook_attached: attached stages, and unavailable hooks
 ///                                       (each stage, the drop, softirq, steering and stage
 ///                                       latency probes)
@@ -407,7 +408,7 @@ pub fn max_series(shape: &NodeShape) -> usize {
     let stages = 1 + shape.vxlan_devs;
     let receive = crate::stage::Stage::RECEIVE.len();
     let napi = shape.napi_instances.min(NAPI_SLOTS);
-    4 + stages
+    5 + stages
         + (stages + 4)
         + 3 * stages
         + 2 * receive

@@ -37,6 +37,8 @@ pub struct Topology {
     pub drop_scope: Vec<String>,
     /// `--latency`: the softirq and NAPI probes are attached.
     pub latency: bool,
+    /// `--latency auto`: the NET_RX runs/s above which they pause.
+    pub latency_max_runs: Option<u64>,
     /// `--steering`: the steering probes are attached.
     pub steering: bool,
     /// `--stage-latency`: the stage latency probes are attached.
@@ -127,6 +129,8 @@ pub struct Sample {
     pub stage_latency: Option<Vec<PathCpu>>,
     /// `probe trace`: marked packets dropped, per CPU (empty otherwise).
     pub trace_drops: Vec<PathDrops>,
+    /// `--latency auto`: seconds paused since attach.
+    pub latency_paused_s: Option<f64>,
     /// `--stage-latency`: per-socket reads, `[slot][cpu]` (empty otherwise).
     pub socket_waits: Vec<Vec<SocketWait>>,
 }
@@ -176,6 +180,7 @@ impl Sample {
             .map(|cpus| vec![PathCpu::default(); cpus.len()]);
         s.trace_drops = vec![PathDrops::default(); s.trace_drops.len()];
         s.socket_waits.clear();
+        s.latency_paused_s = s.latency_paused_s.map(|_| 0.0);
         s.drops = s.drops.map(|_| DropCounts::zeroed());
         s
     }
@@ -219,6 +224,9 @@ pub struct Report {
     pub self_cost: Option<SelfCost>,
     /// NET_RX softirq timing: the all-CPU row (`cpu: null`) first, then per CPU.
     pub softirq: Vec<SoftirqRow>,
+    /// `--latency auto`: seconds of the period the softirq and NAPI probes
+    /// were paused (their rows count the rest); null in other modes.
+    pub latency_paused_s: Option<f64>,
     /// NAPI polls per device and CPU.
     pub napi: Vec<NapiRow>,
     /// Rules that fired on this report's evidence (advice.rs).

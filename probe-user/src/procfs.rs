@@ -56,6 +56,25 @@ pub fn read_softnet() -> Result<Vec<SoftnetCpu>, String> {
         .map_err(|e| format!("cannot read /proc/net/softnet_stat: {e}"))
 }
 
+/// The NET_RX line of /proc/softirqs: how many times NET_RX ran on each
+/// online CPU (cumulative).
+pub fn parse_net_rx_runs(text: &str) -> Vec<u64> {
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix("NET_RX:"))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn read_net_rx_runs() -> Result<Vec<u64>, String> {
+    std::fs::read_to_string("/proc/softirqs")
+        .map(|t| parse_net_rx_runs(&t))
+        .map_err(|e| format!("cannot read /proc/softirqs: {e}"))
+}
+
 /// /proc/net/snmp counters of one network namespace (cumulative).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Snmp {
@@ -203,6 +222,14 @@ pub fn sees_every_process() -> bool {
 mod tests {
     use super::*;
     use crate::delta::Delta;
+
+    #[test]
+    fn net_rx_runs_per_cpu() {
+        let text = "                    CPU0       CPU1\n          HI:          1          0\n      NET_TX:         12          3\n      NET_RX:     456789       1234\n       BLOCK:          0          0\n";
+        assert_eq!(parse_net_rx_runs(text), vec![456_789, 1_234]);
+        assert_eq!(parse_net_rx_runs(""), Vec::<u64>::new());
+        assert!(!read_net_rx_runs().unwrap().is_empty());
+    }
 
     #[test]
     fn softnet_columns() {

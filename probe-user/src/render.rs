@@ -236,6 +236,14 @@ pub fn histogram(o: &mut String, title: &str, h: &crate::latency::Histogram) {
 
 /// NET_RX softirq timing and NAPI polls; histograms in the summary.
 fn softirq(o: &mut String, r: &Report) {
+    if let Some(paused) = r.latency_paused_s.filter(|s| *s > 0.0) {
+        let _ = writeln!(
+            o,
+            "SOFTIRQ probes paused {paused:.1} s of {:.1} s (--latency auto: NET_RX ran more often \
+             than --latency-max-runs on a CPU); the NET_RX and NAPI rows cover the rest",
+            r.elapsed_s
+        );
+    }
     let Some(all) = r.softirq.first() else {
         return;
     };

@@ -210,6 +210,10 @@ fn daemonset_serves_metrics_where_it_says() {
         serve.listen
     );
     assert!(serve.web_config.is_none());
+    // The softirq and NAPI histograms stream by default (paused while NET_RX
+    // runs too often to time it cheaply).
+    let latency = serve.watch.config().unwrap().latency;
+    assert_eq!(latency, probe_user::hooks::latency::LatencyMode::Auto);
     assert!(
         c["ports"].is_null(),
         "with hostNetwork a declared port is a host port: the probe's is loopback only"

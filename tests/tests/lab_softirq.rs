@@ -428,3 +428,88 @@ fn steering_follows_packets_and_reads_across_cpus() {
     assert_eq!(count(&local, "stack_to_reader", 0, 0), SENT, "{local}");
     assert_eq!(local["rfs_hit_percent"], 100.0, "{local}");
 }
+
+/// `--latency auto`, the default: the softirq and NAPI probes are attached
+/// while NET_RX runs rarely, paused while a UDP flood makes a CPU run it more
+/// often than `--latency-max-runs` a second, and attached again once it has
+/// been quiet for 5 s; each report says how long they were paused.
+#[test]
+fn latency_is_on_by_default_and_pauses_while_net_rx_runs_too_often() {
+    if !privileged("latency_is_on_by_default_and_pauses_while_net_rx_runs_too_often") {
+        return;
+    }
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let dst = SocketAddrV4::new(n2.pods[0].ip, PORT);
+    let paced = |count: u64| {
+        let sink = lab::UdpSink::start(&n2.pods[0].netns, PORT).unwrap();
+        lab::send_udp(&n1.pods[0].netns, dst, count, 64, 100).unwrap();
+        assert_eq!(sink.finish(count, Duration::from_secs(5)), count);
+    };
+    let kernel_runs = || -> u64 { probe_user::procfs::read_net_rx_runs().unwrap().iter().sum() };
+    let w = Watch::on_lab(&lab, "1", &["--latency-max-runs", "1000"]);
+    let kernel_before = kernel_runs();
+    let hooks = w.ready_info["hooks"].to_string();
+    assert!(hooks.contains("paused above 1000 NET_RX runs/s"), "{hooks}");
+    paced(200);
+    // About 100k datagrams a second here, each its own NET_RX run.
+    let server = lab::Server::start(
+        &n2.pods[0].netns,
+        &["iperf3", "-s", "-1"],
+        Duration::from_millis(300),
+    );
+    let ip = n2.pods[0].ip.to_string();
+    lab::client(
+        &n1.pods[0].netns,
+        &["iperf3", "-c", &ip, "-u", "-b", "0", "-l", "64", "-t", "3"],
+    )
+    .expect("iperf3 client");
+    server.wait();
+    // Quiet for longer than the 5 readings that resume the probes.
+    std::thread::sleep(Duration::from_secs(7));
+    paced(200);
+    std::thread::sleep(Duration::from_millis(1200));
+    let kernel = kernel_runs() - kernel_before;
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("probes paused") && err.contains("probes resumed"),
+        "{err}"
+    );
+    let paused = |l: &Value| l["latency_paused_s"].as_f64().unwrap();
+    let s = summary(&lines);
+    // Paused within a second of the flood's start, resumed 5 to 6 s after its end.
+    let total = paused(s);
+    assert!((5.0..=10.0).contains(&total), "paused {total} s");
+    let intervals: Vec<&Value> = lines.iter().filter(|l| l["type"] == "interval").collect();
+    let sum: f64 = intervals.iter().map(|l| paused(l)).sum();
+    assert!(
+        (sum - total).abs() < 0.5,
+        "intervals {sum} s, summary {total} s"
+    );
+    // The first and the last intervals: attached, counting the paced packets' runs.
+    for l in [intervals[0], intervals[intervals.len() - 1]] {
+        assert_eq!(paused(l), 0.0, "{l}");
+    }
+    let runs = |l: &Value| l["softirq"][0]["runs"].as_u64().unwrap_or(0);
+    let last_runs: u64 = intervals[intervals.len() - 3..]
+        .iter()
+        .map(|l| runs(l))
+        .sum();
+    assert!(
+        last_runs >= 200,
+        "after the resume, {last_runs} NET_RX runs counted"
+    );
+    // While paused nothing is counted: the intervals between the first and
+    // the last that were paused at all lie inside the one pause, and have no
+    // NET_RX run in them (the flood's last seconds ran thousands).
+    let touched: Vec<usize> = (0..intervals.len())
+        .filter(|&i| paused(intervals[i]) > 0.0)
+        .collect();
+    let (first, last) = (touched[0], touched[touched.len() - 1]);
+    assert!(last - first >= 4, "paused in intervals {touched:?}");
+    for l in &intervals[first + 1..last] {
+        assert_eq!(runs(l), 0, "{l}");
+    }
+    assert!(kernel > 100_000, "the kernel ran NET_RX {kernel} times");
+}

@@ -655,3 +655,37 @@ fn trace_takes_a_pod_address_a_count_a_rate_and_a_wait() {
         (Some(30.0), Some(0x34e1a07c9d5b2f86), None)
     );
 }
+
+#[test]
+fn latency_is_auto_unless_told_on_or_off() {
+    use crate::hooks::latency::LatencyMode;
+    let mode = |argv: &[&str]| match check(argv) {
+        Outcome::Ok(cli) => {
+            let w = watch_args(&cli).expect("a watch");
+            let cfg = w.config().expect("a config");
+            (cfg.latency, cfg.latency_max_runs)
+        }
+        _ => panic!("{argv:?} refused"),
+    };
+    assert_eq!(mode(&["watch"]), (LatencyMode::Auto, 10_000));
+    assert_eq!(mode(&["serve"]).0, LatencyMode::Auto);
+    // `--latency` alone: always on, as before `auto` existed.
+    assert_eq!(mode(&["watch", "--latency"]).0, LatencyMode::On);
+    assert_eq!(mode(&["watch", "--latency", "--json"]).0, LatencyMode::On);
+    assert_eq!(mode(&["watch", "--latency", "off"]).0, LatencyMode::Off);
+    assert_eq!(mode(&["watch", "--no-latency"]).0, LatencyMode::Off);
+    assert_eq!(
+        mode(&["watch", "--latency-max-runs", "2000"]),
+        (LatencyMode::Auto, 2000)
+    );
+    for argv in [
+        &["watch", "--latency", "--no-latency"][..],
+        &["watch", "--latency", "sometimes"],
+        &["watch", "--latency-max-runs", "0"],
+    ] {
+        match check(argv) {
+            Outcome::Parse(code, _) => assert_eq!(code, 2, "{argv:?}"),
+            _ => panic!("{argv:?} accepted"),
+        }
+    }
+}

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::{
     error::ProbeError,
     hooks::{
+        latency::LatencyMode,
         nic::{NicHookArg, XdpModeArg},
         BpfLog, TcMode,
     },
@@ -189,7 +190,8 @@ pub fn run(args: TraceArgs) -> Result<(), ProbeError> {
         xdp_mode: XdpModeArg::Auto,
         tc_mode: TcMode::Auto,
         drop_netns: Vec::new(),
-        latency: false,
+        latency: LatencyMode::Off,
+        latency_max_runs: 0,
         latency_sample: 1,
         steering: false,
         stage_latency: None,

@@ -9,6 +9,7 @@ use crate::{
     caps,
     error::ProbeError,
     hooks::{
+        latency::LatencyMode,
         nic::{NicHookArg, XdpModeArg},
         BpfLog, TcMode,
     },
@@ -99,11 +100,25 @@ pub struct WatchArgs {
     /// run on the node)
     #[arg(long = "self")]
     pub self_cost: bool,
-    /// Also time NET_RX softirqs (raise -> entry wait, run time, ksoftirqd share)
-    /// and count NAPI polls per device. Three tracepoints per softirq run and one
-    /// per poll: a few hundred ns each time (see BENCHMARKS.md), so off by default
-    #[arg(long)]
-    pub latency: bool,
+    /// When to time NET_RX softirqs (raise -> entry wait, run time, ksoftirqd
+    /// share) and count NAPI polls per device. Their cost follows how often
+    /// NET_RX runs (three tracepoints per run, one per poll: see BENCHMARKS.md),
+    /// so `auto` attaches them but pauses them while the busiest CPU runs NET_RX
+    /// more than --latency-max-runs times a second (a NIC that batches stays
+    /// below; a softirq per packet does not), `on` keeps them attached, `off`
+    /// never attaches them. `--latency` alone means `on`
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = LatencyMode::Auto,
+          num_args = 0..=1, default_missing_value = "on")]
+    pub latency: LatencyMode,
+    /// The same as --latency off
+    #[arg(long, conflicts_with = "latency")]
+    pub no_latency: bool,
+    /// With --latency auto: NET_RX runs per second on the busiest CPU above which
+    /// the softirq and NAPI probes pause (at about 0.6 µs per run, 10000 runs/s
+    /// cost about 0.6% of that CPU)
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub latency_max_runs: u64,
     /// With --latency: time one NET_RX run in N per CPU (every run is still
     /// counted). The untimed runs skip the clock and comm reads that make up
     /// most of the probes' cost; the histograms then hold one run in N
@@ -166,7 +181,12 @@ impl WatchArgs {
             xdp_mode: self.xdp_mode,
             tc_mode: self.tc_mode,
             drop_netns: self.drop_netns.clone(),
-            latency: self.latency,
+            latency: if self.no_latency {
+                LatencyMode::Off
+            } else {
+                self.latency
+            },
+            latency_max_runs: self.latency_max_runs,
             latency_sample: self.latency_sample,
             steering: self.steering,
             stage_latency: self.stage_latency.then_some(self.stage_sample),

@@ -4,7 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use aya::Ebpf;
+use aya::{
+    maps::{PerCpuArray, PerCpuValues},
+    programs::{tp_btf::BtfTracePointLinkId, BtfTracePoint},
+    Ebpf,
+};
 use probe_common::latency::{
     NapiKey, NapiOffsets, NapiTable, SoftirqCpu, GLOBAL_NAPI_OFFSETS, GLOBAL_NET_RX_VEC,
     GLOBAL_SOFTIRQ_SAMPLE_EVERY, MAP_NAPI, MAP_SOFTIRQ, PROG_NAPI_POLL, PROG_SOFTIRQ_ENTRY,
@@ -14,9 +18,23 @@ use probe_common::latency::{
 use super::{read_per_cpu, BpfLog, Hook, HookError};
 use crate::{btf::Btf, objects};
 
+/// `--latency`: when the NET_RX softirq and NAPI probes run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LatencyMode {
+    /// Attached, paused while the busiest CPU runs NET_RX more often than
+    /// `--latency-max-runs` a second (session/governor.rs).
+    Auto,
+    /// Always attached.
+    On,
+    #[default]
+    Off,
+}
+
 /// The attached softirq and NAPI probes. Dropping it detaches them.
 pub struct LatencyHook {
     ebpf: Ebpf,
+    /// The programs' links while attached; empty while paused.
+    links: Vec<(&'static str, BtfTracePointLinkId)>,
 }
 
 impl Hook for LatencyHook {
@@ -93,14 +111,85 @@ pub fn load_latency(setup: LatencySetup, log: BpfLog) -> Result<LatencyHook, Hoo
         .override_global(GLOBAL_SOFTIRQ_SAMPLE_EVERY, &sample_every, true)
         .override_global(GLOBAL_NAPI_OFFSETS, &offsets, true)
         .load(objects::LATENCY)?;
-    Ok(LatencyHook { ebpf })
+    Ok(LatencyHook {
+        ebpf,
+        links: Vec::new(),
+    })
 }
 
 impl LatencyHook {
     /// Verifies the four programs and attaches them. `kernel_btf`: aya's
     /// parse of the kernel's BTF, for the tp_btf attach.
     pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        super::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf)
+        for (name, tracepoint) in PROGRAMS {
+            let prog: &mut BtfTracePoint = super::program(&mut self.ebpf, name)?;
+            prog.load(tracepoint, kernel_btf)
+                .map_err(|source| HookError::Verifier {
+                    name: name.to_string(),
+                    source,
+                })?;
+        }
+        self.link()
+    }
+
+    fn link(&mut self) -> Result<(), HookError> {
+        for (name, tracepoint) in PROGRAMS {
+            let prog: &mut BtfTracePoint = super::program(&mut self.ebpf, name)?;
+            let id = prog.attach().map_err(|source| HookError::Attach {
+                what: format!("attaching to tp_btf/{tracepoint} failed"),
+                source,
+            })?;
+            self.links.push((name, id));
+        }
+        Ok(())
+    }
+
+    pub fn paused(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// Detaches the programs; the objects and their counts stay.
+    pub fn pause(&mut self) -> Result<(), HookError> {
+        for (name, id) in std::mem::take(&mut self.links) {
+            let prog: &mut BtfTracePoint = super::program(&mut self.ebpf, name)?;
+            prog.detach(id).map_err(|source| HookError::Attach {
+                what: format!("detaching {name}"),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the programs again. A run raised or entered before the
+    /// pause would be timed across it: those marks are cleared first (no
+    /// program runs while paused, so the per-CPU values can be rewritten).
+    pub fn resume(&mut self) -> Result<(), HookError> {
+        if !self.paused() {
+            return Ok(());
+        }
+        let map = self
+            .ebpf
+            .map_mut(MAP_SOFTIRQ)
+            .ok_or_else(|| HookError::MissingMap(MAP_SOFTIRQ.into()))?;
+        let map_error = |source| HookError::Map {
+            name: MAP_SOFTIRQ.into(),
+            source,
+        };
+        let mut array = PerCpuArray::<_, SoftirqCpu>::try_from(map).map_err(map_error)?;
+        let cleared: Vec<SoftirqCpu> = array
+            .get(&0, 0)
+            .map_err(map_error)?
+            .iter()
+            .map(|c| SoftirqCpu {
+                raised_at: 0,
+                entered_at: 0,
+                ..*c
+            })
+            .collect();
+        let values = PerCpuValues::try_from(cleared)
+            .map_err(|e| HookError::Kernel(format!("{MAP_SOFTIRQ}: {e}")))?;
+        array.set(0, values, 0).map_err(map_error)?;
+        self.link()
     }
 
     pub fn read(&self) -> Result<LatencyCounts, HookError> {

@@ -31,6 +31,13 @@ pub(super) fn encode(f: &mut Family<'_, '_>, r: &Report) -> std::fmt::Result {
         "/proc/net/softnet_stat: packets this CPU was sent by RPS/RFS",
         &softnet(|c| c.received_rps),
     )?;
+    f.counter(
+        "latency_paused_seconds",
+        "--latency auto: seconds the softirq and NAPI probes were paused (NET_RX ran more often than --latency-max-runs on a CPU); whole seconds",
+        &r.latency_paused_s
+            .map(|s| vec![(Vec::new(), s as u64)])
+            .unwrap_or_default(),
+    )?;
     // --latency: per-CPU rows only (the all-CPU row is their sum: PromQL
     // aggregates).
     let cpus: Vec<_> = r.softirq.iter().filter(|s| s.cpu.is_some()).collect();

@@ -182,6 +182,7 @@ fn sample(shape: &NodeShape, flows: usize, k: u64) -> Sample {
         snmp: vec![("host".into(), Snmp::default())],
         names,
         latency: Some(latency(shape, k)),
+        latency_paused_s: Some(2.5 * k as f64),
         stage_latency: Some(stage_latency(shape, k)),
         ..Default::default()
     }

@@ -174,6 +174,7 @@ fn series_are_bounded_by_the_node_not_by_flows() {
         "rxprobe_napi_poll_packets_bucket{",
         "rxprobe_drop_segments_total{",
         "rxprobe_kernel_counter_total{",
+        "rxprobe_latency_paused_seconds_total ",
     ] {
         assert!(many.contains(family), "{family} missing");
     }

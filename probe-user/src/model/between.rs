@@ -73,6 +73,7 @@ impl Report {
             snmp: Vec::new(),
             self_cost: None,
             softirq: Vec::new(),
+            latency_paused_s: None,
             napi: Vec::new(),
             advice: Vec::new(),
             steering: None,
@@ -143,6 +144,9 @@ impl Report {
                     later.names.netns(k.netns),
                 )
             });
+        }
+        if let (Some(now), Some(before)) = (later.latency_paused_s, earlier.latency_paused_s) {
+            r.latency_paused_s = Some((now - before).max(0.0));
         }
         if let Some(now) = &later.steering {
             r.steering = Some(crate::steering::steering(now, earlier.steering.as_ref()));

@@ -11,8 +11,13 @@ use super::{
 use crate::{
     error::ProbeError,
     hooks::{
-        self, drops::DropHook, latency::LatencyHook, nic::NicConfig, stage_latency::StageHook,
-        steering::SteerHook, HookError,
+        self,
+        drops::DropHook,
+        latency::{LatencyHook, LatencyMode},
+        nic::NicConfig,
+        stage_latency::StageHook,
+        steering::SteerHook,
+        HookError,
     },
     model::{DevInfo, HookKind, NicInfo, StageLatencyInfo, Topology, Unavailable},
     names::Names,
@@ -139,6 +144,8 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         unavailable,
         reasons: drop_hook.as_ref().map(|h| h.reasons.clone()),
         latency: latency_hook.is_some(),
+        latency_max_runs: (cfg.latency == LatencyMode::Auto && latency_hook.is_some())
+            .then_some(cfg.latency_max_runs),
         steering: steer_hook.is_some(),
         stage_latency: stage_hook.as_ref().map(|(_, info)| info.clone()),
         drop_scope: cfg.drop_netns.clone(),
@@ -162,6 +169,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         scope
     };
     let dev_hooks_len = dev_hooks.len();
+    let session_has_latency = latency_hook.is_some();
     let session = Session {
         netns,
         rtnl,
@@ -180,6 +188,8 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         topology,
         started: Instant::now(),
         last_device_check: Instant::now(),
+        governor: (cfg.latency == LatencyMode::Auto && session_has_latency)
+            .then(|| super::governor::Governor::new(cfg.latency_max_runs, Instant::now())),
         devs_retry_at: vec![None; dev_hooks_len],
         bpf_log: cfg.bpf_log,
         tc_mode: cfg.tc_mode,
@@ -264,7 +274,7 @@ fn attach_tracing(
     let mut drop_hook = drop_setup.and_then(|setup| {
         hooks::drops::load_drops(setup, scope_inums, ports, nic_netns_inum, cfg.bpf_log)
     });
-    let mut latency_hook = if cfg.latency {
+    let mut latency_hook = if cfg.latency != LatencyMode::Off {
         latency_setup
             .and_then(|setup| {
                 let setup = hooks::latency::LatencySetup {

@@ -5,6 +5,7 @@
 //! (`SessionConfig`); nothing here knows about the command line.
 
 mod attach;
+mod governor;
 mod names;
 mod reattach;
 mod sample;
@@ -26,7 +27,7 @@ use crate::{
     error::ProbeError,
     hooks::{
         drops::DropHook,
-        latency::LatencyHook,
+        latency::{LatencyHook, LatencyMode},
         nic::{NicHook, NicHookArg, XdpModeArg},
         stage_latency::StageHook,
         steering::SteerHook,
@@ -57,7 +58,10 @@ pub struct SessionConfig {
     pub tc_mode: TcMode,
     /// Namespaces whose drops count; empty: every namespace.
     pub drop_netns: Vec<String>,
-    pub latency: bool,
+    pub latency: LatencyMode,
+    /// `--latency auto`: NET_RX runs per second on the busiest CPU above
+    /// which the latency probes pause.
+    pub latency_max_runs: u64,
     /// Time one NET_RX run in this many (`--latency-sample`).
     pub latency_sample: u32,
     pub steering: bool,
@@ -107,6 +111,8 @@ pub struct Session {
     pub(crate) topology: Topology,
     pub(crate) started: Instant,
     pub(crate) last_device_check: Instant,
+    /// `--latency auto`: pauses and resumes the latency probes.
+    pub(crate) governor: Option<governor::Governor>,
     /// Per VXLAN hook: after a failed re-attach, when to try again (each try
     /// loads and verifies the programs).
     pub(crate) devs_retry_at: Vec<Option<Instant>>,
@@ -221,6 +227,13 @@ pub fn run(
         if end {
             break;
         }
+        if session
+            .governor
+            .as_ref()
+            .is_some_and(|g| now >= g.last_check + governor::EVERY)
+        {
+            govern_latency(&mut session, now);
+        }
         if now >= session.last_device_check + reattach::DEVICE_CHECK {
             session.last_device_check = now;
             reattach::check_devices(&mut session);
@@ -295,6 +308,42 @@ impl Session {
     }
 }
 
+/// `--latency auto`: one reading of the NET_RX run rate, and the pause or
+/// resume it calls for, said on stderr (also with --json: stdout stays the
+/// reports').
+fn govern_latency(session: &mut Session, now: Instant) {
+    let (Some(g), Some(hook)) = (&mut session.governor, &mut session.latency) else {
+        return;
+    };
+    let runs = match crate::procfs::read_net_rx_runs() {
+        Ok(runs) => runs,
+        Err(e) => {
+            g.last_check = now;
+            eprintln!("probe: --latency auto: {e}");
+            return;
+        }
+    };
+    let result = match g.observe(now, &runs) {
+        governor::Step::Stay => return,
+        governor::Step::Pause(rate) => {
+            eprintln!(
+                "probe: --latency auto: softirq/NAPI probes paused: NET_RX ran {rate} times/s \
+                 on a CPU (above --latency-max-runs); they resume when it stays below 3/4 of that"
+            );
+            let result = hook.pause();
+            g.detached_at(Instant::now());
+            result
+        }
+        governor::Step::Resume => {
+            eprintln!("probe: --latency auto: softirq/NAPI probes resumed");
+            hook.resume()
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("probe: --latency auto: {e}");
+    }
+}
+
 /// `--ready-file`: written once every probe is attached (atomically: a
 /// temporary file renamed), removed on exit.
 fn write_ready_file(path: &std::path::Path, a: &Session) -> Result<(), ProbeError> {
@@ -335,7 +384,12 @@ fn describe_hooks(t: &Topology) -> String {
         parts.push(format!("{} on {}", d.hook, d.iface));
     }
     if t.latency {
-        parts.push("tp_btf/softirq_raise+entry+exit, tp_btf/napi_poll".to_string());
+        parts.push(match t.latency_max_runs {
+            Some(n) => format!(
+                "tp_btf/softirq_raise+entry+exit, tp_btf/napi_poll (paused above {n} NET_RX runs/s on a CPU)"
+            ),
+            None => "tp_btf/softirq_raise+entry+exit, tp_btf/napi_poll".to_string(),
+        });
     }
     if t.steering {
         parts.push(

@@ -91,6 +91,10 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
             Some(h) => h.read_drops()?,
             None => Vec::new(),
         },
+        latency_paused_s: a
+            .governor
+            .as_ref()
+            .map(|g| g.paused_s(std::time::Instant::now())),
         socket_waits: match &a.stage_latency {
             Some(h) => h.read_socket_waits()?,
             None => Vec::new(),
