@@ -371,8 +371,25 @@ fn tcp_streams_are_followed_to_the_read() {
     }
     assert!(n("queued") <= n("pod") && n("read") + n("socket_busy") <= n("queued"));
     assert!(n("read") > 0, "{p}");
-    // iperf3's connections, accepted on one port, are one row.
-    assert_one_socket_read_them_all(p, &lab.node(2).pods[0].netns, "tcp", 5201);
+    // iperf3's connections, accepted on one port, are one row, and it holds
+    // all but a few reads. Both nodes share this kernel: a followed packet's
+    // buffer, freed where no tracepoint sees it (a GRO merge) and reused
+    // within the 1 s bound for a packet node 1's pod receives, is read there
+    // (1 in 5,245 in one run). Every read is some socket's.
+    let rows = p["sockets"].as_array().unwrap();
+    let reads = |r: &Value| r["queued_to_read"]["count"].as_u64().unwrap();
+    assert_eq!(rows.iter().map(reads).sum::<u64>(), n("read"), "{p}");
+    let iperf = &rows[0];
+    assert_eq!(
+        (&iperf["netns"], &iperf["protocol"], &iperf["port"]),
+        (
+            &lab.node(2).pods[0].netns.clone().into(),
+            &"tcp".into(),
+            &5201.into()
+        ),
+        "{p}"
+    );
+    assert!(reads(iperf) >= n("read") - n("read") / 100, "{p}");
     assert_eq!(count(p, "pod", "queued"), n("queued"));
     assert_eq!(count(p, "queued", "read"), n("read"));
     assert_eq!(count(p, "nic", "read"), n("read"));
