@@ -582,6 +582,7 @@ fn trace_takes_a_pod_address_a_count_a_rate_and_a_wait() {
             vec!["trace", "--send-only", "--to", "10.244.2.2:9000"],
             "--signature",
         ),
+        // Not 16 hex digits, or all zero (0 turns the kernel's check off).
         (
             vec![
                 "trace",
