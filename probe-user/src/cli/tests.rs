@@ -546,6 +546,10 @@ proptest! {
     }
 }
 
+fn bad_signature(signature: &str) -> Vec<&str> {
+    vec!["trace", "--to", "10.244.2.2:9000", "--signature", signature]
+}
+
 #[test]
 fn trace_takes_a_pod_address_a_count_a_rate_and_a_wait() {
     let ok = check(&[
@@ -583,26 +587,8 @@ fn trace_takes_a_pod_address_a_count_a_rate_and_a_wait() {
             "--signature",
         ),
         // Not 16 hex digits, or all zero (0 turns the kernel's check off).
-        (
-            vec![
-                "trace",
-                "--to",
-                "10.244.2.2:9000",
-                "--signature",
-                "0000000000000000",
-            ],
-            "--signature",
-        ),
-        (
-            vec![
-                "trace",
-                "--to",
-                "10.244.2.2:9000",
-                "--signature",
-                "34e1a07c",
-            ],
-            "--signature",
-        ),
+        (bad_signature("0000000000000000"), "--signature"),
+        (bad_signature("34e1a07c"), "--signature"),
         (
             vec![
                 "trace",
