@@ -81,8 +81,9 @@ enum Task {
         #[arg(num_args = 0..=2)]
         part: Vec<String>,
         /// Run the part in a QEMU guest booting this kernel (5.10, 6.1, 6.12), its
-        /// lab nodes on virtio_net NICs that take packets in batches as real NICs
-        /// do (TCG: read the figures as ratios); e.g. `bench latency --guest 6.12`
+        /// lab nodes on virtio_net NICs: a real driver fed by QEMU's own thread
+        /// (TCG: read the figures as ratios; BENCHMARKS.md found no more batching
+        /// there than in the veth lab); e.g. `bench latency --guest 6.12`
         #[arg(long, value_name = "KERNEL")]
         guest: Option<String>,
         /// vCPUs of the --guest

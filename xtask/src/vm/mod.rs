@@ -322,11 +322,11 @@ const VIRTIO_TESTS: [(&str, &[&str]); 3] = [
 ];
 
 /// `cargo xtask bench PART --guest KERNEL`: one benchmark part inside a guest
-/// whose lab nodes have virtio_net NICs. There an emulated device, driven by
-/// QEMU's own thread, fills the receive ring while the guest is busy, so a
-/// NAPI poll and a NET_RX run take a batch of packets, as on a real NIC
-/// (the native lab runs one softirq per packet: its sender drives the whole
-/// path). Figures are of emulated CPUs (TCG), to be read as ratios.
+/// whose lab nodes have virtio_net NICs: a real driver, its device driven by
+/// QEMU's own thread rather than by the sender (the native lab runs one
+/// softirq per packet: its sender drives the whole path). Under TCG the guest
+/// still took 1-2 packets per NET_RX run (BENCHMARKS.md). Figures are of
+/// emulated CPUs, to be read as ratios.
 pub fn bench(kernel: &str, cpus: u32, part: &[String]) -> Result<()> {
     let Some(k) = KERNELS.iter().find(|k| k.name == kernel) else {
         bail!("--guest takes 5.10, 6.1 or 6.12");
