@@ -215,9 +215,21 @@ pub fn boot(g: &Guest) -> Result<Vec<Outcome>> {
             rc: None,
         })
         .collect();
+    let mut stall_stopped = false;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap_or_default();
         writeln!(log, "{line}")?;
+        // A transmit queue stalled this long does not come back: the guest's
+        // remaining tests would only wait out their timeouts. Stopped here,
+        // its unfinished commands count as failed and Pass::run boots it again.
+        if !stall_stopped && stalled_ms(&line).is_some_and(|ms| ms >= STALL_GIVE_UP_MS) {
+            stall_stopped = true;
+            eprintln!(
+                "xtask vm: {kernel}: transmit queue stalled for a minute; stopping this guest"
+            );
+            // SAFETY: our own child, by PID, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         if let Some(rest) = line.trim().strip_prefix("@@VM-RESULT ") {
             if let Some((name, rc)) = rest.rsplit_once(" rc=") {
                 if let Some(o) = outcomes.iter_mut().find(|o| o.name == name) {
@@ -236,6 +248,31 @@ pub fn boot(g: &Guest) -> Result<Vec<Outcome>> {
         );
     }
     Ok(outcomes)
+}
+
+/// How long a stalled transmit queue is waited for before the guest is stopped.
+const STALL_GIVE_UP_MS: u64 = 60_000;
+
+/// The stall's age in a kernel line "... NETDEV WATCHDOG: ... transmit queue 0
+/// timed out 5224 ms".
+fn stalled_ms(line: &str) -> Option<u64> {
+    let rest = line.split(super::TX_STALL).nth(1)?;
+    let ms = rest.split("timed out ").nth(1)?;
+    ms.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_stalls_age_is_read_from_the_watchdog_line() {
+        let line = "[6.1] [  135.029911] virtio_net virtio1 eth0: NETDEV WATCHDOG: CPU: 1: \
+                    transmit queue 0 timed out 106540 ms";
+        assert_eq!(super::stalled_ms(line), Some(106_540));
+        assert_eq!(
+            super::stalled_ms("virtio_net virtio1 eth0: TX timeout on queue: 0"),
+            None
+        );
+    }
 }
 
 /// A network namespace of the runner's own, holding two multi-queue taps

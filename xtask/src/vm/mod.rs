@@ -375,7 +375,7 @@ struct Pass<'a> {
 /// What the guest's kernel logs when an emulated NIC's transmit queue
 /// stalls. Seen on 6.1's virtio_net under TCG (QEMU without vhost): after
 /// it no packet goes through, and every later test of the guest fails.
-const TX_STALL: &str = "NETDEV WATCHDOG";
+pub(crate) const TX_STALL: &str = "NETDEV WATCHDOG";
 
 impl Pass<'_> {
     /// [`Pass::attempt`], once more if a test failed after the emulated NIC's
