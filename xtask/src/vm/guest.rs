@@ -261,20 +261,6 @@ fn stalled_ms(line: &str) -> Option<u64> {
     ms.split_whitespace().next()?.parse().ok()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_stalls_age_is_read_from_the_watchdog_line() {
-        let line = "[6.1] [  135.029911] virtio_net virtio1 eth0: NETDEV WATCHDOG: CPU: 1: \
-                    transmit queue 0 timed out 106540 ms";
-        assert_eq!(super::stalled_ms(line), Some(106_540));
-        assert_eq!(
-            super::stalled_ms("virtio_net virtio1 eth0: TX timeout on queue: 0"),
-            None
-        );
-    }
-}
-
 /// A network namespace of the runner's own, holding two multi-queue taps
 /// bridged together; QEMU runs in it. Deleted on drop (the taps and the
 /// bridge go with it).
@@ -364,5 +350,19 @@ impl TapNetns {
 impl Drop for TapNetns {
     fn drop(&mut self) {
         let _ = self.ip(&["netns", "del", &self.name]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_stalls_age_is_read_from_the_watchdog_line() {
+        let line = "[6.1] [  135.029911] virtio_net virtio1 eth0: NETDEV WATCHDOG: CPU: 1: \
+                    transmit queue 0 timed out 106540 ms";
+        assert_eq!(super::stalled_ms(line), Some(106_540));
+        assert_eq!(
+            super::stalled_ms("virtio_net virtio1 eth0: TX timeout on queue: 0"),
+            None
+        );
     }
 }
