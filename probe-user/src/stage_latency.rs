@@ -4,7 +4,9 @@
 use probe_common::{
     drops::REASON_SLOTS,
     latency::HIST_BUCKETS,
-    stage_latency::{PathCpu, PathDrops, Reached, SocketWait, Transition, TRACE_STAGE_NAMES},
+    stage_latency::{
+        NsHistogram, PathCpu, PathDrops, Reached, SocketWait, Transition, TRACE_STAGE_NAMES,
+    },
 };
 use serde::Serialize;
 
@@ -65,9 +67,10 @@ pub fn socket_rows(
     earlier: &[Vec<SocketWait>],
     netns_name: impl Fn(u32) -> Option<String>,
 ) -> Vec<SocketRow> {
-    type Acc = ([[u64; HIST_BUCKETS]; 2], [u64; 2], [Option<u64>; 2]);
     let zero = SocketWait::default();
-    let mut by_socket: std::collections::BTreeMap<(u32, u16, u16), Acc> = Default::default();
+    // Per socket: queued->read, nic->read.
+    let mut by_socket: std::collections::BTreeMap<(u32, u16, u16), [PeriodSum; 2]> =
+        Default::default();
     for (slot, cpus) in later.iter().enumerate() {
         for (cpu, now) in cpus.iter().enumerate() {
             if now.protocol == 0 {
@@ -78,36 +81,22 @@ pub fn socket_rows(
                 .and_then(|e| e.get(cpu))
                 .filter(|b| (b.netns, b.port, b.protocol) == (now.netns, now.port, now.protocol))
                 .unwrap_or(&zero);
-            let acc = by_socket
+            let [queued, nic] = by_socket
                 .entry((now.netns, now.port, now.protocol))
-                .or_insert(([[0; HIST_BUCKETS]; 2], [0; 2], [None; 2]));
-            let pairs = [
-                (&now.queued_to_read, &before.queued_to_read),
-                (&now.nic_to_read, &before.nic_to_read),
-            ];
-            for (i, (n, b)) in pairs.into_iter().enumerate() {
-                for (k, total) in acc.0[i].iter_mut().enumerate() {
-                    *total += n.buckets[k].wrapping_sub(b.buckets[k]);
-                }
-                acc.1[i] += n.sum.wrapping_sub(b.sum);
-                // A running maximum: this period's only if it grew in it.
-                if n.max > b.max {
-                    acc.2[i] = acc.2[i].max(Some(n.max));
-                }
-            }
+                .or_default();
+            queued.add(&now.queued_to_read, &before.queued_to_read);
+            nic.add(&now.nic_to_read, &before.nic_to_read);
         }
     }
     let mut rows: Vec<SocketRow> = by_socket
         .into_iter()
-        .map(
-            |((netns, port, protocol), (buckets, sums, maxes))| SocketRow {
-                netns: netns_name(netns),
-                protocol: if protocol == 6 { "tcp" } else { "udp" },
-                port,
-                queued_to_read: Histogram::from_buckets(&buckets[0], sums[0], maxes[0]),
-                nic_to_read: Histogram::from_buckets(&buckets[1], sums[1], maxes[1]),
-            },
-        )
+        .map(|((netns, port, protocol), [queued, nic])| SocketRow {
+            netns: netns_name(netns),
+            protocol: if protocol == 6 { "tcp" } else { "udp" },
+            port,
+            queued_to_read: queued.histogram(),
+            nic_to_read: nic.histogram(),
+        })
         .filter(|r| r.queued_to_read.count > 0)
         .collect();
     // The most read first; a stable order among equals (the map's).
@@ -176,6 +165,32 @@ impl StageLatency {
     }
 }
 
+/// One kernel histogram's change between two readings, summed over CPUs.
+#[derive(Clone, Copy, Default)]
+struct PeriodSum {
+    buckets: [u64; HIST_BUCKETS],
+    sum: u64,
+    max: Option<u64>,
+}
+
+impl PeriodSum {
+    /// Adds one CPU's `now - before`.
+    fn add(&mut self, now: &NsHistogram, before: &NsHistogram) {
+        for (k, total) in self.buckets.iter_mut().enumerate() {
+            *total += now.buckets[k].wrapping_sub(before.buckets[k]);
+        }
+        self.sum += now.sum.wrapping_sub(before.sum);
+        // A running maximum: this period's only if it grew in it.
+        if now.max > before.max {
+            self.max = self.max.max(Some(now.max));
+        }
+    }
+
+    fn histogram(&self) -> Histogram {
+        Histogram::from_buckets(&self.buckets, self.sum, self.max)
+    }
+}
+
 /// The period between two cumulative readings (one entry per CPU).
 pub fn stage_latency(
     later: &[PathCpu],
@@ -185,24 +200,14 @@ pub fn stage_latency(
 ) -> StageLatency {
     let zero = PathCpu::default();
     let mut reached = [0u64; Reached::COUNT];
-    let mut buckets = [[0u64; HIST_BUCKETS]; Transition::COUNT];
-    let mut sums = [0u64; Transition::COUNT];
-    let mut maxes = [None::<u64>; Transition::COUNT];
+    let mut periods = [PeriodSum::default(); Transition::COUNT];
     for (cpu, now) in later.iter().enumerate() {
         let before = earlier.and_then(|e| e.get(cpu)).unwrap_or(&zero);
         for (r, total) in reached.iter_mut().enumerate() {
             *total += now.reached[r].wrapping_sub(before.reached[r]);
         }
-        for t in 0..Transition::COUNT {
-            let (n, b) = (&now.transitions[t], &before.transitions[t]);
-            for (k, total) in buckets[t].iter_mut().enumerate() {
-                *total += n.buckets[k].wrapping_sub(b.buckets[k]);
-            }
-            sums[t] += n.sum.wrapping_sub(b.sum);
-            // A running maximum: this period's only if it grew in it.
-            if n.max > b.max {
-                maxes[t] = maxes[t].max(Some(n.max));
-            }
+        for (t, period) in periods.iter_mut().enumerate() {
+            period.add(&now.transitions[t], &before.transitions[t]);
         }
     }
     let transitions = Transition::ALL
@@ -213,7 +218,7 @@ pub fn stage_latency(
             TransitionRow {
                 from,
                 to,
-                ns: Histogram::from_buckets(&buckets[i], sums[i], maxes[i]),
+                ns: periods[i].histogram(),
             }
         })
         .collect();
