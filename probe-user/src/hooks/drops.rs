@@ -235,6 +235,7 @@ impl DropHook {
             &[(PROG_SKB_DROP, DROP_TRACEPOINT)],
             kernel_btf,
         )
+        .map(drop)
     }
 
     pub fn read(&self) -> Result<DropCounts, HookError> {

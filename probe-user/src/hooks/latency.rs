@@ -121,26 +121,7 @@ impl LatencyHook {
     /// Verifies the four programs and attaches them. `kernel_btf`: aya's
     /// parse of the kernel's BTF, for the tp_btf attach.
     pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        for (name, tracepoint) in PROGRAMS {
-            let prog: &mut BtfTracePoint = super::program(&mut self.ebpf, name)?;
-            prog.load(tracepoint, kernel_btf)
-                .map_err(|source| HookError::Verifier {
-                    name: name.to_string(),
-                    source,
-                })?;
-        }
-        self.link()
-    }
-
-    fn link(&mut self) -> Result<(), HookError> {
-        for (name, tracepoint) in PROGRAMS {
-            let prog: &mut BtfTracePoint = super::program(&mut self.ebpf, name)?;
-            let id = prog.attach().map_err(|source| HookError::Attach {
-                what: format!("attaching to tp_btf/{tracepoint} failed"),
-                source,
-            })?;
-            self.links.push((name, id));
-        }
+        self.links = super::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf)?;
         Ok(())
     }
 
@@ -189,7 +170,8 @@ impl LatencyHook {
         let values = PerCpuValues::try_from(cleared)
             .map_err(|e| HookError::Kernel(format!("{MAP_SOFTIRQ}: {e}")))?;
         array.set(0, values, 0).map_err(map_error)?;
-        self.link()
+        self.links = super::link_btf_tracepoints(&mut self.ebpf, &PROGRAMS)?;
+        Ok(())
     }
 
     pub fn read(&self) -> Result<LatencyCounts, HookError> {

@@ -137,14 +137,14 @@ where
     })
 }
 
-/// Verifies and attaches tp_btf programs of `ebpf`: `(program, tracepoint)`.
-/// `kernel_btf`: aya's parse of the kernel's BTF (tp_btf needs the
-/// tracepoint's BTF id).
-pub fn attach_btf_tracepoints(
+/// Verifies and attaches tp_btf programs of `ebpf`: `(program, tracepoint)`;
+/// their links (see [`link_btf_tracepoints`]). `kernel_btf`: aya's parse of
+/// the kernel's BTF (tp_btf needs the tracepoint's BTF id).
+pub fn attach_btf_tracepoints<'a>(
     ebpf: &mut Ebpf,
-    programs: &[(&str, &str)],
+    programs: &[(&'a str, &str)],
     kernel_btf: &aya::Btf,
-) -> Result<(), HookError> {
+) -> Result<Vec<(&'a str, aya::programs::tp_btf::BtfTracePointLinkId)>, HookError> {
     for (name, tracepoint) in programs {
         let prog: &mut aya::programs::BtfTracePoint = program(ebpf, name)?;
         prog.load(tracepoint, kernel_btf)
@@ -152,12 +152,26 @@ pub fn attach_btf_tracepoints(
                 name: name.to_string(),
                 source,
             })?;
-        prog.attach().map_err(|source| HookError::Attach {
+    }
+    link_btf_tracepoints(ebpf, programs)
+}
+
+/// Attaches loaded tp_btf programs of `ebpf`: `(program, tracepoint)`; their
+/// links, to detach them before the object goes (`--latency auto`'s pause).
+pub fn link_btf_tracepoints<'a>(
+    ebpf: &mut Ebpf,
+    programs: &[(&'a str, &str)],
+) -> Result<Vec<(&'a str, aya::programs::tp_btf::BtfTracePointLinkId)>, HookError> {
+    let mut links = Vec::new();
+    for (name, tracepoint) in programs {
+        let prog: &mut aya::programs::BtfTracePoint = program(ebpf, name)?;
+        let id = prog.attach().map_err(|source| HookError::Attach {
             what: format!("attaching to tp_btf/{tracepoint} failed"),
             source,
         })?;
+        links.push((*name, id));
     }
-    Ok(())
+    Ok(links)
 }
 
 /// The tracepoints of `programs` (`(program, tracepoint)`) that the kernel's

@@ -97,7 +97,7 @@ pub struct SteerCounts {
 impl SteerHook {
     /// Linux >= 6.5 has all four tracepoints.
     pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        super::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf)
+        super::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf).map(drop)
     }
 
     pub fn read(&self) -> Result<SteerCounts, HookError> {
