@@ -24,6 +24,9 @@ pub const PROG_PATH_DROP: &str = "path_drop";
 pub const MAP_PATH_DROPS: &str = "PATH_DROPS";
 /// Per socket: the followed packets it read and their queued->read times.
 pub const MAP_PATH_SOCKET_WAITS: &str = "PATH_SOCKET_WAITS";
+/// `--stage-window`: one u32, 1 while a window closes (no packet starts to
+/// be followed; those already followed finish their way), else 0.
+pub const MAP_PATH_CLOSING: &str = "PATH_CLOSING";
 /// `probe trace`: the 8 signature bytes at the start of the UDP payload of
 /// the marked packets (u64, native order); 0: sampling mode.
 pub const GLOBAL_PATH_TRACE_MAGIC: &str = "PATH_TRACE_MAGIC";
@@ -272,6 +275,7 @@ mod pod {
     unsafe impl aya::Pod for super::PathCpu {}
     unsafe impl aya::Pod for super::PathDrops {}
     unsafe impl aya::Pod for super::SocketWait {}
+    unsafe impl aya::Pod for super::PathSocket {}
 }
 
 #[cfg(feature = "user")]

@@ -93,6 +93,9 @@ static PATH_SOCKETS: Array<PathSocket> = Array::with_max_entries(PATH_SOCKET_SLO
 static PATH_CPU: PerCpuArray<PathCpu> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static PATH_DROPS: PerCpuArray<PathDrops> = PerCpuArray::with_max_entries(1, 0);
+/// MAP_PATH_CLOSING: read at the NIC only when a sample is due.
+#[map]
+static PATH_CLOSING: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static PATH_SOCKET_WAITS: PerCpuArray<SocketWait> =
     PerCpuArray::with_max_entries(PATH_SOCKET_WAIT_SLOTS as u32, 0);
@@ -259,6 +262,13 @@ fn recent(p: &mut PathPacket, t: u64) -> bool {
 #[inline(always)]
 fn at_nic(c: &mut PathCpu, p: &mut PathPacket, head: u64) {
     if c.countdown == 0 {
+        if PATH_CLOSING.get(0).is_some_and(|closing| *closing != 0) {
+            // The window closes: the countdown stays due until it opens.
+            if p.head == head {
+                p.head = 0;
+            }
+            return;
+        }
         let every = unsafe { core::ptr::read_volatile(&PATH_SAMPLE_EVERY) };
         c.countdown = every.saturating_sub(1) as u64;
         start(c, p, head);

@@ -331,15 +331,23 @@ impl Collector for Shared {
                 ("queued", p.queued),
                 ("read", p.read),
                 ("socket_busy", p.socket_busy),
+                ("window_closed", p.window_closed),
             ];
             f.counter(
                 "stage_latency_packets",
-                "--stage-latency: followed skbs chosen at the NIC (sampled, one in --stage-sample), then how many reached each stage (socket_busy: queued behind another followed packet of the socket)",
+                "--stage-latency: followed skbs chosen at the NIC (sampled, one in --stage-sample), then how many reached each stage (socket_busy: queued behind another followed packet of the socket; window_closed: still queued when a --stage-window closed)",
                 &reached
                     .iter()
                     .map(|(stage, n)| (label(&[("stage", stage)]), *n))
                     .collect::<Vec<_>>(),
             )?;
+            if let Some(attached) = p.attached_s {
+                f.counter(
+                    "stage_latency_attached_seconds",
+                    "--stage-window: seconds the stage latency probes were attached (they follow packets only then); whole seconds",
+                    &[(Vec::new(), attached as u64)],
+                )?;
+            }
             let rows: Vec<(Labels, &crate::latency::Histogram, f64)> = p
                 .transitions
                 .iter()

@@ -57,6 +57,8 @@ pub struct StageLatencyInfo {
     pub socket_unavailable: Option<String>,
     /// `probe trace`: only the marked packets are followed.
     pub trace: bool,
+    /// `--stage-window`: attached ON seconds in every EVERY; None: always.
+    pub window: Option<(std::time::Duration, std::time::Duration)>,
     /// `probe trace` on a kernel that cannot say where marked packets were
     /// dropped (no drop reasons): why.
     pub drops_unavailable: Option<String>,
@@ -133,6 +135,9 @@ pub struct Sample {
     pub latency_paused_s: Option<f64>,
     /// `--stage-latency`: per-socket reads, `[slot][cpu]` (empty otherwise).
     pub socket_waits: Vec<Vec<SocketWait>>,
+    /// `--stage-window`: seconds the stage probes were attached since
+    /// attach, and the followed packets still queued when a window closed.
+    pub stage_window: Option<(f64, u64)>,
 }
 
 impl Sample {
@@ -181,6 +186,7 @@ impl Sample {
         s.trace_drops = vec![PathDrops::default(); s.trace_drops.len()];
         s.socket_waits.clear();
         s.latency_paused_s = s.latency_paused_s.map(|_| 0.0);
+        s.stage_window = s.stage_window.map(|_| (0.0, 0));
         s.drops = s.drops.map(|_| DropCounts::zeroed());
         s
     }

@@ -291,8 +291,12 @@ use ledger::ledger;
 fn stage_latency(o: &mut String, p: &crate::stage_latency::StageLatency) {
     let _ = writeln!(
         o,
-        "PATH   1 packet in {} followed (skbs): {} at nic, {} decap, {} pod, {} queued, {} read{}",
+        "PATH   1 packet in {} followed (skbs){}: {} at nic, {} decap, {} pod, {} queued, {} read{}{}",
         p.sample_every,
+        match (&p.window, p.attached_s) {
+            (Some(w), Some(s)) => format!(" while attached ({s:.1} s; --stage-window {w})"),
+            _ => String::new(),
+        },
         p.sampled,
         p.decap,
         p.pod,
@@ -300,6 +304,11 @@ fn stage_latency(o: &mut String, p: &crate::stage_latency::StageLatency) {
         p.read,
         if p.socket_busy > 0 {
             format!(" ({} queued behind another followed packet)", p.socket_busy)
+        } else {
+            String::new()
+        },
+        if p.window_closed > 0 {
+            format!(" ({} still queued when the window closed)", p.window_closed)
         } else {
             String::new()
         }

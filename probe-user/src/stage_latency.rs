@@ -29,6 +29,13 @@ pub struct StageLatency {
     /// Reached a socket that already had a followed packet waiting (one
     /// per socket at a time): not followed to the read.
     pub socket_busy: u64,
+    /// `--stage-window` ON/EVERY seconds (null: attached all the time).
+    pub window: Option<String>,
+    /// Seconds of the period the probes were attached (null: all of it).
+    pub attached_s: Option<f64>,
+    /// Queued, and still waiting in the socket when a window closed (after
+    /// up to 1 s): not followed to the read.
+    pub window_closed: u64,
     /// Each transition's time, ns, per followed packet that made it.
     pub transitions: Vec<TransitionRow>,
     /// Stages this kernel cannot follow, and why; null if it follows all.
@@ -230,6 +237,9 @@ pub fn stage_latency(
         queued: reached[Reached::Queued as usize],
         read: reached[Reached::Read as usize],
         socket_busy: reached[Reached::SocketBusy as usize],
+        window: None,
+        attached_s: None,
+        window_closed: 0,
         transitions,
         unavailable,
         drops: Vec::new(),

@@ -25,6 +25,12 @@ fn socket_stages() -> bool {
 /// (poll, which reads nothing), sleeps `delay`, then reads it. The time each
 /// datagram waits in the socket queue is `delay` plus the wake-up.
 fn slow_reader(netns: &str, count: u64, delay: Duration) -> JoinHandle<u64> {
+    late_reader(netns, count, delay, Duration::ZERO)
+}
+
+/// [`slow_reader`] that reads nothing for its first `late` (the socket is
+/// bound; datagrams queue).
+fn late_reader(netns: &str, count: u64, delay: Duration, late: Duration) -> JoinHandle<u64> {
     let netns = netns.to_string();
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -32,6 +38,7 @@ fn slow_reader(netns: &str, count: u64, delay: Duration) -> JoinHandle<u64> {
             let s = UdpSocket::bind(("0.0.0.0", PORT)).unwrap();
             lab::set_rcvbuf(&s, 1 << 20).unwrap();
             tx.send(()).unwrap();
+            std::thread::sleep(late);
             let mut buf = [0u8; 2048];
             let mut n = 0;
             while n < count {
@@ -97,7 +104,17 @@ fn assert_queued_nearly_all(p: &Value) -> u64 {
 /// 2's: its lines. Resolve the neighbours first (no ARP in the counts).
 fn follow_every_packet(lab: &lab::Lab, sent: u64) -> Vec<Value> {
     let reader = slow_reader(&lab.node(2).pods[0].netns, sent, Duration::ZERO);
-    let w = Watch::on_lab(lab, "0.5", &["--stage-latency", "--stage-sample", "1"]);
+    let w = Watch::on_lab(
+        lab,
+        "0.5",
+        &[
+            "--stage-latency",
+            "--stage-sample",
+            "1",
+            "--stage-window",
+            "always",
+        ],
+    );
     send_paced(lab, sent, Duration::from_millis(2));
     assert_eq!(reader.join().unwrap(), sent);
     std::thread::sleep(Duration::from_millis(200));
@@ -272,7 +289,17 @@ fn a_slow_reader_moves_the_socket_wait_and_nothing_else() {
     let pod = lab.node(2).pods[0].netns.clone();
     let run = |delay: Duration| -> Value {
         let reader = slow_reader(&pod, SENT, delay);
-        let w = Watch::on_lab(&lab, "1", &["--stage-latency", "--stage-sample", "1"]);
+        let w = Watch::on_lab(
+            &lab,
+            "1",
+            &[
+                "--stage-latency",
+                "--stage-sample",
+                "1",
+                "--stage-window",
+                "always",
+            ],
+        );
         // Sent further apart than the reader's sleep: each datagram waits
         // for the sleep only, not behind another.
         send_paced(&lab, SENT, DELAY * 4);
@@ -324,6 +351,111 @@ fn a_slow_reader_moves_the_socket_wait_and_nothing_else() {
     );
 }
 
+/// The default `--stage-window 1/5`: the probes follow packets 1 s in every
+/// 5 and are detached in between: the kernel runs none of their programs
+/// (BPF run counts, `--self`), so they follow nothing. Over the run every
+/// followed packet is accounted for: each reached every stage up to the
+/// socket, and each queued one was read, queued behind another, or was
+/// still waiting when a window closed (the reader starts 3.5 s late: the
+/// first window waits 1 s for its read, then closes without it).
+#[test]
+fn the_default_window_follows_packets_one_second_in_five() {
+    if !privileged("the_default_window_follows_packets_one_second_in_five") {
+        return;
+    }
+    const SENT: u64 = 2200;
+    let lab = lab();
+    resolve_neighbours(&lab);
+    let pod = &lab.node(2).pods[0];
+    let w = Watch::on_lab(
+        &lab,
+        "1",
+        &["--stage-latency", "--stage-sample", "1", "--self"],
+    );
+    let late = Duration::from_millis(2500);
+    let reader = late_reader(&pod.netns, SENT, Duration::ZERO, late);
+    send_paced(&lab, SENT, Duration::from_millis(5));
+    assert_eq!(reader.join().unwrap(), SENT);
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    let s = summary(&lines);
+    let p = &s["stage_latency"];
+    println!("{p}\n{err}");
+    assert_eq!(p["window"], "1/5");
+    let n = |p: &Value, f: &str| p[f].as_u64().unwrap();
+    let attached = p["attached_s"].as_f64().unwrap();
+    let elapsed = s["elapsed_s"].as_f64().unwrap();
+    // Windows open at 0, 5 and 10 s (the last maybe cut by the end), each
+    // 1 s plus its drain (the first's up to 1 s).
+    assert!(
+        attached >= 2.0 && attached <= 3.0 + 1.0 + 0.3,
+        "{attached} of {elapsed} s"
+    );
+    let rx_runs = |r: &Value| -> u64 {
+        r["self"]["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["program"] == "path_rx")
+            .map(|p| p["runs"].as_u64().unwrap())
+            .sum()
+    };
+    let intervals: Vec<&Value> = lines.iter().filter(|l| l["type"] == "interval").collect();
+    let mut closed = 0;
+    for r in &intervals {
+        let q = &r["stage_latency"];
+        let attached = q["attached_s"].as_f64().unwrap();
+        println!(
+            "interval: attached {attached:.2} s, path_rx ran {} times, {} followed",
+            rx_runs(r),
+            n(q, "sampled")
+        );
+        if attached == 0.0 {
+            closed += 1;
+            assert_eq!(rx_runs(r), 0, "detached, yet path_rx ran: {r}");
+            assert_eq!(n(q, "sampled"), 0, "{q}");
+        } else if attached >= 0.1 {
+            // A datagram every 5 ms, each received on 4 devices.
+            assert!(rx_runs(r) > 0, "attached, yet path_rx never ran: {r}");
+        }
+    }
+    assert!(
+        closed >= 3,
+        "{closed} closed intervals of {}",
+        intervals.len()
+    );
+    // Followed only while attached: about that share of the NIC's skbs.
+    let nic_skbs = stage(s, "nic", "eth0")["skbs"].as_u64().unwrap();
+    let share = n(p, "sampled") as f64 / nic_skbs as f64;
+    assert!(
+        share >= attached / elapsed / 2.0 && share <= attached / elapsed * 1.5,
+        "followed {share:.2} of the NIC's skbs, attached {:.2} of the time",
+        attached / elapsed
+    );
+    // Every followed packet accounted for, exactly.
+    assert_eq!(
+        (n(p, "decap"), n(p, "pod")),
+        (n(p, "sampled"), n(p, "sampled"))
+    );
+    if !socket_stages() {
+        assert_socket_stages_named_unavailable(p);
+        return;
+    }
+    let queued = assert_queued_nearly_all(p);
+    assert_eq!(
+        n(p, "read") + n(p, "socket_busy") + n(p, "window_closed"),
+        queued,
+        "{p}"
+    );
+    assert_eq!(
+        n(p, "window_closed"),
+        1,
+        "the first window's unread packet: {p}"
+    );
+    assert_eq!(count(p, "queued", "read"), n(p, "read"));
+}
+
 /// TCP with GRO and several streams (iperf3 -P 4): sampled skbs reach every
 /// stage, fewer at each (GRO and the socket's coalescing merge some into
 /// others), each transition timed exactly as often as its stage was reached,
@@ -340,7 +472,17 @@ fn tcp_streams_are_followed_to_the_read() {
         &["iperf3", "-s", "-1"],
         Duration::from_secs(2),
     );
-    let w = Watch::on_lab(&lab, "1", &["--stage-latency", "--stage-sample", "16"]);
+    let w = Watch::on_lab(
+        &lab,
+        "1",
+        &[
+            "--stage-latency",
+            "--stage-sample",
+            "16",
+            "--stage-window",
+            "always",
+        ],
+    );
     let ip = lab.node(2).pods[0].ip.to_string();
     let client = lab::client(
         &lab.node(1).pods[0].netns,
@@ -424,7 +566,17 @@ fn a_delay_before_the_pod_moves_decap_to_pod_and_nothing_else() {
             qdisc(&["add", "dev", veth, "root", "netem", "delay", &delay]);
         }
         let reader = slow_reader(&lab.node(2).pods[0].netns, SENT, Duration::ZERO);
-        let w = Watch::on_lab(&lab, "1", &["--stage-latency", "--stage-sample", "1"]);
+        let w = Watch::on_lab(
+            &lab,
+            "1",
+            &[
+                "--stage-latency",
+                "--stage-sample",
+                "1",
+                "--stage-window",
+                "always",
+            ],
+        );
         // Further apart than the delay: each packet waits for netem only.
         send_paced(&lab, SENT, DELAY * 2);
         assert_eq!(reader.join().unwrap(), SENT);

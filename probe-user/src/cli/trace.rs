@@ -195,6 +195,7 @@ pub fn run(args: TraceArgs) -> Result<(), ProbeError> {
         latency_sample: 1,
         steering: false,
         stage_latency: None,
+        stage_window: None,
         trace_magic: Some(magic),
         self_cost: false,
         bpf_log: BpfLog::Off,

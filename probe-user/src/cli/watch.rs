@@ -145,6 +145,14 @@ pub struct WatchArgs {
     #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub stage_sample: u32,
+    /// With --stage-latency: attach its probes ON seconds in every EVERY
+    /// (`always`: all the time). Their cost is a program run per packet per
+    /// device, followed or not, so it is this fraction of the always-on
+    /// cost. A window ends by following no new packet, then detaches once
+    /// the followed ones are read (at most 1 s later); reports say how long
+    /// the probes were attached (`attached_s`)
+    #[arg(long, value_name = "ON/EVERY", default_value = "1/5", value_parser = parse_stage_window)]
+    pub stage_window: StageWindow,
     /// Print the kernel programs' diagnostics on stderr as `probe[bpf] ...`
     /// lines (VXLAN traffic no watched device owns, RX queues or drop reasons
     /// beyond the counter tables). Off: the verifier removes the log code, so
@@ -190,6 +198,7 @@ impl WatchArgs {
             latency_sample: self.latency_sample,
             steering: self.steering,
             stage_latency: self.stage_latency.then_some(self.stage_sample),
+            stage_window: self.stage_window.0,
             trace_magic: None,
             self_cost: self.self_cost,
             bpf_log: if self.debug_bpf {
@@ -265,9 +274,44 @@ pub fn emit(json: bool, report: &Report) -> Result<bool, ProbeError> {
     }
 }
 
+/// `--stage-window`: the probes' (ON, EVERY) seconds; None: always attached.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StageWindow(pub Option<(f64, f64)>);
+
+/// `--stage-window`'s value: "ON/EVERY" in seconds (ON <= EVERY; equal
+/// means always), or "always".
+fn parse_stage_window(text: &str) -> Result<StageWindow, String> {
+    if text == "always" {
+        return Ok(StageWindow(None));
+    }
+    let bad = || format!("expected ON/EVERY in seconds (e.g. 1/5), or always");
+    let (on, every) = text.split_once('/').ok_or_else(bad)?;
+    let on: f64 = on.trim().parse().map_err(|_| bad())?;
+    let every: f64 = every.trim().parse().map_err(|_| bad())?;
+    if !(0.1..=3600.0).contains(&on) || !(0.1..=3600.0).contains(&every) {
+        return Err("each part must be 0.1 to 3600 seconds".into());
+    }
+    if on > every {
+        return Err("ON must not exceed EVERY".into());
+    }
+    Ok(StageWindow((on < every).then_some((on, every))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stage_window_takes_on_every_or_always() {
+        let parse = |t| parse_stage_window(t).map(|w| w.0);
+        assert_eq!(parse("1/5"), Ok(Some((1.0, 5.0))));
+        assert_eq!(parse("0.5/10"), Ok(Some((0.5, 10.0))));
+        assert_eq!(parse("always"), Ok(None));
+        assert_eq!(parse("5/5"), Ok(None), "attached all the time");
+        for bad in ["5", "1/", "x/5", "6/5", "0/5", "1/99999"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn interval_and_duration_are_checked() {

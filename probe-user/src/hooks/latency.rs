@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use aya::{
     maps::{PerCpuArray, PerCpuValues},
-    programs::{tp_btf::BtfTracePointLinkId, BtfTracePoint},
+    programs::tp_btf::BtfTracePointLinkId,
     Ebpf,
 };
 use probe_common::latency::{
@@ -131,14 +131,7 @@ impl LatencyHook {
 
     /// Detaches the programs; the objects and their counts stay.
     pub fn pause(&mut self) -> Result<(), HookError> {
-        for (name, id) in std::mem::take(&mut self.links) {
-            let prog: &mut BtfTracePoint = super::program(&mut self.ebpf, name)?;
-            prog.detach(id).map_err(|source| HookError::Attach {
-                what: format!("detaching {name}"),
-                source,
-            })?;
-        }
-        Ok(())
+        super::unlink_btf_tracepoints(&mut self.ebpf, std::mem::take(&mut self.links))
     }
 
     /// Attaches the programs again. A run raised or entered before the

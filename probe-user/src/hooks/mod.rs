@@ -174,6 +174,22 @@ pub fn link_btf_tracepoints<'a>(
     Ok(links)
 }
 
+/// Detaches the links [`link_btf_tracepoints`] returned; the programs stay
+/// loaded, their maps and counts with them.
+pub fn unlink_btf_tracepoints(
+    ebpf: &mut Ebpf,
+    links: Vec<(&str, aya::programs::tp_btf::BtfTracePointLinkId)>,
+) -> Result<(), HookError> {
+    for (name, id) in links {
+        let prog: &mut aya::programs::BtfTracePoint = program(ebpf, name)?;
+        prog.detach(id).map_err(|source| HookError::Attach {
+            what: format!("detaching {name}"),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// The tracepoints of `programs` (`(program, tracepoint)`) that the kernel's
 /// BTF has no `btf_trace_*` typedef for: a tp_btf program cannot attach there.
 pub(crate) fn missing_tracepoints<'a>(

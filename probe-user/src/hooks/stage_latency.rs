@@ -3,15 +3,15 @@
 //! kernel has them; with `probe trace` also kfree_skb): loading, reading.
 //! The histograms become reports in `stage_latency.rs`.
 
-use aya::Ebpf;
+use aya::{maps::Array, programs::tp_btf::BtfTracePointLinkId, Ebpf};
 use probe_common::{
     drops::NO_REASON,
     stage_latency::{
-        PathCpu, PathDevices, PathDrops, PathOffsets, SocketWait, GLOBAL_PATH_DEVICES,
-        GLOBAL_PATH_NOT_DROPS, GLOBAL_PATH_OFFSETS, GLOBAL_PATH_SAMPLE_EVERY,
-        GLOBAL_PATH_TRACE_MAGIC, MAP_PATH_CPU, MAP_PATH_DROPS, MAP_PATH_SOCKET_WAITS,
-        PATH_SOCKET_WAIT_SLOTS, PATH_VXLAN_DEVICES, PROG_PATH_DROP, PROG_PATH_QUEUED,
-        PROG_PATH_READ, PROG_PATH_RX,
+        PathCpu, PathDevices, PathDrops, PathOffsets, PathSocket, Reached, SocketWait,
+        GLOBAL_PATH_DEVICES, GLOBAL_PATH_NOT_DROPS, GLOBAL_PATH_OFFSETS, GLOBAL_PATH_SAMPLE_EVERY,
+        GLOBAL_PATH_TRACE_MAGIC, MAP_PATH_CLOSING, MAP_PATH_CPU, MAP_PATH_DROPS, MAP_PATH_SOCKETS,
+        MAP_PATH_SOCKET_WAITS, PATH_SOCKET_SLOTS, PATH_SOCKET_WAIT_SLOTS, PATH_VXLAN_DEVICES,
+        PROG_PATH_DROP, PROG_PATH_QUEUED, PROG_PATH_READ, PROG_PATH_RX,
     },
 };
 
@@ -80,6 +80,12 @@ pub struct StageHook {
     socket_stages: bool,
     /// `probe trace` on a kernel with drop reasons: path_drop attaches.
     trace_drops: bool,
+    /// The programs' links while attached; empty while a `--stage-window`
+    /// is closed.
+    links: Vec<(&'static str, BtfTracePointLinkId)>,
+    /// Followed packets still waiting in a socket when a window closed
+    /// (not followed to their read), since load.
+    window_closed: u64,
 }
 
 impl Hook for StageHook {
@@ -137,19 +143,103 @@ pub fn load_stage_latency(
         ebpf,
         socket_stages: setup.socket_unavailable.is_none(),
         trace_drops,
+        links: Vec::new(),
+        window_closed: 0,
     })
 }
 
 impl StageHook {
+    /// Verifies the programs and attaches them.
     pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        super::attach_btf_tracepoints(&mut self.ebpf, &[RX], kernel_btf)?;
+        let programs = self.programs();
+        self.links = super::attach_btf_tracepoints(&mut self.ebpf, &programs, kernel_btf)?;
+        Ok(())
+    }
+
+    fn programs(&self) -> Vec<(&'static str, &'static str)> {
+        let mut programs = vec![RX];
         if self.socket_stages {
-            super::attach_btf_tracepoints(&mut self.ebpf, &SOCKET, kernel_btf)?;
+            programs.extend(SOCKET);
         }
         if self.trace_drops {
-            super::attach_btf_tracepoints(&mut self.ebpf, &[DROP], kernel_btf)?;
+            programs.push(DROP);
         }
+        programs
+    }
+
+    /// `--stage-window`, a window's end: no packet starts to be followed
+    /// from now on; those already followed go on to their read.
+    pub fn close_window(&mut self) -> Result<(), HookError> {
+        self.set_closing(1)
+    }
+
+    /// Followed packets queued to a socket and not yet read, as the
+    /// counters tell (an upper bound: a packet whose socket closed stays
+    /// counted until the window ends). Those between the NIC and the socket
+    /// get there within microseconds.
+    pub fn in_flight(&self) -> Result<u64, HookError> {
+        let cpus = self.read()?;
+        let total = |r: Reached| cpus.iter().map(|c| c.reached[r as usize]).sum::<u64>();
+        let done = total(Reached::Read) + total(Reached::SocketBusy) + self.window_closed;
+        Ok(total(Reached::Queued).saturating_sub(done))
+    }
+
+    /// Detaches the programs (their counts stay) and forgets the followed
+    /// packets still waiting in a socket: their read, after the window,
+    /// would be timed across the gap. Returns how many there were.
+    pub fn detach_window(&mut self) -> Result<u64, HookError> {
+        super::unlink_btf_tracepoints(&mut self.ebpf, std::mem::take(&mut self.links))?;
+        let map_error = |source| HookError::Map {
+            name: MAP_PATH_SOCKETS.into(),
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(MAP_PATH_SOCKETS)
+            .ok_or_else(|| HookError::MissingMap(MAP_PATH_SOCKETS.into()))?;
+        let mut sockets = Array::<_, PathSocket>::try_from(map).map_err(map_error)?;
+        let mut waiting = 0;
+        for slot in 0..PATH_SOCKET_SLOTS as u32 {
+            if sockets.get(&slot, 0).map_err(map_error)?.protocol != 0 {
+                sockets
+                    .set(slot, PathSocket::default(), 0)
+                    .map_err(map_error)?;
+                waiting += 1;
+            }
+        }
+        self.window_closed += waiting;
+        Ok(waiting)
+    }
+
+    /// Opens a window again: attaches the programs and lets packets be
+    /// followed. A followed packet's slot left from the last window is
+    /// forgotten at its next stage (older than PATH_STAGE_MAX_NS).
+    pub fn reopen_window(&mut self) -> Result<(), HookError> {
+        if !self.links.is_empty() {
+            return Ok(());
+        }
+        self.set_closing(0)?;
+        let programs = self.programs();
+        self.links = super::link_btf_tracepoints(&mut self.ebpf, &programs)?;
         Ok(())
+    }
+
+    /// Followed packets forgotten in a socket at a window's end, since load.
+    pub fn window_closed(&self) -> u64 {
+        self.window_closed
+    }
+
+    fn set_closing(&mut self, value: u32) -> Result<(), HookError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_PATH_CLOSING)
+            .ok_or_else(|| HookError::MissingMap(MAP_PATH_CLOSING.into()))?;
+        let map_error = |source| HookError::Map {
+            name: MAP_PATH_CLOSING.into(),
+            source,
+        };
+        let mut closing = Array::<_, u32>::try_from(map).map_err(map_error)?;
+        closing.set(0, value, 0).map_err(map_error)
     }
 
     /// `probe trace`: marked packets dropped, per CPU (empty without the

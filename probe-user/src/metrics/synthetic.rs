@@ -8,7 +8,10 @@
 //! both before and after decapsulation), every CPU polls every NAPI
 //! instance: as many series as a node of that shape can have.
 
-use std::{collections::BTreeMap, time::UNIX_EPOCH};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use probe_common::{
     drops::{DropKey, FlowKey, BENIGN_KINDS, CORE_REASON_SLOTS, FAMILY_V4, REASON_SLOTS},
@@ -97,6 +100,7 @@ fn topology(shape: &NodeShape) -> Topology {
             socket_stages: true,
             socket_unavailable: None,
             trace: false,
+            window: Some((Duration::from_secs(1), Duration::from_secs(5))),
             drops_unavailable: None,
         }),
         ..Default::default()
@@ -184,6 +188,7 @@ fn sample(shape: &NodeShape, flows: usize, k: u64) -> Sample {
         latency: Some(latency(shape, k)),
         latency_paused_s: Some(2.5 * k as f64),
         stage_latency: Some(stage_latency(shape, k)),
+        stage_window: Some((1.5 * k as f64, k)),
         ..Default::default()
     }
 }

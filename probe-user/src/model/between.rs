@@ -175,6 +175,13 @@ impl Report {
                 &earlier.socket_waits,
                 |netns| later.names.netns(netns),
             );
+            if let (Some(now), Some(before)) = (later.stage_window, earlier.stage_window) {
+                p.window = info
+                    .window
+                    .map(|(on, every)| format!("{}/{}", on.as_secs_f64(), every.as_secs_f64()));
+                p.attached_s = Some((now.0 - before.0).max(0.0));
+                p.window_closed = now.1.saturating_sub(before.1);
+            }
             r.stage_latency = Some(p);
         }
         if let (Some(a), Some(b)) = (&earlier.self_sample, &later.self_sample) {

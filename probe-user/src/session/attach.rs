@@ -2,7 +2,7 @@
 //! configuration, then each stage's hook (a stage that cannot attach is
 //! reported unavailable and the others run), then the tracing hooks.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{
     targets::{self, Targets},
@@ -124,6 +124,10 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         );
         u.reason = super::first_line(&u.reason);
     }
+    let stage_window = stage_hook
+        .as_ref()
+        .and_then(|(_, info)| info.window)
+        .map(|(on, every)| super::stage_window::StageWindow::new(on, every, Instant::now()));
     let topology = Topology {
         netns: netns.label(),
         nic: nic_hook.as_ref().map(|h| NicInfo {
@@ -190,6 +194,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         last_device_check: Instant::now(),
         governor: (cfg.latency == LatencyMode::Auto && session_has_latency)
             .then(|| super::governor::Governor::new(cfg.latency_max_runs, Instant::now())),
+        stage_window,
         devs_retry_at: vec![None; dev_hooks_len],
         bpf_log: cfg.bpf_log,
         tc_mode: cfg.tc_mode,
@@ -324,6 +329,15 @@ fn attach_tracing(
                         socket_stages: setup.socket_unavailable.is_none(),
                         socket_unavailable: setup.socket_unavailable,
                         trace: cfg.trace_magic.is_some(),
+                        window: cfg.stage_window.filter(|_| cfg.trace_magic.is_none()).map(
+                            |(on, every)| {
+                                // Range-checked by the flag's parser.
+                                let seconds = |s: f64| {
+                                    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+                                };
+                                (seconds(on), seconds(every))
+                            },
+                        ),
                         drops_unavailable: match (&cfg.trace_magic, &trace_not_drops) {
                             (Some(_), Err(e)) => Some(e.clone()),
                             _ => None,

@@ -9,6 +9,7 @@ mod governor;
 mod names;
 mod reattach;
 mod sample;
+mod stage_window;
 mod targets;
 
 use std::{
@@ -67,6 +68,9 @@ pub struct SessionConfig {
     pub steering: bool,
     /// `--stage-latency`: follow one received packet in this many; None: off.
     pub stage_latency: Option<u32>,
+    /// `--stage-window`: the stage probes attached ON of every EVERY
+    /// seconds; None: all the time (and always for `probe trace`).
+    pub stage_window: Option<(f64, f64)>,
     /// `probe trace`: follow the packets carrying this signature (and their
     /// drops) instead of sampling.
     pub trace_magic: Option<u64>,
@@ -113,6 +117,8 @@ pub struct Session {
     pub(crate) last_device_check: Instant,
     /// `--latency auto`: pauses and resumes the latency probes.
     pub(crate) governor: Option<governor::Governor>,
+    /// `--stage-window`: closes and opens the stage latency probes' windows.
+    pub(crate) stage_window: Option<stage_window::StageWindow>,
     /// Per VXLAN hook: after a failed re-attach, when to try again (each try
     /// loads and verifies the programs).
     pub(crate) devs_retry_at: Vec<Option<Instant>>,
@@ -234,6 +240,9 @@ pub fn run(
         {
             govern_latency(&mut session, now);
         }
+        if session.stage_window.is_some() {
+            window_stage_latency(&mut session, now);
+        }
         if now >= session.last_device_check + reattach::DEVICE_CHECK {
             session.last_device_check = now;
             reattach::check_devices(&mut session);
@@ -344,6 +353,30 @@ fn govern_latency(session: &mut Session, now: Instant) {
     }
 }
 
+/// `--stage-window`: one check of the window, and the step it calls for. A
+/// failure is said on stderr; the next check tries again.
+fn window_stage_latency(session: &mut Session, now: Instant) {
+    let (Some(w), Some(hook)) = (&mut session.stage_window, &mut session.stage_latency) else {
+        return;
+    };
+    let mut error = None;
+    let step = w.check(now, || {
+        hook.in_flight().unwrap_or_else(|e| {
+            error = Some(e);
+            0
+        })
+    });
+    let result = match step {
+        stage_window::Step::Stay => Ok(()),
+        stage_window::Step::Close => hook.close_window(),
+        stage_window::Step::Detach => hook.detach_window().map(|_| ()),
+        stage_window::Step::Reopen => hook.reopen_window(),
+    };
+    if let Some(e) = error.or(result.err()) {
+        eprintln!("probe: --stage-window: {e}");
+    }
+}
+
 /// `--ready-file`: written once every probe is attached (atomically: a
 /// temporary file renamed), removed on exit.
 fn write_ready_file(path: &std::path::Path, a: &Session) -> Result<(), ProbeError> {
@@ -411,8 +444,16 @@ fn describe_hooks(t: &Topology) -> String {
             };
             format!("tp_btf/netif_receive_skb{socket}{drops} (the marked packets)")
         } else {
+            let window = match s.window {
+                Some((on, every)) => format!(
+                    ", attached {} s in every {} s",
+                    on.as_secs_f64(),
+                    every.as_secs_f64()
+                ),
+                None => String::new(),
+            };
             format!(
-                "tp_btf/netif_receive_skb{socket} (1 packet in {})",
+                "tp_btf/netif_receive_skb{socket} (1 packet in {}{window})",
                 s.sample_every
             )
         });

@@ -99,6 +99,12 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
             Some(h) => h.read_socket_waits()?,
             None => Vec::new(),
         },
+        stage_window: match (&a.stage_window, &a.stage_latency) {
+            (Some(w), Some(h)) => {
+                Some((w.attached_s(std::time::Instant::now()), h.window_closed()))
+            }
+            _ => None,
+        },
     })
 }
 
