@@ -21,6 +21,9 @@ pub const PROG_PATH_QUEUED: &str = "path_queued";
 pub const PROG_PATH_READ: &str = "path_read";
 /// `probe trace` only: skb:kfree_skb, where a marked packet was dropped.
 pub const PROG_PATH_DROP: &str = "path_drop";
+/// `probe trace` only: skb:consume_skb, where a marked packet's way ends
+/// without a drop or a socket queue (a SYN the listener answered).
+pub const PROG_PATH_CONSUME: &str = "path_consume";
 pub const MAP_PATH_DROPS: &str = "PATH_DROPS";
 /// Per socket: the followed packets it read and their queued->read times.
 pub const MAP_PATH_SOCKET_WAITS: &str = "PATH_SOCKET_WAITS";
@@ -66,9 +69,17 @@ pub const TRACE_DROP_STAGES: usize = 4;
 pub const TRACE_STAGE_NAMES: [&str; TRACE_DROP_STAGES] = ["sender", "nic", "decap", "pod"];
 /// Where the signature sits, from skb->data: the payload of a plain
 /// IPv4/UDP packet (data at its IP header, or at its Ethernet header), and
-/// of one in VXLAN over IPv4 (data at the outer IP header). No IP options:
-/// `probe trace` sends none.
-pub const TRACE_MAGIC_OFFSETS: [u32; 3] = [20 + 8, 14 + 20 + 8, 20 + 8 + 8 + 14 + 20 + 8];
+/// of one in VXLAN over IPv4 (data at the outer IP header); then the same
+/// for a TCP SYN (`--proto tcp-syn`: a 20-byte TCP header, no options). No
+/// IP options: `probe trace` sends none.
+pub const TRACE_MAGIC_OFFSETS: [u32; 6] = [
+    20 + 8,
+    14 + 20 + 8,
+    20 + 8 + 8 + 14 + 20 + 8,
+    20 + 20,
+    14 + 20 + 20,
+    20 + 8 + 8 + 14 + 20 + 20,
+];
 
 /// sock_recv_length's `flags` bit for a read that leaves the data queued.
 pub const MSG_PEEK: i32 = 2;
@@ -162,8 +173,12 @@ pub struct PathOffsets {
     /// `tcp_sock.rcv_nxt` and `.copied_seq`.
     pub tcp_rcv_nxt: u32,
     pub tcp_copied_seq: u32,
-    /// `sk_buff.data`, for the signature of `probe trace`.
+    /// `sk_buff.data`, for the signature of `probe trace`, and `.len` and
+    /// `.data_len`: the signature must lie in the linear part (len -
+    /// data_len bytes from data), not in stale bytes past the packet's end.
     pub skb_data: u32,
+    pub skb_len: u32,
+    pub skb_data_len: u32,
     pub _pad: u32,
 }
 

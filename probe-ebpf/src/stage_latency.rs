@@ -67,6 +67,8 @@ static PATH_OFFSETS: PathOffsets = PathOffsets {
     tcp_rcv_nxt: 0,
     tcp_copied_seq: 0,
     skb_data: 0,
+    skb_len: 0,
+    skb_data_len: 0,
     _pad: 0,
 };
 #[unsafe(no_mangle)]
@@ -303,9 +305,15 @@ fn carries(skb: *const u8, o: &PathOffsets, magic: u64) -> bool {
     let Some(data) = read::<u64>(skb as u64, o.skb_data) else {
         return false;
     };
+    // The linear bytes: past them the buffer may hold an earlier packet's
+    // (a short RST in a buffer a marked SYN used).
+    let len: u32 = unsafe { field(skb, o.skb_len) };
+    let data_len: u32 = unsafe { field(skb, o.skb_data_len) };
+    let linear = len.saturating_sub(data_len);
     let mut i = 0;
     while i < TRACE_MAGIC_OFFSETS.len() {
-        if read::<u64>(data, TRACE_MAGIC_OFFSETS[i]) == Some(magic) {
+        let at = TRACE_MAGIC_OFFSETS[i];
+        if at + 8 <= linear && read::<u64>(data, at) == Some(magic) {
             return true;
         }
         i += 1;
@@ -353,6 +361,35 @@ pub fn path_drop(ctx: BtfTracePointContext) -> i32 {
         let d = unsafe { &mut *d };
         let slot = reason_slot(reason) & (REASON_SLOTS - 1);
         d.by_stage[stage & (TRACE_DROP_STAGES - 1)][slot] += 1;
+    }
+    0
+}
+
+/// skb:consume_skb (`probe trace` only, with path_drop): a followed packet
+/// freed as done, not dropped: a TCP SYN the listener answered (it is not
+/// queued to a socket), or one consumed on the way. It is no longer
+/// followed, so that a later packet in the same buffer (the sender's RST)
+/// is not taken for it.
+#[btf_tracepoint(function = "consume_skb")]
+pub fn path_consume(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    if skb.is_null() {
+        return 0;
+    }
+    let Some(head) = read::<u64>(skb as u64, offsets().skb_head) else {
+        return 0;
+    };
+    if let Some(c) = this_cpu() {
+        if c.pending_head == head {
+            c.pending_head = 0;
+        }
+    }
+    if let Some(p) = PATH_PACKETS.get_ptr_mut(packet_slot(head)) {
+        // SAFETY: a slot of the shared array; see path_rx.
+        let p = unsafe { &mut *p };
+        if p.head == head {
+            p.head = 0;
+        }
     }
     0
 }

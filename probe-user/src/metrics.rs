@@ -401,7 +401,8 @@ pub struct NodeShape {
 /// + cpus (4 + 2 + 2 (HIST_BUCKETS + 3)) softnet (4), softirq runs (2), two histograms (buckets,
 ///                                       +Inf, _sum, _count)
 /// + napi cpus (2 + WORK_BUCKETS + 3)    NAPI polls, full-budget polls, the work histogram
-/// + Reached::COUNT                      stage_latency_packets (--stage-latency)
+/// + Reached::COUNT + 2                  stage_latency_packets (--stage-latency; + window_closed),
+///                                       stage_latency_attached_seconds (--stage-window)
 ///   + Transition::COUNT (HIST_BUCKETS + 3)   stage_latency_seconds
 /// ```
 ///
@@ -427,6 +428,7 @@ pub fn max_series(shape: &NodeShape) -> usize {
         + shape.cpus * (4 + 2 + 2 * (HIST_BUCKETS + 3))
         + napi * shape.cpus * (2 + WORK_BUCKETS + 3)
         + Reached::COUNT
+        + 2
         + Transition::COUNT * (HIST_BUCKETS + 3)
 }
 

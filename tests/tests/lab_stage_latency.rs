@@ -351,16 +351,16 @@ fn a_slow_reader_moves_the_socket_wait_and_nothing_else() {
     );
 }
 
-/// The default `--stage-window 1/5`: the probes follow packets 1 s in every
-/// 5 and are detached in between: the kernel runs none of their programs
-/// (BPF run counts, `--self`), so they follow nothing. Over the run every
-/// followed packet is accounted for: each reached every stage up to the
-/// socket, and each queued one was read, queued behind another, or was
-/// still waiting when a window closed (the reader starts 3.5 s late: the
-/// first window waits 1 s for its read, then closes without it).
+/// The default `--stage-window 1/10`: the probes follow packets 1 s in
+/// every 10 and are detached in between: the kernel runs none of their
+/// programs (BPF run counts, `--self`), so they follow nothing. Over the run
+/// every followed packet is accounted for: each reached every stage up to
+/// the socket, and each queued one was read, queued behind another, or was
+/// still waiting when a window closed (the reader starts 2.5 s after the
+/// probe: the first window waits 1 s for its read, then closes without it).
 #[test]
-fn the_default_window_follows_packets_one_second_in_five() {
-    if !privileged("the_default_window_follows_packets_one_second_in_five") {
+fn the_default_window_follows_packets_one_second_in_ten() {
+    if !privileged("the_default_window_follows_packets_one_second_in_ten") {
         return;
     }
     const SENT: u64 = 2200;
@@ -381,15 +381,15 @@ fn the_default_window_follows_packets_one_second_in_five() {
     assert_eq!(code, Some(0), "{err}");
     let s = summary(&lines);
     let p = &s["stage_latency"];
-    println!("{p}\n{err}");
-    assert_eq!(p["window"], "1/5");
+    println!("{p}");
+    assert_eq!(p["window"], "1/10");
     let n = |p: &Value, f: &str| p[f].as_u64().unwrap();
     let attached = p["attached_s"].as_f64().unwrap();
     let elapsed = s["elapsed_s"].as_f64().unwrap();
-    // Windows open at 0, 5 and 10 s (the last maybe cut by the end), each
-    // 1 s plus its drain (the first's up to 1 s).
+    // Windows open at 0 and 10 s (the second maybe cut by the end), each
+    // 1 s plus its drain (the first's 1 s).
     assert!(
-        attached >= 2.0 && attached <= 3.0 + 1.0 + 0.3,
+        (2.0..=2.0 + 1.0 + 0.3).contains(&attached),
         "{attached} of {elapsed} s"
     );
     let rx_runs = |r: &Value| -> u64 {
@@ -421,16 +421,19 @@ fn the_default_window_follows_packets_one_second_in_five() {
         }
     }
     assert!(
-        closed >= 3,
+        closed >= 6,
         "{closed} closed intervals of {}",
         intervals.len()
     );
-    // Followed only while attached: about that share of the NIC's skbs.
+    // Followed only while attached, and then every packet (a window's
+    // drain follows no new one): at least half of the first window's 200,
+    // at most the attached share of the NIC's skbs.
     let nic_skbs = stage(s, "nic", "eth0")["skbs"].as_u64().unwrap();
     let share = n(p, "sampled") as f64 / nic_skbs as f64;
     assert!(
-        share >= attached / elapsed / 2.0 && share <= attached / elapsed * 1.5,
-        "followed {share:.2} of the NIC's skbs, attached {:.2} of the time",
+        n(p, "sampled") >= 100 && share <= attached / elapsed * 1.1,
+        "followed {} ({share:.2} of the NIC's skbs), attached {:.2} of the time",
+        n(p, "sampled"),
         attached / elapsed
     );
     // Every followed packet accounted for, exactly.

@@ -1,7 +1,8 @@
 //! `probe trace` on the lab: 1000 marked packets from node 1's pod to node
 //! 2's, counted at every stage; where they stop, and why, when the pod has
 //! no listener, drops them with iptables, or the sending node has no FDB
-//! entry for node 2; and the two-node trace, its halves in two processes.
+//! entry for node 2; the two-node trace, its halves in two processes; and
+//! TCP SYNs (`--proto tcp-syn`) to a listener and to a closed port.
 
 use std::{process::Command, time::Duration};
 
@@ -229,4 +230,85 @@ fn without_the_fdb_entry_the_sending_node_drops_them() {
         "NOT_SPECIFIED"
     };
     assert_eq!(drops(&t), vec![("sender".into(), reason.into(), SENT)]);
+}
+
+/// `--proto tcp-syn` to a listener in node 2's pod: every SYN at every
+/// stage up to the pod, none dropped, each answered with a SYN-ACK (counted
+/// by the sender). The pod's device received each SYN and the RST node 1's
+/// kernel sends back to its SYN-ACK (it owns no such connection), and the
+/// listener is left with nothing to accept.
+#[test]
+fn tcp_syns_to_a_listener_are_answered() {
+    if !privileged("tcp_syns_to_a_listener_are_answered") {
+        return;
+    }
+    let lab = lab();
+    let pod = lab.node(2).pods[0].clone();
+    let listener = lab::in_netns(&pod.netns, || {
+        std::net::TcpListener::bind(("0.0.0.0", PORT)).unwrap()
+    })
+    .unwrap();
+    // One connection first: every neighbour on the way, both ways, resolved.
+    let to = std::net::SocketAddr::from((pod.ip, PORT));
+    lab::in_netns(&lab.node(1).pods[0].netns, move || {
+        std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap()
+    })
+    .unwrap();
+    drop(listener.accept().unwrap());
+    let before = lab::dev_stats(&pod.netns, "eth0").unwrap();
+    let t = trace_syns(&lab);
+    let after = lab::dev_stats(&pod.netns, "eth0").unwrap();
+    for stage in ["sampled", "decap", "pod"] {
+        assert_eq!(reached(&t, stage), SENT, "{stage}");
+    }
+    assert_eq!(reached(&t, "queued"), 0, "a SYN is not queued to a socket");
+    assert_eq!(drops(&t), vec![]);
+    assert_eq!(
+        (t["answered"].as_u64(), t["refused"].as_u64()),
+        (Some(SENT), Some(0))
+    );
+    assert_eq!(
+        after.rx_packets - before.rx_packets,
+        2 * SENT,
+        "SYNs and RSTs"
+    );
+    listener.set_nonblocking(true).unwrap();
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "a trace completes no connection"
+    );
+}
+
+/// `--proto tcp-syn` to a port nothing listens on: every SYN reaches the
+/// pod, where the kernel answers with a RST and drops it (NO_SOCKET).
+#[test]
+fn tcp_syns_to_a_closed_port_are_refused_and_dropped_with_no_socket() {
+    if !privileged("tcp_syns_to_a_closed_port_are_refused_and_dropped_with_no_socket") {
+        return;
+    }
+    let lab = lab();
+    let t = trace_syns(&lab);
+    assert_eq!(reached(&t, "pod"), SENT);
+    assert_eq!(
+        (t["answered"].as_u64(), t["refused"].as_u64()),
+        (Some(0), Some(SENT))
+    );
+    if drops_named_unavailable(&t) {
+        return;
+    }
+    assert_eq!(drops(&t), vec![("pod".into(), "NO_SOCKET".into(), SENT)]);
+}
+
+/// `probe trace --proto tcp-syn` of SENT SYNs to node 2's first pod, port
+/// PORT: its JSON.
+fn trace_syns(lab: &lab::Lab) -> Value {
+    let t = trace_from_node_1(
+        lab,
+        PORT,
+        &lab.node(2).netns,
+        &["--proto", "tcp-syn", "--wait", "0.5"],
+    );
+    assert_eq!(t["proto"], "tcp-syn");
+    t
 }

@@ -1,5 +1,7 @@
 //! `probe trace`: marked packets sent on demand, and where each one stopped.
 
+mod tcp_syn;
+
 use std::{
     io::Read,
     net::{SocketAddrV4, UdpSocket},
@@ -26,7 +28,7 @@ use crate::{
 #[derive(Debug, Args)]
 #[command(
     about = "Send marked packets to a pod and show where each one stopped, and why",
-    long_about = "Send marked UDP packets to a pod and show where each one stopped, and why.\n\n\
+    long_about = "Send marked packets to a pod and show where each one stopped, and why.\n\n\
         probe attaches to the receiving node (--netns, --iface: its namespace and NIC), sends\n\
         --count packets from --from-netns (a pod's namespace, or the current one) to --to,\n\
         each carrying a signature (8 random bytes starting its payload), and follows exactly\n\
@@ -35,6 +37,11 @@ use crate::{
         kernel's drop reason, also when the sending node drops it before it leaves (stage\n\
         `sender`). Other traffic is not followed: the signature check runs only during the\n\
         trace. The socket stages need Linux >= 6.5, the drop reasons Linux >= 5.17.\n\n\
+        --proto tcp-syn sends TCP SYNs instead (from a raw socket: CAP_NET_RAW), the way a\n\
+        client's connect starts: they are followed to the pod, and the answers counted\n\
+        where they come back: a SYN-ACK (a listener took it) or a RST (none listens). A SYN\n\
+        is not queued to a socket, so it has no queued or read stage; the sending node's\n\
+        kernel resets each half-open connection, as it owns none of them.\n\n\
         Both nodes on one host (the lab): one run sees both sides. Across two nodes, run\n\
         the trace in two halves that share a signature (16 hex digits of your choice):\n\
         first the receiving half on the pod's node (--listen: sends nothing, follows the\n\
@@ -43,13 +50,15 @@ use crate::{
         Examples:\n  \
         probe trace --netns lab-n2 --from-netns lab-n1p1 --to 10.244.2.2:9000\n  \
         probe trace --to 10.244.2.2:9000 --count 1000 --rate 500 --json\n  \
+        probe trace --to 10.244.2.2:443 --proto tcp-syn --count 100\n  \
         S=$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')\n  \
         probe trace --listen 30 --signature $S                          # on the pod's node\n  \
         probe trace --send-only --signature $S --to 10.244.2.2:9000 \\\n      \
         --from-netns cni-1234                                         # on the sending node"
 )]
 pub struct TraceArgs {
-    /// The pod's IPv4 address and a UDP port (not with --listen)
+    /// The pod's IPv4 address and a port (UDP, or TCP with --proto tcp-syn; not
+    /// with --listen)
     #[arg(long, value_name = "IP:PORT", required_unless_present = "listen")]
     pub to: Option<SocketAddrV4>,
     /// Send from this network namespace (a name under /run/netns) [default: the current one]
@@ -64,6 +73,9 @@ pub struct TraceArgs {
     /// VXLAN device of the receiving node; repeatable [default: every VXLAN device]
     #[arg(long = "vxlan-iface", value_name = "DEV")]
     pub vxlan_ifaces: Vec<String>,
+    /// What to send: UDP datagrams, or TCP SYNs (a connection's first packet)
+    #[arg(long, value_enum, default_value_t = TraceProto::Udp)]
+    pub proto: TraceProto,
     /// Packets to send
     #[arg(long, value_name = "N", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -86,7 +98,7 @@ pub struct TraceArgs {
     /// with --signature on this node for this many seconds (up to 3600), or until
     /// SIGINT
     #[arg(long, value_name = "SECONDS", requires = "signature",
-          conflicts_with_all = ["to", "from_netns", "count", "rate", "wait", "send_only"])]
+          conflicts_with_all = ["to", "from_netns", "count", "rate", "wait", "send_only", "proto"])]
     pub listen: Option<f64>,
     /// Two-node trace, sending half: send, and report only what this node
     /// dropped before the packets left (the receiving node runs --listen with the
@@ -108,6 +120,14 @@ fn parse_signature(s: &str) -> Result<u64, String> {
         Ok(v) if v != 0 => Ok(v),
         _ => Err(expected.into()),
     }
+}
+
+/// `--proto`: what a trace sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TraceProto {
+    Udp,
+    TcpSyn,
 }
 
 /// Which part of a trace this run does.
@@ -134,8 +154,15 @@ pub struct Trace {
     pub netns: String,
     /// The signature, hex.
     pub signature: String,
-    /// UDP datagrams handed to the sending socket; null with --listen.
+    /// `udp` or `tcp-syn`; null with --listen (it follows both).
+    pub proto: Option<TraceProto>,
+    /// Packets handed to the sending socket; null with --listen.
     pub sent: Option<u64>,
+    /// `--proto tcp-syn`: SYNs answered with a SYN-ACK (a listener took
+    /// them) and with a RST (nothing listens), as the sender received them;
+    /// null otherwise.
+    pub answered: Option<u64>,
+    pub refused: Option<u64>,
     /// The marked packets at each stage, their drops and their times
     /// (`stage_latency` of `probe watch`, following only these).
     pub path: StageLatency,
@@ -208,17 +235,30 @@ pub fn run(args: TraceArgs) -> Result<(), ProbeError> {
         Some(name) => Netns::named(name)?,
         None => Netns::current(),
     };
+    let wait = Duration::from_secs_f64(args.wait);
     let (sent, report) = session::around(&cfg, |stop| match (args.listen, args.to) {
         (Some(listen), _) => {
             sleep_unless(stop, Duration::from_secs_f64(listen));
             Ok(None)
         }
         (None, Some(to)) => {
-            let sent = sender
-                .run(|| send(to, magic, args.count, args.rate, stop))?
-                .map_err(|e| ProbeError::Runtime(format!("sending to {to}: {e}")))?;
-            sleep_unless(stop, Duration::from_secs_f64(args.wait));
-            Ok(Some(sent))
+            let sending = |e: std::io::Error| ProbeError::Runtime(format!("sending to {to}: {e}"));
+            match args.proto {
+                TraceProto::Udp => {
+                    let sent = sender
+                        .run(|| send(to, magic, args.count, args.rate, stop))?
+                        .map_err(sending)?;
+                    sleep_unless(stop, wait);
+                    Ok(Some((sent, None)))
+                }
+                // Answers are read until `wait` after the last SYN.
+                TraceProto::TcpSyn => {
+                    let (sent, answers) = sender
+                        .run(|| tcp_syn::trace(to, magic, args.count, args.rate, wait, stop))?
+                        .map_err(sending)?;
+                    Ok(Some((sent, Some(answers))))
+                }
+            }
         }
         // clap requires --to without --listen.
         (None, None) => Err(ProbeError::Usage("--to IP:PORT is required".into())),
@@ -233,7 +273,10 @@ pub fn run(args: TraceArgs) -> Result<(), ProbeError> {
         from_netns: args.from_netns.clone(),
         netns: report.netns.clone(),
         signature: format!("{magic:016x}"),
-        sent,
+        proto: args.listen.is_none().then_some(args.proto),
+        sent: sent.map(|(sent, _)| sent),
+        answered: sent.and_then(|(_, a)| a).map(|a| a.accepted),
+        refused: sent.and_then(|(_, a)| a).map(|a| a.refused),
         path,
     };
     if args.json {
@@ -290,6 +333,20 @@ fn send(
     let sock = UdpSocket::bind("0.0.0.0:0")?;
     let mut payload = [0u8; 32];
     payload[..8].copy_from_slice(&magic.to_ne_bytes());
+    paced(count, rate, stop, |seq| {
+        payload[8..12].copy_from_slice(&seq.to_be_bytes());
+        sock.send_to(&payload, to).map(|_| ())
+    })
+}
+
+/// Calls `send(0..count)` at `rate` per second; stops early when `stop` is
+/// set (SIGINT, SIGTERM). Returns how many were sent.
+fn paced(
+    count: u32,
+    rate: u32,
+    stop: &AtomicBool,
+    mut send: impl FnMut(u32) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
     let start = Instant::now();
     let gap = Duration::from_secs_f64(1.0 / rate as f64);
     let mut sent = 0;
@@ -297,13 +354,12 @@ fn send(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        payload[8..12].copy_from_slice(&seq.to_be_bytes());
         let due = start + gap * seq;
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         }
-        sock.send_to(&payload, to)?;
+        send(seq)?;
         sent += 1;
     }
     Ok(sent)
@@ -320,21 +376,23 @@ pub fn human(t: &Trace) -> String {
         .map_or(String::new(), |n| format!(" from {n}"));
     let to = t.to.as_deref().unwrap_or("");
     let sent = t.sent.unwrap_or(0);
+    let syn = t.proto == Some(TraceProto::TcpSyn);
+    let what = if syn { "TCP SYNs" } else { "UDP packets" };
     let _ = match t.mode {
         TraceMode::Both => writeln!(
             o,
-            "TRACE  {sent} marked UDP packets to {to}{from} (signature {}), followed on {}",
+            "TRACE  {sent} marked {what} to {to}{from} (signature {}), followed on {}",
             t.signature, t.netns
         ),
         TraceMode::SendOnly => writeln!(
             o,
-            "TRACE  {sent} marked UDP packets to {to}{from} (signature {}), sent from {}: \
+            "TRACE  {sent} marked {what} to {to}{from} (signature {}), sent from {}: \
              the receiving node follows them (--listen)",
             t.signature, t.netns
         ),
         TraceMode::Listen => writeln!(
             o,
-            "TRACE  marked UDP packets with signature {}, followed on {}",
+            "TRACE  marked packets with signature {}, followed on {}",
             t.signature, t.netns
         ),
     };
@@ -348,9 +406,14 @@ pub fn human(t: &Trace) -> String {
             ("at the NIC", p.sampled),
             ("decapsulated", p.decap),
             ("in the pod", p.pod),
-            ("queued to a socket", p.queued),
-            ("read", p.read),
         ]);
+        // A SYN is not queued to a socket: its answer says what took it.
+        if !syn {
+            rows.extend([("queued to a socket", p.queued), ("read", p.read)]);
+        }
+    }
+    if let (Some(answered), Some(refused)) = (t.answered, t.refused) {
+        rows.extend([("answered (SYN-ACK)", answered), ("refused (RST)", refused)]);
     }
     for (name, n) in rows {
         let _ = writeln!(o, "  {name:<20} {n:>8}");
@@ -373,12 +436,21 @@ pub fn human(t: &Trace) -> String {
         let _ = writeln!(o, "STOPPED {} {stage}: {}", d.skbs, d.reason);
     }
     let dropped: u64 = p.drops.iter().map(|d| d.skbs).sum();
-    let followed_to_end = p.read + p.socket_busy + dropped;
+    let followed_to_end = match (t.answered, t.refused) {
+        // A refused SYN is also dropped (NO_SOCKET) where the RST came from.
+        (Some(answered), Some(_)) => answered + dropped,
+        _ => p.read + p.socket_busy + dropped,
+    };
     if t.mode == TraceMode::Both && p.unavailable.is_none() && followed_to_end < sent {
         let _ = writeln!(
             o,
-            "MISSING {} not read and not seen dropped (still queued, merged, or where the probe does not look)",
-            sent - followed_to_end
+            "MISSING {} {} (still queued, merged, or where the probe does not look)",
+            sent - followed_to_end,
+            if syn {
+                "not answered and not seen dropped"
+            } else {
+                "not read and not seen dropped"
+            }
         );
     }
     for step in p.transitions.iter().filter(|step| step.ns.count > 0) {
@@ -388,4 +460,46 @@ pub fn human(t: &Trace) -> String {
         let _ = writeln!(o, "UNAVAILABLE {why}");
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syn_trace(answered: u64, refused: u64, pod: u64) -> Trace {
+        let mut path = crate::stage_latency::stage_latency(&[], None, 1, None);
+        (path.sampled, path.decap, path.pod) = (1000, 1000, pod);
+        Trace {
+            kind: "trace",
+            mode: TraceMode::Both,
+            to: Some("10.244.2.2:443".into()),
+            from_netns: None,
+            netns: "n2".into(),
+            signature: "34e1a07c9d5b2f86".into(),
+            proto: Some(TraceProto::TcpSyn),
+            sent: Some(1000),
+            answered: Some(answered),
+            refused: Some(refused),
+            path,
+        }
+    }
+
+    #[test]
+    fn a_syn_funnel_ends_with_the_answers_not_the_socket_stages() {
+        let text = human(&syn_trace(1000, 0, 1000));
+        assert!(
+            text.starts_with("TRACE  1000 marked TCP SYNs to 10.244.2.2:443"),
+            "{text}"
+        );
+        assert!(text.contains("answered (SYN-ACK)       1000"), "{text}");
+        assert!(text.contains("refused (RST)               0"), "{text}");
+        assert!(!text.contains("queued to a socket"), "{text}");
+        assert!(!text.contains("MISSING"), "{text}");
+        // 10 lost on the way and not seen dropped: named as missing.
+        let text = human(&syn_trace(990, 0, 990));
+        assert!(
+            text.contains("MISSING 10 not answered and not seen dropped"),
+            "{text}"
+        );
+    }
 }

@@ -151,7 +151,7 @@ pub struct WatchArgs {
     /// cost. A window ends by following no new packet, then detaches once
     /// the followed ones are read (at most 1 s later); reports say how long
     /// the probes were attached (`attached_s`)
-    #[arg(long, value_name = "ON/EVERY", default_value = "1/5", value_parser = parse_stage_window)]
+    #[arg(long, value_name = "ON/EVERY", default_value = "1/10", value_parser = parse_stage_window)]
     pub stage_window: StageWindow,
     /// Print the kernel programs' diagnostics on stderr as `probe[bpf] ...`
     /// lines (VXLAN traffic no watched device owns, RX queues or drop reasons
@@ -284,7 +284,7 @@ fn parse_stage_window(text: &str) -> Result<StageWindow, String> {
     if text == "always" {
         return Ok(StageWindow(None));
     }
-    let bad = || format!("expected ON/EVERY in seconds (e.g. 1/5), or always");
+    let bad = || "expected ON/EVERY in seconds (e.g. 1/10), or always".to_string();
     let (on, every) = text.split_once('/').ok_or_else(bad)?;
     let on: f64 = on.trim().parse().map_err(|_| bad())?;
     let every: f64 = every.trim().parse().map_err(|_| bad())?;

@@ -1,6 +1,6 @@
 //! `--stage-latency` and `probe trace`: the per-stage latency probes (tp_btf
 //! on netif_receive_skb, and sk_data_ready and sock_recv_length where the
-//! kernel has them; with `probe trace` also kfree_skb): loading, reading.
+//! kernel has them; with `probe trace` also kfree_skb and consume_skb): loading, reading.
 //! The histograms become reports in `stage_latency.rs`.
 
 use aya::{maps::Array, programs::tp_btf::BtfTracePointLinkId, Ebpf};
@@ -11,7 +11,7 @@ use probe_common::{
         GLOBAL_PATH_DEVICES, GLOBAL_PATH_NOT_DROPS, GLOBAL_PATH_OFFSETS, GLOBAL_PATH_SAMPLE_EVERY,
         GLOBAL_PATH_TRACE_MAGIC, MAP_PATH_CLOSING, MAP_PATH_CPU, MAP_PATH_DROPS, MAP_PATH_SOCKETS,
         MAP_PATH_SOCKET_WAITS, PATH_SOCKET_SLOTS, PATH_SOCKET_WAIT_SLOTS, PATH_VXLAN_DEVICES,
-        PROG_PATH_DROP, PROG_PATH_QUEUED, PROG_PATH_READ, PROG_PATH_RX,
+        PROG_PATH_CONSUME, PROG_PATH_DROP, PROG_PATH_QUEUED, PROG_PATH_READ, PROG_PATH_RX,
     },
 };
 
@@ -23,7 +23,10 @@ const SOCKET: [(&str, &str); 2] = [
     (PROG_PATH_QUEUED, "sk_data_ready"),
     (PROG_PATH_READ, "sock_recv_length"),
 ];
-const DROP: (&str, &str) = (PROG_PATH_DROP, "kfree_skb");
+const DROP: [(&str, &str); 2] = [
+    (PROG_PATH_DROP, "kfree_skb"),
+    (PROG_PATH_CONSUME, "consume_skb"),
+];
 
 /// What the probes need from the kernel's BTF, and whether it has the socket
 /// tracepoints.
@@ -66,6 +69,8 @@ pub fn setup(btf: &Btf) -> Result<StageSetup, HookError> {
         tcp_rcv_nxt: btf.member_offset("tcp_sock", "rcv_nxt")?,
         tcp_copied_seq: btf.member_offset("tcp_sock", "copied_seq")?,
         skb_data: btf.member_offset("sk_buff", "data")?,
+        skb_len: btf.member_offset("sk_buff", "len")?,
+        skb_data_len: btf.member_offset("sk_buff", "data_len")?,
         _pad: 0,
     };
     Ok(StageSetup {
@@ -162,7 +167,7 @@ impl StageHook {
             programs.extend(SOCKET);
         }
         if self.trace_drops {
-            programs.push(DROP);
+            programs.extend(DROP);
         }
         programs
     }

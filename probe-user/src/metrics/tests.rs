@@ -175,6 +175,8 @@ fn series_are_bounded_by_the_node_not_by_flows() {
         "rxprobe_drop_segments_total{",
         "rxprobe_kernel_counter_total{",
         "rxprobe_latency_paused_seconds_total ",
+        "rxprobe_stage_latency_attached_seconds_total ",
+        "rxprobe_stage_latency_packets_total{stage=\"window_closed\"}",
     ] {
         assert!(many.contains(family), "{family} missing");
     }

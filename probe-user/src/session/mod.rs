@@ -247,7 +247,10 @@ pub fn run(
             session.last_device_check = now;
             reattach::check_devices(&mut session);
         }
-        let wake = deadline.map_or(next_tick, |d| d.min(next_tick));
+        let mut wake = deadline.map_or(next_tick, |d| d.min(next_tick));
+        if let Some(w) = &session.stage_window {
+            wake = wake.min(w.next_check(now));
+        }
         if now < wake {
             std::thread::sleep((wake - now).min(Duration::from_millis(50)));
             continue;
@@ -438,7 +441,7 @@ fn describe_hooks(t: &Topology) -> String {
         };
         parts.push(if s.trace {
             let drops = if s.drops_unavailable.is_none() {
-                "+kfree_skb"
+                "+kfree_skb+consume_skb"
             } else {
                 ""
             };

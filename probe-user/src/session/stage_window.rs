@@ -1,4 +1,4 @@
-//! `--stage-window ON/EVERY` (the default: 1 s in every 5): what
+//! `--stage-window ON/EVERY` (the default: 1 s in every 10): what
 //! `--stage-latency` costs is one program run per packet per device it
 //! crosses, followed or not (BENCHMARKS.md: the sampling rate barely moves
 //! it). So the probes are attached ON seconds in every EVERY, and cost
@@ -14,6 +14,8 @@ pub const DRAIN_MAX: Duration = Duration::from_secs(1);
 /// A closing window waits at least this long: packets followed from the
 /// NIC reach their socket (microseconds), and the counters say so.
 pub const DRAIN_MIN: Duration = Duration::from_millis(20);
+/// How often a closing window asks whether its packets were read.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// What to do with the probes at a check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +73,16 @@ impl StageWindow {
         (self.attached_before + current).as_secs_f64()
     }
 
+    /// When the next check is due: the window's end or opening; while it
+    /// drains, every DRAIN_POLL.
+    pub fn next_check(&self, now: Instant) -> Instant {
+        match self.state {
+            State::Open => self.opened + self.on,
+            State::Draining(_) => now + DRAIN_POLL,
+            State::Closed => self.next_open,
+        }
+    }
+
     /// One check at `now`; `in_flight` tells how many followed packets wait
     /// for their read (asked only while a window drains).
     pub fn check(&mut self, now: Instant, in_flight: impl FnOnce() -> u64) -> Step {
@@ -115,12 +127,15 @@ mod tests {
         let t0 = Instant::now();
         let mut w = StageWindow::new(ms(1000), ms(5000), t0);
         assert_eq!(w.check(t0 + ms(999), || panic!("not draining")), Step::Stay);
+        assert_eq!(w.next_check(t0 + ms(999)), t0 + ms(1000));
         assert_eq!(w.check(t0 + ms(1000), || 0), Step::Close);
+        assert_eq!(w.next_check(t0 + ms(1000)), t0 + ms(1010));
         // Waits at least DRAIN_MIN, then while reads are outstanding.
         assert_eq!(w.check(t0 + ms(1010), || 0), Step::Stay);
         assert_eq!(w.check(t0 + ms(1050), || 2), Step::Stay);
         assert_eq!(w.check(t0 + ms(1100), || 0), Step::Detach);
         assert!((w.attached_s(t0 + ms(3000)) - 1.1).abs() < 1e-9);
+        assert_eq!(w.next_check(t0 + ms(3000)), t0 + ms(5000));
         assert_eq!(w.check(t0 + ms(4999), || 0), Step::Stay);
         assert_eq!(w.check(t0 + ms(5000), || 0), Step::Reopen);
         assert!((w.attached_s(t0 + ms(5500)) - 1.6).abs() < 1e-9);

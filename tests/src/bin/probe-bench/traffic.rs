@@ -300,12 +300,12 @@ impl Traffic {
     /// Part `stage-latency`: what `--stage-latency` (one packet in 64
     /// followed from the NIC to the read) costs under the same traffic, in
     /// windows and attached all the time. The windows are measured as
-    /// `--stage-window 0.2/1`: the default 1/5's share of the time, in
+    /// `--stage-window 0.2/2`: the default 1/10's share of the time, in
     /// periods a 4 s run holds whole (it attaches and detaches five times
     /// as often as the default, so it costs no less). It must add no more
     /// than 3% to the default hooks, for TCP and UDP.
     pub fn stage_latency(&self) -> bool {
-        const WINDOWS: [&str; 3] = ["--stage-latency", "--stage-window", "0.2/1"];
+        const WINDOWS: [&str; 3] = ["--stage-latency", "--stage-window", "0.2/2"];
         const ALWAYS: [&str; 3] = ["--stage-latency", "--stage-window", "always"];
         self.flag_cost(
             "--stage-latency",
