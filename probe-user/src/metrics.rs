@@ -359,6 +359,27 @@ impl Collector for Shared {
                 probe_common::latency::HIST_BUCKETS,
                 &rows,
             )?;
+            // The sockets of `sockets[]`: at most TOP_SOCKETS, the most read
+            // since attach (serve's reports are cumulative), so the same
+            // few services from scrape to scrape.
+            let sockets: Vec<(Labels, &crate::latency::Histogram, f64)> = p
+                .sockets
+                .iter()
+                .map(|s| {
+                    let labels = label(&[
+                        ("netns", s.netns.as_deref().unwrap_or("?")),
+                        ("protocol", s.protocol),
+                        ("port", &s.port.to_string()),
+                    ]);
+                    (labels, &s.queued_to_read, 1e9)
+                })
+                .collect();
+            f.histogram(
+                "stage_latency_socket_wait_seconds",
+                "--stage-latency: the wait of followed packets in their socket's queue (queued->read), for the sockets that read the most since attach (at most 10; a socket is a namespace, a protocol and a local port: a pod's service)",
+                probe_common::latency::HIST_BUCKETS,
+                &sockets,
+            )?;
         }
         cpu::encode(&mut f, r)
     }
@@ -382,7 +403,8 @@ pub struct NodeShape {
 
 /// The most series (sample lines) /metrics can have on a node of `shape`
 /// with `--latency` and `--stage-latency` (the largest output), whatever its traffic: flows are
-/// never labels. Family by family, with S = 1 + vxlan_devs hooked stages:
+/// never labels (a socket of `sockets[]` is a pod's service, at most TOP_SOCKETS of them).
+/// Family by family, with S = 1 + vxlan_devs hooked stages:
 ///
 /// ```text
 ///   5                                   reattachments, uptime, drops_out_of_scope, vxlan_unexplained,
@@ -404,6 +426,7 @@ pub struct NodeShape {
 /// + Reached::COUNT + 2                  stage_latency_packets (--stage-latency; + window_closed),
 ///                                       stage_latency_attached_seconds (--stage-window)
 ///   + Transition::COUNT (HIST_BUCKETS + 3)   stage_latency_seconds
+///   + TOP_SOCKETS (HIST_BUCKETS + 3)     stage_latency_socket_wait_seconds
 /// ```
 ///
 /// with napi = min(napi_instances, NAPI_SLOTS).
@@ -430,6 +453,7 @@ pub fn max_series(shape: &NodeShape) -> usize {
         + Reached::COUNT
         + 2
         + Transition::COUNT * (HIST_BUCKETS + 3)
+        + crate::stage_latency::TOP_SOCKETS * (HIST_BUCKETS + 3)
 }
 
 /// Series (sample lines: neither comments nor `# EOF`) in OpenMetrics `text`.

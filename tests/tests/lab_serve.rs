@@ -181,6 +181,94 @@ fn metrics_json_and_terminal_report_the_same_totals() {
     }
 }
 
+/// `--stage-latency`: the socket that read the followed packets is a series
+/// of its own (`rxprobe_stage_latency_socket_wait_seconds{netns, protocol,
+/// port}`), whose count is every followed read (the only socket), in the
+/// same scrape, and the JSON summary's `sockets[]` row says the same.
+#[test]
+fn the_socket_that_reads_is_a_series_with_its_own_wait() {
+    if !privileged("the_socket_that_reads_is_a_series_with_its_own_wait") {
+        return;
+    }
+    const SENT: u64 = 500;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let pod = &n2.pods[0];
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let sink = lab::UdpSink::start(&pod.netns, 9000).unwrap();
+    let serve = Watch::spawn(
+        Command::new(probe_bin()),
+        &["serve", "--json"],
+        &[
+            "--listen",
+            &listen,
+            "--netns",
+            &n2.netns,
+            "--interval",
+            "0.2",
+            "--stage-latency",
+            "--stage-sample",
+            "1",
+            "--stage-window",
+            "always",
+        ],
+    );
+    assert_eq!(http_get(port, "/readyz").0, 200);
+    let to = format!("{}:9000", pod.ip).parse().unwrap();
+    lab::send_udp(&n1.pods[0].netns, to, SENT, 64, 10).unwrap();
+    assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
+    let nic = r#"rxprobe_stage_segments_total{stage="nic",iface="eth0"}"#;
+    assert!(eventually(Duration::from_secs(5), || {
+        metric(&http_get(port, "/metrics").1, nic) == Some(SENT as f64)
+    }));
+    // One more report: the reads after the NIC counted too.
+    std::thread::sleep(Duration::from_millis(500));
+    let text = http_get(port, "/metrics").1;
+    let followed = |stage: &str| {
+        metric(
+            &text,
+            &format!(r#"rxprobe_stage_latency_packets_total{{stage="{stage}"}}"#),
+        )
+        .unwrap()
+    };
+    let reads = followed("read");
+    // Socket stages: Linux >= 6.5 (else no reads, and no socket series).
+    // The datagrams come in bursts of 10: one queued while another followed
+    // one waits is not followed to its read.
+    if probe_tests::kernel_at_least(6, 5) {
+        assert!(reads > 0.0, "{text}");
+        assert_eq!(
+            reads + followed("socket_busy"),
+            followed("queued"),
+            "{text}"
+        );
+    }
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("rxprobe_stage_latency_socket_wait_seconds_count{"))
+        .collect();
+    if reads == 0.0 {
+        assert!(rows.is_empty(), "{rows:?}");
+    } else {
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let series = format!(
+            r#"rxprobe_stage_latency_socket_wait_seconds_count{{netns="{}",protocol="udp",port="9000"}}"#,
+            pod.netns
+        );
+        assert_eq!(metric(&text, &series), Some(reads), "{text}");
+    }
+    let (code, out, err) = serve.stop_text(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("a summary line")).unwrap();
+    let sockets = summary["stage_latency"]["sockets"].as_array().unwrap();
+    if reads > 0.0 {
+        assert_eq!(sockets.len(), 1, "{summary}");
+        assert_eq!(sockets[0]["queued_to_read"]["count"], reads as u64);
+    }
+}
+
 #[test]
 fn a_taken_port_is_a_clear_error() {
     if !privileged("a_taken_port_is_a_clear_error") {

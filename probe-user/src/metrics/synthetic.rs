@@ -16,7 +16,7 @@ use std::{
 use probe_common::{
     drops::{DropKey, FlowKey, BENIGN_KINDS, CORE_REASON_SLOTS, FAMILY_V4, REASON_SLOTS},
     latency::{NapiKey, SoftirqCpu, HIST_BUCKETS, WORK_BUCKETS},
-    stage_latency::{PathCpu, Reached, Transition},
+    stage_latency::{PathCpu, Reached, SocketWait, Transition, PATH_SOCKET_WAIT_SLOTS},
     DevCounters, InnerClass, NicClass, NicCounters, VniCounters, MAX_VNIS, VNI_SLOTS,
 };
 
@@ -189,8 +189,28 @@ fn sample(shape: &NodeShape, flows: usize, k: u64) -> Sample {
         latency_paused_s: Some(2.5 * k as f64),
         stage_latency: Some(stage_latency(shape, k)),
         stage_window: Some((1.5 * k as f64, k)),
+        socket_waits: socket_waits(shape, k),
         ..Default::default()
     }
+}
+
+/// More sockets than `sockets[]` lists, each read on every CPU, every
+/// bucket filled.
+fn socket_waits(shape: &NodeShape, k: u64) -> Vec<Vec<SocketWait>> {
+    (0..PATH_SOCKET_WAIT_SLOTS as u16)
+        .map(|slot| {
+            let mut w = SocketWait {
+                netns: 4026531840 + u32::from(slot),
+                port: 8000 + slot,
+                protocol: if slot % 2 == 0 { 6 } else { 17 },
+                ..Default::default()
+            };
+            w.queued_to_read.buckets = [k; HIST_BUCKETS];
+            w.queued_to_read.sum = k * 1_000_000;
+            w.queued_to_read.max = k * 1_000;
+            vec![w; shape.cpus]
+        })
+        .collect()
 }
 
 /// Followed packets on every CPU, every transition in every bucket.

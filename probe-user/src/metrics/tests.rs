@@ -180,6 +180,12 @@ fn series_are_bounded_by_the_node_not_by_flows() {
     ] {
         assert!(many.contains(family), "{family} missing");
     }
+    // 128 sockets read: the 10 that read the most are series.
+    let sockets = many
+        .lines()
+        .filter(|l| l.starts_with("rxprobe_stage_latency_socket_wait_seconds_count{"))
+        .count();
+    assert_eq!(sockets, crate::stage_latency::TOP_SOCKETS);
     // Per CPU: every CPU has its histograms.
     let cpu63 = many
         .lines()
