@@ -15,6 +15,14 @@ use probe_tests::{kernel_at_least, lab, lab_with, privileged, stage, summary, Wa
 use serde_json::Value;
 
 const PORT: u16 = 9300;
+/// Every packet followed, the probes attached all the time.
+const EVERY_PACKET: [&str; 5] = [
+    "--stage-latency",
+    "--stage-sample",
+    "1",
+    "--stage-window",
+    "always",
+];
 
 /// The socket stages' tracepoints (sock:sk_data_ready, sock:sock_recv_length).
 fn socket_stages() -> bool {
@@ -99,22 +107,12 @@ fn assert_queued_nearly_all(p: &Value) -> u64 {
     queued
 }
 
-/// `probe watch --stage-latency --stage-sample 1` on node 2 while `sent`
+/// `probe watch` with EVERY_PACKET on node 2 while `sent`
 /// datagrams, 2 ms apart, go from node 1's first pod to a reader in node
 /// 2's: its lines. Resolve the neighbours first (no ARP in the counts).
 fn follow_every_packet(lab: &lab::Lab, sent: u64) -> Vec<Value> {
     let reader = slow_reader(&lab.node(2).pods[0].netns, sent, Duration::ZERO);
-    let w = Watch::on_lab(
-        lab,
-        "0.5",
-        &[
-            "--stage-latency",
-            "--stage-sample",
-            "1",
-            "--stage-window",
-            "always",
-        ],
-    );
+    let w = Watch::on_lab(lab, "0.5", &EVERY_PACKET);
     send_paced(lab, sent, Duration::from_millis(2));
     assert_eq!(reader.join().unwrap(), sent);
     std::thread::sleep(Duration::from_millis(200));
@@ -289,17 +287,7 @@ fn a_slow_reader_moves_the_socket_wait_and_nothing_else() {
     let pod = lab.node(2).pods[0].netns.clone();
     let run = |delay: Duration| -> Value {
         let reader = slow_reader(&pod, SENT, delay);
-        let w = Watch::on_lab(
-            &lab,
-            "1",
-            &[
-                "--stage-latency",
-                "--stage-sample",
-                "1",
-                "--stage-window",
-                "always",
-            ],
-        );
+        let w = Watch::on_lab(&lab, "1", &EVERY_PACKET);
         // Sent further apart than the reader's sleep: each datagram waits
         // for the sleep only, not behind another.
         send_paced(&lab, SENT, DELAY * 4);
@@ -363,7 +351,9 @@ fn the_default_window_follows_packets_one_second_in_ten() {
     if !privileged("the_default_window_follows_packets_one_second_in_ten") {
         return;
     }
-    const SENT: u64 = 2200;
+    // 100 a second for 11 s: the 250 that wait for the late reader fit
+    // its socket buffer (the kernel caps it at rmem_max) on every kernel.
+    const SENT: u64 = 1100;
     let lab = lab();
     resolve_neighbours(&lab);
     let pod = &lab.node(2).pods[0];
@@ -374,7 +364,7 @@ fn the_default_window_follows_packets_one_second_in_ten() {
     );
     let late = Duration::from_millis(2500);
     let reader = late_reader(&pod.netns, SENT, Duration::ZERO, late);
-    send_paced(&lab, SENT, Duration::from_millis(5));
+    send_paced(&lab, SENT, Duration::from_millis(10));
     assert_eq!(reader.join().unwrap(), SENT);
     std::thread::sleep(Duration::from_millis(200));
     let (code, lines, err) = w.stop(libc::SIGINT);
@@ -416,7 +406,7 @@ fn the_default_window_follows_packets_one_second_in_ten() {
             assert_eq!(rx_runs(r), 0, "detached, yet path_rx ran: {r}");
             assert_eq!(n(q, "sampled"), 0, "{q}");
         } else if attached >= 0.1 {
-            // A datagram every 5 ms, each received on 4 devices.
+            // A datagram every 10 ms, each received on 4 devices.
             assert!(rx_runs(r) > 0, "attached, yet path_rx never ran: {r}");
         }
     }
@@ -426,12 +416,12 @@ fn the_default_window_follows_packets_one_second_in_ten() {
         intervals.len()
     );
     // Followed only while attached, and then every packet (a window's
-    // drain follows no new one): at least half of the first window's 200,
+    // drain follows no new one): at least half of the first window's 100,
     // at most the attached share of the NIC's skbs.
     let nic_skbs = stage(s, "nic", "eth0")["skbs"].as_u64().unwrap();
     let share = n(p, "sampled") as f64 / nic_skbs as f64;
     assert!(
-        n(p, "sampled") >= 100 && share <= attached / elapsed * 1.1,
+        n(p, "sampled") >= 50 && share <= attached / elapsed * 1.1,
         "followed {} ({share:.2} of the NIC's skbs), attached {:.2} of the time",
         n(p, "sampled"),
         attached / elapsed
@@ -569,17 +559,7 @@ fn a_delay_before_the_pod_moves_decap_to_pod_and_nothing_else() {
             qdisc(&["add", "dev", veth, "root", "netem", "delay", &delay]);
         }
         let reader = slow_reader(&lab.node(2).pods[0].netns, SENT, Duration::ZERO);
-        let w = Watch::on_lab(
-            &lab,
-            "1",
-            &[
-                "--stage-latency",
-                "--stage-sample",
-                "1",
-                "--stage-window",
-                "always",
-            ],
-        );
+        let w = Watch::on_lab(&lab, "1", &EVERY_PACKET);
         // Further apart than the delay: each packet waits for netem only.
         send_paced(&lab, SENT, DELAY * 2);
         assert_eq!(reader.join().unwrap(), SENT);

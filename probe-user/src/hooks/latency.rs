@@ -141,18 +141,12 @@ impl LatencyHook {
         if !self.paused() {
             return Ok(());
         }
-        let map = self
-            .ebpf
-            .map_mut(MAP_SOFTIRQ)
-            .ok_or_else(|| HookError::MissingMap(MAP_SOFTIRQ.into()))?;
-        let map_error = |source| HookError::Map {
-            name: MAP_SOFTIRQ.into(),
-            source,
-        };
-        let mut array = PerCpuArray::<_, SoftirqCpu>::try_from(map).map_err(map_error)?;
+        let map_error = super::map_error(MAP_SOFTIRQ);
+        let map = super::map_mut(&mut self.ebpf, MAP_SOFTIRQ)?;
+        let mut array = PerCpuArray::<_, SoftirqCpu>::try_from(map).map_err(&map_error)?;
         let cleared: Vec<SoftirqCpu> = array
             .get(&0, 0)
-            .map_err(map_error)?
+            .map_err(&map_error)?
             .iter()
             .map(|c| SoftirqCpu {
                 raised_at: 0,

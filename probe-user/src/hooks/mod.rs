@@ -212,17 +212,28 @@ pub fn read_per_cpu<T: Pod>(
     let map = ebpf
         .map(name)
         .ok_or_else(|| HookError::MissingMap(name.into()))?;
-    let map_error = |source| HookError::Map {
-        name: name.into(),
-        source,
-    };
-    let array = PerCpuArray::<_, T>::try_from(map).map_err(map_error)?;
+    let map_error = map_error(name);
+    let array = PerCpuArray::<_, T>::try_from(map).map_err(&map_error)?;
     (0..entries)
         .map(|i| {
             array
                 .get(&i, 0)
                 .map(|v| v.iter().copied().collect())
-                .map_err(map_error)
+                .map_err(&map_error)
         })
         .collect()
+}
+
+/// The map `name` of `ebpf`, to write.
+pub fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map, HookError> {
+    ebpf.map_mut(name)
+        .ok_or_else(|| HookError::MissingMap(name.into()))
+}
+
+/// What an error of the map `name` becomes.
+pub fn map_error(name: &str) -> impl Fn(aya::maps::MapError) -> HookError + '_ {
+    move |source| HookError::Map {
+        name: name.into(),
+        source,
+    }
 }

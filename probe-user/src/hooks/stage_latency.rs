@@ -194,21 +194,15 @@ impl StageHook {
     /// would be timed across the gap. Returns how many there were.
     pub fn detach_window(&mut self) -> Result<u64, HookError> {
         super::unlink_btf_tracepoints(&mut self.ebpf, std::mem::take(&mut self.links))?;
-        let map_error = |source| HookError::Map {
-            name: MAP_PATH_SOCKETS.into(),
-            source,
-        };
-        let map = self
-            .ebpf
-            .map_mut(MAP_PATH_SOCKETS)
-            .ok_or_else(|| HookError::MissingMap(MAP_PATH_SOCKETS.into()))?;
-        let mut sockets = Array::<_, PathSocket>::try_from(map).map_err(map_error)?;
+        let map_error = super::map_error(MAP_PATH_SOCKETS);
+        let map = super::map_mut(&mut self.ebpf, MAP_PATH_SOCKETS)?;
+        let mut sockets = Array::<_, PathSocket>::try_from(map).map_err(&map_error)?;
         let mut waiting = 0;
         for slot in 0..PATH_SOCKET_SLOTS as u32 {
-            if sockets.get(&slot, 0).map_err(map_error)?.protocol != 0 {
+            if sockets.get(&slot, 0).map_err(&map_error)?.protocol != 0 {
                 sockets
                     .set(slot, PathSocket::default(), 0)
-                    .map_err(map_error)?;
+                    .map_err(&map_error)?;
                 waiting += 1;
             }
         }
@@ -235,15 +229,9 @@ impl StageHook {
     }
 
     fn set_closing(&mut self, value: u32) -> Result<(), HookError> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_PATH_CLOSING)
-            .ok_or_else(|| HookError::MissingMap(MAP_PATH_CLOSING.into()))?;
-        let map_error = |source| HookError::Map {
-            name: MAP_PATH_CLOSING.into(),
-            source,
-        };
-        let mut closing = Array::<_, u32>::try_from(map).map_err(map_error)?;
+        let map_error = super::map_error(MAP_PATH_CLOSING);
+        let map = super::map_mut(&mut self.ebpf, MAP_PATH_CLOSING)?;
+        let mut closing = Array::<_, u32>::try_from(map).map_err(&map_error)?;
         closing.set(0, value, 0).map_err(map_error)
     }
 
