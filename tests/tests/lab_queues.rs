@@ -173,14 +173,16 @@ fn each_rx_queue_counted_as_the_driver_counts_it() {
         // The queue's IRQ is on CPU q: its NAPI polls run there. Nearly
         // always: virtio_net also schedules a queue's NAPI from process
         // context (refill work, re-enabling), on whatever CPU that runs (6.12
-        // polled 1 packet of 1,750 on the other CPU in one run).
+        // polled 1 packet of 1,750 on the other CPU in one run; 6.1, under a
+        // loaded emulator, 30 of 1,400). A CPU's row is per device, so those
+        // count on the other CPU's; the sum below stays exact.
         let napi = napi_rows(&s, "eth0", &n2)
             .into_iter()
             .find(|n| n["cpu"] == q as u64)
             .unwrap_or_else(|| panic!("no NAPI row for eth0 on CPU {q}: {}", s["napi"]));
         let packets = napi["packets"].as_u64().unwrap();
         assert!(
-            packets.abs_diff(delta) <= delta / 100,
+            packets.abs_diff(delta) <= delta / 20,
             "rx-{q}'s NAPI on CPU {q}: {napi}"
         );
         assert!(napi["polls"].as_u64().unwrap() > 0, "{napi}");
