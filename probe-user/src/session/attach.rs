@@ -2,7 +2,7 @@
 //! configuration, then each stage's hook (a stage that cannot attach is
 //! reported unavailable and the others run), then the tracing hooks.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{
     targets::{self, Targets},
@@ -329,15 +329,10 @@ fn attach_tracing(
                         socket_stages: setup.socket_unavailable.is_none(),
                         socket_unavailable: setup.socket_unavailable,
                         trace: cfg.trace_magic.is_some(),
-                        window: cfg.stage_window.filter(|_| cfg.trace_magic.is_none()).map(
-                            |(on, every)| {
-                                // Range-checked by the flag's parser.
-                                let seconds = |s: f64| {
-                                    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
-                                };
-                                (seconds(on), seconds(every))
-                            },
-                        ),
+                        window: cfg
+                            .stage_window
+                            .filter(|_| cfg.trace_magic.is_none())
+                            .map(|(on, every)| (super::seconds(on), super::seconds(every))),
                         drops_unavailable: match (&cfg.trace_magic, &trace_not_drops) {
                             (Some(_), Err(e)) => Some(e.clone()),
                             _ => None,

@@ -219,9 +219,7 @@ pub fn run(
         write_ready_file(path, &session)?;
     }
     let mut previous = first;
-    // Both were range-checked before attaching (cli::SecondsRange): these
-    // conversions cannot fail, and checked ones keep it so.
-    let seconds = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
+    // Both were range-checked before attaching (cli::SecondsRange).
     let interval = seconds(cfg.interval);
     let deadline = cfg
         .duration
@@ -318,6 +316,12 @@ impl Session {
     fn program_ids(&self) -> Vec<u32> {
         self.hooks().flat_map(|h| h.program_ids()).collect()
     }
+}
+
+/// `s` seconds of a flag its parser range-checked: the conversion cannot
+/// fail, and a checked one keeps it so.
+pub(crate) fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
 }
 
 /// `--latency auto`: one reading of the NET_RX run rate, and the pause or

@@ -195,26 +195,17 @@ pub fn trace(
     stop: &AtomicBool,
 ) -> io::Result<(u64, Answers)> {
     let probe = SynProbe::open(to, count, magic.rotate_left(17))?;
-    let done_sending = AtomicBool::new(false);
-    let last_sent = std::sync::Mutex::new(None::<Instant>);
+    // Set once the last SYN is sent: answers are read until `wait` after.
+    let last_sent = std::sync::OnceLock::<Instant>::new();
     std::thread::scope(|s| {
         let collector = s.spawn(|| {
             probe.collect(
-                || {
-                    done_sending.load(Ordering::Acquire)
-                        && last_sent
-                            .lock()
-                            .map(|t| t.is_none_or(|t| t.elapsed() >= wait))
-                            .unwrap_or(true)
-                },
+                || last_sent.get().is_some_and(|t| t.elapsed() >= wait),
                 stop,
             )
         });
         let sent = super::paced(count, rate, stop, |i| probe.send(magic, i));
-        if let Ok(mut t) = last_sent.lock() {
-            *t = Some(Instant::now());
-        }
-        done_sending.store(true, Ordering::Release);
+        let _ = last_sent.set(Instant::now());
         let answers = collector.join().unwrap_or_default();
         sent.map(|sent| (sent, answers))
     })
