@@ -158,36 +158,51 @@ pub fn attach_btf_tracepoints<'a>(
 
 /// Attaches loaded tp_btf programs of `ebpf`: `(program, tracepoint)`; their
 /// links, to detach them before the object goes (`--latency auto`'s pause).
+/// All or nothing: if one fails, those already attached are detached again,
+/// so that a later retry cannot attach a program twice.
 pub fn link_btf_tracepoints<'a>(
     ebpf: &mut Ebpf,
     programs: &[(&'a str, &str)],
 ) -> Result<Vec<(&'a str, aya::programs::tp_btf::BtfTracePointLinkId)>, HookError> {
     let mut links = Vec::new();
     for (name, tracepoint) in programs {
-        let prog: &mut aya::programs::BtfTracePoint = program(ebpf, name)?;
-        let id = prog.attach().map_err(|source| HookError::Attach {
-            what: format!("attaching to tp_btf/{tracepoint} failed"),
-            source,
-        })?;
-        links.push((*name, id));
+        let attached = program::<aya::programs::BtfTracePoint>(ebpf, name).and_then(|prog| {
+            prog.attach().map_err(|source| HookError::Attach {
+                what: format!("attaching to tp_btf/{tracepoint} failed"),
+                source,
+            })
+        });
+        match attached {
+            Ok(id) => links.push((*name, id)),
+            Err(e) => {
+                let _ = unlink_btf_tracepoints(ebpf, links);
+                return Err(e);
+            }
+        }
     }
     Ok(links)
 }
 
 /// Detaches the links [`link_btf_tracepoints`] returned; the programs stay
-/// loaded, their maps and counts with them.
+/// loaded, their maps and counts with them. Every link is tried (aya forgets
+/// a link as it detaches it, failed or not); the first error is returned.
 pub fn unlink_btf_tracepoints(
     ebpf: &mut Ebpf,
     links: Vec<(&str, aya::programs::tp_btf::BtfTracePointLinkId)>,
 ) -> Result<(), HookError> {
+    let mut first_error = None;
     for (name, id) in links {
-        let prog: &mut aya::programs::BtfTracePoint = program(ebpf, name)?;
-        prog.detach(id).map_err(|source| HookError::Attach {
-            what: format!("detaching {name}"),
-            source,
-        })?;
+        let detached = program::<aya::programs::BtfTracePoint>(ebpf, name).and_then(|prog| {
+            prog.detach(id).map_err(|source| HookError::Attach {
+                what: format!("detaching {name}"),
+                source,
+            })
+        });
+        if let Err(e) = detached {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// The tracepoints of `programs` (`(program, tracepoint)`) that the kernel's

@@ -193,7 +193,8 @@ impl StageHook {
     /// packets still waiting in a socket: their read, after the window,
     /// would be timed across the gap. Returns how many there were.
     pub fn detach_window(&mut self) -> Result<u64, HookError> {
-        super::unlink_btf_tracepoints(&mut self.ebpf, std::mem::take(&mut self.links))?;
+        let unlinked =
+            super::unlink_btf_tracepoints(&mut self.ebpf, std::mem::take(&mut self.links));
         let map_error = super::map_error(MAP_PATH_SOCKETS);
         let map = super::map_mut(&mut self.ebpf, MAP_PATH_SOCKETS)?;
         let mut sockets = Array::<_, PathSocket>::try_from(map).map_err(&map_error)?;
@@ -207,7 +208,7 @@ impl StageHook {
             }
         }
         self.window_closed += waiting;
-        Ok(waiting)
+        unlinked.map(|()| waiting)
     }
 
     /// Opens a window again: attaches the programs and lets packets be

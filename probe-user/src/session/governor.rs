@@ -69,6 +69,15 @@ impl Governor {
         }
     }
 
+    /// The probes did not attach again at [`Step::Resume`] (`now`): they
+    /// stay paused, and are tried again after RESUME_AFTER quiet readings.
+    pub fn resume_failed(&mut self, now: Instant) {
+        if self.paused_since.is_none() {
+            self.paused_since = Some(now);
+            self.quiet = 0;
+        }
+    }
+
     /// One reading of the NET_RX runs per CPU (cumulative), taken at `now`.
     pub fn observe(&mut self, now: Instant, runs: &[u64]) -> Step {
         self.last_check = now;
@@ -145,6 +154,29 @@ mod tests {
         assert!(!g.paused());
         // Paused from 2 s to 10 s.
         assert_eq!(g.paused_s(at(20)), 8.0);
+    }
+
+    #[test]
+    fn a_resume_that_failed_stays_paused_and_is_tried_again_after_quiet_readings() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut g = Governor::new(10_000, t0);
+        g.observe(at(0), &[0]);
+        assert_eq!(g.observe(at(1), &[20_000]), Step::Pause(20_000));
+        for s in 2..2 + RESUME_AFTER as u64 - 1 {
+            assert_eq!(g.observe(at(s), &[20_000]), Step::Stay);
+        }
+        let resume_at = 1 + RESUME_AFTER as u64;
+        assert_eq!(g.observe(at(resume_at), &[20_000]), Step::Resume);
+        g.resume_failed(at(resume_at));
+        assert!(g.paused());
+        for s in resume_at + 1..resume_at + RESUME_AFTER as u64 {
+            assert_eq!(g.observe(at(s), &[20_000]), Step::Stay, "at {s} s");
+        }
+        let again = resume_at + RESUME_AFTER as u64;
+        assert_eq!(g.observe(at(again), &[20_000]), Step::Resume);
+        // Paused from 1 s to the second resume, without a gap.
+        assert_eq!(g.paused_s(at(again + 5)), (again - 1) as f64);
     }
 
     #[test]

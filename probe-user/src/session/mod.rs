@@ -352,7 +352,11 @@ fn govern_latency(session: &mut Session, now: Instant) {
         }
         governor::Step::Resume => {
             eprintln!("probe: --latency auto: softirq/NAPI probes resumed");
-            hook.resume()
+            let result = hook.resume();
+            if result.is_err() {
+                g.resume_failed(now);
+            }
+            result
         }
     };
     if let Err(e) = result {
@@ -377,7 +381,7 @@ fn window_stage_latency(session: &mut Session, now: Instant) {
         stage_window::Step::Stay => Ok(()),
         stage_window::Step::Close => hook.close_window(),
         stage_window::Step::Detach => hook.detach_window().map(|_| ()),
-        stage_window::Step::Reopen => hook.reopen_window(),
+        stage_window::Step::Reopen => hook.reopen_window().inspect_err(|_| w.reopen_failed()),
     };
     if let Some(e) = error.or(result.err()) {
         eprintln!("probe: --stage-window: {e}");

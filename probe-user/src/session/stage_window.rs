@@ -83,6 +83,15 @@ impl StageWindow {
         }
     }
 
+    /// The programs did not attach at [`Step::Reopen`] (`now`): the window
+    /// stays closed, counts no attached time, and is tried again at the next
+    /// one.
+    pub fn reopen_failed(&mut self) {
+        if self.state == State::Open {
+            self.state = State::Closed;
+        }
+    }
+
     /// One check at `now`; `in_flight` tells how many followed packets wait
     /// for their read (asked only while a window drains).
     pub fn check(&mut self, now: Instant, in_flight: impl FnOnce() -> u64) -> Step {
@@ -150,6 +159,23 @@ mod tests {
         assert_eq!(w.check(t0 + ms(1999), || 1), Step::Stay);
         assert_eq!(w.check(t0 + ms(2000), || 1), Step::Detach);
         assert!((w.attached_s(t0 + ms(4000)) - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_window_that_failed_to_reopen_counts_no_time_and_tries_again_at_the_next() {
+        let t0 = Instant::now();
+        let mut w = StageWindow::new(ms(1000), ms(5000), t0);
+        w.check(t0 + ms(1000), || 0);
+        w.check(t0 + ms(1100), || 0);
+        assert_eq!(w.check(t0 + ms(5000), || 0), Step::Reopen);
+        w.reopen_failed();
+        assert!((w.attached_s(t0 + ms(5500)) - 1.1).abs() < 1e-9);
+        assert_eq!(
+            w.check(t0 + ms(6000), || panic!("nothing to drain")),
+            Step::Stay
+        );
+        assert_eq!(w.next_check(t0 + ms(6000)), t0 + ms(10_000));
+        assert_eq!(w.check(t0 + ms(10_000), || 0), Step::Reopen);
     }
 
     #[test]
