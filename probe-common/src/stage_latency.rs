@@ -137,7 +137,7 @@ pub enum Reached {
     Sampled = 0,
     Decap = 1,
     Pod = 2,
-    /// Queued to a socket.
+    /// Queued to a TCP or UDP socket.
     Queued = 3,
     /// Read by the application.
     Read = 4,

@@ -438,16 +438,14 @@ pub fn path_queued(ctx: BtfTracePointContext) -> i32 {
     if tail == queue || read::<u64>(tail, o.skb_head) != Some(c.pending_head) {
         return 0;
     }
-    c.pending_head = 0;
-    observe(c, Transition::PodToQueued, c.pending_at_pod, t);
-    count(c, Reached::Queued);
+    // Only TCP and UDP sockets are followed to the read. A raw or ping
+    // socket, or a packet tap's copy, is not counted as this packet's queue:
+    // counted, it would wait for a read never followed (and hold each
+    // --stage-window drain to its maximum); the packet stays pending for a
+    // TCP or UDP socket that may queue it next.
     let Some((netns, port, protocol, s)) = socket(sk, &o) else {
         return 0;
     };
-    if s.protocol != 0 && t >= s.queued_at && t - s.queued_at < SOCKET_STALE_NS {
-        count(c, Reached::SocketBusy);
-        return 0;
-    }
     let until = if protocol == IPPROTO_UDP {
         // Datagrams ahead of it in the reader's queue, plus the receive
         // queue up to and including it.
@@ -460,6 +458,13 @@ pub fn path_queued(ctx: BtfTracePointContext) -> i32 {
             None => return 0,
         }
     };
+    c.pending_head = 0;
+    observe(c, Transition::PodToQueued, c.pending_at_pod, t);
+    count(c, Reached::Queued);
+    if s.protocol != 0 && t >= s.queued_at && t - s.queued_at < SOCKET_STALE_NS {
+        count(c, Reached::SocketBusy);
+        return 0;
+    }
     *s = PathSocket {
         netns,
         port,

@@ -1,8 +1,9 @@
 //! `probe trace` on the lab: 1000 marked packets from node 1's pod to node
 //! 2's, counted at every stage; where they stop, and why, when the pod has
 //! no listener, drops them with iptables, or the sending node has no FDB
-//! entry for node 2; the two-node trace, its halves in two processes; and
-//! TCP SYNs (`--proto tcp-syn`) to a listener and to a closed port.
+//! entry for node 2; the two-node trace, its halves in two processes; a
+//! packet tap beside the pod's socket; and TCP SYNs (`--proto tcp-syn`) to a
+//! listener and to a closed port.
 
 use std::{process::Command, time::Duration};
 
@@ -92,6 +93,48 @@ fn a_healthy_pod_sees_every_marked_packet_at_every_stage() {
     let t = trace(&lab, PORT);
     assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
     assert_every_stage_reached(&t);
+}
+
+/// A packet tap in the pod (an AF_PACKET socket, not memory-mapped: the
+/// kernel queues it a clone of each packet, sharing its buffer, before the
+/// IP stack sees the packet) is not taken for the packet's socket: every
+/// marked packet is still followed to the UDP socket and its read.
+#[test]
+fn a_packet_tap_in_the_pod_leaves_the_socket_stages_to_the_socket() {
+    if !privileged("a_packet_tap_in_the_pod_leaves_the_socket_stages_to_the_socket") {
+        return;
+    }
+    let lab = lab();
+    let netns = lab.node(2).pods[0].netns.clone();
+    let tap = lab::in_netns(&netns, || {
+        let all = (libc::ETH_P_ALL as u16).to_be() as i32;
+        // SAFETY: plain socket(2); the descriptor is owned below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, all) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: fd is a new descriptor nobody else owns.
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+    })
+    .unwrap();
+    let sink = lab::UdpSink::start(&netns, PORT).unwrap();
+    let t = trace(&lab, PORT);
+    assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
+    assert_every_stage_reached(&t);
+    // The tap did get its copies.
+    let mut buf = [0u8; 2048];
+    // SAFETY: recv(2) into a buffer of the length given.
+    let n = unsafe {
+        libc::recv(
+            std::os::fd::AsRawFd::as_raw_fd(&tap),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    assert!(
+        n > 0,
+        "the tap received nothing: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Every marked packet at the NIC, decapsulated and in the pod, none
