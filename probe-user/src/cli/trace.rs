@@ -437,11 +437,22 @@ pub fn human(t: &Trace) -> String {
     }
     let dropped: u64 = p.drops.iter().map(|d| d.skbs).sum();
     let followed_to_end = match (t.answered, t.refused) {
-        // A refused SYN is also dropped (NO_SOCKET) where the RST came from.
-        (Some(answered), Some(_)) => answered + dropped,
+        // A refused SYN reached the pod's TCP (its RST says so) and is also
+        // dropped there as NO_SOCKET, where the kernel names drops.
+        (Some(answered), Some(refused)) => {
+            let refused_drops: u64 = p
+                .drops
+                .iter()
+                .filter(|d| d.stage == "pod" && d.reason == "NO_SOCKET")
+                .map(|d| d.skbs)
+                .sum();
+            answered + refused + dropped.saturating_sub(refused_drops)
+        }
         _ => p.read + p.socket_busy + dropped,
     };
-    if t.mode == TraceMode::Both && p.unavailable.is_none() && followed_to_end < sent {
+    // A SYN's answers need none of the socket stages a kernel may lack.
+    let followed = syn || p.unavailable.is_none();
+    if t.mode == TraceMode::Both && followed && followed_to_end < sent {
         let _ = writeln!(
             o,
             "MISSING {} {} (still queued, merged, or where the probe does not look)",
@@ -500,6 +511,32 @@ mod tests {
         assert!(
             text.contains("MISSING 10 not answered and not seen dropped"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn refused_syns_are_accounted_for_with_or_without_drop_reasons() {
+        // A kernel without socket stages (< 6.5) and without drop reasons
+        // (< 5.17): the RSTs alone account for the refused.
+        let mut t = syn_trace(600, 400, 1000);
+        t.path.unavailable = Some("the socket stages (queued, read) need Linux >= 6.5".into());
+        assert!(!human(&t).contains("MISSING"), "{}", human(&t));
+        // With drop reasons, the refused are also dropped as NO_SOCKET, and
+        // 10 more by the pod's iptables: none missing, none counted twice.
+        let mut t = syn_trace(590, 400, 1000);
+        let drop = |reason: &str, skbs| crate::stage_latency::TraceDrop {
+            stage: "pod",
+            reason: reason.into(),
+            skbs,
+        };
+        t.path.drops = vec![drop("NO_SOCKET", 400), drop("NETFILTER_DROP", 10)];
+        assert!(!human(&t).contains("MISSING"), "{}", human(&t));
+        // Without an answer or a drop for 5 of them, those are missing.
+        t.path.drops[1].skbs = 5;
+        assert!(
+            human(&t).contains("MISSING 5 not answered and not seen dropped"),
+            "{}",
+            human(&t)
         );
     }
 }

@@ -198,6 +198,7 @@ impl StageHook {
         let map_error = super::map_error(MAP_PATH_SOCKETS);
         let map = super::map_mut(&mut self.ebpf, MAP_PATH_SOCKETS)?;
         let mut sockets = Array::<_, PathSocket>::try_from(map).map_err(&map_error)?;
+        // Counted as each slot is cleared: a failure halfway loses no count.
         let mut waiting = 0;
         for slot in 0..PATH_SOCKET_SLOTS as u32 {
             if sockets.get(&slot, 0).map_err(&map_error)?.protocol != 0 {
@@ -205,9 +206,9 @@ impl StageHook {
                     .set(slot, PathSocket::default(), 0)
                     .map_err(&map_error)?;
                 waiting += 1;
+                self.window_closed += 1;
             }
         }
-        self.window_closed += waiting;
         unlinked.map(|()| waiting)
     }
 

@@ -351,10 +351,10 @@ fn govern_latency(session: &mut Session, now: Instant) {
             result
         }
         governor::Step::Resume => {
-            eprintln!("probe: --latency auto: softirq/NAPI probes resumed");
             let result = hook.resume();
-            if result.is_err() {
-                g.resume_failed(now);
+            match &result {
+                Ok(()) => eprintln!("probe: --latency auto: softirq/NAPI probes resumed"),
+                Err(_) => g.resume_failed(now),
             }
             result
         }

@@ -83,9 +83,8 @@ impl StageWindow {
         }
     }
 
-    /// The programs did not attach at [`Step::Reopen`] (`now`): the window
-    /// stays closed, counts no attached time, and is tried again at the next
-    /// one.
+    /// The programs did not attach at [`Step::Reopen`]: the window stays
+    /// closed, counts no attached time, and is tried again at the next one.
     pub fn reopen_failed(&mut self) {
         if self.state == State::Open {
             self.state = State::Closed;

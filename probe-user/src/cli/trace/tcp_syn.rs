@@ -63,6 +63,29 @@ fn raw_socket(protocol: i32) -> io::Result<Socket> {
     })
 }
 
+/// A classic BPF filter for the answers' raw socket: only TCP from `to`'s
+/// address and port. Without it the socket gets a copy of every TCP segment
+/// the namespace receives (the node's own, without --from-netns), and busy
+/// traffic would overflow it and lose answers.
+fn answers_from(to: SocketAddrV4) -> [socket2::SockFilter; 7] {
+    use socket2::SockFilter as F;
+    // A raw IPPROTO_TCP socket's data starts at the IPv4 header.
+    const LD_W_ABS: u16 = 0x20; // A = u32 at k (network order)
+    const LD_H_IND: u16 = 0x48; // A = u16 at X + k
+    const LDX_B_MSH: u16 = 0xb1; // X = 4 * (byte at k & 0xf): the IP header's length
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    [
+        F::new(LD_W_ABS, 0, 0, 12), // source address
+        F::new(JEQ_K, 0, 4, u32::from(*to.ip())),
+        F::new(LDX_B_MSH, 0, 0, 0),
+        F::new(LD_H_IND, 0, 0, 0), // TCP source port
+        F::new(JEQ_K, 0, 1, u32::from(to.port())),
+        F::new(RET_K, 0, 0, 0xffff),
+        F::new(RET_K, 0, 0, 0),
+    ]
+}
+
 impl SynProbe {
     /// Opens the sockets in the current namespace (the sender's): `seed`
     /// picks the source port and the first sequence number.
@@ -78,6 +101,7 @@ impl SynProbe {
         // socket receives a copy of every TCP packet that arrives.
         let send = raw_socket(libc::IPPROTO_RAW)?;
         let answers = raw_socket(libc::IPPROTO_TCP)?;
+        answers.attach_filter(&answers_from(to))?;
         answers.set_read_timeout(Some(Duration::from_millis(50)))?;
         answers.set_recv_buffer_size(1 << 20)?;
         Ok(SynProbe {
