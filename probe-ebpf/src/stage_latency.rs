@@ -420,11 +420,15 @@ pub fn path_queued(ctx: BtfTracePointContext) -> i32 {
     let Some(c) = this_cpu() else {
         return 0;
     };
-    if c.pending_head == 0 {
+    // The pending packet, read once: TCP queues from process context too
+    // (the socket's backlog, at release_sock), where a softirq can run the
+    // pod stage on this CPU and replace the pending packet midway.
+    let (head, at_pod, at_nic) = (c.pending_head, c.pending_at_pod, c.pending_at_nic);
+    if head == 0 {
         return 0;
     }
     let t = now();
-    if t < c.pending_at_pod || t - c.pending_at_pod > PATH_QUEUE_WINDOW_NS {
+    if t < at_pod || t - at_pod > PATH_QUEUE_WINDOW_NS {
         c.pending_head = 0;
         return 0;
     }
@@ -435,7 +439,7 @@ pub fn path_queued(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     // An empty queue's prev points at the queue itself.
-    if tail == queue || read::<u64>(tail, o.skb_head) != Some(c.pending_head) {
+    if tail == queue || read::<u64>(tail, o.skb_head) != Some(head) {
         return 0;
     }
     // Only TCP and UDP sockets are followed to the read. A raw or ping
@@ -458,8 +462,11 @@ pub fn path_queued(ctx: BtfTracePointContext) -> i32 {
             None => return 0,
         }
     };
+    if c.pending_head != head {
+        return 0; // another packet became pending meanwhile: follow that one
+    }
     c.pending_head = 0;
-    observe(c, Transition::PodToQueued, c.pending_at_pod, t);
+    observe(c, Transition::PodToQueued, at_pod, t);
     count(c, Reached::Queued);
     if s.protocol != 0 && t >= s.queued_at && t - s.queued_at < SOCKET_STALE_NS {
         count(c, Reached::SocketBusy);
@@ -471,7 +478,7 @@ pub fn path_queued(ctx: BtfTracePointContext) -> i32 {
         protocol,
         until,
         _pad: 0,
-        at_nic: c.pending_at_nic,
+        at_nic,
         queued_at: t,
     };
     0
