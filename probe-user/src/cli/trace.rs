@@ -438,15 +438,17 @@ pub fn human(t: &Trace) -> String {
     let dropped: u64 = p.drops.iter().map(|d| d.skbs).sum();
     let followed_to_end = match (t.answered, t.refused) {
         // A refused SYN reached the pod's TCP (its RST says so) and is also
-        // dropped there as NO_SOCKET, where the kernel names drops.
+        // dropped there as NO_SOCKET, where the kernel names drops: each is
+        // accounted for by its RST or its drop, whichever was seen (an RST
+        // can be lost on the way back).
         (Some(answered), Some(refused)) => {
-            let refused_drops: u64 = p
+            let no_socket: u64 = p
                 .drops
                 .iter()
                 .filter(|d| d.stage == "pod" && d.reason == "NO_SOCKET")
                 .map(|d| d.skbs)
                 .sum();
-            answered + refused + dropped.saturating_sub(refused_drops)
+            answered + refused.max(no_socket) + dropped.saturating_sub(no_socket)
         }
         _ => p.read + p.socket_busy + dropped,
     };
@@ -530,6 +532,9 @@ mod tests {
             skbs,
         };
         t.path.drops = vec![drop("NO_SOCKET", 400), drop("NETFILTER_DROP", 10)];
+        assert!(!human(&t).contains("MISSING"), "{}", human(&t));
+        // 10 RSTs lost on the way back: their drops account for them.
+        t.refused = Some(390);
         assert!(!human(&t).contains("MISSING"), "{}", human(&t));
         // Without an answer or a drop for 5 of them, those are missing.
         t.path.drops[1].skbs = 5;

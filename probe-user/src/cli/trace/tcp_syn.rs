@@ -98,7 +98,7 @@ impl SynProbe {
             other => return Err(io::Error::other(format!("no IPv4 route to {to}: {other}"))),
         };
         // IPPROTO_RAW: the packets carry their own IP header. A second raw
-        // socket receives a copy of every TCP packet that arrives.
+        // socket receives a copy of the TCP packets that come back from `to`.
         let send = raw_socket(libc::IPPROTO_RAW)?;
         let answers = raw_socket(libc::IPPROTO_TCP)?;
         answers.attach_filter(&answers_from(to))?;
