@@ -362,8 +362,6 @@ fn tcp_syns_to_a_closed_port_are_refused_and_dropped_with_no_socket() {
     assert_eq!(drops(&t), vec![("pod".into(), "NO_SOCKET".into(), SENT)]);
 }
 
-/// `probe trace --proto tcp-syn` of SENT SYNs to node 2's first pod, port
-/// PORT: its JSON.
 /// The namespace's `Tcp: InSegs` (its snmp file): every segment tcp_v4_rcv
 /// took in, whatever became of it. `/proc/net` would follow the process's
 /// first thread, not the one in the namespace.
@@ -396,6 +394,8 @@ fn quiet_tcp_in_segs(netns: &str) -> u64 {
     panic!("TCP segments still arriving in {netns} after 10 s");
 }
 
+/// `probe trace --proto tcp-syn` of SENT SYNs to node 2's first pod, port
+/// PORT: its JSON.
 fn trace_syns(lab: &lab::Lab) -> Value {
     let t = trace_from_node_1(
         lab,
