@@ -55,7 +55,11 @@ fn ten_thousand_pod_packets_across_nodes() {
     let sent = lab::dev_stats(&n1.netns, "eth0").unwrap().tx_packets - sent0.tx_packets;
     assert_eq!(received, sent, "node 2's eth0 received what node 1's sent");
     if std::env::var_os(lab::NICS_ENV).is_some() {
-        assert!(sent >= PACKETS - PACKETS / 100, "node 1's eth0 sent {sent}");
+        assert!(
+            sent >= PACKETS - PACKETS / 100,
+            "{}: node 1's eth0 sent {sent} of {PACKETS}",
+            lab::NIC_SENT_SHORT
+        );
         if sent < PACKETS {
             println!("node 1 sent {sent} of {PACKETS} on its emulated NIC");
         }

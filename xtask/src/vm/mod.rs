@@ -377,9 +377,16 @@ struct Pass<'a> {
 /// it no packet goes through, and every later test of the guest fails.
 pub(crate) const TX_STALL: &str = "NETDEV WATCHDOG";
 
+/// Whether a guest's log shows its emulated NIC stalled: the kernel's
+/// watchdog said so, or a test saw a node's NIC send only part of what it
+/// was given, too soon for the watchdog (probe_lab::NIC_SENT_SHORT).
+fn transmit_stalled(log: &str) -> bool {
+    log.contains(TX_STALL) || log.contains(probe_lab::NIC_SENT_SHORT)
+}
+
 impl Pass<'_> {
     /// [`Pass::attempt`], once more if a test failed after the emulated NIC's
-    /// transmit queue stalled (TX_STALL in the guest's log): a fault of the
+    /// transmit queue stalled ([`transmit_stalled`]): a fault of the
     /// emulation, not of the code under test. The re-run is printed, and its
     /// summary line says so.
     fn run(
@@ -398,7 +405,8 @@ impl Pass<'_> {
             return Ok(line);
         }
         println!(
-            "[{}] the emulated NIC's transmit queue stalled ({TX_STALL}) and tests failed: \
+            "[{}] the emulated NIC's transmit queue stalled ({TX_STALL}, or a NIC sent short) \
+             and tests failed: \
              {line}; running this guest once more",
             self.kernel
         );
@@ -406,9 +414,7 @@ impl Pass<'_> {
         rows.clear();
         let (line, _) = self.attempt(&retry, commands, nics, not_run, &mut rows)?;
         features.extend(rows);
-        Ok(format!(
-            "{line} (second run: the first stalled, {TX_STALL})"
-        ))
+        Ok(format!("{line} (second run: the first stalled)"))
     }
 
     /// Boots a guest (with its NICs wired as `nics` says) that runs
@@ -474,7 +480,7 @@ impl Pass<'_> {
                 format!("; failing: {}", bad.join(", "))
             }
         );
-        Ok((line, log.contains(TX_STALL)))
+        Ok((line, transmit_stalled(&log)))
     }
 }
 
@@ -532,5 +538,17 @@ mod tests {
         let log = "test result: ok. 5 passed; 0 failed; 0 ignored\n\
                    [x] test result: FAILED. 3 passed; 2 failed; 1 ignored\n";
         assert_eq!(count_results(log), (8, 2));
+    }
+
+    #[test]
+    fn a_stall_is_the_watchdog_or_a_nic_that_sent_short() {
+        assert!(transmit_stalled(
+            "[6.1] virtio_net virtio1 eth0: NETDEV WATCHDOG: CPU: 1: transmit queue 0 timed out"
+        ));
+        assert!(transmit_stalled(&format!(
+            "[5.10] panicked at tests/tests/lab_watch.rs:58:9:\n[5.10] {}: node 1's eth0 sent 714 of 10000",
+            probe_lab::NIC_SENT_SHORT
+        )));
+        assert!(!transmit_stalled("[5.10] assertion `left == right` failed"));
     }
 }
