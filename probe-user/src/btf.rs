@@ -71,6 +71,42 @@ fn u32_at(b: &[u8], off: usize) -> Result<u32, String> {
         .ok_or_else(|| format!("BTF truncated at byte {off}"))
 }
 
+/// The bytes of section `name` of a little-endian 64-bit ELF file.
+fn elf_section<'a>(elf: &'a [u8], name: &str) -> Result<&'a [u8], String> {
+    let short = || "ELF file truncated".to_string();
+    let u16_at = |off: usize| -> Result<usize, String> {
+        elf.get(off..off + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+            .ok_or_else(short)
+    };
+    let u64_at = |off: usize| -> Result<usize, String> {
+        elf.get(off..off + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
+            .ok_or_else(short)
+    };
+    // e_ident: class 2 (64-bit), data 1 (little-endian).
+    if elf.get(4..6) != Some(&[2, 1]) {
+        return Err("not a little-endian 64-bit ELF file".into());
+    }
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?);
+    let header = |i: usize| -> Result<(usize, usize, usize), String> {
+        let h = shoff + i * shentsize;
+        Ok((u32_at(elf, h)? as usize, u64_at(h + 0x18)?, u64_at(h + 0x20)?))
+    };
+    let bytes = |off: usize, size: usize| elf.get(off..off + size).ok_or_else(short);
+    let (_, names_off, names_size) = header(shstrndx)?;
+    let names = bytes(names_off, names_size)?;
+    for i in 0..shnum {
+        let (name_at, off, size) = header(i)?;
+        let this = names.get(name_at..).unwrap_or_default();
+        if this.split(|b| *b == 0).next() == Some(name.as_bytes()) {
+            return bytes(off, size);
+        }
+    }
+    Err(format!("no {name} section (a kernel built without CONFIG_DEBUG_INFO_BTF)"))
+}
+
 impl Btf {
     /// The running kernel's BTF.
     pub fn from_kernel() -> Result<Btf, String> {
@@ -78,6 +114,19 @@ impl Btf {
         let data = std::fs::read(path).map_err(|e| {
             format!("cannot read {path} ({e}): the kernel needs CONFIG_DEBUG_INFO_BTF")
         })?;
+        Btf::parse(&data)
+    }
+
+    /// BTF from a file: raw BTF (as /sys/kernel/btf/vmlinux), or an ELF
+    /// image (a kernel's vmlinux) whose `.BTF` section holds it.
+    pub fn from_file(path: &std::path::Path) -> Result<Btf, String> {
+        let data =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if data.starts_with(b"\x7fELF") {
+            let btf = elf_section(&data, ".BTF")
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            return Btf::parse(btf);
+        }
         Btf::parse(&data)
     }
 

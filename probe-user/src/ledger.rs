@@ -11,7 +11,7 @@ use crate::{
     hooks::drops::DropCounts,
     names::Names,
     procfs::{Snmp, SoftnetCpu},
-    reasons::{benign_name, stage_of, ReasonNames},
+    reasons::{benign_name, ReasonNames},
     rtnl::LinkStats,
     stage::Stage,
 };
@@ -155,6 +155,18 @@ pub struct Ledger {
     pub verdict: Option<Verdict>,
     /// Drops in namespaces outside `--drop-netns` (not in the ledger), in skbs.
     pub drops_out_of_scope: u64,
+    /// The reasons of this period's drops that the table does not know (a
+    /// kernel newer than the table), and the family rule that placed each.
+    pub placed_by_rule: Vec<PlacedByRule>,
+}
+
+/// A reason placed by a family rule rather than by the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlacedByRule {
+    pub reason: String,
+    pub stage: Stage,
+    /// `prefix TCP_`, `subsystem` or `no family` (then the stage is `other`).
+    pub rule: String,
 }
 
 /// What entered `stage`: its own `segments_in`, else the nearest upstream
@@ -253,8 +265,15 @@ pub fn build(input: &LedgerInput) -> Ledger {
             if skbs == 0 && outer == 0 {
                 continue;
             }
-            let reason = names.slot_name(slot);
-            let stage = stage_of(&reason).0;
+            let (reason, placed) = names.slot(slot);
+            let stage = placed.stage;
+            if let Some(rule) = placed.by.rule() {
+                out.placed_by_rule.push(PlacedByRule {
+                    reason: reason.clone(),
+                    stage,
+                    rule,
+                });
+            }
             // Segments are never fewer than skbs (max(gso_segs, 1) each).
             let segments = segments.max(skbs);
             let section = match stage {

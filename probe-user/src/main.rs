@@ -13,6 +13,7 @@ fn main() {
         Command::Diff(args) => probe_user::cli::diff::run(args),
         Command::Cleanup(args) => probe_user::cli::cleanup::run(args),
         Command::Trace(args) => probe_user::cli::trace::run(args),
+        Command::Reasons(args) => probe_user::cli::reasons::run(args),
     };
     if let Err(e) = result {
         eprintln!("probe: {e}");

@@ -1,5 +1,12 @@
 //! Drop reasons: their names on the running kernel (from its BTF) and the
 //! receive-path stage of each. Pure: tested without a kernel.
+//!
+//! A reason gets its stage from the table (every reason of the kernels in
+//! `reasons/kernels/`, checked by the tests), else from its family: a name
+//! prefix (`TCP_`, `IPV6`, `VXLAN_`, ...) or, from Linux 6.4, the subsystem
+//! in its high 16 bits. A kernel newer than the table is not an error: its
+//! new reasons are placed by family, and reports name them
+//! (`placed_by_rule`), so a reader knows which stages came from a rule.
 
 use std::collections::BTreeMap;
 
@@ -7,106 +14,295 @@ use probe_common::drops::{Benign, CORE_REASON_SLOTS};
 
 use crate::{btf::Btf, stage::Stage};
 
-/// Stage of a drop reason (name without the `SKB_DROP_REASON_` prefix).
-/// Rules are exact names, or prefixes ending in `*`. Names of every kernel
-/// from 5.17 (when reasons appeared) to 6.18 are covered; the tests check that
-/// every reason of the running kernel matches a rule. Unknown names are `other`.
-const STAGE_RULES: &[(&str, Stage)] = &[
+/// The stage of every core reason (name without `SKB_DROP_REASON_`) of the
+/// kernels the project supports: Linux 5.17 (when reasons appeared) to 6.18.
+const REASON_STAGES: &[(Stage, &[&str])] = &[
     // Generic XDP (XDP_DROP/ABORTED in skb mode) and the NIC ring.
-    ("XDP", Stage::Nic),
-    ("FULL_RING", Stage::Nic),
-    // Transmit side: a VXLAN device without an FDB entry or tunnel info, the
-    // neighbour layer, qdiscs, output routing, egress filters.
-    ("NO_TX_TARGET", Stage::Tx),
-    ("TUNNEL_TXINFO", Stage::Tx),
-    ("NEIGH_*", Stage::Tx),
-    ("QDISC_*", Stage::Tx),
-    ("TC_EGRESS", Stage::Tx),
-    ("IP_OUTNOROUTES", Stage::Tx),
-    ("CAKE_FLOOD", Stage::Tx),
-    ("FQ_*", Stage::Tx),
-    ("DUALPI2_*", Stage::Tx),
-    ("BPF_CGROUP_EGRESS", Stage::Tx),
-    ("TAP_TXFILTER", Stage::Tx),
-    ("PSP_OUTPUT", Stage::Tx),
-    // enqueue_to_backlog: per-CPU backlog full (netdev_max_backlog), RPS.
-    ("CPU_BACKLOG", Stage::Backlog),
-    // VXLAN decapsulation and the overlay device.
-    ("VXLAN_*", Stage::Vxlan),
-    ("MAC_INVALID_SOURCE", Stage::Vxlan),
-    ("IP_TUNNEL_ECN", Stage::Vxlan),
-    ("LOCAL_MAC", Stage::Vxlan),
-    // The bridge and the veth into the pod.
-    ("BRIDGE_*", Stage::Bridge),
-    ("DEV_READY", Stage::Bridge),
-    ("MAC_IEEE_MAC_CONTROL", Stage::Bridge),
-    ("ARP_PVLAN_DISABLE", Stage::Bridge),
-    ("VLAN_*", Stage::Bridge),
+    (Stage::Nic, &["XDP", "FULL_RING", "SKB_RX_HEADROOM"]),
+    // enqueue_to_backlog: the per-CPU backlog is full (netdev_max_backlog).
+    (Stage::Backlog, &["CPU_BACKLOG"]),
     // IP input, routing, netfilter/conntrack, fragments, IPv6.
-    ("NETFILTER_DROP", Stage::Ip),
-    ("OTHERHOST", Stage::Ip),
-    ("IP_*", Stage::Ip),
-    ("IPV6*", Stage::Ip),
-    ("PKT_TOO_SMALL", Stage::Ip),
-    ("PKT_TOO_BIG", Stage::Ip),
-    ("UNICAST_IN_L2_MULTICAST", Stage::Ip),
-    ("XFRM_POLICY", Stage::Ip),
-    ("INVALID_PROTO", Stage::Ip),
-    ("UNHANDLED_PROTO", Stage::Ip),
-    ("ICMP_CSUM", Stage::Ip),
-    ("DUP_FRAG", Stage::Ip),
-    ("FRAG_*", Stage::Ip),
-    ("HDR_TRUNC", Stage::Ip),
-    ("SECURITY_HOOK", Stage::Ip),
-    ("PSP_INPUT", Stage::Ip),
-    ("OPENVSWITCH*", Stage::Ip),
-    // Copies TCP already had, and queues freed by close(): no data lost.
-    ("TCP_OLD_DATA", Stage::Benign),
-    ("TCP_OLD_SEQUENCE", Stage::Benign),
-    ("TCP_OLD_ACK", Stage::Benign),
-    ("TCP_OFOMERGE", Stage::Benign),
-    ("QUEUE_PURGE", Stage::Benign),
-    ("SOCKET_CLOSE", Stage::Benign),
+    (
+        Stage::Ip,
+        &[
+            "PKT_TOO_SMALL",
+            "NETFILTER_DROP",
+            "OTHERHOST",
+            "IP_CSUM",
+            "IP_INHDR",
+            "IP_RPFILTER",
+            "UNICAST_IN_L2_MULTICAST",
+            "XFRM_POLICY",
+            "IP_NOPROTO",
+            "IPV6DISABLED",
+            "SECURITY_HOOK",
+            "UNHANDLED_PROTO",
+            "HDR_TRUNC",
+            "ICMP_CSUM",
+            "INVALID_PROTO",
+            "IP_INADDRERRORS",
+            "IP_INNOROUTES",
+            "IP_LOCAL_SOURCE",
+            "IP_INVALID_SOURCE",
+            "IP_LOCALNET",
+            "IP_INVALID_DEST",
+            "PKT_TOO_BIG",
+            "DUP_FRAG",
+            "FRAG_REASM_TIMEOUT",
+            "FRAG_TOO_FAR",
+            "IPV6_BAD_EXTHDR",
+            "IPV6_TOO_MANY_EXTHDRS",
+            "IPV6_NDISC_FRAG",
+            "IPV6_NDISC_HOP_LIMIT",
+            "IPV6_NDISC_BAD_CODE",
+            "IPV6_NDISC_BAD_OPTIONS",
+            "IPV6_NDISC_NS_OTHERHOST",
+            "PSP_INPUT",
+        ],
+    ),
+    // VXLAN decapsulation and the overlay device (vxlan_rcv, FDB learning).
+    (
+        Stage::Vxlan,
+        &[
+            "VXLAN_INVALID_HDR",
+            "VXLAN_VNI_NOT_FOUND",
+            "VXLAN_ENTRY_EXISTS",
+            "MAC_INVALID_SOURCE",
+            "IP_TUNNEL_ECN",
+            "LOCAL_MAC",
+        ],
+    ),
+    // The bridge and the veth into the pod.
+    (
+        Stage::Bridge,
+        &[
+            "DEV_READY",
+            "ARP_PVLAN_DISABLE",
+            "MAC_IEEE_MAC_CONTROL",
+            "BRIDGE_INGRESS_STP_STATE",
+        ],
+    ),
     // Sockets: lookup, filters, buffers, TCP/UDP state.
-    ("NO_SOCKET", Stage::Socket),
-    ("SOCKET_*", Stage::Socket),
-    ("TCP_*", Stage::Socket),
-    ("UDP_*", Stage::Socket),
-    ("UNIX_*", Stage::Socket),
-    ("PROTO_MEM", Stage::Socket),
-    ("SKB_CSUM", Stage::Socket),
-    ("SKB_UCOPY_FAULT", Stage::Socket),
-    ("PACKET_SOCK_ERROR", Stage::Socket),
+    (
+        Stage::Socket,
+        &[
+            "NO_SOCKET",
+            "SOCKET_FILTER",
+            // 5.17's name of SOCKET_FILTER.
+            "TCP_FILTER",
+            "SOCKET_RCVBUFF",
+            "SOCKET_BACKLOG",
+            "UNIX_DISCONNECT",
+            "UNIX_SKIP_OOB",
+            "PROTO_MEM",
+            "TCP_CSUM",
+            "UDP_CSUM",
+            "TCP_AUTH_HDR",
+            "TCP_MD5NOTFOUND",
+            "TCP_MD5UNEXPECTED",
+            "TCP_MD5FAILURE",
+            "TCP_AONOTFOUND",
+            "TCP_AOUNEXPECTED",
+            "TCP_AOKEYNOTFOUND",
+            "TCP_AOFAILURE",
+            "TCP_FLAGS",
+            "TCP_ABORT_ON_DATA",
+            "TCP_ZEROWINDOW",
+            "TCP_OVERWINDOW",
+            "TCP_RFC7323_PAWS",
+            "TCP_RFC7323_PAWS_ACK",
+            "TCP_RFC7323_TW_PAWS",
+            "TCP_RFC7323_TSECR",
+            "TCP_LISTEN_OVERFLOW",
+            "TCP_INVALID_SEQUENCE",
+            "TCP_INVALID_END_SEQUENCE",
+            "TCP_INVALID_ACK_SEQUENCE",
+            "TCP_RESET",
+            "TCP_INVALID_SYN",
+            "TCP_CLOSE",
+            "TCP_FASTOPEN",
+            "TCP_TOO_OLD_ACK",
+            "TCP_ACK_UNSENT_DATA",
+            "TCP_OFO_QUEUE_PRUNE",
+            "TCP_OFO_DROP",
+            "TCP_MINTTL",
+            "SKB_CSUM",
+            "SKB_UCOPY_FAULT",
+            "PACKET_SOCK_ERROR",
+        ],
+    ),
     // Not on the receive path, or not tied to one stage.
-    ("NOT_SPECIFIED", Stage::Other),
-    ("NOMEM", Stage::Other),
-    ("PFMEMALLOC", Stage::Other),
-    ("DEV_HDR", Stage::Other),
-    ("RECURSION_LIMIT", Stage::Other),
-    ("SKB_GSO_SEG", Stage::Other),
-    ("SKB_TRIM", Stage::Other),
-    ("TC_*", Stage::Other),
-    ("TAP_FILTER", Stage::Other),
-    ("CAN_*", Stage::Other),
-    ("CANFD_*", Stage::Other),
-    ("CANXL_*", Stage::Other),
-    ("MAC80211*", Stage::Other),
-    ("SUBSYS_*", Stage::Other),
+    (
+        Stage::Other,
+        &[
+            "NOT_SPECIFIED",
+            "NOMEM",
+            "PFMEMALLOC",
+            "DEV_HDR",
+            "RECURSION_LIMIT",
+            "SKB_GSO_SEG",
+            "TC_INGRESS",
+            "TC_COOKIE_ERROR",
+            "TC_CHAIN_NOTFOUND",
+            "TC_RECLASSIFY_LOOP",
+            "TAP_FILTER",
+            "CAN_RX_INVALID_FRAME",
+            "CANFD_RX_INVALID_FRAME",
+            "CANXL_RX_INVALID_FRAME",
+        ],
+    ),
+    // Transmit side: output routing, the neighbour layer, qdiscs, egress
+    // filters, a VXLAN device without an FDB entry or tunnel info.
+    (
+        Stage::Tx,
+        &[
+            "IP_OUTNOROUTES",
+            "BPF_CGROUP_EGRESS",
+            "NEIGH_CREATEFAIL",
+            "NEIGH_FAILED",
+            "NEIGH_QUEUEFULL",
+            "NEIGH_DEAD",
+            "NEIGH_HH_FILLFAIL",
+            "TC_EGRESS",
+            "QDISC_DROP",
+            "QDISC_OVERLIMIT",
+            "QDISC_CONGESTED",
+            "CAKE_FLOOD",
+            "FQ_BAND_LIMIT",
+            "FQ_HORIZON_LIMIT",
+            "FQ_FLOW_LIMIT",
+            "DUALPI2_STEP_DROP",
+            "TAP_TXFILTER",
+            "NO_TX_TARGET",
+            "TUNNEL_TXINFO",
+            "PSP_OUTPUT",
+        ],
+    ),
+    // Copies TCP already had, and queues freed by close(): no data lost.
+    (
+        Stage::Benign,
+        &[
+            "TCP_OLD_DATA",
+            "TCP_OLD_SEQUENCE",
+            "TCP_OLD_ACK",
+            "TCP_OFOMERGE",
+            "QUEUE_PURGE",
+            "SOCKET_CLOSE",
+        ],
+    ),
 ];
 
-fn rule_matches(rule: &str, name: &str) -> bool {
-    match rule.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => name == rule,
+/// The stage of a reason family, for reasons the table does not know: the
+/// first prefix that matches. Names that match none are `other`.
+const FAMILY_RULES: &[(&str, Stage)] = &[
+    ("XDP_", Stage::Nic),
+    ("IPV6", Stage::Ip),
+    ("IP_", Stage::Ip),
+    ("FRAG_", Stage::Ip),
+    ("ICMP_", Stage::Ip),
+    ("VXLAN_", Stage::Vxlan),
+    ("BRIDGE_", Stage::Bridge),
+    ("VLAN_", Stage::Bridge),
+    ("TCP_", Stage::Socket),
+    ("UDP_", Stage::Socket),
+    ("SOCKET_", Stage::Socket),
+    ("UNIX_", Stage::Socket),
+    ("NEIGH_", Stage::Tx),
+    ("QDISC_", Stage::Tx),
+    ("FQ_", Stage::Tx),
+    ("TC_", Stage::Other),
+];
+
+/// The stage of every reason of a subsystem (Linux 6.4 packs the subsystem
+/// into the reason's high 16 bits), by the subsystem's name.
+const SUBSYSTEM_STAGES: &[(&str, Stage)] = &[
+    // Wi-Fi frames: not on a node's wired receive path.
+    ("MAC80211_UNUSABLE", Stage::Other),
+    ("MAC80211_MONITOR", Stage::Other),
+    // Open vSwitch's datapath: forwarding between the NIC and the pods.
+    ("OPENVSWITCH", Stage::Ip),
+];
+
+/// How a reason got its stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Its own entry in the table (a subsystem reason: its subsystem's).
+    Table,
+    /// The family rule of this name prefix.
+    Prefix(&'static str),
+    /// A subsystem the table does not know: `other`.
+    Subsystem,
+    /// No rule matched, or the kernel did not name the value: `other`.
+    NoFamily,
+}
+
+impl Placement {
+    /// The rule that placed a reason, as reports name it (None: the table).
+    pub fn rule(self) -> Option<String> {
+        match self {
+            Placement::Table => None,
+            Placement::Prefix(prefix) => Some(format!("prefix {prefix}")),
+            Placement::Subsystem => Some("subsystem".into()),
+            Placement::NoFamily => Some("no family".into()),
+        }
     }
 }
 
-/// The stage of a reason name, and whether a rule matched (false: `other` by default).
-pub fn stage_of(reason: &str) -> (Stage, bool) {
-    STAGE_RULES
+/// A reason's stage, and how it was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub stage: Stage,
+    pub by: Placement,
+}
+
+/// The stage of a core reason name: the table's, else its family's.
+pub fn place(reason: &str) -> Placed {
+    if let Some((stage, _)) = REASON_STAGES
         .iter()
-        .find(|(rule, _)| rule_matches(rule, reason))
-        .map_or((Stage::Other, false), |(_, stage)| (*stage, true))
+        .find(|(_, names)| names.contains(&reason))
+    {
+        return Placed {
+            stage: *stage,
+            by: Placement::Table,
+        };
+    }
+    match FAMILY_RULES
+        .iter()
+        .find(|(prefix, _)| reason.starts_with(prefix))
+    {
+        Some((prefix, stage)) => Placed {
+            stage: *stage,
+            by: Placement::Prefix(prefix),
+        },
+        None => Placed {
+            stage: Stage::Other,
+            by: Placement::NoFamily,
+        },
+    }
+}
+
+/// The stage of a subsystem's reasons (its name as the kernel's
+/// `skb_drop_reason_subsys` gives it, without the prefix).
+fn place_subsystem(subsystem: Option<&str>) -> Placed {
+    match SUBSYSTEM_STAGES
+        .iter()
+        .find(|(name, _)| Some(*name) == subsystem)
+    {
+        Some((_, stage)) => Placed {
+            stage: *stage,
+            by: Placement::Table,
+        },
+        None => Placed {
+            stage: Stage::Other,
+            by: Placement::Subsystem,
+        },
+    }
+}
+
+/// Every core reason name the table places (the tests check it against the
+/// kernels' lists).
+pub fn table_names() -> impl Iterator<Item = &'static str> {
+    REASON_STAGES.iter().flat_map(|(_, names)| names.iter().copied())
 }
 
 /// The names benign_drops gives the drops the probe recognises as losing no
@@ -193,9 +389,61 @@ impl ReasonNames {
         }
     }
 
+    /// The names as a kernel list file (`reasons/kernels/*.txt`): one line
+    /// per value, `reason VALUE NAME`, `subsystem ID NAME`, `not_drop VALUE`.
+    pub fn to_list(&self) -> String {
+        let mut out = String::new();
+        for (value, name) in &self.core {
+            out += &format!("reason {value} {name}\n");
+        }
+        for (id, name) in &self.subsystems {
+            out += &format!("subsystem {id} {name}\n");
+        }
+        for value in &self.not_drops {
+            out += &format!("not_drop {value}\n");
+        }
+        out
+    }
+
+    /// Names from a kernel list file ([`ReasonNames::to_list`]); `#` starts
+    /// a comment. None for a kernel without drop reasons (no `reason` line).
+    pub fn from_list(text: &str) -> Result<Option<ReasonNames>, String> {
+        let mut names = ReasonNames::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad = || format!("line {}: {line:?} is not `KIND VALUE [NAME]`", n + 1);
+            let mut words = line.split_whitespace();
+            let (kind, value) = (words.next(), words.next().and_then(|v| v.parse().ok()));
+            match (kind, value, words.next()) {
+                (Some("reason"), Some(v), Some(name)) => {
+                    names.core.insert(v, name.to_string());
+                }
+                (Some("subsystem"), Some(v), Some(name)) => {
+                    names.subsystems.insert(v, name.to_string());
+                }
+                (Some("not_drop"), Some(v), None) => names.not_drops.push(v),
+                _ => return Err(bad()),
+            }
+        }
+        Ok((!names.core.is_empty()).then_some(names))
+    }
+
     /// The value of the core reason `name` (without the prefix) on this kernel.
     pub fn value_of(&self, name: &str) -> Option<u32> {
         self.core.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+    }
+
+    /// Every core reason value of this kernel.
+    pub fn core_values(&self) -> impl Iterator<Item = u32> + '_ {
+        self.core.keys().copied()
+    }
+
+    /// Every subsystem id of this kernel (none before Linux 6.4).
+    pub fn subsystem_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.subsystems.keys().copied()
     }
 
     /// Every core reason name of this kernel.
@@ -217,6 +465,41 @@ impl ReasonNames {
             Some(s) => format!("{s}_{}", reason & 0xffff),
             None => format!("SUBSYS_{subsys}_{}", reason & 0xffff),
         }
+    }
+
+    /// The name and stage of a raw reason value as the tracepoint reports it.
+    pub fn reason(&self, reason: u32) -> (String, Placed) {
+        let name = self.name(reason);
+        let subsys = reason >> 16;
+        let placed = if subsys != 0 {
+            place_subsystem(self.subsystems.get(&subsys).map(String::as_str))
+        } else if self.core.contains_key(&reason) {
+            place(&name)
+        } else {
+            Placed {
+                stage: Stage::Other,
+                by: Placement::NoFamily,
+            }
+        };
+        (name, placed)
+    }
+
+    /// The name and stage of a slot of `DropTable::by_reason`.
+    pub fn slot(&self, slot: usize) -> (String, Placed) {
+        let name = self.slot_name(slot);
+        if (slot as u32) < CORE_REASON_SLOTS {
+            return self.reason(slot as u32);
+        }
+        let subsys = slot as u32 - CORE_REASON_SLOTS;
+        let placed = if subsys == 0 {
+            Placed {
+                stage: Stage::Other,
+                by: Placement::NoFamily,
+            }
+        } else {
+            place_subsystem(self.subsystems.get(&subsys).map(String::as_str))
+        };
+        (name, placed)
     }
 
     /// Name of a slot of `DropTable::by_reason`.

@@ -66,6 +66,10 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Write the drop reasons of Debian's 5.10, 6.1 and 6.12 kernels (from their packages'
+    /// BTF) and of the running kernel to probe-user/src/reasons/kernels/: the lists the
+    /// stage table is tested against
+    ReasonLists,
     /// Benchmarks (BENCHMARKS.md): BPF_PROG_TEST_RUN ns/packet over an empty
     /// program, a lab flood with no probe / probe watch / bpftrace (pps, the
     /// probe's CPU and RSS, attach/detach time, kernel ns per program run), and
@@ -146,6 +150,11 @@ fn main() -> Result<()> {
             require_root("the guests")?;
             setup::run()?;
             vm::main(&kernel, cpus, &args)
+        }
+        Task::ReasonLists => {
+            setup::run()?;
+            setup::vm_packages()?;
+            vm::reason_lists()
         }
         Task::Bench { part, guest, cpus } => {
             require_root("the benchmark")?;

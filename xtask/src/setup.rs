@@ -104,14 +104,17 @@ fn apt_install(packages: &[&str]) -> Result<()> {
     )
 }
 
-/// What only `cargo xtask vm` needs: QEMU, a static busybox for the
-/// initramfs, depmod for the kernels' modules.
+/// What only `cargo xtask vm` and `reason-lists` need: QEMU, a static
+/// busybox for the initramfs, depmod for the kernels' modules, the
+/// decompressors of their images.
 pub fn vm_packages() -> Result<()> {
     let missing: Vec<&str> = [
         ("qemu-system-x86", "qemu-system-x86_64"),
         ("busybox-static", "busybox"),
         ("kmod", "depmod"),
         ("xz-utils", "xz"),
+        // Kernel images compressed with zstd (`cargo xtask reason-lists`).
+        ("zstd", "zstd"),
     ]
     .iter()
     .filter(|(_, bin)| !on_path(bin))

@@ -2,6 +2,7 @@
 
 pub mod cleanup;
 pub mod diff;
+pub mod reasons;
 pub mod record;
 pub mod serve;
 pub mod trace;
@@ -53,7 +54,7 @@ impl Command {
             Command::Trace(t) => {
                 crate::caps::watch_requirements(t.netns.is_some() || t.from_netns.is_some())
             }
-            Command::Tune(_) | Command::Diff(_) => Vec::new(),
+            Command::Tune(_) | Command::Diff(_) | Command::Reasons(_) => Vec::new(),
             Command::Cleanup(c) => crate::caps::cleanup_requirements(c.netns.is_some()),
         }
     }
@@ -69,7 +70,9 @@ impl Command {
             Command::Record(r) => r.validate(),
             Command::Trace(t) => trace::validate(t),
             // Paths and names only: nothing numeric to check.
-            Command::Tune(_) | Command::Diff(_) | Command::Cleanup(_) => Ok(()),
+            Command::Tune(_) | Command::Diff(_) | Command::Cleanup(_) | Command::Reasons(_) => {
+                Ok(())
+            }
         }
     }
 }
@@ -159,4 +162,5 @@ pub enum Command {
     Diff(diff::DiffArgs),
     Cleanup(cleanup::CleanupArgs),
     Trace(trace::TraceArgs),
+    Reasons(reasons::ReasonsArgs),
 }

@@ -38,7 +38,11 @@ fn watch_args(cli: &Cli) -> Option<&watch::WatchArgs> {
         Command::Watch(w) => Some(w),
         Command::Serve(s) => Some(&s.watch),
         Command::Record(r) => Some(&r.watch),
-        Command::Tune(_) | Command::Diff(_) | Command::Cleanup(_) | Command::Trace(_) => None,
+        Command::Tune(_)
+        | Command::Diff(_)
+        | Command::Cleanup(_)
+        | Command::Trace(_)
+        | Command::Reasons(_) => None,
     }
 }
 

@@ -5,14 +5,15 @@ use probe_common::drops::{FlowKey, FAMILY_V4, REASON_SLOTS};
 use super::{DropRow, FlowRow, Names, TOP_FLOWS};
 use crate::{
     hooks::drops::DropCounts,
-    reasons::{stage_of, ReasonNames},
+    reasons::ReasonNames,
     stage::Stage,
 };
 
-/// The stage of a drop of `reason`: the reason's, except that `ip`-stage
-/// drops of decapsulated packets (skb->dev a VXLAN device) are at `forward`.
-pub(super) fn stage_for(reason: &str, decap: bool) -> Stage {
-    match stage_of(reason).0 {
+/// The stage of a drop at the reason's `stage`: that stage, except that
+/// `ip`-stage drops of decapsulated packets (skb->dev a VXLAN device) are at
+/// `forward`.
+pub(super) fn stage_for(stage: Stage, decap: bool) -> Stage {
+    match stage {
         Stage::Ip if decap => Stage::Forward,
         stage => stage,
     }
@@ -25,10 +26,10 @@ pub(super) fn drop_rows(d: &DropCounts, names: &ReasonNames, who: &Names) -> Vec
     let mut out = Vec::new();
     let mut attributed = vec![0u64; REASON_SLOTS];
     for (key, n) in &d.keyed {
-        let reason = names.name(key.reason);
+        let (reason, placed) = names.reason(key.reason);
         attributed[probe_common::drops::reason_slot(key.reason)] += n;
         out.push(DropRow {
-            stage: stage_for(&reason, key.decap == 1),
+            stage: stage_for(placed.stage, key.decap == 1),
             reason,
             iface: who.iface(key.netns, key.ifindex),
             netns: who.netns(key.netns),
@@ -38,9 +39,9 @@ pub(super) fn drop_rows(d: &DropCounts, names: &ReasonNames, who: &Names) -> Vec
     for (slot, n) in d.by_reason.iter().enumerate() {
         let rest = n.saturating_sub(attributed[slot]);
         if rest > 0 {
-            let reason = names.slot_name(slot);
+            let (reason, placed) = names.slot(slot);
             out.push(DropRow {
-                stage: stage_of(&reason).0,
+                stage: placed.stage,
                 reason,
                 iface: None,
                 netns: None,
@@ -66,13 +67,13 @@ pub(super) fn flow_rows(d: &DropCounts, names: &ReasonNames, who: &Names) -> Vec
         .into_iter()
         .take(TOP_FLOWS)
         .map(|(k, n)| {
-            let reason = names.name(k.reason);
+            let (reason, placed) = names.reason(k.reason);
             FlowRow {
                 src: address(k.family, &k.src),
                 dst: address(k.family, &k.dst),
                 inner: k.inner == 1,
                 netns: who.netns(k.netns),
-                stage: stage_for(&reason, k.decap == 1),
+                stage: stage_for(placed.stage, k.decap == 1),
                 reason,
                 skbs: *n,
             }

@@ -323,3 +323,59 @@ mod properties {
         }
     }
 }
+
+/// A kernel newer than the stage table: its new reasons are placed by their
+/// family, and the report names them, in JSON and on the terminal.
+#[test]
+fn a_reason_the_table_lacks_is_named_as_placed_by_rule() {
+    use crate::{hooks::drops::DropCounts, reasons::ReasonNames};
+    use probe_common::drops::CORE_REASON_SLOTS;
+
+    let mut t = topo();
+    t.reasons = Some(ReasonNames::from_lists(
+        &[(2, "NO_SOCKET"), (3, "VXLAN_NEW_CHECK"), (4, "BRAND_NEW")],
+        &[(2, "OPENVSWITCH"), (9, "NEW_SUBSYSTEM")],
+    ));
+    let mut a = sample(1.0, 0, 0, 0, 0, 0);
+    let mut b = sample(2.0, 0, 100, 0, 90, 100);
+    a.drops = Some(DropCounts::zeroed());
+    let mut d = DropCounts::zeroed();
+    let slot = CORE_REASON_SLOTS as usize;
+    for (slot, skbs) in [(2, 4), (3, 5), (4, 6), (slot + 2, 7), (slot + 9, 8)] {
+        d.by_reason[slot] = skbs;
+        d.segments[slot] = skbs;
+    }
+    b.drops = Some(d);
+    let r = Report::between(ReportKind::Interval, &t, &a, &b);
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        v["placed_by_rule"],
+        serde_json::json!([
+            {"reason": "VXLAN_NEW_CHECK", "stage": "vxlan", "rule": "prefix VXLAN_"},
+            {"reason": "BRAND_NEW", "stage": "other", "rule": "no family"},
+            {"reason": "NEW_SUBSYSTEM", "stage": "other", "rule": "subsystem"},
+        ])
+    );
+    // Placed where the rule says: 5 at vxlan, 6 + 8 at other; OPENVSWITCH's
+    // subsystem (in the table) at ip.
+    let drops_at = |stage: &str| {
+        r.ledger
+            .ledger
+            .iter()
+            .find(|row| row.stage.as_str() == stage)
+            .map(|row| row.drop_skbs)
+    };
+    assert_eq!(
+        [drops_at("vxlan"), drops_at("other"), drops_at("ip"), drops_at("socket")],
+        [Some(5), Some(14), Some(7), Some(4)]
+    );
+    let text = crate::render::human(&r);
+    assert!(
+        text.contains(
+            "placed by rule, not by table (reasons this kernel has and the table lacks): \
+             VXLAN_NEW_CHECK -> vxlan (prefix VXLAN_), BRAND_NEW -> other (no family), \
+             NEW_SUBSYSTEM -> other (subsystem)"
+        ),
+        "{text}"
+    );
+}

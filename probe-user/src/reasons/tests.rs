@@ -1,25 +1,115 @@
 use super::*;
 
+/// The reason lists of the kernels the README's kernel table names, read
+/// from their BTF by `cargo xtask reason-lists`: (kernel, list, reasons,
+/// values that are not drops).
+const KERNELS: [(&str, &str, usize, usize); 4] = [
+    ("5.10", include_str!("kernels/5.10.txt"), 0, 0),
+    ("6.1", include_str!("kernels/6.1.txt"), 65, 1),
+    ("6.12", include_str!("kernels/6.12.txt"), 96, 2),
+    ("6.18", include_str!("kernels/6.18.txt"), 128, 2),
+];
+
 #[test]
-fn every_reason_of_the_running_kernel_has_a_stage() {
-    let btf = Btf::from_kernel().expect("this project requires a kernel with BTF");
-    let names = ReasonNames::from_btf(&btf).unwrap();
-    let all: Vec<&str> = names.core_names().collect();
-    assert!(all.len() > 60, "only {} reasons read from BTF", all.len());
-    assert!(!all.contains(&"CONSUMED") && !all.iter().any(|n| n.contains("NOT_DROPPED")));
-    // 6.18 has both non-drop values; the probe skips exactly these.
-    assert_eq!(names.not_drops.len(), 2, "{:?}", names.not_drops);
-    let unmatched: Vec<&&str> = all.iter().filter(|n| !stage_of(n).1).collect();
-    assert!(unmatched.is_empty(), "no stage rule for {unmatched:?}");
-    for (name, stage) in [
-        ("NO_SOCKET", "socket"),
-        ("SOCKET_RCVBUFF", "socket"),
-        ("NETFILTER_DROP", "ip"),
-        ("CPU_BACKLOG", "backlog"),
-    ] {
-        assert!(all.contains(&name), "{name} missing from this kernel");
-        assert_eq!(stage_of(name).0, stage, "{name}");
+fn every_reason_of_every_supported_kernel_is_in_the_table() {
+    let mut seen = std::collections::BTreeSet::new();
+    for (kernel, list, reasons, not_drops) in KERNELS {
+        let Some(names) = ReasonNames::from_list(list).unwrap() else {
+            assert_eq!((kernel, reasons), ("5.10", 0), "{kernel} has no reasons");
+            assert!(list.contains(NEEDS_REASONS), "{kernel}: {list}");
+            continue;
+        };
+        assert_eq!(names.core_names().count(), reasons, "{kernel}");
+        assert_eq!(names.not_drops.len(), not_drops, "{kernel}");
+        assert!(names.core_names().all(|n| n != "CONSUMED" && !n.contains("NOT_DROPPED")));
+        let by_rule: Vec<(String, Placed)> = names
+            .core_values()
+            .map(|v| names.reason(v))
+            .chain(
+                names
+                    .subsystem_ids()
+                    .map(|id| names.slot(CORE_REASON_SLOTS as usize + id as usize)),
+            )
+            .filter(|(_, placed)| placed.by != Placement::Table)
+            .collect();
+        assert!(by_rule.is_empty(), "{kernel}: not in the table: {by_rule:?}");
+        for (name, stage) in [
+            ("NO_SOCKET", "socket"),
+            ("SOCKET_RCVBUFF", "socket"),
+            ("NETFILTER_DROP", "ip"),
+            ("CPU_BACKLOG", "backlog"),
+        ] {
+            let value = names.value_of(name).unwrap_or_else(|| panic!("{kernel}: {name}"));
+            assert_eq!(names.reason(value).1.stage.as_str(), stage, "{kernel} {name}");
+        }
+        seen.extend(names.core_names().map(String::from));
     }
+    // And the table holds no name that none of these kernels has, but
+    // 5.17's TCP_FILTER (SOCKET_FILTER from 5.18), which no list here has.
+    let stale: Vec<&str> = table_names()
+        .filter(|n| !seen.contains(*n) && *n != "TCP_FILTER")
+        .collect();
+    assert!(stale.is_empty(), "in the table, in no kernel's list: {stale:?}");
+}
+
+/// SKB_RX_HEADROOM (6.18): freed where the receive path cannot make room in
+/// front of a packet before its XDP program runs: the NIC stage.
+#[test]
+fn rx_headroom_is_a_nic_drop() {
+    assert_eq!(place("SKB_RX_HEADROOM").stage, Stage::Nic);
+}
+
+/// A reason the table lacks is placed by its family, and says so.
+#[test]
+fn unknown_reasons_are_placed_by_family() {
+    for (name, stage, rule) in [
+        ("VXLAN_FUTURE", Stage::Vxlan, "prefix VXLAN_"),
+        ("TCP_FUTURE", Stage::Socket, "prefix TCP_"),
+        ("IPV6_FUTURE", Stage::Ip, "prefix IPV6"),
+        ("IP_FUTURE", Stage::Ip, "prefix IP_"),
+        ("NEIGH_FUTURE", Stage::Tx, "prefix NEIGH_"),
+        ("SOMETHING_NEW", Stage::Other, "no family"),
+    ] {
+        let placed = place(name);
+        assert_eq!(
+            (placed.stage, placed.by.rule().as_deref()),
+            (stage, Some(rule)),
+            "{name}"
+        );
+    }
+    // A table entry wins over its family: TCP_OLD_DATA is benign, not socket.
+    assert_eq!(
+        place("TCP_OLD_DATA"),
+        Placed {
+            stage: Stage::Benign,
+            by: Placement::Table
+        }
+    );
+    let n = ReasonNames::from_lists(&[(2, "NO_SOCKET")], &[(2, "OPENVSWITCH"), (5, "NEW_ONE")]);
+    assert_eq!(n.reason(2 << 16 | 3).1.by, Placement::Table);
+    assert_eq!(n.reason(2 << 16 | 3).1.stage, Stage::Ip);
+    for raw in [5 << 16 | 1, 9 << 16 | 1] {
+        assert_eq!(
+            n.reason(raw).1,
+            Placed {
+                stage: Stage::Other,
+                by: Placement::Subsystem
+            }
+        );
+    }
+    // A core value this kernel's BTF does not name.
+    assert_eq!(n.reason(77).1.by, Placement::NoFamily);
+    assert_eq!(n.slot(CORE_REASON_SLOTS as usize).1.by, Placement::NoFamily);
+}
+
+#[test]
+fn reason_lists_round_trip_and_refuse_garbage() {
+    let n = ReasonNames::from_list(KERNELS[3].1).unwrap().unwrap();
+    let again = ReasonNames::from_list(&n.to_list()).unwrap().unwrap();
+    assert_eq!(again.to_list(), n.to_list());
+    assert!(ReasonNames::from_list("reason x NO_SOCKET").is_err());
+    assert!(ReasonNames::from_list("colour 1 RED").is_err());
+    assert!(ReasonNames::from_list("# only a comment\n").unwrap().is_none());
 }
 
 /// Reason names of kernels 5.17 to 6.x (some renamed or gone since) map too.
@@ -102,10 +192,13 @@ fn reason_names_of_older_kernels() {
         ("PFMEMALLOC", "other"),
     ];
     for (name, stage) in table {
-        let (found, matched) = stage_of(name);
-        assert_eq!((found.as_str(), matched), (stage, true), "{name}");
+        let placed = place(name);
+        assert_eq!(
+            (placed.stage.as_str(), placed.by),
+            (stage, Placement::Table),
+            "{name}"
+        );
     }
-    assert_eq!(stage_of("SOMETHING_NEW"), (Stage::Other, false));
 }
 
 #[test]

@@ -104,6 +104,18 @@ pub(super) fn ledger(o: &mut String, r: &Report) {
             .as_ref()
             .map_or("unknown (no drop probe)", |v| v.text.as_str())
     );
+    if !l.placed_by_rule.is_empty() {
+        let placed: Vec<String> = l
+            .placed_by_rule
+            .iter()
+            .map(|p| format!("{} -> {} ({})", p.reason, p.stage, p.rule))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  placed by rule, not by table (reasons this kernel has and the table lacks): {}",
+            placed.join(", ")
+        );
+    }
     for d in l.drops.iter().take(10) {
         let _ = writeln!(
             o,

@@ -136,6 +136,51 @@ pub fn fetch(k: &GuestKernel, dir: &Path) -> Result<KernelTree> {
     })
 }
 
+/// The kernel as an ELF image (cached), decompressed from its bzImage: the
+/// payload starts at the first magic number of a compressor Debian uses that
+/// decompresses to an ELF file (what the kernel's scripts/extract-vmlinux does).
+/// Its `.BTF` section is the kernel's BTF.
+pub fn vmlinux_elf(tree: &KernelTree, dir: &Path) -> Result<PathBuf> {
+    let out = dir.join("vmlinux");
+    if out.exists() {
+        return Ok(out);
+    }
+    let image = fs::read(&tree.vmlinuz).with_context(|| tree.vmlinuz.display().to_string())?;
+    let formats: [(&[u8], &str); 3] = [
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz"),
+        (&[0x1f, 0x8b, 0x08], "gzip"),
+    ];
+    for (magic, tool) in formats {
+        let Some(at) = image.windows(magic.len()).position(|w| w == magic) else {
+            continue;
+        };
+        let mut child = Command::new(tool)
+            .args(["-dc", "-q"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("{tool} (xz-utils, zstd, gzip)"))?;
+        let mut stdin = child.stdin.take().unwrap();
+        let payload = image[at..].to_vec();
+        // The payload is followed by the bzImage's tail: the decompressor
+        // complains about it after writing the whole image, so its status
+        // is not the test; the ELF magic is.
+        let writer = std::thread::spawn(move || stdin.write_all(&payload));
+        let decompressed = child.wait_with_output()?.stdout;
+        let _ = writer.join();
+        if decompressed.starts_with(b"\x7fELF") {
+            fs::write(&out, decompressed)?;
+            return Ok(out);
+        }
+    }
+    bail!(
+        "{}: no zstd, xz or gzip payload that decompresses to an ELF image",
+        tree.vmlinuz.display()
+    )
+}
+
 /// Sort key of a package name by the numbers in it (6.1.0-53 > 6.1.0-9).
 fn version_key(name: &str) -> Vec<u64> {
     name.split(|c: char| !c.is_ascii_digit())

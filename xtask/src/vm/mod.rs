@@ -29,7 +29,7 @@ use std::{
 use anyhow::{bail, Result};
 
 use guest::{boot, Guest, Nics};
-use kernel::{fetch, initramfs, GuestKernel, KernelTree, KERNELS};
+use kernel::{fetch, initramfs, vmlinux_elf, GuestKernel, KernelTree, KERNELS};
 
 /// The test binaries (of probe-tests) run in guests: every hook and the tc
 /// fallback, with exact counts. Left out: lab_traffic, lab_perturb and
@@ -362,6 +362,56 @@ pub fn bench(kernel: &str, cpus: u32, part: &[String]) -> Result<()> {
             dir.join("console.log").display()
         ),
     }
+}
+
+/// Where the drop reason lists of the supported kernels are kept: the tests
+/// of the stage table read them (probe-user/src/reasons/tests.rs).
+pub const REASON_LISTS: &str = "probe-user/src/reasons/kernels";
+
+/// `cargo xtask reason-lists`: writes each guest kernel's drop reasons, read
+/// from its BTF by `probe reasons --list`, to REASON_LISTS/KERNEL.txt, and
+/// the running kernel's to REASON_LISTS/MAJOR.MINOR.txt.
+pub fn reason_lists() -> Result<()> {
+    let status = crate::cargo()
+        .args(["build", "-p", "probe-user", "--bin", "probe"])
+        .status()?;
+    if !status.success() {
+        bail!("building probe failed");
+    }
+    let cwd = std::env::current_dir()?;
+    let probe = cwd.join("target/debug/probe");
+    let out_dir = cwd.join(REASON_LISTS);
+    fs::create_dir_all(&out_dir)?;
+    let list = |btf: Option<&Path>, name: &str, release: &str| -> Result<()> {
+        let mut cmd = std::process::Command::new(&probe);
+        cmd.args(["reasons", "--list"]);
+        if let Some(btf) = btf {
+            // Relative: the list names its source without this checkout's path.
+            cmd.arg("--btf").arg(btf.strip_prefix(&cwd).unwrap_or(btf));
+        }
+        let out = cmd.output()?;
+        if !out.status.success() {
+            bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let text = format!(
+            "# Linux {release}: `cargo xtask reason-lists`\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let path = out_dir.join(format!("{name}.txt"));
+        fs::write(&path, text)?;
+        println!("{}", path.display());
+        Ok(())
+    };
+    for k in &KERNELS {
+        let dir = cwd.join("target/vm").join(k.name);
+        let tree = fetch(k, &dir)?;
+        let elf = vmlinux_elf(&tree, &dir)?;
+        list(Some(&elf), k.name, &tree.release)?;
+    }
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    let release = release.trim();
+    let major_minor: Vec<&str> = release.split(['.', '-']).take(2).collect();
+    list(None, &major_minor.join("."), release)
 }
 
 /// One kernel's guest runs share these.
