@@ -346,29 +346,40 @@ pub fn tc_prog_ids(netns: &str, iface: &str) -> Vec<u32> {
     .unwrap()
 }
 
-/// Whether the running kernel is at least `major.minor` (uname's release).
-pub fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release
-        .trim()
-        .split(['.', '-'])
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (ma, mi) >= (major, minor)
+/// The running kernel's BTF, read once.
+fn kernel_btf() -> &'static probe_user::btf::Btf {
+    static BTF: std::sync::OnceLock<probe_user::btf::Btf> = std::sync::OnceLock::new();
+    BTF.get_or_init(|| probe_user::btf::Btf::from_kernel().expect("the kernel's BTF"))
 }
 
-/// Whether the kernel has TCX (Linux >= 6.6). Without it the probe's tc
-/// hooks are cls_bpf filters (`--tc-mode auto`), which outlive a SIGKILL.
+/// Whether the kernel has TCX (Linux >= 6.6, or a backport): its BTF has the
+/// attach type. Without it the probe's tc hooks are cls_bpf filters
+/// (`--tc-mode auto`), which outlive a SIGKILL. Decided by the feature, not
+/// by the version, which backports break.
 pub fn tcx_available() -> bool {
-    kernel_at_least(6, 6)
+    kernel_btf().enum_value("BPF_TCX_INGRESS").is_some()
+}
+
+/// Whether the kernel has drop reasons (Linux >= 5.17): `enum
+/// skb_drop_reason` in its BTF.
+pub fn kernel_has_drop_reasons() -> bool {
+    kernel_btf().enum_values("skb_drop_reason").is_ok()
+}
+
+/// Whether the kernel has the socket tracepoints the socket stages and
+/// `--steering` use (sock:sk_data_ready, sock:sock_recv_length; Linux >= 6.5).
+pub fn kernel_has_socket_tracepoints() -> bool {
+    ["sk_data_ready", "sock_recv_length"]
+        .iter()
+        .all(|tp| kernel_btf().typedef_fn_params(&format!("btf_trace_{tp}")).is_ok())
 }
 
 /// Whether the running kernel's `enum skb_drop_reason` has `reason` (from
 /// its BTF). Older kernels free some packets with no reason, which the probe
 /// then reports, truthfully, as NOT_SPECIFIED.
 pub fn kernel_has_drop_reason(reason: &str) -> bool {
-    let btf = probe_user::btf::Btf::from_kernel().expect("the kernel's BTF");
-    btf.enum_value(&format!("SKB_DROP_REASON_{reason}"))
+    kernel_btf()
+        .enum_value(&format!("SKB_DROP_REASON_{reason}"))
         .is_some()
 }
 

@@ -461,7 +461,7 @@ fn the_daemonsets_capabilities_are_enough() {
     // Every stage this kernel has attached: only the drop stage may be
     // missing, below Linux 5.17 (no drop reasons), and then for that reason.
     let missing: Vec<&str> = err.lines().filter(|l| l.contains("unavailable")).collect();
-    let expected_missing = !probe_tests::kernel_at_least(5, 17);
+    let expected_missing = !probe_tests::kernel_has_drop_reasons();
     assert!(
         missing.is_empty()
             || (expected_missing

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use probe_tests::{kernel_at_least, lab, napi_packets, napi_rows, privileged, summary, Lab, Watch};
+use probe_tests::{kernel_has_socket_tracepoints, lab, napi_packets, napi_rows, privileged, summary, Lab, Watch};
 use serde_json::Value;
 
 const PORT: u16 = 9300;
@@ -263,7 +263,7 @@ fn rps_on_a_multi_queue_nic_moves_the_stack_to_the_chosen_cpu() {
         return;
     }
     let (lab, queues, n2) = two_queue_lab();
-    if !kernel_at_least(6, 5) {
+    if !kernel_has_socket_tracepoints() {
         let w = Watch::start(&["--netns", &n2, "--steering"]);
         let unavailable = w.ready_info["unavailable"].clone();
         let (code, _, err) = w.stop(libc::SIGINT);

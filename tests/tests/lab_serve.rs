@@ -236,7 +236,7 @@ fn the_socket_that_reads_is_a_series_with_its_own_wait() {
     // Socket stages: Linux >= 6.5 (else no reads, and no socket series).
     // The datagrams come in bursts of 10: one queued while another followed
     // one waits is not followed to its read.
-    if probe_tests::kernel_at_least(6, 5) {
+    if probe_tests::kernel_has_socket_tracepoints() {
         assert!(reads > 0.0, "{text}");
         assert_eq!(
             reads + followed("socket_busy"),

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use probe_tests::{kernel_at_least, lab, lab_with, privileged, stage, summary, Watch};
+use probe_tests::{kernel_has_socket_tracepoints, lab, lab_with, privileged, stage, summary, Watch};
 use serde_json::Value;
 
 const PORT: u16 = 9300;
@@ -26,7 +26,7 @@ const EVERY_PACKET: [&str; 5] = [
 
 /// The socket stages' tracepoints (sock:sk_data_ready, sock:sock_recv_length).
 fn socket_stages() -> bool {
-    kernel_at_least(6, 5)
+    kernel_has_socket_tracepoints()
 }
 
 /// A reader of `count` datagrams in `netns`: it waits until one is queued

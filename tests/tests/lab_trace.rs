@@ -8,7 +8,7 @@
 use std::{process::Command, time::Duration};
 
 use probe_tests::{
-    kernel_at_least, kernel_has_drop_reason, lab, privileged, probe_bin, probe_output, Watch,
+    kernel_has_drop_reason, kernel_has_socket_tracepoints, lab, privileged, probe_bin, probe_output, Watch,
 };
 use serde_json::Value;
 
@@ -164,7 +164,7 @@ fn assert_every_stage_reached(t: &Value) {
         assert_eq!(reached(t, stage), SENT, "{stage}");
     }
     assert_eq!(drops(t), vec![]);
-    if !kernel_at_least(6, 5) {
+    if !kernel_has_socket_tracepoints() {
         let why = t["path"]["unavailable"].as_str().unwrap_or_default();
         assert!(why.contains("need Linux >= 6.5"), "{t}");
         return;

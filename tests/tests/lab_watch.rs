@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use probe_tests::{
-    eventually, kernel_at_least, kernel_has_drop_reason, lab, lab_attachments, privileged,
+    eventually, kernel_has_drop_reason, kernel_has_drop_reasons, lab, lab_attachments, privileged,
     probe_output, prog_loaded, snmp, stage, summary, tc_hook, tc_prog_ids, tcx_available,
     xdp_prog_id, Watch,
 };
@@ -187,7 +187,7 @@ fn sigterm_and_sigkill_leave_nothing_behind() {
         let w = Watch::start(&args);
         let ids = w.program_ids();
         // The drop probe (kfree_skb) needs drop reasons: Linux 5.17.
-        let at_least = if kernel_at_least(5, 17) { 3 } else { 2 };
+        let at_least = if kernel_has_drop_reasons() { 3 } else { 2 };
         assert!(
             ids.len() >= at_least,
             "nic, vxlan, kfree_skb at least: {ids:?}"
@@ -419,7 +419,7 @@ fn kernel_features() {
     assert_eq!(row["vxlan"], tc_hook(), "{row}");
     // The drop stage reads the reason from kfree_skb (Linux 5.17); below, it
     // says so by name and the other stages still attach.
-    if kernel_at_least(5, 17) {
+    if kernel_has_drop_reasons() {
         assert_eq!(row["drops"], "attached", "{row}");
     } else {
         assert!(

@@ -4,6 +4,7 @@
 mod demo;
 mod lab;
 mod setup;
+mod testrun;
 mod vm;
 
 use std::process::Command;
@@ -238,14 +239,29 @@ pub fn test(extra: &[String]) -> Result<()> {
         bail!("building probe failed");
     }
     let probe = std::env::current_dir()?.join("target/debug/probe");
-    let status = cargo()
-        .args(["test", "--workspace"])
+    // Every test binary runs, whatever an earlier one did (--no-fail-fast);
+    // stdout and stderr share one pipe, so that each `test result:` line
+    // follows the `Running` line of its binary.
+    let (reader, writer) = std::io::pipe().context("pipe")?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--no-fail-fast"])
         .args(extra)
         .env("PROBE_BIN", &probe)
-        .status()
-        .context("cargo test")?;
-    if !status.success() {
-        bail!("tests failed");
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
+    let mut child = cmd.spawn().context("cargo test")?;
+    // The pipe's write ends live only in the child now: reading ends with it.
+    drop(cmd);
+    let mut run = testrun::Run::default();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(reader)) {
+        let line = line.context("reading cargo test's output")?;
+        println!("{line}");
+        run.line(&line);
+    }
+    let status = child.wait().context("cargo test")?;
+    println!("\n== cargo xtask test: each test binary ==\n{}", run.summary());
+    if !status.success() || !run.passed() {
+        bail!("tests failed ({status})");
     }
     Ok(())
 }

@@ -62,32 +62,6 @@ fn rejects_garbage() {
     assert!(Btf::parse(&unknown).unwrap_err().contains("kind"));
 }
 
-/// The running kernel's BTF has what the drop probe needs.
-#[test]
-fn running_kernel_has_the_drop_probe_fields() {
-    let btf = Btf::from_kernel().expect("this project requires a kernel with BTF");
-    for (ty, member) in [
-        ("sk_buff", "dev"),
-        ("sk_buff", "head"),
-        ("sk_buff", "network_header"),
-        ("net_device", "ifindex"),
-        ("net_device", "nd_net"),
-        ("net", "ns"),
-        ("ns_common", "inum"),
-    ] {
-        btf.member_offset(ty, member)
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    assert_eq!(btf.enum_value("NET_RX_SOFTIRQ"), Some(3));
-    btf.member_offset("napi_struct", "dev").unwrap();
-    let reasons = btf.enum_values("skb_drop_reason").unwrap();
-    assert!(reasons
-        .iter()
-        .any(|(n, _)| n == "SKB_DROP_REASON_NO_SOCKET"));
-    // __data, skb, location, reason, and rx_sk since 6.11.
-    assert_eq!(btf.typedef_fn_params("btf_trace_kfree_skb"), Ok(5));
-}
-
 #[test]
 fn tracepoint_prototypes_through_typedefs() {
     let types = vec![

@@ -311,12 +311,4 @@ mod tests {
         }
         assert!(check_tracepoint(&kernel_like(&reasons, &[("kfree_skb", 3)])).is_ok());
     }
-
-    #[test]
-    fn offsets_resolve_on_the_running_kernel() {
-        let o = offsets(&Btf::from_kernel().unwrap()).unwrap();
-        // Sanity, not layout: fields are distinct and inside their structs.
-        assert_ne!(o.skb_dev, o.skb_head);
-        assert!(o.skb_network_header < 512 && o.dev_ifindex < 4096 && o.net_inum < 4096);
-    }
 }

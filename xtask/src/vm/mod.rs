@@ -34,8 +34,9 @@ use kernel::{fetch, initramfs, vmlinux_elf, GuestKernel, KernelTree, KERNELS};
 /// The test binaries (of probe-tests) run in guests: every hook and the tc
 /// fallback, with exact counts. Left out: lab_traffic, lab_perturb and
 /// lab_softirq (throughput and timing, meaningless under emulation).
-const GUEST_TESTS: [&str; 9] = [
+const GUEST_TESTS: [&str; 10] = [
     "cli",
+    "kernel_btf",
     "prog_test_run",
     "lab_fixture",
     "lab_watch",
@@ -90,18 +91,62 @@ fn binaries_not_on(kernel: &str) -> Vec<(&'static str, &'static str)> {
     }
 }
 
-/// The number of tests in a test binary (`--list`).
-fn count_tests(exe: &Path) -> usize {
-    std::process::Command::new(exe)
+/// The tests of a test binary, by name (`--list`, ignored ones included).
+fn list_tests(exe: &Path) -> Result<Vec<String>> {
+    let out = std::process::Command::new(exe)
         .args(["--list", "--format", "terse"])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter(|l| l.ends_with(": test"))
-                .count()
-        })
-        .unwrap_or(0)
+        .output()?;
+    if !out.status.success() {
+        bail!("{} --list: {}", exe.display(), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(String::from)
+        .collect())
+}
+
+/// Every test this file names (to skip on a kernel, or to run in a virtio
+/// pass) is a test of its binary, by `--list`: a renamed or removed test is
+/// an error here, not a pass that ran nothing.
+fn check_named_tests(lists: &[(String, Vec<String>)]) -> Result<()> {
+    let has = |binary: &str, test: &str| {
+        lists
+            .iter()
+            .any(|(b, tests)| b == binary && tests.iter().any(|t| t == test))
+    };
+    let mut unknown = Vec::new();
+    for k in &KERNELS {
+        for (test, _) in not_on(k.name) {
+            // `--skip` goes to every binary of the pass: the test is in one.
+            if !GUEST_TESTS.iter().any(|b| has(b, test)) {
+                unknown.push(format!("{test} (skipped on {})", k.name));
+            }
+        }
+        for (binary, _) in binaries_not_on(k.name) {
+            if !lists.iter().any(|(b, _)| b == binary) {
+                unknown.push(format!("binary {binary} (not run on {})", k.name));
+            }
+        }
+    }
+    for (binary, tests) in VIRTIO_TESTS {
+        for test in tests {
+            if !has(binary, test) {
+                unknown.push(format!("{binary} {test} (the virtio_net pass)"));
+            }
+        }
+    }
+    if !has("lab_watch", "kernel_features") {
+        unknown.push("lab_watch kernel_features (the kernel table's row)".into());
+    }
+    if !unknown.is_empty() {
+        bail!(
+            "xtask/src/vm/mod.rs names tests that are not in their binary's --list \
+             (renamed or removed?): {}",
+            unknown.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// (target name, executable) of probe-tests' test binaries, built now.
@@ -171,6 +216,11 @@ pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
                 bail!("no test binary {name} in probe-tests: the guest test lists are out of date");
             }
         }
+        let lists = exes
+            .iter()
+            .map(|(name, exe)| Ok((name.clone(), list_tests(exe)?)))
+            .collect::<Result<Vec<_>>>()?;
+        check_named_tests(&lists)?;
         let base = std::env::current_dir()?.join("target/vm");
         for k in selected {
             let dir = base.join(k.name);
@@ -183,10 +233,10 @@ pub fn main(kernels: &[String], cpus: u32, args: &[String]) -> Result<()> {
             let skipped_binaries = binaries_not_on(k.name);
             let mut not_run = skips.len();
             for (binary, why) in &skipped_binaries {
-                let n = exes
+                let n = lists
                     .iter()
                     .find(|(n, _)| n == binary)
-                    .map_or(0, |(_, exe)| count_tests(exe));
+                    .map_or(0, |(_, tests)| tests.len());
                 println!("[{}] not run: {binary}, all {n} tests ({why})", k.name);
                 not_run += n;
             }
@@ -565,18 +615,9 @@ fn guest_env(probe: &str, nics: Nics) -> Result<Vec<(String, String)>> {
 
 /// Sums libtest's "test result: ... N passed; M failed" lines.
 fn count_results(log: &str) -> (u64, u64) {
-    let mut totals = (0, 0);
-    for line in log.lines().filter(|l| l.contains("test result:")) {
-        let number_before = |word: &str| {
-            line.split(';')
-                .find(|part| part.trim_end().ends_with(word))
-                .and_then(|part| part.split_whitespace().rev().nth(1)?.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        totals.0 += number_before("passed");
-        totals.1 += number_before("failed");
-    }
-    totals
+    log.lines()
+        .filter_map(crate::testrun::Counts::of_line)
+        .fold((0, 0), |(p, f), c| (p + c.passed, f + c.failed))
 }
 
 #[cfg(test)]
@@ -588,6 +629,34 @@ mod tests {
         let log = "test result: ok. 5 passed; 0 failed; 0 ignored\n\
                    [x] test result: FAILED. 3 passed; 2 failed; 1 ignored\n";
         assert_eq!(count_results(log), (8, 2));
+    }
+
+    #[test]
+    fn a_test_named_here_must_be_in_its_binary() {
+        let mut lists: Vec<(String, Vec<String>)> = Vec::new();
+        let mut add = |binary: &str, test: &str| match lists.iter_mut().find(|(b, _)| b == binary) {
+            Some((_, tests)) => tests.push(test.into()),
+            None => lists.push((binary.into(), vec![test.into()])),
+        };
+        for k in &KERNELS {
+            for (test, _) in not_on(k.name) {
+                add("lab_watch", test);
+            }
+            for (binary, _) in binaries_not_on(k.name) {
+                add(binary, "any");
+            }
+        }
+        for (binary, tests) in VIRTIO_TESTS {
+            for test in tests {
+                add(binary, test);
+            }
+        }
+        assert!(check_named_tests(&lists).is_ok());
+        // One renamed: an error that names it.
+        let (_, tests) = lists.iter_mut().find(|(b, _)| b == "lab_drops").unwrap();
+        tests.retain(|t| t != "no_listener");
+        let err = check_named_tests(&lists).unwrap_err().to_string();
+        assert!(err.contains("lab_drops no_listener (the virtio_net pass)"), "{err}");
     }
 
     #[test]
