@@ -109,3 +109,47 @@ fn socket_stages_and_steering_where_the_sock_tracepoints_are() {
         }
     }
 }
+
+/// `probe reasons` on this kernel: each reason with its stage and what
+/// placed it, the same as the library's answer; bad files are refused.
+#[test]
+fn probe_reasons_lists_this_kernels_reasons() {
+    let (code, out, err) = probe_tests::probe_output(&["reasons", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let btf = kernel_btf();
+    match ReasonNames::from_btf(&btf) {
+        Err(why) => {
+            assert_eq!(v["unavailable"], why.as_str());
+            assert_eq!(v["reasons"], serde_json::json!([]));
+        }
+        Ok(names) => {
+            assert_eq!(v["unavailable"], serde_json::Value::Null);
+            let rows = v["reasons"].as_array().unwrap();
+            assert_eq!(rows.len(), names.core_names().count());
+            for row in rows {
+                let (name, placed) = names.reason(row["value"].as_u64().unwrap() as u32);
+                assert_eq!(row["name"], name.as_str());
+                assert_eq!(row["stage"], placed.stage.as_str());
+                let by = placed.by.rule().unwrap_or_else(|| "table".into());
+                assert_eq!(row["placed_by"], by.as_str(), "{row}");
+            }
+        }
+    }
+    // The list file of this kernel, as `cargo xtask reason-lists` writes it.
+    let (code, list, _) = probe_tests::probe_output(&["reasons", "--list"]);
+    assert_eq!(code, 0);
+    let listed = ReasonNames::from_list(&list).unwrap();
+    assert_eq!(
+        listed.map(|n| n.to_list()),
+        ReasonNames::from_btf(&btf).ok().map(|n| n.to_list())
+    );
+    // A missing file, and one that is neither BTF nor ELF: bad input
+    // (exit 2), named.
+    let (code, _, err) = probe_tests::probe_output(&["reasons", "--btf", "/nonexistent/vmlinux"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot read /nonexistent/vmlinux"), "{err}");
+    let (code, _, err) = probe_tests::probe_output(&["reasons", "--btf", "/proc/self/status"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not little-endian BTF"), "{err}");
+}

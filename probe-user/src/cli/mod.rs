@@ -33,8 +33,9 @@ use crate::error::ProbeError;
         `probe tune` shows the settings (NAPI budget, backlog, buffers, RPS, rings, MTU) to\n\
         judge them against; `probe record` and `probe diff` compare before and after a change;\n\
         `probe serve` exports the same counters to Prometheus; `probe trace` sends marked\n\
-        packets to a pod and shows where each one stopped, and why. Another owner's XDP or TCX\n\
-        program (a CNI's) is never replaced.\n\n\
+        packets to a pod and shows where each one stopped, and why; `probe reasons` lists the\n\
+        kernel's drop reasons and the stage of each. Another owner's XDP or TCX program (a\n\
+        CNI's) is never replaced.\n\n\
         Needs CAP_BPF (or CAP_SYS_ADMIN), CAP_NET_ADMIN and CAP_PERFMON (tracing probes);\n\
         CAP_SYS_ADMIN with --netns or --drop-netns."
 )]

@@ -27,7 +27,7 @@ use crate::{
 )]
 pub struct ReasonsArgs {
     /// Read another kernel's BTF: raw BTF, or a vmlinux ELF image with a .BTF section
-    /// [default: /sys/kernel/btf/vmlinux]
+    /// (not a compressed vmlinuz) [default: /sys/kernel/btf/vmlinux]
     #[arg(long, value_name = "FILE")]
     pub btf: Option<PathBuf>,
     /// One JSON object instead of a table
@@ -68,11 +68,18 @@ fn row(value: u32, (name, placed): (String, Placed)) -> Row {
 }
 
 pub fn run(args: ReasonsArgs) -> Result<(), ProbeError> {
+    // A file given that is not BTF is bad input (exit 2, as `probe diff`
+    // does); a running kernel without BTF is a missing kernel feature.
     let (btf, source) = match &args.btf {
-        Some(path) => (Btf::from_file(path), path.display().to_string()),
-        None => (Btf::from_kernel(), "/sys/kernel/btf/vmlinux".to_string()),
+        Some(path) => (
+            Btf::from_file(path).map_err(ProbeError::Usage)?,
+            path.display().to_string(),
+        ),
+        None => (
+            Btf::from_kernel().map_err(ProbeError::Runtime)?,
+            "/sys/kernel/btf/vmlinux".to_string(),
+        ),
     };
-    let btf = btf.map_err(ProbeError::Runtime)?;
     let (names, unavailable) = match ReasonNames::from_btf(&btf) {
         Ok(names) => (names, None),
         Err(why) => (ReasonNames::default(), Some(why)),
