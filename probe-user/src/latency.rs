@@ -124,7 +124,7 @@ pub fn softirq_rows(later: &[SoftirqCpu], earlier: Option<&[SoftirqCpu]>) -> Vec
     let (mut all_wait_max, mut all_run_max) = (None::<u64>, None::<u64>);
     for (cpu, now) in later.iter().enumerate() {
         let before = earlier.and_then(|e| e.get(cpu)).unwrap_or(&zero);
-        let d = |a: u64, b: u64| a.wrapping_sub(b);
+        let d = |a: u64, b: u64| crate::delta::since(a, b);
         let wait: Vec<u64> = (0..HIST_BUCKETS)
             .map(|k| d(now.wait[k], before.wait[k]))
             .collect();
@@ -182,14 +182,14 @@ pub fn napi_rows(
         .iter()
         .filter_map(|(k, now)| {
             let before = earlier.and_then(|e| e.get(k)).copied().unwrap_or_default();
-            let polls = now.polls.wrapping_sub(before.polls);
+            let polls = crate::delta::since(now.polls, before.polls);
             if polls == 0 {
                 return None;
             }
             let work: Vec<u64> = (0..WORK_BUCKETS)
-                .map(|b| now.work[b].wrapping_sub(before.work[b]))
+                .map(|b| crate::delta::since(now.work[b], before.work[b]))
                 .collect();
-            let packets = now.packets.wrapping_sub(before.packets);
+            let packets = crate::delta::since(now.packets, before.packets);
             let (iface, netns) = name(&k.0);
             Some(NapiRow {
                 iface,
@@ -197,7 +197,7 @@ pub fn napi_rows(
                 cpu: k.1,
                 polls,
                 packets,
-                full_budget_polls: now.full_budget.wrapping_sub(before.full_budget),
+                full_budget_polls: crate::delta::since(now.full_budget, before.full_budget),
                 work: Histogram::from_buckets(&work, packets, None),
             })
         })

@@ -244,6 +244,20 @@ pub struct Report {
     /// Watched devices that disappeared during the period, and when the
     /// probe re-attached to their successors (see [`Gap`]).
     pub gaps: Vec<Gap>,
+    /// Kernel counters that went backwards in the period (see [`CounterReset`]).
+    pub resets: Vec<CounterReset>,
+}
+
+/// A kernel counter set that went backwards between two samples: reset by
+/// its driver (`ethtool -L`, a reset), or its device or namespace re-created.
+/// Its counts in the period are from its new value (delta.rs), never a
+/// wrapped difference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CounterReset {
+    /// `stats64` (a device), `ethtool` (a driver statistic), `softnet_stat`, `snmp`.
+    pub counters: &'static str,
+    /// The device, statistic, CPU (`cpu N`) or namespace.
+    pub of: String,
 }
 
 /// A probe that could not be attached, and why. The others still run.

@@ -178,6 +178,13 @@ pub fn human(r: &Report) -> String {
     for u in &r.unavailable {
         let _ = writeln!(o, "UNAVAILABLE {} on {}: {}", u.stage, u.iface, u.reason);
     }
+    for reset in &r.resets {
+        let _ = writeln!(
+            o,
+            "RESET  {} of {} went backwards in this period (reset, or re-created): counted from its new value",
+            reset.counters, reset.of
+        );
+    }
     for g in &r.gaps {
         let back = match (g.reattached_s, g.new_ifindex) {
             (Some(t), Some(index)) => format!(

@@ -140,7 +140,7 @@ pub fn trace_drops(
                 .enumerate()
                 .map(|(cpu, now)| {
                     let before = earlier.and_then(|e| e.get(cpu)).unwrap_or(&zero);
-                    now.by_stage[stage][slot].wrapping_sub(before.by_stage[stage][slot])
+                    crate::delta::since(now.by_stage[stage][slot], before.by_stage[stage][slot])
                 })
                 .sum();
             if skbs > 0 {
@@ -184,9 +184,9 @@ impl PeriodSum {
     /// Adds one CPU's `now - before`.
     fn add(&mut self, now: &NsHistogram, before: &NsHistogram) {
         for (k, total) in self.buckets.iter_mut().enumerate() {
-            *total += now.buckets[k].wrapping_sub(before.buckets[k]);
+            *total += crate::delta::since(now.buckets[k], before.buckets[k]);
         }
-        self.sum += now.sum.wrapping_sub(before.sum);
+        self.sum += crate::delta::since(now.sum, before.sum);
         // A running maximum: this period's only if it grew in it.
         if now.max > before.max {
             self.max = self.max.max(Some(now.max));
@@ -211,7 +211,7 @@ pub fn stage_latency(
     for (cpu, now) in later.iter().enumerate() {
         let before = earlier.and_then(|e| e.get(cpu)).unwrap_or(&zero);
         for (r, total) in reached.iter_mut().enumerate() {
-            *total += now.reached[r].wrapping_sub(before.reached[r]);
+            *total += crate::delta::since(now.reached[r], before.reached[r]);
         }
         for (t, period) in periods.iter_mut().enumerate() {
             period.add(&now.transitions[t], &before.transitions[t]);

@@ -29,7 +29,7 @@ fn pairs(now: &[u64], before: Option<&[u64]>) -> Vec<CpuPair> {
     now.iter()
         .enumerate()
         .filter_map(|(i, n)| {
-            let d = n.wrapping_sub(before.and_then(|b| b.get(i)).copied().unwrap_or(0));
+            let d = crate::delta::since(*n, before.and_then(|b| b.get(i)).copied().unwrap_or(0));
             (d > 0).then_some(CpuPair {
                 from: (i / STEER_CPUS) as u32,
                 to: (i % STEER_CPUS) as u32,

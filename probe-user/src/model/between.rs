@@ -14,7 +14,7 @@ use crate::{
 };
 
 fn sub(a: u64, b: u64) -> u64 {
-    a.wrapping_sub(b)
+    crate::delta::since(a, b)
 }
 
 fn kernel_delta(later: Option<&LinkStats>, earlier: Option<&LinkStats>) -> Option<LinkStats> {
@@ -47,6 +47,47 @@ fn per_cpu_delta<T>(later: &[T], earlier: Option<&[T]>, f: impl Fn(&T) -> u64) -
         .enumerate()
         .map(|(cpu, v)| sub(f(v), earlier.and_then(|e| e.get(cpu)).map_or(0, &f)))
         .collect()
+}
+
+/// The kernel counters that went backwards from `earlier` to `later`.
+fn counter_resets(topo: &Topology, earlier: &Sample, later: &Sample) -> Vec<CounterReset> {
+    let mut out = Vec::new();
+    let mut check = |counters: &'static str, of: &str, reset: bool| {
+        if reset {
+            out.push(CounterReset {
+                counters,
+                of: of.to_string(),
+            });
+        }
+    };
+    if let (Some(nic), Some(now), Some(before)) =
+        (&topo.nic, &later.nic_kernel, &earlier.nic_kernel)
+    {
+        check("stats64", &nic.iface, now.reset_since(before));
+    }
+    for (i, dev) in topo.vxlan_devs.iter().enumerate() {
+        if let (Some(Some(now)), Some(Some(before))) =
+            (later.devs_kernel.get(i), earlier.devs_kernel.get(i))
+        {
+            check("stats64", &dev.iface, now.reset_since(before));
+        }
+    }
+    for (name, now) in &later.nic_queue_drops {
+        if let Some((_, before)) = earlier.nic_queue_drops.iter().find(|(n, _)| n == name) {
+            check("ethtool", name, now < before);
+        }
+    }
+    for now in &later.softnet {
+        if let Some(before) = earlier.softnet.iter().find(|c| c.cpu == now.cpu) {
+            check("softnet_stat", &format!("cpu {}", now.cpu), now.reset_since(before));
+        }
+    }
+    for (netns, now) in &later.snmp {
+        if let Some((_, before)) = earlier.snmp.iter().find(|(n, _)| n == netns) {
+            check("snmp", netns, now.reset_since(before));
+        }
+    }
+    out
 }
 
 impl Report {
@@ -89,6 +130,7 @@ impl Report {
                 })
                 .cloned()
                 .collect(),
+            resets: counter_resets(topo, earlier, later),
         };
         let outer_by_slot = r.add_nic(topo, earlier, later);
         let inner_by_vni = r.add_vxlan_devs(topo, earlier, later);

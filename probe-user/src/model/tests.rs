@@ -379,3 +379,51 @@ fn a_reason_the_table_lacks_is_named_as_placed_by_rule() {
         "{text}"
     );
 }
+
+/// A device's counters that go backwards (a driver reset, or the device
+/// re-created) count from their new value, and the report names them: no
+/// wrapped difference anywhere.
+#[test]
+fn a_counter_reset_is_counted_from_its_new_value_and_named() {
+    let a = sample(1.0, 0, 10, 0, 10, 5000);
+    let b = sample(2.0, 0, 20, 0, 20, 40);
+    let r = Report::between(ReportKind::Interval, &topo(), &a, &b);
+    let nic = r.stage(HookKind::Nic, "eth0").unwrap();
+    assert_eq!(nic.kernel.unwrap().rx_packets, 40);
+    assert_eq!(
+        r.resets,
+        [CounterReset {
+            counters: "stats64",
+            of: "eth0".into()
+        }]
+    );
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["resets"], serde_json::json!([{"counters": "stats64", "of": "eth0"}]));
+    let mut huge = Vec::new();
+    fn above(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Number(n) if n.as_u64().is_some_and(|n| n > 1 << 40) => {
+                out.push(path.to_string())
+            }
+            serde_json::Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    above(x, &format!("{path}[{i}]"), out);
+                }
+            }
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    above(x, &format!("{path}.{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    above(&v, "", &mut huge);
+    assert!(huge.is_empty(), "wrapped values: {huge:?}");
+    assert!(crate::render::human(&r).contains(
+        "RESET  stats64 of eth0 went backwards in this period (reset, or re-created): counted from its new value"
+    ));
+    // Counters that only grow: no reset.
+    let later = sample(3.0, 0, 30, 0, 30, 80);
+    assert!(Report::between(ReportKind::Interval, &topo(), &b, &later).resets.is_empty());
+}

@@ -46,23 +46,25 @@ impl LinkStats {
     /// incarnations carried into its successor's.
     pub fn plus(&self, other: &LinkStats) -> LinkStats {
         LinkStats {
-            rx_packets: self.rx_packets.wrapping_add(other.rx_packets),
-            rx_bytes: self.rx_bytes.wrapping_add(other.rx_bytes),
-            rx_errors: self.rx_errors.wrapping_add(other.rx_errors),
-            rx_dropped: self.rx_dropped.wrapping_add(other.rx_dropped),
-            rx_over_errors: self.rx_over_errors.wrapping_add(other.rx_over_errors),
-            rx_fifo_errors: self.rx_fifo_errors.wrapping_add(other.rx_fifo_errors),
-            rx_missed_errors: self.rx_missed_errors.wrapping_add(other.rx_missed_errors),
-            tx_packets: self.tx_packets.wrapping_add(other.tx_packets),
-            tx_bytes: self.tx_bytes.wrapping_add(other.tx_bytes),
-            tx_dropped: self.tx_dropped.wrapping_add(other.tx_dropped),
+            rx_packets: self.rx_packets.saturating_add(other.rx_packets),
+            rx_bytes: self.rx_bytes.saturating_add(other.rx_bytes),
+            rx_errors: self.rx_errors.saturating_add(other.rx_errors),
+            rx_dropped: self.rx_dropped.saturating_add(other.rx_dropped),
+            rx_over_errors: self.rx_over_errors.saturating_add(other.rx_over_errors),
+            rx_fifo_errors: self.rx_fifo_errors.saturating_add(other.rx_fifo_errors),
+            rx_missed_errors: self.rx_missed_errors.saturating_add(other.rx_missed_errors),
+            tx_packets: self.tx_packets.saturating_add(other.tx_packets),
+            tx_bytes: self.tx_bytes.saturating_add(other.tx_bytes),
+            tx_dropped: self.tx_dropped.saturating_add(other.tx_dropped),
         }
     }
 
     /// Receive drops the device itself accounts: dropped by the stack/driver,
     /// missed by the NIC, FIFO and ring overruns.
     pub fn rx_drops(&self) -> u64 {
-        self.rx_dropped + self.rx_missed_errors + self.rx_fifo_errors + self.rx_over_errors
+        [self.rx_missed_errors, self.rx_fifo_errors, self.rx_over_errors]
+            .iter()
+            .fold(self.rx_dropped, |sum, n| sum.saturating_add(*n))
     }
 }
 
@@ -276,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn stats_delta_wraps() {
+    fn stats_delta_counts_from_a_reset() {
         let a = LinkStats {
             rx_packets: 5,
             ..Default::default()
@@ -286,5 +288,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(b.delta(&a).rx_packets, 10);
+        // The device re-created: 5 counted since.
+        assert_eq!(a.delta(&b).rx_packets, 5);
+        assert!(a.reset_since(&b) && !b.reset_since(&a));
     }
 }
