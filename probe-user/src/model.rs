@@ -140,58 +140,6 @@ pub struct Sample {
     pub stage_window: Option<(f64, u64)>,
 }
 
-impl Sample {
-    /// The same sample with every BPF counter at zero (the maps' state at
-    /// attach time) but the kernel's device counters kept: the baseline for
-    /// "since attach" totals.
-    pub fn attach_baseline(&self) -> Sample {
-        let mut s = self.clone();
-        s.uptime_s = 0.0;
-        s.nic = s.nic.map(|n| NicCounts {
-            queues: n
-                .queues
-                .iter()
-                .map(|q| vec![Default::default(); q.len()])
-                .collect(),
-            vnis: n
-                .vnis
-                .iter()
-                .map(|v| vec![Default::default(); v.len()])
-                .collect(),
-        });
-        s.devs = s
-            .devs
-            .iter()
-            .map(|d| DevCounts {
-                per_cpu: vec![Default::default(); d.per_cpu.len()],
-            })
-            .collect();
-        // Programs ran 0 times at attach; the process's CPU and memory are what they are.
-        if let Some(own) = s.self_sample.as_mut() {
-            for p in &mut own.programs {
-                (p.runs, p.run_ns) = (0, 0);
-            }
-        }
-        s.latency = s.latency.map(|l| LatencyCounts {
-            softirq: vec![Default::default(); l.softirq.len()],
-            napi: Default::default(),
-        });
-        s.steering = s.steering.map(|st| SteerCounts {
-            napi_to_stack: vec![0; st.napi_to_stack.len()],
-            ready_to_reader: vec![0; st.ready_to_reader.len()],
-        });
-        s.stage_latency = s
-            .stage_latency
-            .map(|cpus| vec![PathCpu::default(); cpus.len()]);
-        s.trace_drops = vec![PathDrops::default(); s.trace_drops.len()];
-        s.socket_waits.clear();
-        s.latency_paused_s = s.latency_paused_s.map(|_| 0.0);
-        s.stage_window = s.stage_window.map(|_| (0.0, 0));
-        s.drops = s.drops.map(|_| DropCounts::zeroed());
-        s
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportKind {

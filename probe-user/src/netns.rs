@@ -121,6 +121,28 @@ impl Netns {
         })
     }
 
+    /// Whether the name this namespace was opened by still names it: false
+    /// once `ip netns del` removed /run/netns/NAME (the namespace itself
+    /// lives on while the probe holds it, but nothing is left in it to
+    /// watch), or the name now names another namespace. True for the
+    /// current namespace and `host`.
+    pub fn still_named(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (Some(name), Some(file)) = (&self.name, &self.file) else {
+            return true;
+        };
+        let Ok(ours) = file.metadata() else {
+            return true;
+        };
+        if name == "host" {
+            return true;
+        }
+        match std::fs::metadata(Path::new(NETNS_RUN_DIR).join(name)) {
+            Ok(now) => (now.dev(), now.ino()) == (ours.dev(), ours.ino()),
+            Err(_) => false,
+        }
+    }
+
     /// The name given with `--netns`, or None for the loader's own namespace.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()

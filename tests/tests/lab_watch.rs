@@ -377,6 +377,47 @@ fn flannel_recreated_is_reattached_within_2s() {
     eprintln!("re-attached {took:?} after flannel.1 was recreated");
 }
 
+/// `ip netns del` of the `--netns` node while watching: the probe says so
+/// once, prints the totals until then, and exits 1 (within the 200 ms device
+/// check, scaled under emulation), instead of reporting an empty namespace.
+#[test]
+fn a_watched_namespace_removed_ends_the_run_with_its_totals() {
+    if !privileged("a_watched_namespace_removed_ends_the_run_with_its_totals") {
+        return;
+    }
+    const SENT: u64 = 300;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
+    let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
+    let mut watch = Watch::start(&["--netns", &n2.netns, "--interval", "0.2"]);
+    lab::send_udp(&n1.pods[0].netns, dst, SENT, 64, 100).unwrap();
+    assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
+    std::thread::sleep(Duration::from_millis(300)); // a sample after the traffic
+
+    lab::run("ip", &["netns", "del", &n2.netns]).unwrap();
+    let bound = Duration::from_secs(2 * u64::from(probe_tests::time_scale()));
+    let mut status = None;
+    let exited = eventually(bound, || {
+        status = watch.child.try_wait().unwrap();
+        status.is_some()
+    });
+    if !exited {
+        watch.stop(libc::SIGKILL);
+        panic!("the probe still ran {bound:?} after its namespace was removed");
+    }
+    // It exited by itself (and is reaped): read what it wrote, signal nothing.
+    let out = std::io::read_to_string(watch.child.stdout.take().unwrap()).unwrap();
+    let err = std::io::read_to_string(watch.child.stderr.take().unwrap()).unwrap();
+    let lines: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(status.unwrap().code(), Some(1), "{err}");
+    let said = format!("the namespace {} was removed while watching", n2.netns);
+    assert_eq!(err.matches(&said).count(), 1, "{err}");
+    let s = summary(&lines);
+    assert_eq!(stage(s, "vxlan", "flannel.1")["segments"], SENT, "{s}");
+}
+
 /// What this kernel gives each stage and mode: how it attached, or the
 /// reason it could not. The NIC and VXLAN stages attach on every kernel the
 /// project supports, the drop stage from 5.17 (below, it says why not);

@@ -120,7 +120,7 @@ fn interval_is_the_difference_of_two_samples() {
 
 #[test]
 fn vxlan_rows_join_outer_and_inner_by_vni() {
-    let zero = sample(0.0, 0, 0, 0, 0, 0).attach_baseline();
+    let zero = sample(0.0, 0, 0, 0, 0, 0);
     let now = sample(3.0, 1, 500, 0, 498, 500);
     let r = Report::between(ReportKind::Summary, &topo(), &zero, &now);
     let row = &r.vxlan[0];
@@ -152,7 +152,7 @@ fn vxlan_rows_join_outer_and_inner_by_vni() {
 
 #[test]
 fn per_cpu_rows_keep_the_cpu() {
-    let zero = sample(0.0, 0, 0, 0, 0, 0).attach_baseline();
+    let zero = sample(0.0, 0, 0, 0, 0, 0);
     let r = Report::between(
         ReportKind::Summary,
         &topo(),
@@ -176,21 +176,6 @@ fn per_cpu_rows_keep_the_cpu() {
 }
 
 #[test]
-fn baseline_zeroes_bpf_counters_but_keeps_kernel_counters() {
-    let s = sample(4.0, 0, 10, 0, 10, 77).attach_baseline();
-    assert_eq!(s.uptime_s, 0.0);
-    assert!(s
-        .nic
-        .as_ref()
-        .unwrap()
-        .queues
-        .iter()
-        .flatten()
-        .all(|c| *c == NicCounters::default()));
-    assert_eq!(s.nic_kernel.unwrap().rx_packets, 77);
-}
-
-#[test]
 fn missing_hooks_give_nulls_not_zeros() {
     let mut t = topo();
     t.nic = None;
@@ -207,7 +192,7 @@ fn missing_hooks_give_nulls_not_zeros() {
 
 #[test]
 fn json_has_the_documented_fields() {
-    let zero = sample(0.0, 0, 0, 0, 0, 0).attach_baseline();
+    let zero = sample(0.0, 0, 0, 0, 0, 0);
     let r = Report::between(
         ReportKind::Summary,
         &topo(),

@@ -207,8 +207,12 @@ pub fn run(
 ) -> Result<(Option<Snapshot>, Report), ProbeError> {
     let stop = stop_on_signal()?;
     let mut session = open(cfg)?;
+    // Every total counts from this sample: the BPF maps and the kernel's
+    // counters are read together here, after the last hook attached. (The
+    // maps' counts before it, from each hook's own attach on, are left out:
+    // the kernel counters have no reading at those instants to match them.)
     let first = sample::sample(&mut session)?;
-    let baseline = first.attach_baseline();
+    let baseline = first.clone();
     if period == Period::SinceAttach {
         // Totals start at zero with every hook listed, before the first interval.
         out(&report(ReportKind::Summary, &session, &baseline, &first))?;
@@ -225,6 +229,8 @@ pub fn run(
         .duration
         .and_then(|d| session.started.checked_add(seconds(d)));
     let mut next_tick = session.started + interval;
+    // `--netns NAME` removed while watching: the run ends with its totals.
+    let mut netns_gone = false;
     loop {
         let now = Instant::now();
         let end = deadline.is_some_and(|d| now >= d) || stop.load(Ordering::Relaxed);
@@ -243,6 +249,10 @@ pub fn run(
         }
         if now >= session.last_device_check + reattach::DEVICE_CHECK {
             session.last_device_check = now;
+            if !session.netns.still_named() {
+                netns_gone = true;
+                break;
+            }
             reattach::check_devices(&mut session);
         }
         let mut wake = deadline.map_or(next_tick, |d| d.min(next_tick));
@@ -277,7 +287,15 @@ pub fn run(
         let _ = std::fs::remove_file(path);
     }
     let settings = session.settings.take();
+    let netns = session.netns.label();
     drop(session); // detaches every link
+    if netns_gone {
+        return Err(ProbeError::Runtime(format!(
+            "the namespace {netns} was removed while watching (ip netns del, or its name \
+             given to another namespace): nothing is left there to watch. The summary \
+             above covers the run until then"
+        )));
+    }
     Ok((settings, summary))
 }
 
