@@ -192,6 +192,13 @@ pub enum Benign {
     /// is gone (closed or reset); the sender gets a RST. A SYN to no socket
     /// is a refused connection and stays NO_SOCKET.
     TcpStale = 2,
+    /// A link-local control packet freed with NOT_SPECIFIED: IPv6 neighbour
+    /// discovery and MLD (ICMPv6, or a hop-by-hop header, to a link-local
+    /// multicast group; ICMPv6 router and neighbour messages anywhere), IGMP,
+    /// IPv4 to 224.0.0.0/24. Every new interface sends them (MLD reports,
+    /// DAD, router solicitations); a device with no listener for the group
+    /// frees them. They carry no one's data.
+    Control = 3,
 }
 
 pub const BENIGN_KINDS: usize = 4;

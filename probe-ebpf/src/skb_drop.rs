@@ -130,6 +130,8 @@ unsafe fn record(skb: *const u8, reason: u32) {
         Some(Benign::TcpIgnored)
     } else if packet.tcp && !packet.tcp_syn && no_socket {
         Some(Benign::TcpStale)
+    } else if packet.control && not_specified {
+        Some(Benign::Control)
     } else {
         None
     };
@@ -249,6 +251,8 @@ struct PacketInfo {
     /// A TCP segment (of the first fragment), and whether it has SYN set.
     tcp: bool,
     tcp_syn: bool,
+    /// Link-local control (see `Benign::Control`).
+    control: bool,
 }
 
 const IPPROTO_ICMP: u8 = 1;
@@ -257,6 +261,10 @@ const TCP_FLAG_SYN: u8 = 0x02;
 const IPPROTO_ICMPV6: u8 = 58;
 const ICMP_ECHOREPLY: u8 = 0;
 const ICMPV6_ECHO_REPLY: u8 = 129;
+const IPPROTO_IGMP: u8 = 2;
+const IPPROTO_HOPOPTS: u8 = 0;
+/// ICMPv6 router solicitation .. redirect (RFC 4861: 133-137).
+const ICMPV6_NDISC: core::ops::RangeInclusive<u8> = 133..=137;
 
 /// Fills `key` with the addresses of the IP packet at skb->network_header;
 /// for a VXLAN packet (IPv4 without options, UDP to a VXLAN port) with the
@@ -285,6 +293,12 @@ unsafe fn flow_of(skb: *const u8, o: &DropOffsets, key: &mut FlowKey) -> PacketI
     info.echo_reply =
         (h[0] == 0x45 && h[9] == IPPROTO_ICMP && first_fragment && h[20] == ICMP_ECHOREPLY)
             || (v6 && h[6] == IPPROTO_ICMPV6 && h[40] == ICMPV6_ECHO_REPLY);
+    // IPv6: next header at 6, destination at 24; ff02::/16 is link-local
+    // multicast (MLD reports carry a hop-by-hop router alert first).
+    let v6_link_multicast = v6 && h[24] == 0xff && h[25] & 0x0f == 0x02;
+    info.control = (v6_link_multicast && (h[6] == IPPROTO_ICMPV6 || h[6] == IPPROTO_HOPOPTS))
+        || (v6 && h[6] == IPPROTO_ICMPV6 && ICMPV6_NDISC.contains(&h[40]))
+        || (h[0] >> 4 == 4 && (h[9] == IPPROTO_IGMP || (h[16] == 224 && h[17] == 0 && h[18] == 0)));
     if v4 && h[9] == IPPROTO_TCP && l4 >= 20 {
         info.tcp = true;
         info.tcp_syn = h[l4 + 13] & TCP_FLAG_SYN != 0;

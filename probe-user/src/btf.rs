@@ -92,7 +92,11 @@ fn elf_section<'a>(elf: &'a [u8], name: &str) -> Result<&'a [u8], String> {
         (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?);
     let header = |i: usize| -> Result<(usize, usize, usize), String> {
         let h = shoff + i * shentsize;
-        Ok((u32_at(elf, h)? as usize, u64_at(h + 0x18)?, u64_at(h + 0x20)?))
+        Ok((
+            u32_at(elf, h)? as usize,
+            u64_at(h + 0x18)?,
+            u64_at(h + 0x20)?,
+        ))
     };
     let bytes = |off: usize, size: usize| elf.get(off..off + size).ok_or_else(short);
     let (_, names_off, names_size) = header(shstrndx)?;
@@ -104,7 +108,9 @@ fn elf_section<'a>(elf: &'a [u8], name: &str) -> Result<&'a [u8], String> {
             return bytes(off, size);
         }
     }
-    Err(format!("no {name} section (a kernel built without CONFIG_DEBUG_INFO_BTF)"))
+    Err(format!(
+        "no {name} section (a kernel built without CONFIG_DEBUG_INFO_BTF)"
+    ))
 }
 
 impl Btf {
@@ -123,8 +129,7 @@ impl Btf {
         let data =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if data.starts_with(b"\x7fELF") {
-            let btf = elf_section(&data, ".BTF")
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let btf = elf_section(&data, ".BTF").map_err(|e| format!("{}: {e}", path.display()))?;
             return Btf::parse(btf);
         }
         Btf::parse(&data)

@@ -302,7 +302,9 @@ fn place_subsystem(subsystem: Option<&str>) -> Placed {
 /// Every core reason name the table places (the tests check it against the
 /// kernels' lists).
 pub fn table_names() -> impl Iterator<Item = &'static str> {
-    REASON_STAGES.iter().flat_map(|(_, names)| names.iter().copied())
+    REASON_STAGES
+        .iter()
+        .flat_map(|(_, names)| names.iter().copied())
 }
 
 /// The names benign_drops gives the drops the probe recognises as losing no
@@ -313,6 +315,7 @@ pub fn benign_name(kind: usize) -> &'static str {
         k if k == Benign::EchoReply as usize => "NO_SOCKET_ECHO_REPLY",
         k if k == Benign::TcpIgnored as usize => "NOT_SPECIFIED_TCP",
         k if k == Benign::TcpStale as usize => "NO_SOCKET_TCP_NOT_SYN",
+        k if k == Benign::Control as usize => "NOT_SPECIFIED_LINK_CONTROL",
         _ => "BENIGN",
     }
 }

@@ -369,9 +369,11 @@ pub fn kernel_has_drop_reasons() -> bool {
 /// Whether the kernel has the socket tracepoints the socket stages and
 /// `--steering` use (sock:sk_data_ready, sock:sock_recv_length; Linux >= 6.5).
 pub fn kernel_has_socket_tracepoints() -> bool {
-    ["sk_data_ready", "sock_recv_length"]
-        .iter()
-        .all(|tp| kernel_btf().typedef_fn_params(&format!("btf_trace_{tp}")).is_ok())
+    ["sk_data_ready", "sock_recv_length"].iter().all(|tp| {
+        kernel_btf()
+            .typedef_fn_params(&format!("btf_trace_{tp}"))
+            .is_ok()
+    })
 }
 
 /// Whether the running kernel's `enum skb_drop_reason` has `reason` (from

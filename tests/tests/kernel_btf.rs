@@ -34,7 +34,11 @@ fn every_drop_reason_of_this_kernel_gets_a_stage() {
     };
     assert!(names.core_names().count() > 60);
     // SKB_NOT_DROPPED_YET, and SKB_CONSUMED where the kernel has it.
-    assert!((1..=2).contains(&names.not_drops.len()), "{:?}", names.not_drops);
+    assert!(
+        (1..=2).contains(&names.not_drops.len()),
+        "{:?}",
+        names.not_drops
+    );
     let mut by_rule = Vec::new();
     for value in names.core_values() {
         let (name, placed) = names.reason(value);
@@ -105,7 +109,10 @@ fn socket_stages_and_steering_where_the_sock_tracepoints_are() {
         Ok(_) => assert!(sock),
         Err(e) => {
             assert!(!sock, "{e}");
-            assert!(e.to_string().contains("--steering needs Linux >= 6.5"), "{e}");
+            assert!(
+                e.to_string().contains("--steering needs Linux >= 6.5"),
+                "{e}"
+            );
         }
     }
 }

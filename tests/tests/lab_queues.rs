@@ -12,7 +12,9 @@ use std::{
     time::Duration,
 };
 
-use probe_tests::{kernel_has_socket_tracepoints, lab, napi_packets, napi_rows, privileged, summary, Lab, Watch};
+use probe_tests::{
+    kernel_has_socket_tracepoints, lab, napi_packets, napi_rows, privileged, summary, Lab, Watch,
+};
 use serde_json::Value;
 
 const PORT: u16 = 9300;

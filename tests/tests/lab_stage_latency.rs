@@ -11,7 +11,9 @@ use std::{
     time::Duration,
 };
 
-use probe_tests::{kernel_has_socket_tracepoints, lab, lab_with, privileged, stage, summary, Watch};
+use probe_tests::{
+    kernel_has_socket_tracepoints, lab, lab_with, privileged, stage, summary, Watch,
+};
 use serde_json::Value;
 
 const PORT: u16 = 9300;

@@ -8,7 +8,8 @@
 use std::{process::Command, time::Duration};
 
 use probe_tests::{
-    kernel_has_drop_reason, kernel_has_socket_tracepoints, lab, privileged, probe_bin, probe_output, Watch,
+    kernel_has_drop_reason, kernel_has_socket_tracepoints, lab, privileged, probe_bin,
+    probe_output, Watch,
 };
 use serde_json::Value;
 

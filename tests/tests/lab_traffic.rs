@@ -188,10 +188,16 @@ fn traffic_already_flowing_at_attach_and_detach_invents_no_loss() {
         nic["kernel"]["rx_packets"].as_u64().unwrap(),
     );
     assert!(skbs > 10_000, "the flood flowed while the probe ran: {nic}");
-    assert!(skbs.abs_diff(rx) <= EDGES, "NIC skbs {skbs} vs rx_packets {rx}");
+    assert!(
+        skbs.abs_diff(rx) <= EDGES,
+        "NIC skbs {skbs} vs rx_packets {rx}"
+    );
     let loss = &s["vxlan_loss"];
     let lost = loss["lost"].as_u64().unwrap();
-    assert!(lost <= EDGES, "in flight at the edges at most {EDGES}: {loss}");
+    assert!(
+        lost <= EDGES,
+        "in flight at the edges at most {EDGES}: {loss}"
+    );
     assert_eq!(loss["explained"], 0, "{loss}");
     eprintln!("flowing at attach and detach: NIC skbs {skbs}, rx_packets {rx}; {loss}");
 }

@@ -409,8 +409,10 @@ fn a_watched_namespace_removed_ends_the_run_with_its_totals() {
     // It exited by itself (and is reaped): read what it wrote, signal nothing.
     let out = std::io::read_to_string(watch.child.stdout.take().unwrap()).unwrap();
     let err = std::io::read_to_string(watch.child.stderr.take().unwrap()).unwrap();
-    let lines: Vec<serde_json::Value> =
-        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(status.unwrap().code(), Some(1), "{err}");
     let said = format!("the namespace {} was removed while watching", n2.netns);
     assert_eq!(err.matches(&said).count(), 1, "{err}");

@@ -259,7 +259,10 @@ pub fn test(extra: &[String]) -> Result<()> {
         run.line(&line);
     }
     let status = child.wait().context("cargo test")?;
-    println!("\n== cargo xtask test: each test binary ==\n{}", run.summary());
+    println!(
+        "\n== cargo xtask test: each test binary ==\n{}",
+        run.summary()
+    );
     if !status.success() || !run.passed() {
         bail!("tests failed ({status})");
     }

@@ -84,7 +84,12 @@ impl Run {
 
     /// One line per binary, then the totals.
     pub fn summary(&self) -> String {
-        let width = self.binaries.iter().map(|b| b.name.len()).max().unwrap_or(0);
+        let width = self
+            .binaries
+            .iter()
+            .map(|b| b.name.len())
+            .max()
+            .unwrap_or(0);
         let mut out = String::new();
         let mut total = Counts::default();
         let mut bad = 0;
@@ -92,7 +97,10 @@ impl Run {
             let (verdict, counts) = match b.counts {
                 Some(c) if c.failed == 0 => ("ok", format_counts(c)),
                 Some(c) => ("FAILED", format_counts(c)),
-                None => ("FAILED", "ended without a result (crashed or killed)".into()),
+                None => (
+                    "FAILED",
+                    "ended without a result (crashed or killed)".into(),
+                ),
             };
             if verdict != "ok" {
                 bad += 1;

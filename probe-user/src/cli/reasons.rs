@@ -114,7 +114,8 @@ pub fn run(args: ReasonsArgs) -> Result<(), ProbeError> {
 
 /// The list file: a comment naming the source, then `ReasonNames::to_list`.
 fn list_file(names: &ReasonNames, unavailable: Option<&str>, source: &str) -> String {
-    let mut out = format!("# enum skb_drop_reason and skb_drop_reason_subsys, read from {source}\n");
+    let mut out =
+        format!("# enum skb_drop_reason and skb_drop_reason_subsys, read from {source}\n");
     if let Some(why) = unavailable {
         out += &format!("# none: {why}\n");
     }
@@ -127,7 +128,10 @@ fn human(out: &Output) -> String {
         s += &format!("  none: {why}\n");
         return s;
     }
-    s += &format!("  {:>5}  {:<32} {:<8} PLACED BY\n", "VALUE", "REASON", "STAGE");
+    s += &format!(
+        "  {:>5}  {:<32} {:<8} PLACED BY\n",
+        "VALUE", "REASON", "STAGE"
+    );
     for r in &out.reasons {
         s += &format!(
             "  {:>5}  {:<32} {:<8} {}\n",

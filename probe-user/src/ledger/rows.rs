@@ -3,11 +3,7 @@
 use probe_common::drops::{FlowKey, FAMILY_V4, REASON_SLOTS};
 
 use super::{DropRow, FlowRow, Names, TOP_FLOWS};
-use crate::{
-    hooks::drops::DropCounts,
-    reasons::ReasonNames,
-    stage::Stage,
-};
+use crate::{hooks::drops::DropCounts, reasons::ReasonNames, stage::Stage};
 
 /// The stage of a drop at the reason's `stage`: that stage, except that
 /// `ip`-stage drops of decapsulated packets (skb->dev a VXLAN device) are at

@@ -79,7 +79,11 @@ fn counter_resets(topo: &Topology, earlier: &Sample, later: &Sample) -> Vec<Coun
     }
     for now in &later.softnet {
         if let Some(before) = earlier.softnet.iter().find(|c| c.cpu == now.cpu) {
-            check("softnet_stat", &format!("cpu {}", now.cpu), now.reset_since(before));
+            check(
+                "softnet_stat",
+                &format!("cpu {}", now.cpu),
+                now.reset_since(before),
+            );
         }
     }
     for (netns, now) in &later.snmp {

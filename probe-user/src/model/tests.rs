@@ -351,7 +351,12 @@ fn a_reason_the_table_lacks_is_named_as_placed_by_rule() {
             .map(|row| row.drop_skbs)
     };
     assert_eq!(
-        [drops_at("vxlan"), drops_at("other"), drops_at("ip"), drops_at("socket")],
+        [
+            drops_at("vxlan"),
+            drops_at("other"),
+            drops_at("ip"),
+            drops_at("socket")
+        ],
         [Some(5), Some(14), Some(7), Some(4)]
     );
     let text = crate::render::human(&r);
@@ -383,7 +388,10 @@ fn a_counter_reset_is_counted_from_its_new_value_and_named() {
         }]
     );
     let v = serde_json::to_value(&r).unwrap();
-    assert_eq!(v["resets"], serde_json::json!([{"counters": "stats64", "of": "eth0"}]));
+    assert_eq!(
+        v["resets"],
+        serde_json::json!([{"counters": "stats64", "of": "eth0"}])
+    );
     let mut huge = Vec::new();
     fn above(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
         match v {
@@ -410,5 +418,7 @@ fn a_counter_reset_is_counted_from_its_new_value_and_named() {
     ));
     // Counters that only grow: no reset.
     let later = sample(3.0, 0, 30, 0, 30, 80);
-    assert!(Report::between(ReportKind::Interval, &topo(), &b, &later).resets.is_empty());
+    assert!(Report::between(ReportKind::Interval, &topo(), &b, &later)
+        .resets
+        .is_empty());
 }

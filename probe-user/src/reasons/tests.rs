@@ -21,7 +21,9 @@ fn every_reason_of_every_supported_kernel_is_in_the_table() {
         };
         assert_eq!(names.core_names().count(), reasons, "{kernel}");
         assert_eq!(names.not_drops.len(), not_drops, "{kernel}");
-        assert!(names.core_names().all(|n| n != "CONSUMED" && !n.contains("NOT_DROPPED")));
+        assert!(names
+            .core_names()
+            .all(|n| n != "CONSUMED" && !n.contains("NOT_DROPPED")));
         let by_rule: Vec<(String, Placed)> = names
             .core_values()
             .map(|v| names.reason(v))
@@ -32,15 +34,24 @@ fn every_reason_of_every_supported_kernel_is_in_the_table() {
             )
             .filter(|(_, placed)| placed.by != Placement::Table)
             .collect();
-        assert!(by_rule.is_empty(), "{kernel}: not in the table: {by_rule:?}");
+        assert!(
+            by_rule.is_empty(),
+            "{kernel}: not in the table: {by_rule:?}"
+        );
         for (name, stage) in [
             ("NO_SOCKET", "socket"),
             ("SOCKET_RCVBUFF", "socket"),
             ("NETFILTER_DROP", "ip"),
             ("CPU_BACKLOG", "backlog"),
         ] {
-            let value = names.value_of(name).unwrap_or_else(|| panic!("{kernel}: {name}"));
-            assert_eq!(names.reason(value).1.stage.as_str(), stage, "{kernel} {name}");
+            let value = names
+                .value_of(name)
+                .unwrap_or_else(|| panic!("{kernel}: {name}"));
+            assert_eq!(
+                names.reason(value).1.stage.as_str(),
+                stage,
+                "{kernel} {name}"
+            );
         }
         seen.extend(names.core_names().map(String::from));
     }
@@ -49,7 +60,10 @@ fn every_reason_of_every_supported_kernel_is_in_the_table() {
     let stale: Vec<&str> = table_names()
         .filter(|n| !seen.contains(*n) && *n != "TCP_FILTER")
         .collect();
-    assert!(stale.is_empty(), "in the table, in no kernel's list: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "in the table, in no kernel's list: {stale:?}"
+    );
 }
 
 /// SKB_RX_HEADROOM (6.18): freed where the receive path cannot make room in
@@ -109,7 +123,9 @@ fn reason_lists_round_trip_and_refuse_garbage() {
     assert_eq!(again.to_list(), n.to_list());
     assert!(ReasonNames::from_list("reason x NO_SOCKET").is_err());
     assert!(ReasonNames::from_list("colour 1 RED").is_err());
-    assert!(ReasonNames::from_list("# only a comment\n").unwrap().is_none());
+    assert!(ReasonNames::from_list("# only a comment\n")
+        .unwrap()
+        .is_none());
 }
 
 /// Reason names of kernels 5.17 to 6.x (some renamed or gone since) map too.

@@ -62,9 +62,13 @@ impl LinkStats {
     /// Receive drops the device itself accounts: dropped by the stack/driver,
     /// missed by the NIC, FIFO and ring overruns.
     pub fn rx_drops(&self) -> u64 {
-        [self.rx_missed_errors, self.rx_fifo_errors, self.rx_over_errors]
-            .iter()
-            .fold(self.rx_dropped, |sum, n| sum.saturating_add(*n))
+        [
+            self.rx_missed_errors,
+            self.rx_fifo_errors,
+            self.rx_over_errors,
+        ]
+        .iter()
+        .fold(self.rx_dropped, |sum, n| sum.saturating_add(*n))
     }
 }
 

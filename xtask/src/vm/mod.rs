@@ -656,7 +656,10 @@ mod tests {
         let (_, tests) = lists.iter_mut().find(|(b, _)| b == "lab_drops").unwrap();
         tests.retain(|t| t != "no_listener");
         let err = check_named_tests(&lists).unwrap_err().to_string();
-        assert!(err.contains("lab_drops no_listener (the virtio_net pass)"), "{err}");
+        assert!(
+            err.contains("lab_drops no_listener (the virtio_net pass)"),
+            "{err}"
+        );
     }
 
     #[test]
