@@ -104,6 +104,46 @@ pub struct VxlanLoss {
     pub explained_by: BTreeMap<String, u64>,
     /// lost - explained, or 0.
     pub unexplained: u64,
+    /// Interval reports only (null in a summary): unexplained segments short
+    /// at the interval's end that are not loss yet, carried to the next
+    /// interval ([`VxlanCarry`]).
+    pub pending: Option<u64>,
+}
+
+/// The VXLAN balance carried from one interval to the next. A packet in
+/// flight between the NIC hook and a VXLAN device at a sampling instant is
+/// counted at the NIC in one interval and at the device in the next: alone,
+/// the first interval would show it lost, and the second's surplus would be
+/// clamped away. The carry keeps the signed balance not reported yet, and an
+/// interval reports a shortfall only once it persists: what was short at its
+/// start and is still short at its end. A real loss is reported once, in
+/// full, one interval after it happened; packets in flight are not, unless
+/// the same shortfall stands at two instants in a row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VxlanCarry {
+    lost: i64,
+    unexplained: i64,
+}
+
+impl VxlanCarry {
+    /// Rewrites an interval's `lost` and `unexplained` (its own counts
+    /// `outer_segments`, `inner_segments`, `explained` stay) with the carried
+    /// balance, and sets `pending`.
+    pub fn apply(&mut self, loss: &mut VxlanLoss) {
+        let balance = loss.outer_segments as i64 - loss.inner_segments as i64;
+        loss.lost = Self::step(&mut self.lost, balance);
+        loss.unexplained = Self::step(&mut self.unexplained, balance - loss.explained as i64);
+        loss.pending = Some(self.unexplained.max(0) as u64);
+    }
+
+    /// The part of `pending` that `balance` leaves standing (reported, and
+    /// taken out of the carry); the rest is carried on.
+    fn step(pending: &mut i64, balance: i64) -> u64 {
+        let now = pending.saturating_add(balance);
+        let persisted = (*pending).min(now).max(0);
+        *pending = now - persisted;
+        persisted as u64
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -366,6 +406,7 @@ pub fn build(input: &LedgerInput) -> Ledger {
             explained,
             explained_by: vxlan_explained,
             unexplained: lost.saturating_sub(explained),
+            pending: None,
         });
     }
     if input.drops.is_some() && input.reasons.is_some() {

@@ -32,7 +32,9 @@ fn every_reason_of_every_supported_kernel_is_in_the_table() {
                     .subsystem_ids()
                     .map(|id| names.slot(CORE_REASON_SLOTS as usize + id as usize)),
             )
-            .filter(|(_, placed)| placed.by != Placement::Table)
+            .filter(|(name, placed)| {
+                placed.by != Placement::Table && !WITHOUT_SOURCE.contains(&name.as_str())
+            })
             .collect();
         assert!(
             by_rule.is_empty(),
@@ -66,11 +68,22 @@ fn every_reason_of_every_supported_kernel_is_in_the_table() {
     );
 }
 
-/// SKB_RX_HEADROOM (6.18): freed where the receive path cannot make room in
-/// front of a packet before its XDP program runs: the NIC stage.
+/// Reasons of a supported kernel's list that no public kernel tree has
+/// (this machine's 6.18.44 build): the table does not guess their stage;
+/// they are placed by rule, and reports say so.
+const WITHOUT_SOURCE: [&str; 1] = ["SKB_RX_HEADROOM"];
+
 #[test]
-fn rx_headroom_is_a_nic_drop() {
-    assert_eq!(place("SKB_RX_HEADROOM").stage, Stage::Nic);
+fn a_reason_without_source_is_placed_by_rule() {
+    let names = ReasonNames::from_list(KERNELS[3].1).unwrap().unwrap();
+    let value = names.value_of("SKB_RX_HEADROOM").unwrap();
+    assert_eq!(
+        names.reason(value).1,
+        Placed {
+            stage: Stage::Other,
+            by: Placement::NoFamily
+        }
+    );
 }
 
 /// A reason the table lacks is placed by its family, and says so.

@@ -149,6 +149,21 @@ fn report(kind: ReportKind, a: &Session, earlier: &Sample, later: &Sample) -> Re
     r
 }
 
+/// An interval's report, its VXLAN balance carried over from the intervals
+/// before it (ledger::VxlanCarry).
+fn carried_interval(
+    carry: &mut crate::ledger::VxlanCarry,
+    a: &Session,
+    earlier: &Sample,
+    later: &Sample,
+) -> Report {
+    let mut r = report(ReportKind::Interval, a, earlier, later);
+    if let Some(loss) = r.ledger.vxlan_loss.as_mut() {
+        carry.apply(loss);
+    }
+    r
+}
+
 /// Attaches, runs `during` (`probe trace` sends its probes there), samples,
 /// detaches: `during`'s result and the summary of what the probes saw
 /// meanwhile. `during` is handed a flag that SIGINT or SIGTERM sets: it
@@ -231,6 +246,7 @@ pub fn run(
     let mut next_tick = session.started + interval;
     // `--netns NAME` removed while watching: the run ends with its totals.
     let mut netns_gone = false;
+    let mut carry = crate::ledger::VxlanCarry::default();
     loop {
         let now = Instant::now();
         let end = deadline.is_some_and(|d| now >= d) || stop.load(Ordering::Relaxed);
@@ -266,7 +282,7 @@ pub fn run(
         if now >= next_tick {
             let current = sample::sample(&mut session)?;
             let r = match period {
-                Period::SinceLast => report(ReportKind::Interval, &session, &previous, &current),
+                Period::SinceLast => carried_interval(&mut carry, &session, &previous, &current),
                 Period::SinceAttach => report(ReportKind::Summary, &session, &baseline, &current),
             };
             let reader_gone = !out(&r)?;
@@ -279,7 +295,7 @@ pub fn run(
     }
     let last = sample::sample(&mut session)?;
     if period == Period::SinceLast && last.uptime_s - previous.uptime_s >= cfg.interval / 2.0 {
-        out(&report(ReportKind::Interval, &session, &previous, &last))?;
+        out(&carried_interval(&mut carry, &session, &previous, &last))?;
     }
     let summary = report(ReportKind::Summary, &session, &baseline, &last);
     out(&summary)?;
