@@ -482,7 +482,12 @@ fn carried(intervals: &[(u64, u64, u64)]) -> Vec<(u64, u64, Option<u64>)> {
 fn the_vxlan_balance_is_carried_across_intervals() {
     // 46 in flight at the first edge, repaid; then the other way round.
     assert_eq!(
-        carried(&[(1000, 954, 0), (1000, 1046, 0), (500, 520, 0), (500, 480, 0)]),
+        carried(&[
+            (1000, 954, 0),
+            (1000, 1046, 0),
+            (500, 520, 0),
+            (500, 480, 0)
+        ]),
         [
             (0, 0, Some(46)),
             (0, 0, Some(0)),
@@ -493,7 +498,12 @@ fn the_vxlan_balance_is_carried_across_intervals() {
     // 5 in flight at the first edge, and 30 really lost in the second
     // interval: 30 reported in all, none of it before it stood twice.
     assert_eq!(
-        carried(&[(1000, 995, 0), (1000, 975, 0), (1000, 1000, 0), (1000, 1000, 0)]),
+        carried(&[
+            (1000, 995, 0),
+            (1000, 975, 0),
+            (1000, 1000, 0),
+            (1000, 1000, 0)
+        ]),
         [
             (0, 0, Some(5)),
             (5, 5, Some(25)),
