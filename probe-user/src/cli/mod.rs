@@ -78,6 +78,21 @@ impl Command {
     }
 }
 
+/// Prints `value` as one JSON line with `--json`, else as `human` renders it.
+pub(crate) fn print_json_or<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T) -> String,
+) -> Result<(), ProbeError> {
+    if json {
+        let line = serde_json::to_string(value).map_err(|e| ProbeError::Runtime(e.to_string()))?;
+        println!("{line}");
+    } else {
+        print!("{}", human(value));
+    }
+    Ok(())
+}
+
 /// The accepted values of a flag that takes seconds (a float, so that 0.5
 /// works). `from_secs_f64` panics on values out of `Duration`'s range and
 /// `Instant + Duration` on sums out of `Instant`'s: every value accepted here

@@ -101,15 +101,7 @@ pub fn run(args: ReasonsArgs) -> Result<(), ProbeError> {
             .collect(),
         unavailable,
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&out).map_err(|e| ProbeError::Runtime(e.to_string()))?
-        );
-    } else {
-        print!("{}", human(&out));
-    }
-    Ok(())
+    super::print_json_or(args.json, &out, human)
 }
 
 /// The list file: a comment naming the source, then `ReasonNames::to_list`.

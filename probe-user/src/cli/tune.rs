@@ -48,15 +48,7 @@ pub fn run(args: TuneArgs) -> Result<(), ProbeError> {
     devices.extend(links.iter().filter(|l| l.is_vxlan()));
 
     let out = tune::snapshot(&netns, &devices)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&out).map_err(|e| ProbeError::Runtime(e.to_string()))?
-        );
-    } else {
-        print!("{}", human(&out));
-    }
-    Ok(())
+    super::print_json_or(args.json, &out, human)
 }
 
 fn line(s: &Setting) -> String {

@@ -231,18 +231,26 @@ fn json_has_the_documented_fields() {
 
 /// Every number in `v` (recursively) that is negative.
 pub(crate) fn negatives(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    numbers_where(v, path, &|n| n.as_f64().is_some_and(|f| f < 0.0), out);
+}
+
+/// Every number in `v` (recursively) that `bad` picks, with its path.
+fn numbers_where(
+    v: &serde_json::Value,
+    path: &str,
+    bad: &dyn Fn(&serde_json::Number) -> bool,
+    out: &mut Vec<String>,
+) {
     match v {
-        serde_json::Value::Number(n) if n.as_f64().is_some_and(|f| f < 0.0) => {
-            out.push(format!("{path} = {n}"))
-        }
+        serde_json::Value::Number(n) if bad(n) => out.push(format!("{path} = {n}")),
         serde_json::Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
-                negatives(x, &format!("{path}[{i}]"), out);
+                numbers_where(x, &format!("{path}[{i}]"), bad, out);
             }
         }
         serde_json::Value::Object(o) => {
             for (k, x) in o {
-                negatives(x, &format!("{path}.{k}"), out);
+                numbers_where(x, &format!("{path}.{k}"), bad, out);
             }
         }
         _ => {}
@@ -393,25 +401,7 @@ fn a_counter_reset_is_counted_from_its_new_value_and_named() {
         serde_json::json!([{"counters": "stats64", "of": "eth0"}])
     );
     let mut huge = Vec::new();
-    fn above(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
-        match v {
-            serde_json::Value::Number(n) if n.as_u64().is_some_and(|n| n > 1 << 40) => {
-                out.push(path.to_string())
-            }
-            serde_json::Value::Array(a) => {
-                for (i, x) in a.iter().enumerate() {
-                    above(x, &format!("{path}[{i}]"), out);
-                }
-            }
-            serde_json::Value::Object(m) => {
-                for (k, x) in m {
-                    above(x, &format!("{path}.{k}"), out);
-                }
-            }
-            _ => {}
-        }
-    }
-    above(&v, "", &mut huge);
+    numbers_where(&v, "", &|n| n.as_u64().is_some_and(|n| n > 1 << 40), &mut huge);
     assert!(huge.is_empty(), "wrapped values: {huge:?}");
     assert!(crate::render::human(&r).contains(
         "RESET  stats64 of eth0 went backwards in this period (reset, or re-created): counted from its new value"
