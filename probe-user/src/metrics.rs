@@ -20,11 +20,18 @@ use crate::{latency::Histogram, model::Report};
 pub const PREFIX: &str = "rxprobe";
 
 /// What /metrics shows: the latest report since attach (None before the
-/// first). Shared between the sampling loop (writer) and the HTTP thread.
+/// first). Shared between the sampling loop (writer) and the HTTP thread; a
+/// scrape holds the lock only to take its own handle on the report, so a
+/// slow scrape never holds the sampling loop back.
 #[derive(Clone, Debug, Default)]
-pub struct Shared(pub Arc<Mutex<Option<Report>>>);
+pub struct Shared(pub Arc<Mutex<Option<Arc<Report>>>>);
 
 impl Shared {
+    /// Makes `report` the one /metrics shows.
+    pub fn set(&self, report: Report) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(report));
+    }
+
     /// A registry whose only collector reads this shared state on each scrape.
     pub fn registry(&self) -> Registry {
         let mut registry = Registry::with_prefix(PREFIX);
@@ -138,11 +145,11 @@ fn label(pairs: &[(&'static str, &str)]) -> Labels {
 
 impl Collector for Shared {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let latest = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut f = Family {
             encoder: &mut encoder,
         };
-        let Some(r) = &*state else {
+        let Some(r) = latest.as_deref() else {
             return Ok(());
         };
         let reattached = r.gaps.iter().filter(|g| g.reattached_s.is_some()).count();

@@ -210,7 +210,26 @@ fn record_and_diff_reject_bad_input() {
     let (code, _, err) = probe_output(&["diff", "/nonexistent/a.json", &out_s]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot read /nonexistent/a.json"), "{err}");
-    let _ = std::fs::remove_file(&out);
+    // A run that fails after the check (here: no such interface) leaves an
+    // earlier file at --out as it was, and removes only a file it created.
+    let earlier = "an earlier recording";
+    std::fs::write(&out, earlier).unwrap();
+    let failing = [
+        "record",
+        "--out",
+        &out_s,
+        "--duration",
+        "1",
+        "--iface",
+        "nosuchnic0",
+    ];
+    let (code, _, err) = probe_output(&failing);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), earlier);
+    std::fs::remove_file(&out).unwrap();
+    let (code, _, err) = probe_output(&failing);
+    assert_eq!(code, 2, "{err}");
+    assert!(!out.exists(), "the file a failed run created is removed");
 }
 
 #[test]

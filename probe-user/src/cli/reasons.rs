@@ -121,18 +121,18 @@ fn human(out: &Output) -> String {
         return s;
     }
     s += &format!(
-        "  {:>5}  {:<32} {:<8} PLACED BY\n",
+        "  {:>7}  {:<32} {:<8} PLACED BY\n",
         "VALUE", "REASON", "STAGE"
     );
     for r in &out.reasons {
         s += &format!(
-            "  {:>5}  {:<32} {:<8} {}\n",
+            "  {:>7}  {:<32} {:<8} {}\n",
             r.value, r.name, r.stage, r.placed_by
         );
     }
     for r in &out.subsystems {
         s += &format!(
-            "  {:>5}  {:<32} {:<8} {} (subsystem: every reason with {} << 16)\n",
+            "  {:>7}  {:<32} {:<8} {} (subsystem: every reason with {} << 16)\n",
             r.value << 16,
             r.name,
             r.stage,

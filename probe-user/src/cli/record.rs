@@ -49,17 +49,37 @@ impl RecordArgs {
 pub fn run(mut args: RecordArgs) -> Result<(), ProbeError> {
     // Before --out is created: a refused run leaves an existing file alone.
     args.validate()?;
-    // Checked before the run, not after it: a bad path should not cost a recording.
-    std::fs::write(&args.out, b"").map_err(|e| {
-        ProbeError::Usage(format!("cannot write --out {}: {e}", args.out.display()))
-    })?;
+    // Checked before the run, not after it: a bad path should not cost a
+    // recording. Opened without truncating: an earlier recording at that
+    // path stays as it is until this one is written, and a failed run
+    // removes only a file it created.
+    let existed = args.out.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&args.out)
+        .map_err(|e| {
+            ProbeError::Usage(format!("cannot write --out {}: {e}", args.out.display()))
+        })?;
+    let remove_if_created = || {
+        if !existed {
+            let _ = std::fs::remove_file(&args.out);
+        }
+    };
     args.watch.json = true;
-    let config = args.watch.config()?;
+    let config = match args.watch.config() {
+        Ok(config) => config,
+        Err(e) => {
+            remove_if_created();
+            return Err(e);
+        }
+    };
     let (settings, summary) =
         match crate::session::run(&config, Period::SinceLast, |_| {}, |_| Ok(true)) {
             Ok(done) => done,
             Err(e) => {
-                let _ = std::fs::remove_file(&args.out);
+                remove_if_created();
                 return Err(e);
             }
         };

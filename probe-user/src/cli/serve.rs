@@ -123,7 +123,7 @@ pub fn run(args: ServeArgs) -> Result<(), ProbeError> {
             state.ready.store(true, Ordering::Relaxed);
         },
         |report| {
-            *state.metrics.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
+            state.metrics.set(report.clone());
             state.beat();
             Ok(true)
         },

@@ -141,6 +141,12 @@ fn attach_legacy(
     prog: &mut SchedClassifier,
     link: &Link,
 ) -> Result<Attachment, HookError> {
+    // The filter's own handle on its namespace, taken before it exists: a
+    // filter whose handle failed afterwards would be dropped here, outside
+    // its namespace, where its detach cannot find it.
+    let own_netns = netns
+        .try_clone()
+        .map_err(|e| HookError::Netns(format!("netns {}: {e}", netns.label())))?;
     let filter = netns
         .run(|| -> Result<SchedClassifierLink, HookError> {
             let mut rtnl = RtnlSocket::open()
@@ -183,9 +189,7 @@ fn attach_legacy(
         .map_err(|e| HookError::Netns(e.to_string()))??;
     Ok(Attachment::Legacy(LegacyFilter {
         link: Some(filter),
-        netns: netns
-            .try_clone()
-            .map_err(|e| HookError::Netns(format!("netns {}: {e}", netns.label())))?,
+        netns: own_netns,
     }))
 }
 

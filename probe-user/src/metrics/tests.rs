@@ -26,7 +26,7 @@ fn report() -> Report {
 #[test]
 fn counters_carry_the_reports_totals() {
     let shared = Shared::default();
-    *shared.0.lock().unwrap() = Some(report());
+    shared.set(report());
     let text = shared.render();
     assert_eq!(
         value(
@@ -97,7 +97,7 @@ fn histograms_are_cumulative_in_seconds_with_every_bucket() {
         work: Histogram::from_buckets(&work, 133, None),
     }];
     let shared = Shared::default();
-    *shared.0.lock().unwrap() = Some(r);
+    shared.set(r);
     let text = shared.render();
     let series = |le: &str| format!(r#"rxprobe_softirq_wait_seconds_bucket{{le="{le}",cpu="1"}}"#);
     assert_eq!(value(&text, &series("5.11e-7")), 0.0);
@@ -154,7 +154,7 @@ fn series_are_bounded_by_the_node_not_by_flows() {
     };
     let render = |r: Report| {
         let shared = Shared::default();
-        *shared.0.lock().unwrap() = Some(r);
+        shared.set(r);
         shared.render()
     };
     let many = synthetic::report(&shape, 10_000);

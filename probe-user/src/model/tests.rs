@@ -401,7 +401,12 @@ fn a_counter_reset_is_counted_from_its_new_value_and_named() {
         serde_json::json!([{"counters": "stats64", "of": "eth0"}])
     );
     let mut huge = Vec::new();
-    numbers_where(&v, "", &|n| n.as_u64().is_some_and(|n| n > 1 << 40), &mut huge);
+    numbers_where(
+        &v,
+        "",
+        &|n| n.as_u64().is_some_and(|n| n > 1 << 40),
+        &mut huge,
+    );
     assert!(huge.is_empty(), "wrapped values: {huge:?}");
     assert!(crate::render::human(&r).contains(
         "RESET  stats64 of eth0 went backwards in this period (reset, or re-created): counted from its new value"

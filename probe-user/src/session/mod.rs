@@ -232,6 +232,9 @@ pub fn run(
     // shortfall in every total after it. One reading warms the path; the
     // baseline is the next, read as fast as every later one.
     sample::sample(&mut session)?;
+    if let Some(window) = session.stage_window.as_mut() {
+        window.start_at(Instant::now());
+    }
     let first = sample::sample(&mut session)?;
     let baseline = first.clone();
     if period == Period::SinceAttach {

@@ -76,10 +76,20 @@ pub(super) fn check_devices(a: &mut Session) {
                 continue;
             }
         };
-        a.devs_retry_at[i] = None;
-        if hook.carry_over(&a.devs[i]).is_err() {
+        // The old counts could not be carried into the new hook (a map read
+        // or write failed): dropped, it detaches; tried again in 1 s, as an
+        // attach that failed, and said once.
+        if let Err(e) = hook.carry_over(&a.devs[i]) {
+            if a.devs_retry_at[i].is_none() {
+                eprintln!(
+                    "probe: cannot carry {name}'s counts over to its new hooks yet: {}",
+                    super::first_line(&e.to_string())
+                );
+            }
+            a.devs_retry_at[i] = Some(Instant::now() + Duration::from_secs(1));
             continue;
         }
+        a.devs_retry_at[i] = None;
         a.bpf_logs.extend(a.bpf_log.reader(hook.object_mut()));
         a.devs[i] = hook; // drops the old hook: its dead links close
         let g = &mut a.topology.gaps[gap];

@@ -64,6 +64,17 @@ impl StageWindow {
         }
     }
 
+    /// Starts the windows' clock again at `now`, where the run's totals
+    /// start (the baseline reading, some time after attach: under emulation
+    /// more than a window's length): the first window lasts `on` from there,
+    /// and the cadence counts from there.
+    pub fn start_at(&mut self, now: Instant) {
+        if self.state == State::Open {
+            self.opened = now;
+        }
+        self.next_open = now + self.every;
+    }
+
     /// Seconds the probes were attached, from the start to `now`.
     pub fn attached_s(&self, now: Instant) -> f64 {
         let current = match self.state {
@@ -148,6 +159,23 @@ mod tests {
         assert_eq!(w.check(t0 + ms(5000), || 0), Step::Reopen);
         assert!((w.attached_s(t0 + ms(5500)) - 1.6).abs() < 1e-9);
         assert_eq!(w.check(t0 + ms(6000), || 0), Step::Close);
+    }
+
+    /// The run's totals start at the baseline reading, 1.2 s after attach
+    /// here (a slow, emulated start): the first window lasts 1 s from there,
+    /// and the next opens 5 s after it.
+    #[test]
+    fn the_first_window_starts_with_the_totals() {
+        let t0 = Instant::now();
+        let mut w = StageWindow::new(ms(1000), ms(5000), t0);
+        let base = t0 + ms(1200);
+        w.start_at(base);
+        assert!(w.attached_s(base).abs() < 1e-9);
+        assert_eq!(w.check(base + ms(999), || 0), Step::Stay);
+        assert_eq!(w.check(base + ms(1000), || 0), Step::Close);
+        assert_eq!(w.check(base + ms(1100), || 0), Step::Detach);
+        assert!((w.attached_s(base + ms(2000)) - 1.1).abs() < 1e-9);
+        assert_eq!(w.next_check(base + ms(2000)), base + ms(5000));
     }
 
     #[test]

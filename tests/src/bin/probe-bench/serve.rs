@@ -116,7 +116,7 @@ pub fn run(duration: Duration) -> bool {
     );
     let (rss0, hwm0) = rss_kib();
     let state = Arc::new(State::new(Duration::from_secs(3600)));
-    *state.metrics.0.lock().unwrap() = Some(synthetic::report(&SHAPE, FLOWS));
+    state.metrics.set(synthetic::report(&SHAPE, FLOWS));
     state.ready.store(true, Ordering::Relaxed);
     state.beat();
     let server = Server::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&state), None)

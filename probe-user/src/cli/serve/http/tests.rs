@@ -78,7 +78,7 @@ fn serves_real_http_requests_until_shut_down() {
     // Silent for 10 s already: stalled until the first beat.
     let mut s = State::new(Duration::from_secs(5));
     s.started = Instant::now().checked_sub(Duration::from_secs(10)).unwrap();
-    *s.metrics.0.lock().unwrap() = Some(Report::between(
+    s.metrics.set(Report::between(
         ReportKind::Summary,
         &topo(),
         &sample(0.0, 0, 0, 0, 0, 0),
@@ -188,7 +188,7 @@ fn mtls_server(dir: &Dir, ca: &Ca) -> (Server, Arc<State>) {
     );
     let tls = WebConfig::read(&path).unwrap().server_config().unwrap();
     let state = Arc::new(state(false));
-    *state.metrics.0.lock().unwrap() = Some(Report::between(
+    state.metrics.set(Report::between(
         ReportKind::Summary,
         &topo(),
         &sample(0.0, 0, 0, 0, 0, 0),
