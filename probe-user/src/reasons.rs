@@ -494,10 +494,10 @@ impl ReasonNames {
 
     /// The name and stage of a slot of `DropTable::by_reason`.
     pub fn slot(&self, slot: usize) -> (String, Placed) {
-        let name = self.slot_name(slot);
         if (slot as u32) < CORE_REASON_SLOTS {
             return self.reason(slot as u32);
         }
+        let name = self.slot_name(slot);
         let subsys = slot as u32 - CORE_REASON_SLOTS;
         let placed = if subsys == 0 {
             Placed {

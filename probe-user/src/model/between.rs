@@ -8,14 +8,10 @@ use probe_common::{InnerClass, NicClass, VNI_OTHER_SLOT};
 
 use super::*;
 use crate::{
-    delta::Delta,
+    delta::{since, Delta},
     latency as lat,
     ledger::{self, LedgerInput},
 };
-
-fn sub(a: u64, b: u64) -> u64 {
-    crate::delta::since(a, b)
-}
 
 fn kernel_delta(later: Option<&LinkStats>, earlier: Option<&LinkStats>) -> Option<LinkStats> {
     Some(later?.delta(earlier?))
@@ -45,7 +41,7 @@ fn per_cpu_delta<T>(later: &[T], earlier: Option<&[T]>, f: impl Fn(&T) -> u64) -
     later
         .iter()
         .enumerate()
-        .map(|(cpu, v)| sub(f(v), earlier.and_then(|e| e.get(cpu)).map_or(0, &f)))
+        .map(|(cpu, v)| since(f(v), earlier.and_then(|e| e.get(cpu)).map_or(0, &f)))
         .collect()
 }
 
@@ -442,7 +438,7 @@ impl Report {
                 .iter()
                 .map(|(name, n)| {
                     let before = earlier.nic_queue_drops.iter().find(|(e, _)| e == name);
-                    (name.clone(), sub(*n, before.map_or(0, |b| b.1)))
+                    (name.clone(), since(*n, before.map_or(0, |b| b.1)))
                 })
                 .collect(),
             nic_segments: nic.map(|s| s.segments),
