@@ -8,6 +8,11 @@ use crate::{error::ProbeError, model::Sample, rtnl::LinkStats};
 
 /// Reads every hook and kernel counter of `a` now.
 pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
+    // The sample's clock readings (uptime, paused and attached time) are
+    // taken here, at its start: a stage window started just before the
+    // baseline then reads ~0 attached in it, however long the reads below
+    // take (tens of milliseconds under emulation).
+    let now = std::time::Instant::now();
     // --debug-bpf: what the programs logged since the last sample.
     for log in &mut a.bpf_logs {
         log.flush();
@@ -73,7 +78,7 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
         .collect();
     Ok(Sample {
         wall: Some(SystemTime::now()),
-        uptime_s: a.started.elapsed().as_secs_f64(),
+        uptime_s: now.saturating_duration_since(a.started).as_secs_f64(),
         nic,
         nic_kernel: a.nic.as_ref().and_then(|h| stats(h.ifindex)),
         devs,
@@ -94,15 +99,13 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
         latency_paused_s: a
             .governor
             .as_ref()
-            .map(|g| g.paused_s(std::time::Instant::now())),
+            .map(|g| g.paused_s(now)),
         socket_waits: match &a.stage_latency {
             Some(h) => h.read_socket_waits()?,
             None => Vec::new(),
         },
         stage_window: match (&a.stage_window, &a.stage_latency) {
-            (Some(w), Some(h)) => {
-                Some((w.attached_s(std::time::Instant::now()), h.window_closed()))
-            }
+            (Some(w), Some(h)) => Some((w.attached_s(now), h.window_closed())),
             _ => None,
         },
     })
