@@ -208,6 +208,35 @@ pub fn advise(r: &Report, s: &Snapshot) -> Vec<Advice> {
             ),
         });
     }
+    // A listener's refusals: ListenDrops without an event, and the
+    // handshake ACKs freed as TCP_LISTEN_OVERFLOW. No share: SYNs are a
+    // sliver of any stage's input, and each one refused is a failed connect.
+    let listen_reasons = [crate::ledger::LISTEN_DROPS, "TCP_LISTEN_OVERFLOW"];
+    let listen: u64 = listen_reasons
+        .iter()
+        .map(|reason| reason_count(r, Stage::Socket, reason))
+        .sum();
+    if let Some(evidence) = drop_evidence(r, listen, None) {
+        let mut netns: Vec<&str> = r
+            .ledger
+            .drops
+            .iter()
+            .filter(|d| listen_reasons.contains(&d.reason.as_str()))
+            .filter_map(|d| d.netns.as_deref())
+            .collect();
+        netns.sort_unstable();
+        netns.dedup();
+        out.push(Advice {
+            rule: "listen",
+            text: format!(
+                "{evidence} refused by listening TCP sockets (ListenDrops, in {}): the application accepts too slowly or listens with too small a backlog; listen()'s backlog is capped by net.core.somaxconn, half-open connections by net.ipv4.tcp_max_syn_backlog (in {}: {} and {}; each pod's namespace has its own)",
+                if netns.is_empty() { "?".to_string() } else { netns.join(", ") },
+                s.netns,
+                setting(s, "net.core.somaxconn").unwrap_or("?"),
+                setting(s, "net.ipv4.tcp_max_syn_backlog").unwrap_or("?")
+            ),
+        });
+    }
     // IRQ affinity is a configuration fact, not traffic evidence: worth
     // raising only when packets actually arrived over the period (seen by a
     // hook, or counted into a ledger stage's input).

@@ -379,6 +379,11 @@ pub fn build(input: &LedgerInput) -> Ledger {
                 }
             }
         }
+        eventless::add_listen_drops(
+            &mut rows[stage_index(Stage::Socket)],
+            &mut out.drops,
+            &input.snmp,
+        );
     }
 
     // Stage-wide kernel counters.
@@ -417,11 +422,13 @@ pub fn build(input: &LedgerInput) -> Ledger {
 }
 
 mod checks;
+mod eventless;
 mod rows;
 mod verdict;
 
 pub use checks::counter_for;
 use checks::counter_value;
+pub use eventless::LISTEN_DROPS;
 #[cfg(test)]
 use verdict::share_percent;
 pub use verdict::verdict;

@@ -75,7 +75,9 @@ pub fn read_net_rx_runs() -> Result<Vec<u64>, String> {
         .map_err(|e| format!("cannot read /proc/softirqs: {e}"))
 }
 
-/// /proc/net/snmp counters of one network namespace (cumulative).
+/// One network namespace's protocol counters (cumulative): /proc/net/snmp
+/// (IPv4, UDP), /proc/net/snmp6 (IPv6, UDP over IPv6) and /proc/net/netstat
+/// (IpExt, TcpExt). Only the drop counters the ledger checks against.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Snmp {
     pub udp_in_errors: u64,
@@ -88,6 +90,25 @@ pub struct Snmp {
     pub ip_reasm_timeout: u64,
     pub ip_reasm_fails: u64,
     pub udp_in_csum_errors: u64,
+    /// IpExt InNoRoutes (netstat): IPv4's no-route drops (ip_error).
+    pub ip_in_no_routes: u64,
+    pub udp6_in_errors: u64,
+    pub udp6_no_ports: u64,
+    pub udp6_rcvbuf_errors: u64,
+    pub udp6_in_csum_errors: u64,
+    pub ip6_in_discards: u64,
+    pub ip6_in_addr_errors: u64,
+    pub ip6_in_no_routes: u64,
+    pub ip6_in_hdr_errors: u64,
+    pub ip6_frag_fails: u64,
+    pub ip6_reasm_timeout: u64,
+    pub ip6_reasm_fails: u64,
+    /// TcpExt ListenOverflows: SYNs and handshake ACKs a listener's full
+    /// accept queue refused.
+    pub tcp_listen_overflows: u64,
+    /// TcpExt ListenDrops: everything a listener dropped (overflows, a full
+    /// SYN queue without cookies, failed allocations).
+    pub tcp_listen_drops: u64,
 }
 
 crate::delta::counters!(Snmp {
@@ -101,6 +122,20 @@ crate::delta::counters!(Snmp {
     ip_reasm_timeout,
     ip_reasm_fails,
     udp_in_csum_errors,
+    ip_in_no_routes,
+    udp6_in_errors,
+    udp6_no_ports,
+    udp6_rcvbuf_errors,
+    udp6_in_csum_errors,
+    ip6_in_discards,
+    ip6_in_addr_errors,
+    ip6_in_no_routes,
+    ip6_in_hdr_errors,
+    ip6_frag_fails,
+    ip6_reasm_timeout,
+    ip6_reasm_fails,
+    tcp_listen_overflows,
+    tcp_listen_drops,
 });
 
 crate::delta::counters!(SoftnetCpu {
@@ -111,10 +146,14 @@ crate::delta::counters!(SoftnetCpu {
     flow_limit_count,
 } keep { cpu });
 
+/// Counters by (protocol, name): `("Udp", "NoPorts")`; snmp6's one-per-line
+/// names have no protocol part (`("", "Udp6NoPorts")`).
+type Fields = BTreeMap<(String, String), u64>;
+
 // Hand-written: procfs 0.18's net::Snmp errors if any of its ~80 fields is missing (e.g. UdpLite).
-/// Parses /proc/net/snmp: pairs of lines `Proto: names...` / `Proto: values...`.
-pub fn parse_snmp(text: &str) -> Snmp {
-    let mut fields: BTreeMap<(String, String), u64> = BTreeMap::new();
+/// Adds the counters of /proc/net/snmp or /proc/net/netstat to `fields`:
+/// pairs of lines `Proto: names...` / `Proto: values...`.
+fn parse_pairs(text: &str, fields: &mut Fields) {
     let lines: Vec<&str> = text.lines().collect();
     for pair in lines.chunks(2) {
         let [names, values] = pair else { continue };
@@ -132,12 +171,33 @@ pub fn parse_snmp(text: &str) -> Snmp {
             }
         }
     }
+}
+
+/// Adds the counters of /proc/net/snmp6 to `fields`: one `Name value` a line.
+fn parse_lines(text: &str, fields: &mut Fields) {
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some(name), Some(Ok(v))) = (words.next(), words.next().map(str::parse::<u64>)) {
+            fields.insert((String::new(), name.to_string()), v);
+        }
+    }
+}
+
+/// The counters of one namespace from the texts of its /proc/net/snmp,
+/// snmp6 and netstat (a missing file, or counter, reads as 0: a kernel
+/// without IPv6 counts nothing there).
+pub fn parse_snmp(snmp: &str, snmp6: &str, netstat: &str) -> Snmp {
+    let mut fields = Fields::new();
+    parse_pairs(snmp, &mut fields);
+    parse_pairs(netstat, &mut fields);
+    parse_lines(snmp6, &mut fields);
     let get = |proto: &str, name: &str| {
         fields
             .get(&(proto.to_string(), name.to_string()))
             .copied()
             .unwrap_or(0)
     };
+    let v6 = |name: &str| get("", name);
     Snmp {
         udp_in_errors: get("Udp", "InErrors"),
         udp_no_ports: get("Udp", "NoPorts"),
@@ -149,15 +209,34 @@ pub fn parse_snmp(text: &str) -> Snmp {
         ip_reasm_timeout: get("Ip", "ReasmTimeout"),
         ip_reasm_fails: get("Ip", "ReasmFails"),
         udp_in_csum_errors: get("Udp", "InCsumErrors"),
+        ip_in_no_routes: get("IpExt", "InNoRoutes"),
+        udp6_in_errors: v6("Udp6InErrors"),
+        udp6_no_ports: v6("Udp6NoPorts"),
+        udp6_rcvbuf_errors: v6("Udp6RcvbufErrors"),
+        udp6_in_csum_errors: v6("Udp6InCsumErrors"),
+        ip6_in_discards: v6("Ip6InDiscards"),
+        ip6_in_addr_errors: v6("Ip6InAddrErrors"),
+        ip6_in_no_routes: v6("Ip6InNoRoutes"),
+        ip6_in_hdr_errors: v6("Ip6InHdrErrors"),
+        ip6_frag_fails: v6("Ip6FragFails"),
+        ip6_reasm_timeout: v6("Ip6ReasmTimeout"),
+        ip6_reasm_fails: v6("Ip6ReasmFails"),
+        tcp_listen_overflows: get("TcpExt", "ListenOverflows"),
+        tcp_listen_drops: get("TcpExt", "ListenDrops"),
     }
 }
 
-/// /proc/net/snmp of the calling thread's network namespace: run it inside
-/// `Netns::run` (`/proc/net` follows the process's first thread, not this one).
+/// The protocol counters of the calling thread's network namespace: run it
+/// inside `Netns::run` (`/proc/net` follows the process's first thread, not
+/// this one). /proc/net/snmp must be readable; snmp6 is absent without IPv6.
 pub fn read_snmp() -> Result<Snmp, String> {
-    std::fs::read_to_string("/proc/thread-self/net/snmp")
-        .map(|t| parse_snmp(&t))
-        .map_err(|e| format!("cannot read /proc/thread-self/net/snmp: {e}"))
+    let read = |name: &str| std::fs::read_to_string(format!("/proc/thread-self/net/{name}"));
+    let snmp = read("snmp").map_err(|e| format!("cannot read /proc/thread-self/net/snmp: {e}"))?;
+    Ok(parse_snmp(
+        &snmp,
+        &read("snmp6").unwrap_or_default(),
+        &read("netstat").unwrap_or_default(),
+    ))
 }
 
 /// Ids of the BPF programs some process holds an fd to (`prog_id:` in
@@ -268,7 +347,14 @@ Icmp: 0 0
 Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
 Udp: 10 4 7 0 7 0 9 0 0
 ";
-        let s = parse_snmp(text);
+        let snmp6 = "Ip6InHdrErrors 3\nIp6InNoRoutes 2\nUdp6NoPorts 11\nUdp6RcvbufErrors 12\n";
+        let netstat = "\
+TcpExt: SyncookiesSent ListenOverflows ListenDrops
+TcpExt: 0 290 291
+IpExt: InNoRoutes InTruncatedPkts
+IpExt: 6 0
+";
+        let s = parse_snmp(text, snmp6, netstat);
         assert_eq!(
             s,
             Snmp {
@@ -282,6 +368,14 @@ Udp: 10 4 7 0 7 0 9 0 0
                 ip_reasm_fails: 6,
                 ip_frag_fails: 8,
                 udp_in_csum_errors: 9,
+                ip_in_no_routes: 6,
+                ip6_in_hdr_errors: 3,
+                ip6_in_no_routes: 2,
+                udp6_no_ports: 11,
+                udp6_rcvbuf_errors: 12,
+                tcp_listen_overflows: 290,
+                tcp_listen_drops: 291,
+                ..Default::default()
             }
         );
         let later = Snmp {
@@ -289,7 +383,7 @@ Udp: 10 4 7 0 7 0 9 0 0
             ..s
         };
         assert_eq!(later.delta(&s).udp_no_ports, 1);
-        assert_eq!(parse_snmp(""), Snmp::default());
+        assert_eq!(parse_snmp("", "", ""), Snmp::default());
     }
 
     #[test]

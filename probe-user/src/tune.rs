@@ -41,13 +41,13 @@ pub struct DeviceSettings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub netns: String,
-    /// net.core.* and net.ipv4.udp_mem. Read in the namespace where they are
+    /// net.core.*, net.ipv4.udp_mem and the TCP listener's limits. Read in the namespace where they are
     /// visible: most net.core knobs are node-wide and exist only in the host's.
     pub sysctls: Vec<Setting>,
     pub devices: Vec<DeviceSettings>,
 }
 
-pub const SYSCTLS: [&str; 8] = [
+pub const SYSCTLS: [&str; 11] = [
     "net.core.netdev_budget",
     "net.core.netdev_budget_usecs",
     "net.core.dev_weight",
@@ -56,6 +56,10 @@ pub const SYSCTLS: [&str; 8] = [
     "net.core.rmem_default",
     "net.core.rmem_max",
     "net.ipv4.udp_mem",
+    // A listener's queues (per namespace: a pod has its own).
+    "net.core.somaxconn",
+    "net.ipv4.tcp_max_syn_backlog",
+    "net.ipv4.tcp_syncookies",
 ];
 
 fn read_trimmed(path: &str) -> Result<String, String> {

@@ -186,7 +186,7 @@ fn socket_receive_buffer_overflow() {
     assert_eq!(reason_count(&s, "socket", "SOCKET_RCVBUFF"), errors, "{s}");
     assert_eq!(
         reason_kernel(&s, "socket", "SOCKET_RCVBUFF"),
-        ("UdpRcvbufErrors".to_string(), errors)
+        ("UdpRcvbufErrors+Udp6RcvbufErrors".to_string(), errors)
     );
     assert_eq!(
         SENT,
@@ -236,7 +236,7 @@ fn no_listener() {
     assert_eq!(reason_count(&s, "socket", "NO_SOCKET"), no_ports, "{s}");
     assert_eq!(
         reason_kernel(&s, "socket", "NO_SOCKET"),
-        ("UdpNoPorts".to_string(), no_ports)
+        ("UdpNoPorts+Udp6NoPorts".to_string(), no_ports)
     );
     assert_eq!(
         SENT,
@@ -900,4 +900,130 @@ fn link_local_control_packets_are_not_loss() {
     );
     assert_eq!(s["verdict"]["text"], "no loss", "{}", s["verdict"]);
     eprintln!("{sent} ICMPv6 control messages sent, all freed as benign");
+}
+
+/// A TCP listener in `netns` on `port` with a backlog of 1 that never
+/// accepts (the fd closes on drop).
+fn stalled_listener(netns: &str, port: u16) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    lab::in_netns(netns, move || unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr { s_addr: 0 },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        assert_eq!(
+            libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len),
+            0
+        );
+        assert_eq!(libc::listen(fd, 1), 0);
+        std::os::fd::OwnedFd::from_raw_fd(fd)
+    })
+    .unwrap()
+}
+
+/// `count` non-blocking connects from `netns` to `to`, left pending (their
+/// SYNs are retransmitted until the fds close on drop).
+fn pending_connects(netns: &str, to: SocketAddrV4, count: usize) -> Vec<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    lab::in_netns(netns, move || {
+        (0..count)
+            .map(|_| unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+                assert!(fd >= 0);
+                let addr = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as u16,
+                    sin_port: to.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(*to.ip()).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                };
+                let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                let rc = libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len);
+                assert!(rc == 0 || *libc::__errno_location() == libc::EINPROGRESS);
+                std::os::fd::OwnedFd::from_raw_fd(fd)
+            })
+            .collect()
+    })
+    .unwrap()
+}
+
+/// A listener whose accept queue is full: the kernel refuses the SYNs that
+/// follow and consumes them (no kfree_skb event), counting ListenDrops; from
+/// Linux 6.15 a handshake ACK refused the same way is freed with
+/// TCP_LISTEN_OVERFLOW. The ledger's socket stage holds both, and their sum
+/// is the pod's ListenDrops exactly.
+#[test]
+fn a_full_accept_queue_is_loss_at_the_socket_counted_by_listen_drops() {
+    if !privileged("a_full_accept_queue_is_loss_at_the_socket_counted_by_listen_drops") {
+        return;
+    }
+    const CLIENTS: usize = 60;
+    const LISTEN_PORT: u16 = 9101;
+    let lab = lab();
+    let pod = lab.node(2).pods[0].clone();
+    let listener = stalled_listener(&pod.netns, LISTEN_PORT);
+    let w = watch(&lab);
+    let before = snmp(&pod.netns);
+    let clients = pending_connects(
+        &lab.node(1).pods[0].netns,
+        SocketAddrV4::new(pod.ip, LISTEN_PORT),
+        CLIENTS,
+    );
+    // The SYNs, and their first retransmission a second later.
+    std::thread::sleep(Duration::from_millis(2500));
+    // Closing a connect in SYN_SENT sends nothing.
+    drop(clients);
+    std::thread::sleep(Duration::from_millis(300));
+    let after = snmp(&pod.netns).delta(&before);
+    let s = stop(w);
+    drop(listener);
+
+    let listen_drops = after.tcp_listen_drops;
+    assert!(
+        listen_drops >= (CLIENTS - 2) as u64,
+        "{listen_drops} ListenDrops for {CLIENTS} clients of a backlog of 1"
+    );
+    let socket = ledger_row(&s, "socket");
+    println!(
+        "ListenDrops {listen_drops}, ListenOverflows {}: {socket}",
+        after.tcp_listen_overflows
+    );
+    let eventless = &socket["reasons"]["ListenDrops"];
+    let overflow_events = socket["reasons"]["TCP_LISTEN_OVERFLOW"]["skbs"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        kernel_has_drop_reason("TCP_LISTEN_OVERFLOW") || overflow_events == 0,
+        "{socket}"
+    );
+    assert!(overflow_events <= after.tcp_listen_overflows, "{socket}");
+    assert_eq!(eventless["counter"], "ListenDrops", "{socket}");
+    assert_eq!(eventless["kernel"], listen_drops, "{socket}");
+    assert_eq!(
+        eventless["skbs"].as_u64().unwrap() + overflow_events,
+        listen_drops,
+        "{socket}"
+    );
+    assert_eq!(eventless["segments"], eventless["skbs"], "{socket}");
+    // Named per namespace in drops[] too, and the verdict is the socket's.
+    let rows: u64 = s["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["reason"] == "ListenDrops")
+        .map(|r| {
+            assert_eq!(r["netns"], pod.netns.as_str(), "{r}");
+            r["skbs"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(rows, eventless["skbs"].as_u64().unwrap());
+    assert_eq!(s["verdict"]["stage"], "socket", "{}", s["verdict"]);
+    assert_advice(&s, "listen", "net.core.somaxconn");
+    assert_advice(&s, "listen", &pod.netns);
 }

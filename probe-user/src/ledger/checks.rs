@@ -4,23 +4,51 @@
 use crate::procfs::{Snmp, SoftnetCpu};
 
 /// The kernel counter that counts the same drops as `reason`, where one does.
-/// The UDP counters count UDP only (TCP has its own, in TcpExt).
+/// A reason row holds both families' drops, so its counter is the IPv4 and
+/// the IPv6 counter summed (`a+b`). The UDP counters count UDP only (TCP has
+/// its own, in TcpExt).
 pub fn counter_for(reason: &str) -> Option<&'static str> {
     Some(match reason {
         "CPU_BACKLOG" => "softnet_dropped",
-        "SOCKET_RCVBUFF" => "UdpRcvbufErrors",
-        "NO_SOCKET" => "UdpNoPorts",
-        "UDP_CSUM" => "UdpInCsumErrors",
-        "IP_INHDR" => "IpInHdrErrors",
-        "IP_INADDRERRORS" | "IP_INNOROUTES" => "IpInAddrErrors",
-        "PKT_TOO_BIG" => "IpFragFails",
-        "FRAG_REASM_TIMEOUT" => "IpReasmTimeout",
+        "SOCKET_RCVBUFF" => "UdpRcvbufErrors+Udp6RcvbufErrors",
+        "NO_SOCKET" => "UdpNoPorts+Udp6NoPorts",
+        "UDP_CSUM" => "UdpInCsumErrors+Udp6InCsumErrors",
+        "IP_INHDR" => "IpInHdrErrors+Ip6InHdrErrors",
+        "IP_INADDRERRORS" => "IpInAddrErrors+Ip6InAddrErrors",
+        // ip_error() (IPv4) and ip6_pkt_drop() count IPSTATS_MIB_INNOROUTES.
+        "IP_INNOROUTES" => "IpExtInNoRoutes+Ip6InNoRoutes",
+        "PKT_TOO_BIG" => "IpFragFails+Ip6FragFails",
+        "FRAG_REASM_TIMEOUT" => "IpReasmTimeout+Ip6ReasmTimeout",
         _ => return None,
     })
 }
 
-/// The value of a counter named by [`counter_for`], summed over `snmp`
-/// (softnet: over every CPU, node-wide).
+/// One counter of [`Snmp`] by the name reports give it.
+fn snmp_field(name: &str) -> Option<fn(&Snmp) -> u64> {
+    Some(match name {
+        "UdpRcvbufErrors" => |s| s.udp_rcvbuf_errors,
+        "Udp6RcvbufErrors" => |s| s.udp6_rcvbuf_errors,
+        "UdpNoPorts" => |s| s.udp_no_ports,
+        "Udp6NoPorts" => |s| s.udp6_no_ports,
+        "UdpInCsumErrors" => |s| s.udp_in_csum_errors,
+        "Udp6InCsumErrors" => |s| s.udp6_in_csum_errors,
+        "IpInHdrErrors" => |s| s.ip_in_hdr_errors,
+        "Ip6InHdrErrors" => |s| s.ip6_in_hdr_errors,
+        "IpInAddrErrors" => |s| s.ip_in_addr_errors,
+        "Ip6InAddrErrors" => |s| s.ip6_in_addr_errors,
+        "IpExtInNoRoutes" => |s| s.ip_in_no_routes,
+        "Ip6InNoRoutes" => |s| s.ip6_in_no_routes,
+        "IpFragFails" => |s| s.ip_frag_fails,
+        "Ip6FragFails" => |s| s.ip6_frag_fails,
+        "IpReasmTimeout" => |s| s.ip_reasm_timeout,
+        "Ip6ReasmTimeout" => |s| s.ip6_reasm_timeout,
+        "ListenDrops" => |s| s.tcp_listen_drops,
+        _ => return None,
+    })
+}
+
+/// The value of a counter named by [`counter_for`] (each of its `+` parts),
+/// summed over `snmp` (softnet: over every CPU, node-wide).
 pub(super) fn counter_value(
     counter: &str,
     softnet: &[SoftnetCpu],
@@ -29,15 +57,50 @@ pub(super) fn counter_value(
     if counter == "softnet_dropped" {
         return (!softnet.is_empty()).then(|| softnet.iter().map(|c| c.dropped).sum());
     }
-    let field: fn(&Snmp) -> u64 = match counter {
-        "UdpRcvbufErrors" => |s| s.udp_rcvbuf_errors,
-        "UdpNoPorts" => |s| s.udp_no_ports,
-        "UdpInCsumErrors" => |s| s.udp_in_csum_errors,
-        "IpInHdrErrors" => |s| s.ip_in_hdr_errors,
-        "IpInAddrErrors" => |s| s.ip_in_addr_errors,
-        "IpFragFails" => |s| s.ip_frag_fails,
-        "IpReasmTimeout" => |s| s.ip_reasm_timeout,
-        _ => return None,
-    };
-    (!snmp.is_empty()).then(|| snmp.iter().map(|(_, s)| field(s)).sum())
+    let fields = counter
+        .split('+')
+        .map(snmp_field)
+        .collect::<Option<Vec<_>>>()?;
+    (!snmp.is_empty()).then(|| {
+        snmp.iter()
+            .flat_map(|(_, s)| fields.iter().map(move |f| f(s)))
+            .sum()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_named_reads_a_field() {
+        for reason in [
+            "SOCKET_RCVBUFF",
+            "NO_SOCKET",
+            "UDP_CSUM",
+            "IP_INHDR",
+            "IP_INADDRERRORS",
+            "IP_INNOROUTES",
+            "PKT_TOO_BIG",
+            "FRAG_REASM_TIMEOUT",
+        ] {
+            let counter = counter_for(reason).unwrap();
+            let snmp = [("pod".to_string(), Snmp::default())];
+            assert_eq!(counter_value(counter, &[], &snmp), Some(0), "{counter}");
+        }
+    }
+
+    #[test]
+    fn a_counter_sums_both_families_in_every_namespace() {
+        let pod = |v4, v6| Snmp {
+            udp_no_ports: v4,
+            udp6_no_ports: v6,
+            ..Default::default()
+        };
+        let snmp = [("a".to_string(), pod(2, 300)), ("b".to_string(), pod(5, 0))];
+        let counter = counter_for("NO_SOCKET").unwrap();
+        assert_eq!(counter_value(counter, &[], &snmp), Some(307));
+        assert_eq!(counter_value(counter, &[], &[]), None);
+        assert_eq!(counter_value("NoSuchCounter", &[], &snmp), None);
+    }
 }

@@ -45,14 +45,17 @@ pub(super) fn drop_rows(d: &DropCounts, names: &ReasonNames, who: &Names) -> Vec
             });
         }
     }
-    let order = |r: &DropRow| {
-        // Stages in path order, then tx and benign (the variants' order).
-        (r.stage, std::cmp::Reverse(r.skbs))
-    };
-    out.sort_by(|a, b| {
+    sort_rows(&mut out);
+    out
+}
+
+/// Drop rows by stage in path order (then tx and benign: the variants'
+/// order), then by count.
+pub(super) fn sort_rows(rows: &mut [DropRow]) {
+    let order = |r: &DropRow| (r.stage, std::cmp::Reverse(r.skbs));
+    rows.sort_by(|a, b| {
         (order(a), &a.reason, &a.netns, &a.iface).cmp(&(order(b), &b.reason, &b.netns, &b.iface))
     });
-    out
 }
 
 /// The flows with the most drops, in skbs.

@@ -410,10 +410,17 @@ impl Report {
             .snmp
             .iter()
             .filter_map(|(netns, now)| {
-                let before = earlier.snmp.iter().find(|(n, _)| n == netns)?;
+                let before = match earlier.snmp.iter().find(|(n, _)| n == netns) {
+                    Some((_, before)) => *before,
+                    // A namespace named since `earlier` (a pod started)
+                    // counted from zero; one named then but not read is
+                    // left out (what it counted before is unknown).
+                    None if !earlier.names.netns.values().any(|n| n == netns) => Default::default(),
+                    None => return None,
+                };
                 Some(SnmpRow {
                     netns: netns.clone(),
-                    counters: now.delta(&before.1),
+                    counters: now.delta(&before),
                 })
             })
             .collect();

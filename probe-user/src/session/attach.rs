@@ -164,14 +164,9 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
             ),
         }
     }
-    let snmp_netns = if scope.is_empty() {
-        vec![match netns.name() {
-            Some(name) => Netns::named(name)?,
-            None => Netns::current(),
-        }]
-    } else {
-        scope
-    };
+    // Without --drop-netns drops are counted in every namespace: their
+    // counters are read in every one with a name (sample.rs).
+    let snmp_netns = (!scope.is_empty()).then_some(scope);
     let dev_hooks_len = dev_hooks.len();
     let session_has_latency = latency_hook.is_some();
     let session = Session {

@@ -102,8 +102,9 @@ pub struct Session {
     pub(crate) latency: Option<LatencyHook>,
     pub(crate) steering: Option<SteerHook>,
     pub(crate) stage_latency: Option<StageHook>,
-    /// Where /proc/net/snmp is read: the --drop-netns namespaces, else the watched one.
-    pub(crate) snmp_netns: Vec<Netns>,
+    /// Where the protocol counters (/proc/net/snmp, snmp6, netstat) are
+    /// read: the --drop-netns namespaces; None: every named one and `host`.
+    pub(crate) snmp_netns: Option<Vec<Netns>>,
     pub(crate) names: Names,
     /// Held while `--self` runs: BPF run-time statistics stay on until closed.
     pub(crate) bpf_stats: Option<std::os::fd::OwnedFd>,

@@ -7,16 +7,12 @@ use crate::{
     rtnl::RtnlSocket,
 };
 
-/// Names the namespaces and devices that drops and NAPI polls were seen in
-/// (netns inode, ifindex). Interface names are listed once per namespace and
-/// again only when an unknown one appears.
+/// Names every namespace with a name now (a namespace gone keeps its name,
+/// for the totals it has counted), and the devices that drops and NAPI polls
+/// were seen in (netns inode, ifindex). Interface names are listed once per
+/// namespace and again only when an unknown one appears.
 pub(super) fn refresh_names(names: &mut Names, seen: impl Iterator<Item = (u32, u32)> + Clone) {
-    let missing_netns = seen
-        .clone()
-        .any(|(n, _)| n != 0 && !names.netns.contains_key(&n));
-    if missing_netns || names.netns.is_empty() {
-        names.netns = netns::known_namespaces();
-    }
+    names.netns.extend(netns::known_namespaces());
     let mut listed = std::collections::BTreeSet::new();
     for (inum, ifindex) in seen {
         if ifindex == 0 || names.ifaces.contains_key(&(inum, ifindex)) || !listed.insert(inum) {

@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use super::{names::refresh_names, Session};
+use crate::netns::Netns;
 use crate::{error::ProbeError, model::Sample, rtnl::LinkStats};
 
 /// Reads every hook and kernel counter of `a` now.
@@ -68,14 +69,20 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    let snmp = a
-        .snmp_netns
-        .iter()
-        .filter_map(|n| {
-            let s = n.run(crate::procfs::read_snmp).ok()?.ok()?;
-            Some((n.label(), s))
-        })
-        .collect();
+    let read = |n: &Netns| Some((n.label(), n.run(crate::procfs::read_snmp).ok()?.ok()?));
+    let snmp = match &a.snmp_netns {
+        Some(scope) => scope.iter().filter_map(read).collect(),
+        // Every namespace drops are counted in that has a name, opened for
+        // this reading only (pods come and go).
+        None => a
+            .names
+            .netns
+            .values()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|name| read(&Netns::host_or_named(name).ok()?))
+            .collect(),
+    };
     Ok(Sample {
         wall: Some(SystemTime::now()),
         uptime_s: now.saturating_duration_since(a.started).as_secs_f64(),
@@ -96,10 +103,7 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
             Some(h) => h.read_drops()?,
             None => Vec::new(),
         },
-        latency_paused_s: a
-            .governor
-            .as_ref()
-            .map(|g| g.paused_s(now)),
+        latency_paused_s: a.governor.as_ref().map(|g| g.paused_s(now)),
         socket_waits: match &a.stage_latency {
             Some(h) => h.read_socket_waits()?,
             None => Vec::new(),
