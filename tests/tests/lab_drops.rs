@@ -1027,3 +1027,48 @@ fn a_full_accept_queue_is_loss_at_the_socket_counted_by_listen_drops() {
     assert_advice(&s, "listen", "net.core.somaxconn");
     assert_advice(&s, "listen", &pod.netns);
 }
+
+/// UDP over IPv6 to a closed port: NO_SOCKET, checked against the IPv6
+/// counter (Udp6NoPorts, /proc/net/snmp6), which the reason's row sums with
+/// the IPv4 one. In a namespace of its own with IPv6 on (the lab's are
+/// IPv4-only), to its own loopback.
+#[test]
+fn ipv6_drops_are_checked_against_the_ipv6_counters() {
+    if !privileged("ipv6_drops_are_checked_against_the_ipv6_counters") {
+        return;
+    }
+    const SENT: u64 = 300;
+    let lab = lab();
+    let ns = format!("{}-v6", lab.prefix());
+    lab::run("ip", &["netns", "add", &ns]).unwrap();
+    lab::run("ip", &["-n", &ns, "link", "set", "lo", "up"]).unwrap();
+    let w = Watch::on_lab(&lab, "0.5", &["--drop-netns", &ns]);
+    let before = snmp(&ns);
+    lab::in_netns(&ns, || {
+        let sock = UdpSocket::bind("[::1]:0").unwrap();
+        for _ in 0..SENT {
+            sock.send_to(b"v6", "[::1]:9").unwrap();
+        }
+    })
+    .unwrap();
+    let s = stop(w);
+    let delta = snmp(&ns).delta(&before);
+    lab::run("ip", &["netns", "del", &ns]).unwrap();
+
+    assert_eq!((delta.udp6_no_ports, delta.udp_no_ports), (SENT, 0));
+    assert_eq!(reason_count(&s, "socket", "NO_SOCKET"), SENT, "{s}");
+    assert_eq!(
+        reason_kernel(&s, "socket", "NO_SOCKET"),
+        ("UdpNoPorts+Udp6NoPorts".to_string(), SENT)
+    );
+    let v6 = s["snmp"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["netns"] == ns.as_str())
+        .unwrap_or_else(|| panic!("{ns} not read: {}", s["snmp"]));
+    assert_eq!(v6["udp6_no_ports"], SENT, "{v6}");
+    let flow = &s["flows"][0];
+    assert_eq!((flow["src"].as_str(), flow["dst"].as_str()), (Some("::1"), Some("::1")));
+    assert_eq!(flow["skbs"], SENT);
+}
