@@ -177,8 +177,10 @@ pub struct LedgerInput<'a> {
     pub vxlan_outer: Option<u64>,
     pub vxlan_inner: Option<u64>,
     pub softnet: Vec<SoftnetCpu>,
-    /// /proc/net/snmp per namespace read (its name as in drop rows).
+    /// The protocol counters per namespace read (its name as in drop rows).
     pub snmp: Vec<(String, Snmp)>,
+    /// What each namespace's root qdiscs dropped, in the same namespaces.
+    pub qdisc_drops: Vec<(String, u64)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -370,11 +372,17 @@ pub fn build(input: &LedgerInput) -> Ledger {
                     .filter(|r| r.reason == reason)
                     .all(|r| r.netns.as_deref().is_some_and(|n| read.contains(&n)))
         };
-        for row in rows.iter_mut().skip(1) {
-            for (reason, c) in row.reasons.iter_mut() {
+        let counted = Counted {
+            softnet: &input.softnet,
+            snmp: &input.snmp,
+            qdisc_drops: &input.qdisc_drops,
+        };
+        let receive = rows.iter_mut().skip(1).map(|row| &mut row.reasons);
+        for reasons in receive.chain([&mut out.tx_drops.reasons]) {
+            for (reason, c) in reasons.iter_mut() {
                 if let Some(counter) = c.counter {
                     if covered(reason, counter) {
-                        c.kernel = counter_value(counter, &input.softnet, &input.snmp);
+                        c.kernel = counted.value(counter);
                     }
                 }
             }
@@ -427,7 +435,7 @@ mod rows;
 mod verdict;
 
 pub use checks::counter_for;
-use checks::counter_value;
+use checks::Counted;
 pub use eventless::LISTEN_DROPS;
 #[cfg(test)]
 use verdict::share_percent;

@@ -118,8 +118,10 @@ pub struct Sample {
     pub nic_queue_drops: Vec<(String, u64)>,
     /// /proc/net/softnet_stat, per CPU.
     pub softnet: Vec<SoftnetCpu>,
-    /// /proc/net/snmp per namespace read (label, counters).
+    /// The protocol counters per namespace read (label, counters).
     pub snmp: Vec<(String, Snmp)>,
+    /// The root qdiscs' drops per namespace read, by (ifindex, handle).
+    pub qdisc_drops: Vec<(String, std::collections::BTreeMap<(u32, u32), u64>)>,
     pub names: Names,
     /// With `--self`: the probe's own CPU, memory and BPF program counters.
     pub self_sample: Option<SelfSample>,
@@ -229,6 +231,8 @@ pub struct SnmpRow {
     pub netns: String,
     #[serde(flatten)]
     pub counters: Snmp,
+    /// What the namespace's root qdiscs dropped (every device's), in skbs.
+    pub qdisc_drops: u64,
 }
 
 /// What one hook saw. `skbs` and `segments` differ where GRO merged

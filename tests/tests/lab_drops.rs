@@ -1069,6 +1069,96 @@ fn ipv6_drops_are_checked_against_the_ipv6_counters() {
         .unwrap_or_else(|| panic!("{ns} not read: {}", s["snmp"]));
     assert_eq!(v6["udp6_no_ports"], SENT, "{v6}");
     let flow = &s["flows"][0];
-    assert_eq!((flow["src"].as_str(), flow["dst"].as_str()), (Some("::1"), Some("::1")));
+    assert_eq!(
+        (flow["src"].as_str(), flow["dst"].as_str()),
+        (Some("::1"), Some("::1"))
+    );
     assert_eq!(flow["skbs"], SENT);
+}
+
+/// Drops of `netns`'s root qdisc on `dev` (`tc -s qdisc`).
+fn root_qdisc_drops(netns: &str, dev: &str) -> u64 {
+    let out = lab::run(
+        "tc",
+        &["-n", netns, "-s", "-j", "qdisc", "show", "dev", dev],
+    )
+    .unwrap();
+    let qdiscs: Value = serde_json::from_str(&out).unwrap();
+    qdiscs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["root"] == true)
+        .map(|q| q["drops"].as_u64().unwrap())
+        .sum()
+}
+
+/// Removes a root qdisc on drop, also when the test panics.
+struct RootQdisc(String, &'static str);
+
+impl Drop for RootQdisc {
+    fn drop(&mut self) {
+        let _ = lab::run(
+            "tc",
+            &["-n", &self.0, "qdisc", "del", "dev", self.1, "root"],
+        );
+    }
+}
+
+/// A token bucket on the sending node's underlay NIC refuses most of a
+/// burst: transmit drops (QDISC_DROP), outside the receive ledger, checked against
+/// the qdisc's own drop counter exactly.
+#[test]
+fn a_qdisc_that_drops_on_the_sending_node_is_checked_against_its_counter() {
+    if !privileged("a_qdisc_that_drops_on_the_sending_node_is_checked_against_its_counter") {
+        return;
+    }
+    const SENT: u64 = 2000;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let ns = n1.netns.clone();
+    lab::run(
+        "tc",
+        &[
+            "-n", &ns, "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst",
+            "1600", "limit", "3000",
+        ],
+    )
+    .unwrap();
+    let _qdisc = RootQdisc(ns.clone(), "eth0");
+    let w = watch(&lab);
+    let before = root_qdisc_drops(&ns, "eth0");
+    lab::send_udp(
+        &n1.pods[0].netns,
+        SocketAddrV4::new(n2.pods[0].ip, PORT),
+        SENT,
+        1000,
+        0,
+    )
+    .unwrap();
+    // What the bucket held is sent within 100 ms at 1 Mbit/s.
+    std::thread::sleep(Duration::from_millis(200));
+    let dropped = root_qdisc_drops(&ns, "eth0") - before;
+    let s = stop(w);
+
+    assert!(dropped > SENT / 2, "the bucket dropped {dropped} of {SENT}");
+    let qdisc = &s["tx_drops"]["reasons"]["QDISC_DROP"];
+    assert_eq!(qdisc["skbs"], dropped, "{}", s["tx_drops"]);
+    assert_eq!(qdisc["counter"], "qdisc_drops", "{qdisc}");
+    assert_eq!(qdisc["kernel"], dropped, "{qdisc}");
+    let row = s["snmp"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["netns"] == ns.as_str())
+        .unwrap_or_else(|| panic!("{ns} not read: {}", s["snmp"]));
+    assert_eq!(row["qdisc_drops"], dropped, "{row}");
+    // What the bucket let through reached node 2's pod, where nothing
+    // listens: every packet sent is dropped once, on one side or the other.
+    assert_eq!(
+        reason_count(&s, "socket", "NO_SOCKET"),
+        SENT - dropped,
+        "{s}"
+    );
+    assert_eq!(total_drops(&s), SENT - dropped, "{}", s["ledger"]);
 }

@@ -19,9 +19,16 @@ pub fn counter_for(reason: &str) -> Option<&'static str> {
         "IP_INNOROUTES" => "IpExtInNoRoutes+Ip6InNoRoutes",
         "PKT_TOO_BIG" => "IpFragFails+Ip6FragFails",
         "FRAG_REASM_TIMEOUT" => "IpReasmTimeout+Ip6ReasmTimeout",
+        // Every drop a qdisc makes is counted in its qstats.drops, whatever
+        // the reason it frees the packet with: the counter is theirs together.
+        "QDISC_DROP" | "QDISC_OVERLIMIT" | "QDISC_CONGESTED" | "CAKE_FLOOD" | "FQ_BAND_LIMIT"
+        | "FQ_HORIZON_LIMIT" | "FQ_FLOW_LIMIT" => QDISC_DROPS,
         _ => return None,
     })
 }
+
+/// The drops of every root qdisc of the namespaces read (tc -s qdisc).
+pub const QDISC_DROPS: &str = "qdisc_drops";
 
 /// One counter of [`Snmp`] by the name reports give it.
 fn snmp_field(name: &str) -> Option<fn(&Snmp) -> u64> {
@@ -47,25 +54,38 @@ fn snmp_field(name: &str) -> Option<fn(&Snmp) -> u64> {
     })
 }
 
-/// The value of a counter named by [`counter_for`] (each of its `+` parts),
-/// summed over `snmp` (softnet: over every CPU, node-wide).
-pub(super) fn counter_value(
-    counter: &str,
-    softnet: &[SoftnetCpu],
-    snmp: &[(String, Snmp)],
-) -> Option<u64> {
-    if counter == "softnet_dropped" {
-        return (!softnet.is_empty()).then(|| softnet.iter().map(|c| c.dropped).sum());
+/// The kernel counters of a period, as the ledger reads them.
+pub(super) struct Counted<'a> {
+    pub softnet: &'a [SoftnetCpu],
+    pub snmp: &'a [(String, Snmp)],
+    pub qdisc_drops: &'a [(String, u64)],
+}
+
+impl Counted<'_> {
+    /// The value of a counter named by [`counter_for`] (each of its `+`
+    /// parts), summed over the namespaces read (softnet: over every CPU,
+    /// node-wide); None where it was not read.
+    pub fn value(&self, counter: &str) -> Option<u64> {
+        match counter {
+            "softnet_dropped" => {
+                (!self.softnet.is_empty()).then(|| self.softnet.iter().map(|c| c.dropped).sum())
+            }
+            QDISC_DROPS => (!self.qdisc_drops.is_empty())
+                .then(|| self.qdisc_drops.iter().map(|(_, n)| n).sum()),
+            _ => {
+                let fields = counter
+                    .split('+')
+                    .map(snmp_field)
+                    .collect::<Option<Vec<_>>>()?;
+                (!self.snmp.is_empty()).then(|| {
+                    self.snmp
+                        .iter()
+                        .flat_map(|(_, s)| fields.iter().map(move |f| f(s)))
+                        .sum()
+                })
+            }
+        }
     }
-    let fields = counter
-        .split('+')
-        .map(snmp_field)
-        .collect::<Option<Vec<_>>>()?;
-    (!snmp.is_empty()).then(|| {
-        snmp.iter()
-            .flat_map(|(_, s)| fields.iter().map(move |f| f(s)))
-            .sum()
-    })
 }
 
 #[cfg(test)]
@@ -86,7 +106,12 @@ mod tests {
         ] {
             let counter = counter_for(reason).unwrap();
             let snmp = [("pod".to_string(), Snmp::default())];
-            assert_eq!(counter_value(counter, &[], &snmp), Some(0), "{counter}");
+            let counted = Counted {
+                softnet: &[],
+                snmp: &snmp,
+                qdisc_drops: &[],
+            };
+            assert_eq!(counted.value(counter), Some(0), "{counter}");
         }
     }
 
@@ -98,9 +123,24 @@ mod tests {
             ..Default::default()
         };
         let snmp = [("a".to_string(), pod(2, 300)), ("b".to_string(), pod(5, 0))];
-        let counter = counter_for("NO_SOCKET").unwrap();
-        assert_eq!(counter_value(counter, &[], &snmp), Some(307));
-        assert_eq!(counter_value(counter, &[], &[]), None);
-        assert_eq!(counter_value("NoSuchCounter", &[], &snmp), None);
+        let qdisc_drops = [("a".to_string(), 40), ("b".to_string(), 2)];
+        let counted = Counted {
+            softnet: &[],
+            snmp: &snmp,
+            qdisc_drops: &qdisc_drops,
+        };
+        assert_eq!(counted.value(counter_for("NO_SOCKET").unwrap()), Some(307));
+        assert_eq!(
+            counted.value(counter_for("FQ_FLOW_LIMIT").unwrap()),
+            Some(42)
+        );
+        assert_eq!(counted.value("NoSuchCounter"), None);
+        let unread = Counted {
+            softnet: &[],
+            snmp: &[],
+            qdisc_drops: &[],
+        };
+        assert_eq!(unread.value(counter_for("NO_SOCKET").unwrap()), None);
+        assert_eq!(unread.value(QDISC_DROPS), None);
     }
 }

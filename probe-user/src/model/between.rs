@@ -87,6 +87,11 @@ fn counter_resets(topo: &Topology, earlier: &Sample, later: &Sample) -> Vec<Coun
             check("snmp", netns, now.reset_since(before));
         }
     }
+    for (netns, now) in &later.qdisc_drops {
+        if let Some((_, before)) = earlier.qdisc_drops.iter().find(|(n, _)| n == netns) {
+            check("qdisc", netns, now.reset_since(before));
+        }
+    }
     out
 }
 
@@ -418,9 +423,17 @@ impl Report {
                     None if !earlier.names.netns.values().any(|n| n == netns) => Default::default(),
                     None => return None,
                 };
+                let qdiscs = |s: &Sample| {
+                    s.qdisc_drops
+                        .iter()
+                        .find(|(n, _)| n == netns)
+                        .map(|(_, q)| q.clone())
+                        .unwrap_or_default()
+                };
                 Some(SnmpRow {
                     netns: netns.clone(),
                     counters: now.delta(&before),
+                    qdisc_drops: qdiscs(later).delta(&qdiscs(earlier)).values().sum(),
                 })
             })
             .collect();
@@ -457,6 +470,11 @@ impl Report {
                 .snmp
                 .iter()
                 .map(|s| (s.netns.clone(), s.counters))
+                .collect(),
+            qdisc_drops: self
+                .snmp
+                .iter()
+                .map(|s| (s.netns.clone(), s.qdisc_drops))
                 .collect(),
         };
         self.ledger = ledger::build(&input);

@@ -1,8 +1,11 @@
 //! tc filters on a device's clsact ingress hook: list the cls_bpf ones
 //! (RTM_GETTFILTER) and delete one (RTM_DELTFILTER), for the legacy tc
-//! attach of kernels without TCX.
+//! attach of kernels without TCX; and the root qdiscs' drop counters
+//! (RTM_GETQDISC).
 
-use std::io;
+use std::{collections::BTreeMap, io};
+
+use netlink_packet_route::tc::TcStats2;
 
 use netlink_packet_route::{
     tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcMessage, TcOption},
@@ -51,6 +54,45 @@ impl RtnlSocket {
         m.attributes.push(TcAttribute::Kind("bpf".into()));
         self.change(RouteNetlinkMessage::DelTrafficFilter(m))
     }
+}
+
+impl RtnlSocket {
+    /// The drops every root qdisc of the namespace counted, by (ifindex,
+    /// handle). A root qdisc's counter holds its children's (mq sums them
+    /// when dumped; a classful qdisc counts what its classes refuse), so
+    /// only roots are summed. A qdisc replaced or a device re-created is a
+    /// new key, or a counter that went back: both count from zero.
+    pub fn root_qdisc_drops(&mut self) -> io::Result<BTreeMap<(u32, u32), u64>> {
+        let answers = self.dump(RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()))?;
+        Ok(answers
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewQueueDiscipline(q) if q.header.parent == TcHandle::ROOT => {
+                    let key = (q.header.index as u32, u32::from(q.header.handle));
+                    Some((key, qdisc_drops(&q.attributes)))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// TCA_STATS2's queue statistics, else the older TCA_STATS (both 32-bit).
+fn qdisc_drops(attributes: &[TcAttribute]) -> u64 {
+    let stats2 = attributes.iter().find_map(|a| match a {
+        TcAttribute::Stats2(s) => s.iter().find_map(|s| match s {
+            TcStats2::Queue(q) => Some(q.drops),
+            _ => None,
+        }),
+        _ => None,
+    });
+    let stats = || {
+        attributes.iter().find_map(|a| match a {
+            TcAttribute::Stats(s) => Some(s.drops),
+            _ => None,
+        })
+    };
+    u64::from(stats2.or_else(stats).unwrap_or(0))
 }
 
 fn request(ifindex: u32) -> TcMessage {

@@ -5,7 +5,11 @@ use std::time::SystemTime;
 
 use super::{names::refresh_names, Session};
 use crate::netns::Netns;
-use crate::{error::ProbeError, model::Sample, rtnl::LinkStats};
+use crate::{
+    error::ProbeError,
+    model::Sample,
+    rtnl::{LinkStats, RtnlSocket},
+};
 
 /// Reads every hook and kernel counter of `a` now.
 pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
@@ -69,8 +73,18 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    let read = |n: &Netns| Some((n.label(), n.run(crate::procfs::read_snmp).ok()?.ok()?));
-    let snmp = match &a.snmp_netns {
+    // A namespace's protocol counters and its root qdiscs' drops, read
+    // together (a namespace whose /proc/net/snmp cannot be read is skipped).
+    let read = |n: &Netns| {
+        let (snmp, qdiscs) = n
+            .run(|| {
+                let qdiscs = RtnlSocket::open().and_then(|mut s| s.root_qdisc_drops());
+                (crate::procfs::read_snmp(), qdiscs)
+            })
+            .ok()?;
+        Some((n.label(), snmp.ok()?, qdiscs.unwrap_or_default()))
+    };
+    let counters: Vec<_> = match &a.snmp_netns {
         Some(scope) => scope.iter().filter_map(read).collect(),
         // Every namespace drops are counted in that has a name, opened for
         // this reading only (pods come and go).
@@ -93,7 +107,8 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
         drops,
         nic_queue_drops,
         softnet,
-        snmp,
+        snmp: counters.iter().map(|(n, s, _)| (n.clone(), *s)).collect(),
+        qdisc_drops: counters.into_iter().map(|(n, _, q)| (n, q)).collect(),
         names: a.names.clone(),
         self_sample: a.self_cost.then(|| self_sample(a)),
         latency,

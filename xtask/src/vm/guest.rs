@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use super::kernel::KernelTree;
 
 /// Modules the lab and the probe's hooks need, loaded in the guest.
-const LAB_MODULES: [&str; 8] = [
+const LAB_MODULES: [&str; 9] = [
     "veth",
     "vxlan",
     "bridge",
@@ -24,6 +24,7 @@ const LAB_MODULES: [&str; 8] = [
     "virtio_net",
     "nf_conntrack",
     "sch_netem",
+    "sch_tbf",
 ];
 
 /// Stage 2, run inside the overlay: mount what the tests need, load the
