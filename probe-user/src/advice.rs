@@ -304,8 +304,66 @@ pub fn advise(r: &Report, s: &Snapshot) -> Vec<Advice> {
             }
         }
     }
+    // Past the tunnel, every hop must fit in what it carries: a bridge or a
+    // pod with a larger MTU sends packets the tunnel fragments or refuses
+    // (the overlay's MTU; the NIC's on a node without a tunnel).
+    let overlay = s
+        .mtu_chain
+        .iter()
+        .find(|h| h.role == "vxlan")
+        .or_else(|| s.mtu_chain.iter().find(|h| h.role == "nic"));
+    if let Some((carrier, Some(limit))) = overlay.map(|h| (h, h.mtu)) {
+        for h in s
+            .mtu_chain
+            .iter()
+            .filter(|h| h.role == "bridge" || h.role == "pod")
+        {
+            if let Some(mtu) = h.mtu.filter(|m| *m > limit) {
+                let at = match &h.netns {
+                    Some(ns) => format!("pod {ns} ({})", h.iface),
+                    None => format!("{} {}", h.role, h.iface),
+                };
+                out.push(Advice {
+                    rule: "mtu",
+                    text: format!(
+                        "{at} has MTU {mtu} but {} carries {limit}: its full-size packets do not fit; set it to at most {limit}",
+                        carrier.iface
+                    ),
+                });
+            }
+        }
+    }
+    // The NIC's link, and its lower devices' (a bond's members): a member
+    // that negotiated down (10 Mb/s, half duplex) caps and drops the node's
+    // traffic whatever the rest is tuned to.
+    for d in s.devices.iter().take(1).chain(&s.lower) {
+        let link = d.settings.iter().find(|x| x.name == "link");
+        let Some(link) = link.and_then(|x| x.value.as_deref()) else {
+            continue;
+        };
+        let speed = link
+            .split_whitespace()
+            .skip_while(|w| *w != "speed")
+            .nth(1)
+            .and_then(|v| v.strip_suffix("Mb/s"))
+            .and_then(|v| v.parse::<u32>().ok());
+        let half = link.contains("duplex half");
+        if half || speed.is_some_and(|s| s < MIN_LINK_MBPS) {
+            out.push(Advice {
+                rule: "link",
+                text: format!(
+                    "{} links at {link}: a link below {MIN_LINK_MBPS} Mb/s or at half duplex caps the node's traffic and drops it under load; check the cable, the switch port and autonegotiation (ethtool -s)",
+                    d.iface
+                ),
+            });
+        }
+    }
     out
 }
+
+/// The slowest link a node's NIC (or a bond member) is expected at: below
+/// it, the link negotiated down.
+const MIN_LINK_MBPS: u32 = 1000;
 
 #[cfg(test)]
 mod tests;

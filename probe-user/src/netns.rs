@@ -143,6 +143,12 @@ impl Netns {
         }
     }
 
+    /// The namespace's file (None: the loader's own namespace).
+    pub fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.file.as_ref().map(|f| f.as_fd())
+    }
+
     /// The name given with `--netns`, or None for the loader's own namespace.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()

@@ -7,7 +7,11 @@ use std::{ffi::CString, io, os::fd::AsRawFd};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{error::ProbeError, netns::Netns};
+use crate::{
+    error::ProbeError,
+    netns::Netns,
+    rtnl::{Link, RootQdisc, RtnlSocket},
+};
 
 /// One setting: its value, or why it could not be read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,10 +48,30 @@ pub struct Snapshot {
     /// net.core.*, net.ipv4.udp_mem and the TCP listener's limits. Read in the namespace where they are
     /// visible: most net.core knobs are node-wide and exist only in the host's.
     pub sysctls: Vec<Setting>,
+    /// The NIC first, then the VXLAN devices.
     pub devices: Vec<DeviceSettings>,
+    /// The NIC's lower devices: a bond's members, a VLAN's parent (their
+    /// link speed and duplex are the NIC's in fact).
+    #[serde(default)]
+    pub lower: Vec<DeviceSettings>,
+    /// The MTUs a pod's packet meets: the NIC, the VXLAN devices, the
+    /// bridges the pods hang off, and each pod's end of its veth.
+    #[serde(default)]
+    pub mtu_chain: Vec<MtuHop>,
 }
 
-pub const SYSCTLS: [&str; 11] = [
+/// One device on the way to a pod, and its MTU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MtuHop {
+    /// `nic`, `vxlan`, `bridge` or `pod`.
+    pub role: String,
+    pub iface: String,
+    /// The pod's namespace (a name under /run/netns); null on the node.
+    pub netns: Option<String>,
+    pub mtu: Option<u32>,
+}
+
+pub const SYSCTLS: [&str; 13] = [
     "net.core.netdev_budget",
     "net.core.netdev_budget_usecs",
     "net.core.dev_weight",
@@ -60,6 +84,9 @@ pub const SYSCTLS: [&str; 11] = [
     "net.core.somaxconn",
     "net.ipv4.tcp_max_syn_backlog",
     "net.ipv4.tcp_syncookies",
+    // Connection tracking's table (present once nf_conntrack is loaded).
+    "net.netfilter.nf_conntrack_max",
+    "net.netfilter.nf_conntrack_count",
 ];
 
 fn read_trimmed(path: &str) -> Result<String, String> {
@@ -243,37 +270,155 @@ pub fn udp_socket_buffers() -> Vec<Setting> {
     }
 }
 
-/// The sysctls, and the settings of each of `devices` (the NIC first).
-pub fn snapshot(netns: &Netns, devices: &[&crate::rtnl::Link]) -> Result<Snapshot, ProbeError> {
+/// The sysctls, the settings of each of `devices` (the NIC first, then the
+/// VXLAN devices) and of the NIC's lower devices, and the MTU chain to the
+/// pods; `links` are every link of `netns`.
+pub fn snapshot(netns: &Netns, devices: &[&Link], links: &[Link]) -> Result<Snapshot, ProbeError> {
+    let qdiscs = netns
+        .run(|| RtnlSocket::open().and_then(|mut s| s.root_qdiscs()))?
+        .map_err(|e| e.to_string());
     let mut out = Snapshot {
         netns: netns.label(),
         sysctls: sysctls(netns),
         devices: Vec::new(),
+        lower: Vec::new(),
+        mtu_chain: Vec::new(),
     };
     for link in devices {
-        let mut settings = vec![Setting {
+        out.devices.push(device_settings(netns, link, &qdiscs)?);
+    }
+    if let Some(nic) = devices.first() {
+        for lower in lower_devices(nic, links) {
+            out.lower.push(device_settings(netns, lower, &qdiscs)?);
+        }
+    }
+    out.mtu_chain = mtu_chain(netns, devices, links);
+    Ok(out)
+}
+
+/// A bond's members, or a VLAN's parent, in the same namespace.
+fn lower_devices<'a>(nic: &Link, links: &'a [Link]) -> Vec<&'a Link> {
+    match nic.kind.as_deref() {
+        Some("bond") => links
+            .iter()
+            .filter(|l| l.master == Some(nic.ifindex))
+            .collect(),
+        Some("vlan") => links
+            .iter()
+            .filter(|l| Some(l.ifindex) == nic.link)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The NIC, the VXLAN devices, every bridge of `netns` with veth ports, and
+/// the pod end of each such port: found in the other named namespaces as
+/// the veth whose ifindex is the port's peer and whose peer is the port.
+fn mtu_chain(netns: &Netns, devices: &[&Link], links: &[Link]) -> Vec<MtuHop> {
+    let hop = |role: &str, l: &Link, netns: Option<String>| MtuHop {
+        role: role.into(),
+        iface: l.name.clone(),
+        netns,
+        mtu: l.mtu,
+    };
+    let mut out: Vec<MtuHop> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, l)| hop(if i == 0 { "nic" } else { "vxlan" }, l, None))
+        .collect();
+    let is_veth = |l: &Link| l.kind.as_deref() == Some("veth");
+    let ports: Vec<&Link> = links
+        .iter()
+        .filter(|l| is_veth(l) && l.master.is_some())
+        .collect();
+    let bridges = links.iter().filter(|b| {
+        b.kind.as_deref() == Some("bridge") && ports.iter().any(|p| p.master == Some(b.ifindex))
+    });
+    // Each other named namespace, with the id `netns` gives it (what a
+    // port's IFLA_LINK_NETNSID names its peer's namespace by), and its links.
+    let here = netns.inum().ok();
+    let mut rtnl = netns.run(RtnlSocket::open).ok().and_then(Result::ok);
+    let mut pods: Vec<(String, i32, Vec<Link>)> = Vec::new();
+    for (inum, name) in crate::netns::known_namespaces() {
+        if Some(inum) == here {
+            continue;
+        }
+        let Ok(ns) = Netns::host_or_named(&name) else {
+            continue;
+        };
+        let nsid = match (&mut rtnl, ns.as_fd()) {
+            (Some(r), Some(fd)) => r.nsid_of(fd).ok().flatten(),
+            _ => None,
+        };
+        let links = ns.run(|| RtnlSocket::open().and_then(|mut s| s.links()));
+        if let (Some(nsid), Ok(Ok(links))) = (nsid, links) {
+            pods.push((name, nsid, links));
+        }
+    }
+    for bridge in bridges {
+        out.push(hop("bridge", bridge, None));
+        for port in ports.iter().filter(|p| p.master == Some(bridge.ifindex)) {
+            let pod = pods
+                .iter()
+                .filter(|(_, nsid, _)| port.link_netnsid == Some(*nsid))
+                .find_map(|(name, _, links)| {
+                    links
+                        .iter()
+                        .find(|p| is_veth(p) && Some(p.ifindex) == port.link)
+                        .map(|p| (name, p))
+                });
+            if let Some((name, end)) = pod {
+                out.push(hop("pod", end, Some(name.clone())));
+            }
+        }
+    }
+    out
+}
+
+/// One device's MTU, transmit queue, queues and IRQs, ethtool items.
+fn device_settings(
+    netns: &Netns,
+    link: &Link,
+    qdiscs: &Result<Vec<RootQdisc>, String>,
+) -> Result<DeviceSettings, ProbeError> {
+    let mut settings = vec![
+        Setting {
             name: "mtu".into(),
             value: link.mtu.map(|m| m.to_string()),
             error: link.mtu.is_none().then(|| "not reported".to_string()),
-        }];
-        let name = link.name.clone();
-        settings.extend(
-            with_netns_sysfs(netns, move || queue_settings(&name)).unwrap_or_else(|e| {
-                vec![Setting {
-                    name: "queues".into(),
-                    value: None,
-                    error: Some(e),
-                }]
+        },
+        Setting::from(
+            "txqueuelen",
+            link.txqlen
+                .map(|n| n.to_string())
+                .ok_or_else(|| "not reported".to_string()),
+        ),
+        Setting::from(
+            "root qdisc",
+            qdiscs.clone().and_then(|q| {
+                q.iter()
+                    .find(|q| q.ifindex == link.ifindex)
+                    .map(|q| q.kind.clone().unwrap_or_else(|| "?".into()))
+                    .ok_or_else(|| "none".to_string())
             }),
-        );
-        let name = link.name.clone();
-        settings.extend(netns.run(move || ethtool_settings(&name))?);
-        out.devices.push(DeviceSettings {
-            iface: link.name.clone(),
-            settings,
-        });
-    }
-    Ok(out)
+        ),
+    ];
+    let name = link.name.clone();
+    settings.extend(
+        with_netns_sysfs(netns, move || queue_settings(&name)).unwrap_or_else(|e| {
+            vec![Setting {
+                name: "queues".into(),
+                value: None,
+                error: Some(e),
+            }]
+        }),
+    );
+    let name = link.name.clone();
+    settings.extend(netns.run(move || ethtool_settings(&name))?);
+    Ok(DeviceSettings {
+        iface: link.name.clone(),
+        settings,
+    })
 }
 
 mod ethtool_netlink;
@@ -320,7 +465,7 @@ mod tests {
         );
         assert!(q.iter().any(|s| s.name == "irqs" && s.error.is_some()));
         let e = ethtool_settings("lo");
-        assert_eq!(e.len(), 6);
+        assert_eq!(e.len(), 7);
         assert!(e.iter().all(|s| s.value.is_some() != s.error.is_some()));
     }
 }

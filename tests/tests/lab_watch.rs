@@ -509,6 +509,24 @@ fn tune_reads_the_nic() {
             .clone()
     };
     let real_nic = std::env::var_os(probe_lab::NICS_ENV).is_some();
+    assert_eq!(setting("txqueuelen")["value"], "1000", "{eth0}");
+    let qdisc = setting("root qdisc");
+    let link = setting("link");
+    if real_nic {
+        // The default qdisc (pfifo_fast, fq_codel, or mq over them); QEMU's
+        // virtio_net reports no speed unless told one.
+        assert!(qdisc["value"].is_string(), "{qdisc}");
+        assert!(
+            link["value"].as_str().unwrap().starts_with("speed "),
+            "{link}"
+        );
+    } else {
+        assert_eq!(qdisc["value"], "noqueue", "{qdisc}");
+        assert_eq!(
+            link["value"], "speed 10000Mb/s duplex full autoneg off",
+            "{link}"
+        );
+    }
     // veth answers the channels request on 6.1 and later, not on Debian's
     // 5.10: there the probe says why it has no value.
     let channels = setting("channels");
@@ -542,4 +560,79 @@ fn tune_reads_the_nic() {
             "{eth0}"
         );
     }
+}
+
+/// The MTU chain from the NIC through flannel.1 and cni0 to each pod's end
+/// of its veth, found in the pods' namespaces; a pod whose MTU exceeds the
+/// overlay's is named, in `probe tune` and in the advice of `probe watch`.
+#[test]
+fn a_pod_whose_mtu_exceeds_the_overlays_is_named() {
+    if !privileged("a_pod_whose_mtu_exceeds_the_overlays_is_named") {
+        return;
+    }
+    let lab = lab();
+    let node = lab.node(2);
+    let (big, fits) = (&node.pods[1], &node.pods[0]);
+    probe_lab::run(
+        "ip",
+        &["-n", &big.netns, "link", "set", "eth0", "mtu", "1500"],
+    )
+    .unwrap();
+    let (code, out, err) = probe_output(&["tune", "--netns", &node.netns, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let chain: Vec<(String, String, Option<String>, u64)> = v["mtu_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["role"].as_str().unwrap().to_string(),
+                h["iface"].as_str().unwrap().to_string(),
+                h["netns"].as_str().map(str::to_string),
+                h["mtu"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let hop = |role: &str, iface: &str, netns: Option<&str>, mtu| {
+        (
+            role.to_string(),
+            iface.to_string(),
+            netns.map(str::to_string),
+            mtu,
+        )
+    };
+    let mut pods = vec![
+        hop("pod", "eth0", Some(&fits.netns), 1450),
+        hop("pod", "eth0", Some(&big.netns), 1500),
+    ];
+    pods.sort();
+    let mut expected = vec![
+        hop("nic", "eth0", None, 1500),
+        hop("vxlan", "flannel.1", None, 1450),
+        hop("bridge", "cni0", None, 1450),
+    ];
+    expected.extend(pods);
+    let mut got = chain.clone();
+    got[3..].sort();
+    assert_eq!(got, expected, "{}", v["mtu_chain"]);
+
+    let (code, lines, err) = Watch::on_lab(&lab, "1", &["--duration", "1"]).stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    let advice = summary(&lines)["advice"].clone();
+    let mtu: Vec<&str> = advice
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "mtu")
+        .map(|a| a["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        mtu,
+        [format!(
+            "pod {} (eth0) has MTU 1500 but flannel.1 carries 1450: its full-size packets do not fit; set it to at most 1450",
+            big.netns
+        )],
+        "{advice}"
+    );
 }

@@ -41,7 +41,75 @@ fn snapshot(nic_mtu: &str, vxlan_mtu: &str, irqs: &[&str]) -> Snapshot {
                 settings: vec![set("mtu", vxlan_mtu)],
             },
         ],
+        lower: Vec::new(),
+        mtu_chain: Vec::new(),
     }
+}
+
+fn hop(role: &str, iface: &str, netns: Option<&str>, mtu: u32) -> crate::tune::MtuHop {
+    crate::tune::MtuHop {
+        role: role.into(),
+        iface: iface.into(),
+        netns: netns.map(Into::into),
+        mtu: Some(mtu),
+    }
+}
+
+/// A pod (or bridge) whose MTU exceeds the tunnel's is named; a chain that
+/// fits says nothing. Without a tunnel the NIC's MTU is the limit.
+#[test]
+fn a_pod_mtu_above_the_overlays_is_named() {
+    let mut s = snapshot("1500", "1450", &[]);
+    s.mtu_chain = vec![
+        hop("nic", "eth0", None, 1500),
+        hop("vxlan", "flannel.1", None, 1450),
+        hop("bridge", "cni0", None, 1450),
+        hop("pod", "eth0", Some("cni-a"), 1450),
+        hop("pod", "eth0", Some("cni-b"), 1500),
+    ];
+    let a = advise(&quiet_report(), &s);
+    assert_eq!(rules(&a), ["mtu"]);
+    assert_eq!(
+        a[0].text,
+        "pod cni-b (eth0) has MTU 1500 but flannel.1 carries 1450: its full-size packets do not fit; set it to at most 1450"
+    );
+    s.mtu_chain[4].mtu = Some(1450);
+    assert!(advise(&quiet_report(), &s).is_empty());
+    // host-gw: no tunnel, the NIC carries the pods' packets as they are.
+    s.mtu_chain = vec![
+        hop("nic", "eth0", None, 1500),
+        hop("pod", "eth0", Some("cni-a"), 9000),
+    ];
+    assert!(advise(&quiet_report(), &s)[0]
+        .text
+        .contains("but eth0 carries 1500"));
+}
+
+/// A NIC or bond member that negotiated down is named; 10 Gb/s full duplex,
+/// or a link the driver does not report, is not.
+#[test]
+fn a_slow_or_half_duplex_link_is_named() {
+    let mut s = snapshot("1500", "1450", &[]);
+    s.devices[0]
+        .settings
+        .push(set("link", "speed 10000Mb/s duplex full autoneg on"));
+    assert!(advise(&quiet_report(), &s).is_empty());
+    s.lower = vec![DeviceSettings {
+        iface: "ens5".into(),
+        settings: vec![set("link", "speed 10Mb/s duplex half autoneg on")],
+    }];
+    let a = advise(&quiet_report(), &s);
+    assert_eq!(rules(&a), ["link"]);
+    assert!(
+        a[0].text
+            .starts_with("ens5 links at speed 10Mb/s duplex half"),
+        "{}",
+        a[0].text
+    );
+    s.lower[0].settings = vec![set("link", "speed 10000Mb/s duplex half autoneg off")];
+    assert_eq!(rules(&advise(&quiet_report(), &s)), ["link"]);
+    s.lower[0].settings = vec![set("link", "speed unknown duplex unknown autoneg off")];
+    assert!(advise(&quiet_report(), &s).is_empty());
 }
 
 fn quiet_report() -> Report {

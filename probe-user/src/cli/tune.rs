@@ -47,7 +47,7 @@ pub fn run(args: TuneArgs) -> Result<(), ProbeError> {
     let mut devices = vec![nic_link];
     devices.extend(links.iter().filter(|l| l.is_vxlan()));
 
-    let out = tune::snapshot(&netns, &devices)?;
+    let out = tune::snapshot(&netns, &devices, &links)?;
     super::print_json_or(args.json, &out, human)
 }
 
@@ -64,10 +64,31 @@ pub fn human(s: &Snapshot) -> String {
     for x in &s.sysctls {
         o += &line(x);
     }
-    for d in &s.devices {
-        o += &format!("DEVICE {}\n", d.iface);
+    for (d, lower) in s
+        .devices
+        .iter()
+        .map(|d| (d, false))
+        .chain(s.lower.iter().map(|d| (d, true)))
+    {
+        let of = if lower {
+            " (lower device of the NIC)"
+        } else {
+            ""
+        };
+        o += &format!("DEVICE {}{of}\n", d.iface);
         for x in &d.settings {
             o += &line(x);
+        }
+    }
+    if !s.mtu_chain.is_empty() {
+        o += "MTU CHAIN (NIC -> tunnel -> bridge -> pods)\n";
+        for h in &s.mtu_chain {
+            let name = match &h.netns {
+                Some(ns) => format!("{} {} in {ns}", h.role, h.iface),
+                None => format!("{} {}", h.role, h.iface),
+            };
+            let mtu = h.mtu.map_or("-".to_string(), |m| m.to_string());
+            o += &format!("  {name:<34} {mtu}\n");
         }
     }
     o

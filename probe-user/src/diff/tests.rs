@@ -17,6 +17,8 @@ fn recording(rcvbuf: u64, elapsed: f64, rmem: &str, wait_p50: u64, squeeze: u64)
                 error: None,
             }],
             devices: vec![],
+            lower: vec![],
+            mtu_chain: vec![],
         }),
         netns_settings: vec![crate::recording::NetnsSettings {
             netns: "pod".into(),

@@ -97,6 +97,16 @@ pub struct Link {
     pub num_rx_queues: Option<u32>,
     pub xdp: XdpState,
     pub stats: Option<LinkStats>,
+    /// IFLA_TXQLEN: the transmit queue's length (`ip link ... txqueuelen`).
+    pub txqlen: Option<u32>,
+    /// IFLA_MASTER: the bond or bridge this device is a port of.
+    pub master: Option<u32>,
+    /// IFLA_LINK: a VLAN's lower device, a veth's peer (ifindexes in the
+    /// peer's namespace when that is another one).
+    pub link: Option<u32>,
+    /// IFLA_LINK_NETNSID: the namespace `link` is in, by the id this
+    /// namespace gives it (absent: this namespace).
+    pub link_netnsid: Option<i32>,
 }
 
 impl Link {
@@ -115,6 +125,10 @@ impl Link {
                 LinkAttribute::IfName(name) => link.name = name,
                 LinkAttribute::Mtu(mtu) => link.mtu = Some(mtu),
                 LinkAttribute::NumRxQueues(n) => link.num_rx_queues = Some(n),
+                LinkAttribute::TxQueueLen(n) => link.txqlen = Some(n),
+                LinkAttribute::Controller(i) => link.master = Some(i),
+                LinkAttribute::Link(i) => link.link = Some(i),
+                LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(id),
                 LinkAttribute::Stats64(s) => {
                     link.stats = Some(LinkStats {
                         rx_packets: s.rx_packets,

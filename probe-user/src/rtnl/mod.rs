@@ -22,7 +22,7 @@ use netlink_packet_route::{link::LinkMessage, route::RouteMessage, RouteNetlinkM
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 pub use link::{ifindex_of, Link, LinkStats, VxlanInfo, XdpState};
-pub use tc::BpfFilter;
+pub use tc::{BpfFilter, RootQdisc};
 
 /// Large enough for one datagram of a dump: the kernel fills up to 32 KiB
 /// per datagram (netlink_dump's max_recvmsg_len).
@@ -79,6 +79,26 @@ impl RtnlSocket {
         let mut answers = Vec::new();
         while !self.receive(&mut answers)? {}
         Ok(answers)
+    }
+
+    /// The id this socket's namespace gives the namespace open as `fd`
+    /// (RTM_GETNSID; what IFLA_LINK_NETNSID names a peer's namespace by),
+    /// or None when it has given it none.
+    pub fn nsid_of(&mut self, fd: std::os::fd::BorrowedFd) -> io::Result<Option<i32>> {
+        use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+        use std::os::fd::AsRawFd;
+        let mut m = NsidMessage::default();
+        m.attributes.push(NsidAttribute::Fd(fd.as_raw_fd() as u32));
+        self.send(RouteNetlinkMessage::GetNsId(m), NLM_F_REQUEST | NLM_F_ACK)?;
+        let mut answers = Vec::new();
+        while !self.receive(&mut answers)? {}
+        Ok(answers.into_iter().find_map(|a| match a {
+            RouteNetlinkMessage::NewNsId(m) => m.attributes.into_iter().find_map(|a| match a {
+                NsidAttribute::Id(id) if id >= 0 => Some(id),
+                _ => None,
+            }),
+            _ => None,
+        }))
     }
 
     /// Sends a request that changes something and waits for the kernel's ACK.

@@ -63,18 +63,45 @@ impl RtnlSocket {
     /// only roots are summed. A qdisc replaced or a device re-created is a
     /// new key, or a counter that went back: both count from zero.
     pub fn root_qdisc_drops(&mut self) -> io::Result<BTreeMap<(u32, u32), u64>> {
+        Ok(self
+            .root_qdiscs()?
+            .into_iter()
+            .map(|q| ((q.ifindex, q.handle), q.drops))
+            .collect())
+    }
+
+    /// Every root qdisc of the namespace (`tc qdisc show`'s `root` lines).
+    pub fn root_qdiscs(&mut self) -> io::Result<Vec<RootQdisc>> {
         let answers = self.dump(RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()))?;
         Ok(answers
             .into_iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewQueueDiscipline(q) if q.header.parent == TcHandle::ROOT => {
-                    let key = (q.header.index as u32, u32::from(q.header.handle));
-                    Some((key, qdisc_drops(&q.attributes)))
+                    Some(RootQdisc {
+                        ifindex: q.header.index as u32,
+                        handle: u32::from(q.header.handle),
+                        kind: q.attributes.iter().find_map(|a| match a {
+                            TcAttribute::Kind(k) => Some(k.clone()),
+                            _ => None,
+                        }),
+                        drops: qdisc_drops(&q.attributes),
+                    })
                 }
                 _ => None,
             })
             .collect())
     }
+}
+
+/// A device's root qdisc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootQdisc {
+    pub ifindex: u32,
+    pub handle: u32,
+    /// `pfifo_fast`, `fq_codel`, `mq`, `noqueue`, ...
+    pub kind: Option<String>,
+    /// Packets it dropped since it was created (32-bit in the kernel).
+    pub drops: u64,
 }
 
 /// TCA_STATS2's queue statistics, else the older TCA_STATS (both 32-bit).

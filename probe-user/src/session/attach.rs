@@ -208,7 +208,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         .hooks_mut()
         .filter_map(|h| cfg.bpf_log.reader(h.object_mut()))
         .collect();
-    session.settings = crate::tune::snapshot(&session.netns, &devices).ok();
+    session.settings = crate::tune::snapshot(&session.netns, &devices, &links).ok();
     if !cfg.quiet {
         eprintln!(
             "probe: attached in {:.0} ms (netns {}): {}",

@@ -27,7 +27,8 @@ fn ethtool_unreadable(why: &str) -> Vec<Setting> {
 }
 
 /// The items ethtool_settings lists, in order.
-const ETHTOOL_ITEMS: [&str; 6] = [
+const ETHTOOL_ITEMS: [&str; 7] = [
+    "link",
     "ring rx",
     "ring tx",
     "channels",
@@ -68,7 +69,8 @@ where
 async fn ethtool_query(iface: &str) -> Vec<Setting> {
     use ethtool::{
         EthtoolAttr as A, EthtoolChannelAttr as Ch, EthtoolCoalesceAttr as Co,
-        EthtoolFeatureAttr as F, EthtoolRingAttr as R,
+        EthtoolFeatureAttr as F, EthtoolLinkModeAttr as L, EthtoolLinkModeDuplex,
+        EthtoolRingAttr as R,
     };
     let (connection, mut handle, _) = match ethtool::new_connection() {
         Ok(c) => c,
@@ -76,6 +78,25 @@ async fn ethtool_query(iface: &str) -> Vec<Setting> {
     };
     let connection = tokio::spawn(connection);
     let mut out = Vec::new();
+
+    // Speed (Mb/s; SPEED_UNKNOWN is u32::MAX), duplex, autonegotiation.
+    let link = first_reply(handle.link_mode().get(Some(iface)).execute())
+        .await
+        .map(|nlas| {
+            let (mut speed, mut duplex, mut autoneg) = (None, "unknown", false);
+            for a in nlas {
+                match a {
+                    A::LinkMode(L::Speed(s)) if s != u32::MAX => speed = Some(s),
+                    A::LinkMode(L::Duplex(EthtoolLinkModeDuplex::Full)) => duplex = "full",
+                    A::LinkMode(L::Duplex(EthtoolLinkModeDuplex::Half)) => duplex = "half",
+                    A::LinkMode(L::Autoneg(on)) => autoneg = on,
+                    _ => {}
+                }
+            }
+            let speed = speed.map_or("unknown".to_string(), |s| format!("{s}Mb/s"));
+            format!("speed {speed} duplex {duplex} autoneg {}", on_off(autoneg))
+        });
+    out.push(Setting::from("link", link));
 
     // [rx, rx max, tx, tx max]
     let ring = first_reply(handle.ring().get(Some(iface)).execute())
