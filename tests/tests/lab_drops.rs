@@ -926,8 +926,11 @@ fn stalled_listener(netns: &str, port: u16) -> std::os::fd::OwnedFd {
     .unwrap()
 }
 
-/// `count` non-blocking connects from `netns` to `to`, left pending (their
-/// SYNs are retransmitted until the fds close on drop).
+/// `count` non-blocking connects from `netns` to `to`, left pending: their
+/// SYNs are retransmitted until the fds close on drop. They close with a
+/// reset (SO_LINGER 0), which is never retransmitted: a connection the
+/// listener's syncookies completed would send a FIN and repeat it, and the
+/// listener counts each one it refuses.
 fn pending_connects(netns: &str, to: SocketAddrV4, count: usize) -> Vec<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     lab::in_netns(netns, move || {
@@ -935,6 +938,18 @@ fn pending_connects(netns: &str, to: SocketAddrV4, count: usize) -> Vec<std::os:
             .map(|_| unsafe {
                 let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
                 assert!(fd >= 0);
+                let linger = libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                };
+                let rc = libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    &linger as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::linger>() as u32,
+                );
+                assert_eq!(rc, 0);
                 let addr = libc::sockaddr_in {
                     sin_family: libc::AF_INET as u16,
                     sin_port: to.port().to_be(),
@@ -977,7 +992,8 @@ fn a_full_accept_queue_is_loss_at_the_socket_counted_by_listen_drops() {
     );
     // The SYNs, and their first retransmission a second later.
     std::thread::sleep(Duration::from_millis(2500));
-    // Closing a connect in SYN_SENT sends nothing.
+    // A connect still in SYN_SENT closes silently, a completed one with a
+    // reset; nothing is sent after that.
     drop(clients);
     std::thread::sleep(Duration::from_millis(300));
     let after = snmp(&pod.netns).delta(&before);

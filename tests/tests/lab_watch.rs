@@ -636,3 +636,34 @@ fn a_pod_whose_mtu_exceeds_the_overlays_is_named() {
         "{advice}"
     );
 }
+
+/// A reader that does not read: stdout's pipe fills within a second (0.1 s
+/// reports of several KiB), yet the sampling loop keeps its schedule, here
+/// the stage window's: its probes are attached 1 s and then detached, as if
+/// the output were read. Every report is still written once it is.
+#[test]
+fn a_stalled_reader_does_not_stall_the_probe() {
+    if !privileged("a_stalled_reader_does_not_stall_the_probe") {
+        return;
+    }
+    let lab = lab();
+    let w = Watch::on_lab(&lab, "0.1", &["--stage-latency"]);
+    std::thread::sleep(Duration::from_secs(5));
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
+    let s = summary(&lines);
+    let attached = s["stage_latency"]["attached_s"].as_f64().unwrap();
+    assert!(
+        (1.0..1.5).contains(&attached),
+        "attached {attached} s of {}",
+        s["elapsed_s"]
+    );
+    let bytes: usize = lines.iter().map(|l| l.to_string().len()).sum();
+    assert!(bytes > 64 << 10, "{bytes} bytes: more than a pipe holds");
+    let intervals = lines.iter().filter(|l| l["type"] == "interval").count();
+    assert!(
+        intervals >= 40,
+        "{intervals} interval reports in 5 s at 0.1 s"
+    );
+    assert!(!err.contains("output stalled"), "{err}");
+}

@@ -2,6 +2,7 @@
 
 pub mod cleanup;
 pub mod diff;
+pub mod output;
 pub mod reasons;
 pub mod record;
 pub mod serve;

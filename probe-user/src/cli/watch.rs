@@ -14,7 +14,6 @@ use crate::{
         BpfLog, TcMode,
     },
     model::Report,
-    render,
     session::{self, Period, SessionConfig},
 };
 
@@ -215,14 +214,16 @@ impl WatchArgs {
 }
 
 pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
-    let json = args.json;
-    session::run(
-        &args.config()?,
+    let config = args.config()?;
+    let mut output = super::output::Output::stdout(args.json);
+    let result = session::run(
+        &config,
         Period::SinceLast,
         |_| {},
-        |report| emit(json, report),
-    )
-    .map(drop)
+        |report| output.emit(report),
+    );
+    let written = output.finish();
+    result.and(written)
 }
 
 /// Checks the flags' values before anything is opened or attached (usage
@@ -261,11 +262,7 @@ pub(crate) fn validate(args: &WatchArgs) -> Result<(), ProbeError> {
 /// Prints one report. Ok(false) when the reader has gone (`probe watch | head`):
 /// a normal way to stop, which ends the run like SIGINT.
 pub fn emit(json: bool, report: &Report) -> Result<bool, ProbeError> {
-    let text = if json {
-        serde_json::to_string(report).map_err(|e| ProbeError::Runtime(e.to_string()))? + "\n"
-    } else {
-        render::human(report) + "\n"
-    };
+    let text = super::output::format(json, report)?;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(true),
