@@ -37,6 +37,9 @@ pub const DROP_SLOTS: usize = 512;
 pub const FLOW_SLOTS: usize = 256;
 /// Slots tried after the home slot before a key is given up on.
 pub const PROBES: usize = 4;
+/// Slots of [`DropTable::not_specified_at`]: the functions that free
+/// packets without a reason are few on any kernel.
+pub const LOCATION_SLOTS: usize = 64;
 /// At most this many network namespaces in `--drop-netns`.
 pub const MAX_SCOPE_NETNS: usize = 16;
 
@@ -84,6 +87,8 @@ pub struct Slot<K> {
 
 pub type DropSlot = Slot<DropKey>;
 pub type FlowSlot = Slot<FlowKey>;
+/// Drops counted by the kernel address they were freed at.
+pub type LocationSlot = Slot<u64>;
 
 /// An entry of a direct-mapped, per-CPU table: a key, and values that are
 /// all zero while the entry is free.
@@ -174,6 +179,11 @@ pub struct DropTable {
     /// segments; not counted in the tables above.
     pub benign_skbs: [u64; BENIGN_KINDS],
     pub benign_segments: [u64; BENIGN_KINDS],
+    /// In-scope NOT_SPECIFIED drops (benign ones included) by the
+    /// tracepoint's `location`: the address in the function that freed the
+    /// packet (kfree_skb's caller), which /proc/kallsyms names. A location
+    /// whose home slot and the next [`PROBES`] are taken is not counted here.
+    pub not_specified_at: [LocationSlot; LOCATION_SLOTS],
 }
 
 /// Drops the probe recognises from the packet as losing no data. The kernel
@@ -234,12 +244,17 @@ pub struct FlowTable {
 
 // The per-CPU value size limit is 32 KiB (PCPU_MIN_UNIT_SIZE).
 const _: () = assert!(
-    size_of::<DropTable>() == 5 * 8 * REASON_SLOTS + 24 * DROP_SLOTS + 8 + 16 * BENIGN_KINDS
+    size_of::<DropTable>()
+        == 5 * 8 * REASON_SLOTS + 24 * DROP_SLOTS + 8 + 16 * BENIGN_KINDS + 16 * LOCATION_SLOTS
 );
 const _: () = assert!(size_of::<DropTable>() <= 32 * 1024);
 const _: () = assert!(size_of::<FlowKey>() == 48);
 const _: () = assert!(size_of::<FlowTable>() <= 32 * 1024);
-const _: () = assert!(DROP_SLOTS.is_power_of_two() && FLOW_SLOTS.is_power_of_two());
+const _: () = assert!(
+    DROP_SLOTS.is_power_of_two()
+        && FLOW_SLOTS.is_power_of_two()
+        && LOCATION_SLOTS.is_power_of_two()
+);
 
 /// Slot of a raw drop reason in [`DropTable::by_reason`].
 #[inline(always)]
@@ -286,6 +301,7 @@ impl Default for DropTable {
             out_of_scope: 0,
             benign_skbs: [0; BENIGN_KINDS],
             benign_segments: [0; BENIGN_KINDS],
+            not_specified_at: [LocationSlot::default(); LOCATION_SLOTS],
         }
     }
 }

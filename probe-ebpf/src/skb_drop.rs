@@ -72,6 +72,7 @@ const IPPROTO_UDP: u8 = 17;
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn skb_drop(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
+    let location: u64 = ctx.arg(1);
     let reason: u32 = ctx.arg(2);
     let not_drops = unsafe { core::ptr::read_volatile(&NOT_DROPS) };
     if reason != not_drops[0] && reason != not_drops[1] && !skb.is_null() {
@@ -85,13 +86,13 @@ pub fn skb_drop(ctx: BtfTracePointContext) -> i32 {
         }
         // SAFETY: struct fields are read with fault-safe BTF-typed loads
         // (`field`), packet bytes and skb_shared_info with bpf_probe_read_kernel.
-        unsafe { record(skb, reason) };
+        unsafe { record(skb, reason, location) };
     }
     0
 }
 
 #[inline(always)]
-unsafe fn record(skb: *const u8, reason: u32) {
+unsafe fn record(skb: *const u8, reason: u32, location: u64) {
     let o = unsafe { core::ptr::read_volatile(&DROP_OFFSETS) };
     let dev: *const u8 = unsafe { field(skb, o.skb_dev) };
     let (mut netns, mut ifindex) = (0u32, 0u32);
@@ -124,6 +125,11 @@ unsafe fn record(skb: *const u8, reason: u32) {
     // Drops that lose no data, told apart by the packet (see `Benign`).
     let no_socket = reason == unsafe { core::ptr::read_volatile(&REASON_NO_SOCKET) };
     let not_specified = reason == unsafe { core::ptr::read_volatile(&REASON_NOT_SPECIFIED) };
+    if not_specified && in_scope(netns) {
+        // A reason says why; without one, where: the freeing function.
+        let home = mix(location as u32, (location >> 32) as u32, 0) as usize;
+        count_in(&mut table.not_specified_at, home, location);
+    }
     let benign = if packet.echo_reply && no_socket {
         Some(Benign::EchoReply)
     } else if packet.tcp && not_specified {

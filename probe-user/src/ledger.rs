@@ -200,6 +200,18 @@ pub struct Ledger {
     /// The reasons of this period's drops that the table does not know (a
     /// kernel newer than the table), and the family rule that placed each.
     pub placed_by_rule: Vec<PlacedByRule>,
+    /// Where the period's NOT_SPECIFIED drops were freed (benign ones
+    /// included), the most first: a reason says why, this says where.
+    pub not_specified_at: Vec<FreedAt>,
+}
+
+/// Drops freed in one kernel function without a reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FreedAt {
+    /// The function (/proc/kallsyms), or its address where that is hidden;
+    /// `null`: the drops whose address found no slot in the probe's table.
+    pub function: Option<String>,
+    pub skbs: u64,
 }
 
 /// A reason placed by a family rule rather than by the table.
@@ -359,6 +371,7 @@ pub fn build(input: &LedgerInput) -> Ledger {
             }
         }
         out.drops = rows::drop_rows(d, names, &who);
+        out.not_specified_at = rows::freed_at(d, names, &who);
         out.flows = rows::flow_rows(d, names, &who);
 
         // Each reason's kernel counter, where it was read in every namespace

@@ -13,6 +13,7 @@ pub mod diff;
 pub mod error;
 pub mod ethtool;
 pub mod hooks;
+pub mod kallsyms;
 pub mod latency;
 pub mod ledger;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! Names for what the kernel reports as numbers: network namespaces by
-//! inode, devices by (namespace, ifindex). Filled by the session
+//! inode, devices by (namespace, ifindex), kernel functions by an address
+//! inside them. Filled by the session
 //! (session/names.rs), read by the ledger and the NAPI rows.
 
 use std::collections::BTreeMap;
@@ -11,6 +12,9 @@ pub struct Names {
     pub netns: BTreeMap<u32, String>,
     /// (netns inode, ifindex) -> interface name.
     pub ifaces: BTreeMap<(u32, u32), String>,
+    /// Kernel address -> the function it is in (/proc/kallsyms); `0x...`
+    /// where kallsyms does not tell (addresses hidden by kptr_restrict).
+    pub functions: BTreeMap<u64, String>,
 }
 
 impl Names {

@@ -65,6 +65,9 @@ pub struct DropCounts {
     /// Drops that lose no data, by `Benign` kind: skbs and segments.
     pub benign_skbs: [u64; BENIGN_KINDS],
     pub benign_segments: [u64; BENIGN_KINDS],
+    /// NOT_SPECIFIED drops (benign ones included) by the kernel address
+    /// that freed them.
+    pub not_specified_at: BTreeMap<u64, u64>,
 }
 
 crate::delta::counters!(DropCounts {
@@ -79,6 +82,7 @@ crate::delta::counters!(DropCounts {
     flows_unslotted,
     benign_skbs,
     benign_segments,
+    not_specified_at,
 });
 
 impl DropCounts {
@@ -111,6 +115,9 @@ impl DropCounts {
             }
             for s in t.slots.iter().filter(|s| s.count > 0) {
                 *c.keyed.entry(s.key).or_default() += s.count;
+            }
+            for s in t.not_specified_at.iter().filter(|s| s.count > 0) {
+                *c.not_specified_at.entry(s.key).or_default() += s.count;
             }
             c.out_of_scope += t.out_of_scope;
             for k in 0..BENIGN_KINDS {

@@ -1,6 +1,6 @@
 //! The drop rows (per namespace, device and reason) and the top flows.
 
-use probe_common::drops::{FlowKey, FAMILY_V4, REASON_SLOTS};
+use probe_common::drops::{Benign, FlowKey, FAMILY_V4, REASON_SLOTS};
 
 use super::{DropRow, FlowRow, Names, TOP_FLOWS};
 use crate::{hooks::drops::DropCounts, reasons::ReasonNames, stage::Stage};
@@ -56,6 +56,50 @@ pub(super) fn sort_rows(rows: &mut [DropRow]) {
     rows.sort_by(|a, b| {
         (order(a), &a.reason, &a.netns, &a.iface).cmp(&(order(b), &b.reason, &b.netns, &b.iface))
     });
+}
+
+/// NOT_SPECIFIED drops by the function that freed them, the most first; the
+/// ones whose address found no slot under `function: None`. The in-scope
+/// NOT_SPECIFIED drops are the reason's own count plus the benign kinds the
+/// probe tells apart from the packet (they are NOT_SPECIFIED to the kernel).
+pub(super) fn freed_at(d: &DropCounts, names: &ReasonNames, who: &Names) -> Vec<super::FreedAt> {
+    let Some(reason) = names.value_of("NOT_SPECIFIED") else {
+        return Vec::new();
+    };
+    let mut by_function: std::collections::BTreeMap<Option<String>, u64> = Default::default();
+    for (addr, n) in &d.not_specified_at {
+        let named = who
+            .functions
+            .get(addr)
+            .cloned()
+            .unwrap_or_else(|| format!("0x{addr:x}"));
+        let function = crate::kallsyms::function_of(&named).to_string();
+        *by_function.entry(Some(function)).or_default() += n;
+    }
+    let located: u64 = by_function.values().sum();
+    let benign: u64 = [Benign::TcpIgnored, Benign::Control]
+        .iter()
+        .map(|k| d.benign_skbs[*k as usize])
+        .sum();
+    let total = d
+        .by_reason
+        .get(probe_common::drops::reason_slot(reason))
+        .copied()
+        .unwrap_or(0)
+        + benign;
+    if total > located {
+        by_function.insert(None, total - located);
+    }
+    let mut out: Vec<super::FreedAt> = by_function
+        .into_iter()
+        .map(|(function, skbs)| super::FreedAt { function, skbs })
+        .collect();
+    out.sort_by(|a, b| {
+        b.skbs
+            .cmp(&a.skbs)
+            .then_with(|| a.function.cmp(&b.function))
+    });
+    out
 }
 
 /// The flows with the most drops, in skbs.

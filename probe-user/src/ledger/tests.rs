@@ -43,6 +43,7 @@ fn who() -> Names {
     Names {
         netns: BTreeMap::from([(100, "pod-a".to_string())]),
         ifaces: BTreeMap::from([((100, 2), "eth0".to_string())]),
+        functions: BTreeMap::new(),
     }
 }
 
@@ -294,6 +295,7 @@ fn each_reason_is_checked_against_its_own_counter() {
         names: Some(&Names {
             netns: BTreeMap::from([(100, "pod".to_string()), (200, "other".to_string())]),
             ifaces: BTreeMap::new(),
+            functions: BTreeMap::new(),
         }),
         softnet: vec![
             SoftnetCpu {
@@ -538,6 +540,7 @@ fn listen_drops_without_an_event_are_socket_drops() {
     let who = Names {
         netns: BTreeMap::from([(100, "pod-a".to_string()), (200, "pod-b".to_string())]),
         ifaces: BTreeMap::new(),
+        functions: BTreeMap::new(),
     };
     let listen = |drops| Snmp {
         tcp_listen_drops: drops,
@@ -595,4 +598,59 @@ fn listen_drops_without_an_event_are_socket_drops() {
     let socket = l.ledger.iter().find(|r| r.stage == "socket").unwrap();
     assert_eq!(socket.drops, 290);
     assert_eq!(socket.reasons[LISTEN_DROPS].skbs, 250);
+}
+
+/// NOT_SPECIFIED drops by the function that freed them (two call sites of
+/// one function are one row), with the benign ones the probe told apart,
+/// and those whose address found no slot under `None`.
+#[test]
+fn not_specified_drops_are_named_by_the_function_that_freed_them() {
+    const NOT_SPECIFIED: u32 = 2;
+    let names = ReasonNames::from_lists(&[(NOT_SPECIFIED, "NOT_SPECIFIED")], &[]);
+    let mut d = counts(&[(NOT_SPECIFIED, 9)], &[]);
+    d.benign_skbs[probe_common::drops::Benign::Control as usize] = 5;
+    d.not_specified_at = BTreeMap::from([(0xa010, 4), (0xa020, 2), (0xb000, 5), (0xc000, 1)]);
+    let who = Names {
+        functions: BTreeMap::from([
+            (0xa010, "ip6_mc_input+0x10".to_string()),
+            (0xa020, "ip6_mc_input+0x20".to_string()),
+            (0xb000, "tcp_v4_rcv+0x1a0".to_string()),
+            (0xc000, "0xc000".to_string()),
+        ]),
+        ..Default::default()
+    };
+    let l = build(&LedgerInput {
+        reasons: Some(&names),
+        drops: Some(d),
+        names: Some(&who),
+        ..Default::default()
+    });
+    let at: Vec<(Option<&str>, u64)> = l
+        .not_specified_at
+        .iter()
+        .map(|f| (f.function.as_deref(), f.skbs))
+        .collect();
+    assert_eq!(
+        at,
+        [
+            (Some("ip6_mc_input"), 6),
+            (Some("tcp_v4_rcv"), 5),
+            (None, 2),
+            (Some("0xc000"), 1)
+        ]
+    );
+    let mut r = crate::model::Report::between(
+        crate::model::ReportKind::Interval,
+        &Default::default(),
+        &Default::default(),
+        &Default::default(),
+    );
+    r.ledger = l;
+    let text = crate::render::human(&r);
+    assert!(
+        text.contains(
+            "NOT_SPECIFIED freed in (skbs): ip6_mc_input 6, tcp_v4_rcv 5, (not kept) 2, 0xc000 1"
+        ),
+        "{text}"
+    );
 }

@@ -116,6 +116,20 @@ pub(super) fn ledger(o: &mut String, r: &Report) {
             placed.join(", ")
         );
     }
+    if !l.not_specified_at.is_empty() {
+        let at: Vec<String> = l
+            .not_specified_at
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f.function.as_deref().unwrap_or("(not kept)"),
+                    f.skbs
+                )
+            })
+            .collect();
+        let _ = writeln!(o, "  NOT_SPECIFIED freed in (skbs): {}", at.join(", "));
+    }
     for d in l.drops.iter().take(10) {
         let _ = writeln!(
             o,

@@ -7,6 +7,14 @@ use crate::{
     rtnl::RtnlSocket,
 };
 
+/// Names the kernel addresses drops were freed at that have no name yet.
+pub(super) fn refresh_functions(names: &mut Names, seen: impl Iterator<Item = u64>) {
+    let new: Vec<u64> = seen.filter(|a| !names.functions.contains_key(a)).collect();
+    if !new.is_empty() {
+        names.functions.extend(crate::kallsyms::resolve(&new));
+    }
+}
+
 /// Names every namespace with a name now (a namespace gone keeps its name,
 /// for the totals it has counted), and the devices that drops and NAPI polls
 /// were seen in (netns inode, ifindex). Interface names are listed once per

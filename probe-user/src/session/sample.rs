@@ -3,7 +3,10 @@
 
 use std::time::SystemTime;
 
-use super::{names::refresh_names, Session};
+use super::{
+    names::{refresh_functions, refresh_names},
+    Session,
+};
 use crate::netns::Netns;
 use crate::{
     error::ProbeError,
@@ -60,6 +63,12 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
         })
         .collect();
     refresh_names(&mut a.names, drop_keys.into_iter().chain(napi_keys));
+    refresh_functions(
+        &mut a.names,
+        drops
+            .iter()
+            .flat_map(|d| d.not_specified_at.keys().copied()),
+    );
     // Node-wide and per-netns kernel counters; unreadable ones are left out
     // of the cross-check rather than ending the run.
     let softnet = crate::procfs::read_softnet().unwrap_or_default();
