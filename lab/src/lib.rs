@@ -100,6 +100,11 @@ pub struct Lab {
 fn mac(kind: u8, node: u8, n: u8) -> String {
     format!("02:{kind:02x}:00:00:{node:02x}:{n:02x}")
 }
+
+/// Set in the QEMU guests of `cargo xtask vm`: the machine is the guest's
+/// own, and a test may change what is node-wide there (nf_conntrack_max).
+pub const GUEST_ENV: &str = "PROBE_IN_GUEST";
+
 /// The underlay MAC address of node `node`'s eth0.
 pub fn mac_of(node: u8) -> String {
     mac(MAC_UNDERLAY, node, 0)

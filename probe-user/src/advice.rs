@@ -237,6 +237,20 @@ pub fn advise(r: &Report, s: &Snapshot) -> Vec<Advice> {
             ),
         });
     }
+    // Connection tracking refused packets it could not track: a full table
+    // with nothing to evict (all entries in use), named with its size.
+    let conntrack: u64 = r.snmp.iter().map(|s| s.counters.conntrack_drop).sum();
+    if let Some(evidence) = drop_evidence(r, conntrack, None) {
+        out.push(Advice {
+            rule: "conntrack",
+            text: format!(
+                "{evidence} dropped by connection tracking (NETFILTER_DROP, conntrack_drop: the table full, nothing to evict) with net.netfilter.nf_conntrack_max={} and nf_conntrack_count={} (in {}): raise nf_conntrack_max, or shorten the timeouts of idle entries",
+                setting(s, "net.netfilter.nf_conntrack_max").unwrap_or("?"),
+                setting(s, "net.netfilter.nf_conntrack_count").unwrap_or("?"),
+                s.netns
+            ),
+        });
+    }
     // IRQ affinity is a configuration fact, not traffic evidence: worth
     // raising only when packets actually arrived over the period (seen by a
     // hook, or counted into a ledger stage's input).

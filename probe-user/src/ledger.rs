@@ -407,7 +407,37 @@ pub fn build(input: &LedgerInput) -> Ledger {
         );
     }
 
-    // Stage-wide kernel counters.
+    // Stage-wide kernel counters. Connection tracking's, where it counted
+    // something: a NETFILTER_DROP of conntrack's own (the table full) is
+    // told from a rule's DROP by `conntrack_drop`.
+    let conntrack = [
+        (
+            "conntrack_drop",
+            input
+                .snmp
+                .iter()
+                .map(|(_, s)| s.conntrack_drop)
+                .sum::<u64>(),
+        ),
+        (
+            "conntrack_early_drop",
+            input.snmp.iter().map(|(_, s)| s.conntrack_early_drop).sum(),
+        ),
+        (
+            "conntrack_insert_failed",
+            input
+                .snmp
+                .iter()
+                .map(|(_, s)| s.conntrack_insert_failed)
+                .sum(),
+        ),
+    ];
+    if conntrack.iter().any(|(_, n)| *n > 0) {
+        let ip = &mut rows[stage_index(Stage::Ip)];
+        for (name, n) in conntrack {
+            ip.kernel.insert(name.into(), n);
+        }
+    }
     if !input.softnet.is_empty() {
         let i = stage_index(Stage::Backlog);
         let sum = |f: fn(&SoftnetCpu) -> u64| input.softnet.iter().map(f).sum::<u64>();

@@ -221,7 +221,7 @@ pub struct Unavailable {
 /// A tuning rule that fired on a report's evidence, and its text citing it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Advice {
-    /// Rule id: `backlog`, `budget`, `rcvbuf`, `listen`, `irq_affinity`, `mtu`, `link`.
+    /// Rule id: `backlog`, `budget`, `rcvbuf`, `listen`, `conntrack`, `irq_affinity`, `mtu`, `link`.
     pub rule: &'static str,
     pub text: String,
 }

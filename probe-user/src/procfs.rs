@@ -109,6 +109,14 @@ pub struct Snmp {
     /// TcpExt ListenDrops: everything a listener dropped (overflows, a full
     /// SYN queue without cookies, failed allocations).
     pub tcp_listen_drops: u64,
+    /// /proc/net/stat/nf_conntrack, over every CPU (0 without nf_conntrack):
+    /// packets conntrack dropped (NETFILTER_DROP) because it could not
+    /// track them: the table full and nothing to evict, or no memory.
+    pub conntrack_drop: u64,
+    /// Entries evicted to make room for a new one (the table was full).
+    pub conntrack_early_drop: u64,
+    /// New entries that lost a race to insert (their packet is dropped).
+    pub conntrack_insert_failed: u64,
 }
 
 crate::delta::counters!(Snmp {
@@ -136,6 +144,9 @@ crate::delta::counters!(Snmp {
     ip6_reasm_fails,
     tcp_listen_overflows,
     tcp_listen_drops,
+    conntrack_drop,
+    conntrack_early_drop,
+    conntrack_insert_failed,
 });
 
 crate::delta::counters!(SoftnetCpu {
@@ -183,14 +194,33 @@ fn parse_lines(text: &str, fields: &mut Fields) {
     }
 }
 
+/// Adds the counters of /proc/net/stat/nf_conntrack to `fields` (protocol
+/// `conntrack`): a header of names, then one line of hex values per CPU,
+/// summed.
+fn parse_conntrack(text: &str, fields: &mut Fields) {
+    let mut lines = text.lines();
+    let Some(names) = lines.next() else { return };
+    let names: Vec<&str> = names.split_whitespace().collect();
+    for line in lines {
+        for (name, value) in names.iter().zip(line.split_whitespace()) {
+            if let Ok(v) = u64::from_str_radix(value, 16) {
+                *fields
+                    .entry(("conntrack".into(), name.to_string()))
+                    .or_default() += v;
+            }
+        }
+    }
+}
+
 /// The counters of one namespace from the texts of its /proc/net/snmp,
-/// snmp6 and netstat (a missing file, or counter, reads as 0: a kernel
-/// without IPv6 counts nothing there).
-pub fn parse_snmp(snmp: &str, snmp6: &str, netstat: &str) -> Snmp {
+/// snmp6, netstat and stat/nf_conntrack (a missing file, or counter, reads
+/// as 0: a kernel without IPv6 counts nothing there).
+pub fn parse_snmp(snmp: &str, snmp6: &str, netstat: &str, conntrack: &str) -> Snmp {
     let mut fields = Fields::new();
     parse_pairs(snmp, &mut fields);
     parse_pairs(netstat, &mut fields);
     parse_lines(snmp6, &mut fields);
+    parse_conntrack(conntrack, &mut fields);
     let get = |proto: &str, name: &str| {
         fields
             .get(&(proto.to_string(), name.to_string()))
@@ -223,6 +253,9 @@ pub fn parse_snmp(snmp: &str, snmp6: &str, netstat: &str) -> Snmp {
         ip6_reasm_fails: v6("Ip6ReasmFails"),
         tcp_listen_overflows: get("TcpExt", "ListenOverflows"),
         tcp_listen_drops: get("TcpExt", "ListenDrops"),
+        conntrack_drop: get("conntrack", "drop"),
+        conntrack_early_drop: get("conntrack", "early_drop"),
+        conntrack_insert_failed: get("conntrack", "insert_failed"),
     }
 }
 
@@ -236,6 +269,7 @@ pub fn read_snmp() -> Result<Snmp, String> {
         &snmp,
         &read("snmp6").unwrap_or_default(),
         &read("netstat").unwrap_or_default(),
+        &read("stat/nf_conntrack").unwrap_or_default(),
     ))
 }
 
@@ -354,7 +388,12 @@ TcpExt: 0 290 291
 IpExt: InNoRoutes InTruncatedPkts
 IpExt: 6 0
 ";
-        let s = parse_snmp(text, snmp6, netstat);
+        let conntrack = "\
+entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop
+00000002  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000001 0000000a 00000003
+00000002  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000010 00000000
+";
+        let s = parse_snmp(text, snmp6, netstat, conntrack);
         assert_eq!(
             s,
             Snmp {
@@ -375,6 +414,9 @@ IpExt: 6 0
                 udp6_rcvbuf_errors: 12,
                 tcp_listen_overflows: 290,
                 tcp_listen_drops: 291,
+                conntrack_drop: 26,
+                conntrack_early_drop: 3,
+                conntrack_insert_failed: 1,
                 ..Default::default()
             }
         );
@@ -383,7 +425,7 @@ IpExt: 6 0
             ..s
         };
         assert_eq!(later.delta(&s).udp_no_ports, 1);
-        assert_eq!(parse_snmp("", "", ""), Snmp::default());
+        assert_eq!(parse_snmp("", "", "", ""), Snmp::default());
     }
 
     #[test]

@@ -1199,3 +1199,91 @@ fn a_qdisc_that_drops_on_the_sending_node_is_checked_against_its_counter() {
     );
     assert_eq!(total_drops(&s), SENT - dropped, "{}", s["ledger"]);
 }
+
+/// Restores the node-wide nf_conntrack_max on drop, also when the test panics.
+struct ConntrackMax(String);
+
+impl ConntrackMax {
+    const PATH: &'static str = "/proc/sys/net/netfilter/nf_conntrack_max";
+
+    fn set(value: u32) -> ConntrackMax {
+        let old = std::fs::read_to_string(Self::PATH).unwrap();
+        std::fs::write(Self::PATH, value.to_string()).unwrap();
+        ConntrackMax(old.trim().to_string())
+    }
+}
+
+impl Drop for ConntrackMax {
+    fn drop(&mut self) {
+        std::fs::write(Self::PATH, &self.0).expect("restore nf_conntrack_max");
+    }
+}
+
+/// A conntrack table that is full of connections in use: a pod's conntrack
+/// (a stateful rule) tracks one established TCP connection with
+/// nf_conntrack_max at 1, so every UDP datagram that follows finds no room
+/// and nothing to evict, and conntrack drops it (NETFILTER_DROP). The ledger
+/// tells it from a rule's DROP: `conntrack_drop` at the ip stage, exactly
+/// the datagrams, and the advice names the table.
+#[test]
+#[ignore = "sets the node-wide nf_conntrack_max (writable only in the initial namespace): \
+            runs in the QEMU guests of cargo xtask vm, never on this machine"]
+fn a_full_conntrack_table_is_named_as_such() {
+    if !privileged("a_full_conntrack_table_is_named_as_such") {
+        return;
+    }
+    assert!(
+        std::env::var_os(lab::GUEST_ENV).is_some(),
+        "this test changes the node's nf_conntrack_max: it runs in cargo xtask vm's guests only"
+    );
+    const SENT: u64 = 50;
+    let lab = lab();
+    let (n1, n2) = (lab.node(1), lab.node(2));
+    let pod = &n2.pods[0];
+    let ipt = |args: &[&str]| {
+        let mut a = vec!["netns", "exec", pod.netns.as_str(), "iptables", "-w"];
+        a.extend_from_slice(args);
+        lab::run("ip", &a).unwrap()
+    };
+    ipt(&[
+        "-A",
+        "INPUT",
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "NEW,ESTABLISHED",
+        "-j",
+        "ACCEPT",
+    ]);
+    // One tracked connection, established (assured: never evicted).
+    let listener = lab::in_netns(&pod.netns, || {
+        std::net::TcpListener::bind(("0.0.0.0", 9102)).unwrap()
+    })
+    .unwrap();
+    let to = std::net::SocketAddr::from((pod.ip, 9102));
+    let client = lab::in_netns(&n1.pods[0].netns, move || {
+        std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap()
+    })
+    .unwrap();
+    let (served, _) = listener.accept().unwrap();
+    let _max = ConntrackMax::set(1);
+    let w = watch(&lab);
+    let before = snmp(&pod.netns);
+    lab::send_udp(
+        &n1.pods[0].netns,
+        SocketAddrV4::new(pod.ip, PORT),
+        SENT,
+        32,
+        10,
+    )
+    .unwrap();
+    let s = stop(w);
+    let after = snmp(&pod.netns).delta(&before);
+    drop((client, served));
+
+    assert_eq!(after.conntrack_drop, SENT, "{after:?}");
+    let ip = ledger_row(&s, "ip");
+    assert_eq!(ip["kernel"]["conntrack_drop"], SENT, "{ip}");
+    assert_eq!(reason_count(&s, "ip", "NETFILTER_DROP"), SENT, "{ip}");
+    assert_advice(&s, "conntrack", "nf_conntrack_max=1");
+}

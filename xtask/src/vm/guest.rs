@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use super::kernel::KernelTree;
 
 /// Modules the lab and the probe's hooks need, loaded in the guest.
-const LAB_MODULES: [&str; 9] = [
+const LAB_MODULES: [&str; 10] = [
     "veth",
     "vxlan",
     "bridge",
@@ -23,6 +23,7 @@ const LAB_MODULES: [&str; 9] = [
     "cls_bpf",
     "virtio_net",
     "nf_conntrack",
+    "xt_conntrack",
     "sch_netem",
     "sch_tbf",
 ];

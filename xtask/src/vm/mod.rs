@@ -49,7 +49,9 @@ const GUEST_TESTS: [&str; 10] = [
 
 /// Test binaries whose ignored tests need what only the guests' kernels have
 /// (the netem qdisc): run with `--include-ignored` there.
-const IGNORED_ON_HOST: [&str; 1] = ["lab_stage_latency"];
+/// (lab_drops: a test that sets the node-wide conntrack table size, which a
+/// guest may and this machine must not.)
+const IGNORED_ON_HOST: [&str; 2] = ["lab_stage_latency", "lab_drops"];
 
 /// Tests a kernel cannot run, and why (printed, never silent).
 fn not_on(kernel: &str) -> Vec<(&'static str, &'static str)> {
@@ -593,6 +595,8 @@ fn guest_env(probe: &str, nics: Nics) -> Result<Vec<(String, String)>> {
             std::env::current_dir()?.join(probe).display().to_string(),
         ),
         ("CI".into(), "true".into()),
+        // Tests that change node-wide settings run only where this is set.
+        (probe_lab::GUEST_ENV.into(), "1".into()),
         // Time bounds in tests (probe_tests::time_scale): TCG runs the
         // guest 10-50x slower than native; a 2 s re-attach bound took
         // 2.26 s in a one-vCPU guest, and more on a loaded host.
