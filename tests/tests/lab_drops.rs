@@ -505,23 +505,28 @@ fn transmit_drops_are_not_receive_loss() {
     assert!(s["verdict"]["stage"].is_null());
 }
 
-/// Restores net.core.netdev_max_backlog (a node-wide sysctl) on drop, also
-/// when the test panics.
-struct MaxBacklog(String);
+/// A node-wide sysctl set for one test, restored on drop (also when the
+/// test panics).
+struct NodeSysctl {
+    path: &'static str,
+    old: String,
+}
 
-impl MaxBacklog {
-    const PATH: &'static str = "/proc/sys/net/core/netdev_max_backlog";
-
-    fn set(value: u32) -> MaxBacklog {
-        let old = std::fs::read_to_string(Self::PATH).unwrap();
-        std::fs::write(Self::PATH, value.to_string()).unwrap();
-        MaxBacklog(old.trim().to_string())
+impl NodeSysctl {
+    fn set(path: &'static str, value: u32) -> NodeSysctl {
+        let old = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, value.to_string()).unwrap();
+        NodeSysctl {
+            path,
+            old: old.trim().to_string(),
+        }
     }
 }
 
-impl Drop for MaxBacklog {
+impl Drop for NodeSysctl {
     fn drop(&mut self) {
-        std::fs::write(Self::PATH, &self.0).expect("restore netdev_max_backlog");
+        std::fs::write(self.path, &self.old)
+            .unwrap_or_else(|e| panic!("restore {}: {e}", self.path));
     }
 }
 
@@ -551,7 +556,7 @@ fn backlog_overflow() {
     let dst = SocketAddrV4::new(n2.pods[0].ip, PORT);
     let softnet0 = softnet_dropped();
     {
-        let _guard = MaxBacklog::set(8);
+        let _guard = NodeSysctl::set("/proc/sys/net/core/netdev_max_backlog", 8);
         lab::in_netns(&sender, move || {
             let s = UdpSocket::bind("0.0.0.0:0").unwrap();
             let gso: libc::c_int = SEGMENT as libc::c_int;
@@ -1200,25 +1205,6 @@ fn a_qdisc_that_drops_on_the_sending_node_is_checked_against_its_counter() {
     assert_eq!(total_drops(&s), SENT - dropped, "{}", s["ledger"]);
 }
 
-/// Restores the node-wide nf_conntrack_max on drop, also when the test panics.
-struct ConntrackMax(String);
-
-impl ConntrackMax {
-    const PATH: &'static str = "/proc/sys/net/netfilter/nf_conntrack_max";
-
-    fn set(value: u32) -> ConntrackMax {
-        let old = std::fs::read_to_string(Self::PATH).unwrap();
-        std::fs::write(Self::PATH, value.to_string()).unwrap();
-        ConntrackMax(old.trim().to_string())
-    }
-}
-
-impl Drop for ConntrackMax {
-    fn drop(&mut self) {
-        std::fs::write(Self::PATH, &self.0).expect("restore nf_conntrack_max");
-    }
-}
-
 /// A conntrack table that is full of connections in use: a pod's conntrack
 /// (a stateful rule) tracks one established TCP connection with
 /// nf_conntrack_max at 1, so every UDP datagram that follows finds no room
@@ -1266,7 +1252,7 @@ fn a_full_conntrack_table_is_named_as_such() {
     })
     .unwrap();
     let (served, _) = listener.accept().unwrap();
-    let _max = ConntrackMax::set(1);
+    let _max = NodeSysctl::set("/proc/sys/net/netfilter/nf_conntrack_max", 1);
     let w = watch(&lab);
     let before = snmp(&pod.netns);
     lab::send_udp(
