@@ -173,7 +173,9 @@ pub struct Report {
     pub drop_scope: Vec<String>,
     /// /proc/net/softnet_stat per CPU over the period.
     pub softnet: Vec<SoftnetCpu>,
-    /// /proc/net/snmp over the period, per namespace read.
+    /// The protocol counters over the period, per namespace read. In JSON
+    /// only the rows that counted something: a node has a namespace per pod.
+    #[serde(serialize_with = "rows_that_counted")]
     pub snmp: Vec<SnmpRow>,
     /// `--self`: what the probe cost over the period; null without `--self`.
     #[serde(rename = "self")]
@@ -224,6 +226,14 @@ pub struct Advice {
     /// Rule id: `backlog`, `budget`, `rcvbuf`, `listen`, `conntrack`, `irq_affinity`, `mtu`, `link`.
     pub rule: &'static str,
     pub text: String,
+}
+
+/// The rows of `snmp` with a counter above 0.
+fn rows_that_counted<S: serde::Serializer>(rows: &[SnmpRow], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(
+        rows.iter()
+            .filter(|r| r.counters != Snmp::default() || r.qdisc_drops > 0),
+    )
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

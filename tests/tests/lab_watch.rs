@@ -395,6 +395,10 @@ fn a_watched_namespace_removed_ends_the_run_with_its_totals() {
     assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
     std::thread::sleep(Duration::from_millis(300)); // a sample after the traffic
 
+    // Read as a pipe's reader does while the probe runs: its reports wait
+    // for no one, and it can write its summary and exit.
+    let stdout = watch.child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
     lab::run("ip", &["netns", "del", &n2.netns]).unwrap();
     let bound = Duration::from_secs(2 * u64::from(probe_tests::time_scale()));
     let mut status = None;
@@ -403,11 +407,11 @@ fn a_watched_namespace_removed_ends_the_run_with_its_totals() {
         status.is_some()
     });
     if !exited {
-        watch.stop(libc::SIGKILL);
+        watch.signal(libc::SIGKILL);
         panic!("the probe still ran {bound:?} after its namespace was removed");
     }
-    // It exited by itself (and is reaped): read what it wrote, signal nothing.
-    let out = std::io::read_to_string(watch.child.stdout.take().unwrap()).unwrap();
+    // It exited by itself (and is reaped): what it wrote, signal nothing.
+    let out = reader.join().unwrap();
     let err = std::io::read_to_string(watch.child.stderr.take().unwrap()).unwrap();
     let lines: Vec<serde_json::Value> = out
         .lines()

@@ -233,8 +233,12 @@ pub fn run(
     // shortfall in every total after it. One reading warms the path; the
     // baseline is the next, read as fast as every later one.
     sample::sample(&mut session)?;
+    // The run's clock starts with the baseline: the stage window's, the
+    // intervals' and --duration's (a summary of `--duration 1` spans 1 s,
+    // however long attaching took).
+    let counting_from = Instant::now();
     if let Some(window) = session.stage_window.as_mut() {
-        window.start_at(Instant::now());
+        window.start_at(counting_from);
     }
     let first = sample::sample(&mut session)?;
     let baseline = first.clone();
@@ -252,8 +256,8 @@ pub fn run(
     let interval = seconds(cfg.interval);
     let deadline = cfg
         .duration
-        .and_then(|d| session.started.checked_add(seconds(d)));
-    let mut next_tick = session.started + interval;
+        .and_then(|d| counting_from.checked_add(seconds(d)));
+    let mut next_tick = counting_from + interval;
     // `--netns NAME` removed while watching: the run ends with its totals.
     let mut netns_gone = false;
     let mut carry = crate::ledger::VxlanCarry::default();
