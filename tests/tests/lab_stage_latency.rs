@@ -101,10 +101,14 @@ fn resolve_neighbours(lab: &lab::Lab) {
 /// it on the same CPU within 1 ms; under emulation the stack can take
 /// longer, or queue it to the socket's backlog while the reader holds the
 /// socket (sk_data_ready then runs later, in the reader): such a packet is
-/// not followed further. Returns `queued`.
+/// not followed further. "A few": 1%, or 3 packets where that is more (a
+/// 6.12 guest missed 2 of 173). Returns `queued`.
 fn assert_queued_nearly_all(p: &Value) -> u64 {
     let (pod, queued) = (p["pod"].as_u64().unwrap(), p["queued"].as_u64().unwrap());
-    assert!(queued <= pod && queued >= pod - pod / 100, "{p}");
+    assert!(
+        queued <= pod && queued >= pod.saturating_sub((pod / 100).max(3)),
+        "{p}"
+    );
     assert_eq!(count(p, "pod", "queued"), queued);
     queued
 }
