@@ -410,26 +410,16 @@ pub fn build(input: &LedgerInput) -> Ledger {
     // Stage-wide kernel counters. Connection tracking's, where it counted
     // something: a NETFILTER_DROP of conntrack's own (the table full) is
     // told from a rule's DROP by `conntrack_drop`.
+    let netns_sum = |f: fn(&Snmp) -> u64| input.snmp.iter().map(|(_, s)| f(s)).sum::<u64>();
     let conntrack = [
-        (
-            "conntrack_drop",
-            input
-                .snmp
-                .iter()
-                .map(|(_, s)| s.conntrack_drop)
-                .sum::<u64>(),
-        ),
+        ("conntrack_drop", netns_sum(|s| s.conntrack_drop)),
         (
             "conntrack_early_drop",
-            input.snmp.iter().map(|(_, s)| s.conntrack_early_drop).sum(),
+            netns_sum(|s| s.conntrack_early_drop),
         ),
         (
             "conntrack_insert_failed",
-            input
-                .snmp
-                .iter()
-                .map(|(_, s)| s.conntrack_insert_failed)
-                .sum(),
+            netns_sum(|s| s.conntrack_insert_failed),
         ),
     ];
     if conntrack.iter().any(|(_, n)| *n > 0) {

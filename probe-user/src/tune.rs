@@ -274,9 +274,12 @@ pub fn udp_socket_buffers() -> Vec<Setting> {
 /// VXLAN devices) and of the NIC's lower devices, and the MTU chain to the
 /// pods; `links` are every link of `netns`.
 pub fn snapshot(netns: &Netns, devices: &[&Link], links: &[Link]) -> Result<Snapshot, ProbeError> {
-    let qdiscs = netns
-        .run(|| RtnlSocket::open().and_then(|mut s| s.root_qdiscs()))?
-        .map_err(|e| e.to_string());
+    // One socket in `netns` for its qdiscs and for the pods' namespace ids.
+    let mut rtnl = netns.run(RtnlSocket::open)?.map_err(|e| e.to_string());
+    let qdiscs = rtnl
+        .as_mut()
+        .map_err(|e| e.clone())
+        .and_then(|s| s.root_qdiscs().map_err(|e| e.to_string()));
     let mut out = Snapshot {
         netns: netns.label(),
         sysctls: sysctls(netns),
@@ -292,7 +295,7 @@ pub fn snapshot(netns: &Netns, devices: &[&Link], links: &[Link]) -> Result<Snap
             out.lower.push(device_settings(netns, lower, &qdiscs)?);
         }
     }
-    out.mtu_chain = mtu_chain(netns, devices, links);
+    out.mtu_chain = mtu_chain(netns, rtnl.as_mut().ok(), devices, links);
     Ok(out)
 }
 
@@ -314,7 +317,12 @@ fn lower_devices<'a>(nic: &Link, links: &'a [Link]) -> Vec<&'a Link> {
 /// The NIC, the VXLAN devices, every bridge of `netns` with veth ports, and
 /// the pod end of each such port: found in the other named namespaces as
 /// the veth whose ifindex is the port's peer and whose peer is the port.
-fn mtu_chain(netns: &Netns, devices: &[&Link], links: &[Link]) -> Vec<MtuHop> {
+fn mtu_chain(
+    netns: &Netns,
+    mut rtnl: Option<&mut RtnlSocket>,
+    devices: &[&Link],
+    links: &[Link],
+) -> Vec<MtuHop> {
     let hop = |role: &str, l: &Link, netns: Option<String>| MtuHop {
         role: role.into(),
         iface: l.name.clone(),
@@ -337,7 +345,6 @@ fn mtu_chain(netns: &Netns, devices: &[&Link], links: &[Link]) -> Vec<MtuHop> {
     // Each other named namespace, with the id `netns` gives it (what a
     // port's IFLA_LINK_NETNSID names its peer's namespace by), and its links.
     let here = netns.inum().ok();
-    let mut rtnl = netns.run(RtnlSocket::open).ok().and_then(Result::ok);
     let mut pods: Vec<(String, i32, Vec<Link>)> = Vec::new();
     for (inum, name) in crate::netns::known_namespaces() {
         if Some(inum) == here {
@@ -346,7 +353,7 @@ fn mtu_chain(netns: &Netns, devices: &[&Link], links: &[Link]) -> Vec<MtuHop> {
         let Ok(ns) = Netns::host_or_named(&name) else {
             continue;
         };
-        let nsid = match (&mut rtnl, ns.as_fd()) {
+        let nsid = match (rtnl.as_deref_mut(), ns.as_fd()) {
             (Some(r), Some(fd)) => r.nsid_of(fd).ok().flatten(),
             _ => None,
         };
