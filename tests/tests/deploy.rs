@@ -434,7 +434,8 @@ fn the_daemonsets_capabilities_are_enough() {
         cmd
     };
     let child = run(&granted, &args).spawn().unwrap();
-    let ready = eventually(Duration::from_secs(10), || {
+    // Ready within a minute: an emulated guest takes seconds to attach.
+    let ready = eventually(Duration::from_secs(60), || {
         lab::in_netns(&node.netns, move || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
                 && http_get(port, "/readyz").0 == 200
