@@ -7,8 +7,9 @@
 //! be tied to a packet on Linux 6.x: UDP copies linear skbs without a
 //! tracepoint and frees them on the allocating CPU, so reads are tied to the
 //! socket instead: sock:sk_data_ready (stack CPU) -> sock:sock_recv_length
-//! (reader CPU). Both tables are shared, direct-mapped samples: a slot holds
-//! one packet or socket, a later one with the same slot replaces it.
+//! (reader CPU). Both tables are shared samples: the packets' is two-way (a
+//! packet takes one of two slots), the sockets' direct-mapped (a later socket
+//! with the same slot replaces the earlier).
 
 use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_probe_read_kernel},
@@ -85,33 +86,61 @@ fn from_nic(skb: *const u8) -> bool {
     unsafe { netns_inum(field(dev, o.dev_nd_net), o.net_inum) == nic[1] }
 }
 
+/// The two slots a packet may take: Fibonacci hashing of skb->head (heads
+/// are page- or cache-line-aligned, so the low bits carry nothing), and the
+/// slot next to it. Two ways, so that two packets in flight at once (RPS: the
+/// NIC's CPU polls the next packet while another CPU's backlog holds this
+/// one) rarely share a slot.
 #[inline(always)]
-fn packet(ctx: &BtfTracePointContext) -> Option<(u64, &'static mut SteerPacket)> {
+fn slots(id: u64) -> [u32; 2] {
+    let bits = STEER_SLOTS.trailing_zeros();
+    let first = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as u32;
+    [first, (first + 1) & (STEER_SLOTS as u32 - 1)]
+}
+
+#[inline(always)]
+fn slot(i: u32) -> Option<&'static mut SteerPacket> {
+    // SAFETY: a slot of a shared array. A packet's slot is written by the CPU
+    // that polls it, then by the CPU whose stack takes it, in that order, so
+    // plain stores do; a slot two packets contend for is a sample lost.
+    STEER_PACKETS.get_ptr_mut(i).map(|p| unsafe { &mut *p })
+}
+
+/// skb->head of the tp_btf argument.
+#[inline(always)]
+fn packet_id(ctx: &BtfTracePointContext) -> Option<u64> {
     let skb: *const u8 = ctx.arg(0);
     if skb.is_null() {
         return None;
     }
-    let id: u64 = read(skb, offsets().skb_head)?;
-    let slot = ((id >> 8) ^ (id >> 20)) as u32 & (STEER_SLOTS as u32 - 1);
-    // SAFETY: a slot of a shared array. One packet is handled by one CPU at a
-    // time, in order (poll, then stack), so plain stores do.
-    STEER_PACKETS
-        .get_ptr_mut(slot)
-        .map(|p| (id, unsafe { &mut *p }))
+    read(skb, offsets().skb_head)
 }
 
 /// net:napi_gro_receive_entry: on the CPU that polls the device. Only the
 /// NIC's polls start a packet: a decapsulated packet is polled again (the
 /// VXLAN device's GRO cell), and must not restart. Every NIC poll does
 /// restart its slot: drivers recycle buffers (page_pool), so the head of
-/// this packet was the head of an earlier one moments ago.
+/// this packet was the head of an earlier one moments ago. The packet takes
+/// the first of its slots that holds no other packet still on its way to
+/// the stack (or the first, if both do: a GRO-merged or dropped packet never
+/// gets there and keeps its slot until the next one takes it).
 #[btf_tracepoint(function = "napi_gro_receive_entry")]
 pub fn steer_napi(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(0);
     if skb.is_null() || !from_nic(skb) {
         return 0;
     }
-    if let Some((id, p)) = packet(&ctx) {
+    let Some(id) = packet_id(&ctx) else {
+        return 0;
+    };
+    let [a, b] = slots(id);
+    let free = |p: &SteerPacket| p.id == id || p.stack_cpu != u32::MAX;
+    let target = match (slot(a), slot(b)) {
+        (Some(p), _) if free(p) => Some(p),
+        (Some(p), Some(q)) => Some(if free(q) { q } else { p }),
+        (p, _) => p,
+    };
+    if let Some(p) = target {
         *p = SteerPacket {
             id,
             napi_cpu: cpu(),
@@ -124,17 +153,21 @@ pub fn steer_napi(ctx: BtfTracePointContext) -> i32 {
 /// net:netif_receive_skb: where the stack runs, after RPS/RFS.
 #[btf_tracepoint(function = "netif_receive_skb")]
 pub fn steer_stack(ctx: BtfTracePointContext) -> i32 {
-    if let Some((id, p)) = packet(&ctx) {
-        if p.id == id && p.stack_cpu == u32::MAX {
-            let stack = cpu();
-            p.stack_cpu = stack;
-            if let Some(m) = STEER.get_ptr_mut(0) {
-                // SAFETY: this CPU's copy; tp_btf programs do not nest on a CPU.
-                let m = unsafe { &mut *m };
-                let i = steer_cpu(p.napi_cpu) * STEER_CPUS + steer_cpu(stack);
-                m.napi_to_stack[i & (STEER_CPUS * STEER_CPUS - 1)] += 1;
-            }
-        }
+    let Some(id) = packet_id(&ctx) else {
+        return 0;
+    };
+    let [a, b] = slots(id);
+    let waiting = |p: &&mut SteerPacket| p.id == id && p.stack_cpu == u32::MAX;
+    let Some(p) = slot(a).filter(waiting).or_else(|| slot(b).filter(waiting)) else {
+        return 0;
+    };
+    let stack = cpu();
+    p.stack_cpu = stack;
+    if let Some(m) = STEER.get_ptr_mut(0) {
+        // SAFETY: this CPU's copy; tp_btf programs do not nest on a CPU.
+        let m = unsafe { &mut *m };
+        let i = steer_cpu(p.napi_cpu) * STEER_CPUS + steer_cpu(stack);
+        m.napi_to_stack[i & (STEER_CPUS * STEER_CPUS - 1)] += 1;
     }
     0
 }
