@@ -288,7 +288,6 @@ mod pod {
     unsafe impl aya::Pod for super::FlowTable {}
 }
 
-#[cfg(feature = "user")]
 impl Default for DropTable {
     fn default() -> Self {
         Self {
@@ -306,7 +305,6 @@ impl Default for DropTable {
     }
 }
 
-#[cfg(feature = "user")]
 impl Default for FlowTable {
     fn default() -> Self {
         Self {

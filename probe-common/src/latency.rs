@@ -140,7 +140,6 @@ mod pod {
     unsafe impl aya::Pod for super::NapiTable {}
 }
 
-#[cfg(feature = "user")]
 impl Default for SoftirqCpu {
     fn default() -> Self {
         // SAFETY: all-integer struct; zero is a valid value for every field.
@@ -148,7 +147,6 @@ impl Default for SoftirqCpu {
     }
 }
 
-#[cfg(feature = "user")]
 impl Default for NapiTable {
     fn default() -> Self {
         Self {

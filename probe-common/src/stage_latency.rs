@@ -293,7 +293,6 @@ mod pod {
     unsafe impl aya::Pod for super::PathSocket {}
 }
 
-#[cfg(feature = "user")]
 impl Default for SocketWait {
     fn default() -> Self {
         // SAFETY: all-integer struct; zero is a valid value for every field.
@@ -301,7 +300,6 @@ impl Default for SocketWait {
     }
 }
 
-#[cfg(feature = "user")]
 impl Default for PathDrops {
     fn default() -> Self {
         // SAFETY: all-integer struct; zero is a valid value for every field.
@@ -309,7 +307,6 @@ impl Default for PathDrops {
     }
 }
 
-#[cfg(feature = "user")]
 impl Default for PathCpu {
     fn default() -> Self {
         // SAFETY: all-integer struct; zero is a valid value for every field.

@@ -4,6 +4,8 @@
 //! time, for the kernel it runs on. Also the prototypes of tracepoints
 //! (`btf_trace_*` typedefs). Format: linux/Documentation/bpf/btf.rst.
 
+use probe_model::reasons::ReasonNames;
+
 const MAGIC: u16 = 0xeb9f;
 
 const KIND_INT: u32 = 1;
@@ -336,6 +338,16 @@ impl Btf {
                 _ => None,
             })
             .ok_or_else(|| format!("enum {name} not in the kernel's BTF"))
+    }
+
+    /// The kernel's drop reason names; Err names what is missing (Linux
+    /// < 5.17 has no drop reasons).
+    pub fn drop_reasons(&self) -> Result<ReasonNames, String> {
+        ReasonNames::from_enums(
+            self.enum_values("skb_drop_reason").ok().as_deref(),
+            // Absent before Linux 6.4: no subsystems then.
+            self.enum_values("skb_drop_reason_subsys").ok().as_deref(),
+        )
     }
 }
 

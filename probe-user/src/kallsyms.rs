@@ -52,13 +52,10 @@ pub fn resolve(addrs: &[u64]) -> BTreeMap<u64, String> {
     named
 }
 
-/// The function of `function+0xoffset` (or the address, unnamed).
-pub fn function_of(named: &str) -> &str {
-    named.split_once('+').map_or(named, |(f, _)| f)
-}
-
 #[cfg(test)]
 mod tests {
+    use probe_model::names::function_of;
+
     use super::*;
 
     #[test]

@@ -1,35 +1,24 @@
 //! The probe's user side: loads and attaches the kernel programs, reads their
-//! per-CPU counters into one model, and renders it.
+//! per-CPU counters and the kernel's own into probe-model's types, and
+//! renders the reports probe-model computes.
 //!
-//! kernel maps --(hooks)--> Sample --(model)--> Report --(render / JSON)--> output
+//! kernel maps --(hooks)--> Sample --(probe_model)--> Report --(render / JSON)--> output
 //! kernel facts (rtnl stats64, routes, capabilities) ------^
 
-pub mod advice;
 pub mod btf;
 pub mod caps;
 pub mod cli;
-pub mod delta;
-pub mod diff;
 pub mod error;
 pub mod ethtool;
 pub mod hooks;
 pub mod kallsyms;
-pub mod latency;
-pub mod ledger;
 pub mod metrics;
-pub mod model;
-pub mod names;
 pub mod netns;
 pub mod procfs;
-pub mod reasons;
-pub mod recording;
 pub mod render;
 pub mod rtnl;
 pub mod selfcost;
 pub mod session;
-pub mod stage;
-pub mod stage_latency;
-pub mod steering;
 pub mod tune;
 
 /// The compiled kernel programs: one BPF ELF object per hook (probe-ebpf/src/bin),

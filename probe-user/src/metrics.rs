@@ -14,7 +14,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{latency::Histogram, model::Report};
+use probe_model::{latency::Histogram, model::Report};
 
 /// Every metric name starts with this and an underscore.
 pub const PREFIX: &str = "rxprobe";
@@ -124,7 +124,7 @@ impl<'w> Family<'_, 'w> {
 pub fn le_buckets(h: &Histogram, buckets: usize, divisor: f64) -> Vec<(f64, u64)> {
     let mut out: Vec<(f64, u64)> = (0..buckets)
         .map(|k| {
-            let le = crate::latency::bucket_le(k);
+            let le = probe_model::latency::bucket_le(k);
             let n = h
                 .buckets
                 .iter()
@@ -196,7 +196,7 @@ impl Collector for Shared {
             "1 for each attached hook; 0 for a stage that could not be attached (the reason is in the log and in JSON `unavailable`) or whose device is gone",
             &hooks,
         )?;
-        let stage = |value: fn(&crate::model::StageRow) -> u64| -> Vec<(Labels, u64)> {
+        let stage = |value: fn(&probe_model::model::StageRow) -> u64| -> Vec<(Labels, u64)> {
             r.stages
                 .iter()
                 .map(|s| {
@@ -295,7 +295,7 @@ impl Collector for Shared {
             &[(Vec::new(), r.ledger.drops_out_of_scope)],
         )?;
         // (interface, count) of each (port, VNI) row: the NIC's outer or the device's inner.
-        type Side = fn(&crate::model::VxlanRow) -> (Option<&str>, Option<u64>);
+        type Side = fn(&probe_model::model::VxlanRow) -> (Option<&str>, Option<u64>);
         let vxlan = |side: Side| -> Vec<(Labels, u64)> {
             r.vxlan
                 .iter()
@@ -355,7 +355,7 @@ impl Collector for Shared {
                     &[(Vec::new(), attached as u64)],
                 )?;
             }
-            let rows: Vec<(Labels, &crate::latency::Histogram, f64)> = p
+            let rows: Vec<(Labels, &probe_model::latency::Histogram, f64)> = p
                 .transitions
                 .iter()
                 .map(|t| (label(&[("from", t.from), ("to", t.to)]), &t.ns, 1e9))
@@ -369,7 +369,7 @@ impl Collector for Shared {
             // The sockets of `sockets[]`: at most TOP_SOCKETS, the most read
             // since attach (serve's reports are cumulative), so the same
             // few services from scrape to scrape.
-            let sockets: Vec<(Labels, &crate::latency::Histogram, f64)> = p
+            let sockets: Vec<(Labels, &probe_model::latency::Histogram, f64)> = p
                 .sockets
                 .iter()
                 .map(|s| {
@@ -445,7 +445,7 @@ pub fn max_series(shape: &NodeShape) -> usize {
         MAX_VNIS,
     };
     let stages = 1 + shape.vxlan_devs;
-    let receive = crate::stage::Stage::RECEIVE.len();
+    let receive = probe_model::stage::Stage::RECEIVE.len();
     let napi = shape.napi_instances.min(NAPI_SLOTS);
     5 + stages
         + (stages + 4)
@@ -460,7 +460,7 @@ pub fn max_series(shape: &NodeShape) -> usize {
         + Reached::COUNT
         + 2
         + Transition::COUNT * (HIST_BUCKETS + 3)
-        + crate::stage_latency::TOP_SOCKETS * (HIST_BUCKETS + 3)
+        + probe_model::stage_latency::TOP_SOCKETS * (HIST_BUCKETS + 3)
 }
 
 /// Series (sample lines: neither comments nor `# EOF`) in OpenMetrics `text`.

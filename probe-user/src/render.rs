@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::model::{HookKind, Report, ReportKind};
+use probe_model::model::{HookKind, Report, ReportKind};
 
 fn si(n: u64) -> String {
     match n {
@@ -154,7 +154,7 @@ pub fn human(r: &Report) -> String {
         );
     }
     if let Some(st) = &r.steering {
-        let pairs = |v: &[crate::steering::CpuPair]| {
+        let pairs = |v: &[probe_model::steering::CpuPair]| {
             v.iter()
                 .map(|p| format!("cpu{}->cpu{} {}", p.from, p.to, p.count))
                 .collect::<Vec<_>>()
@@ -213,7 +213,7 @@ fn ns(n: Option<u64>) -> String {
     }
 }
 
-fn percentiles(h: &crate::latency::Histogram) -> String {
+fn percentiles(h: &probe_model::latency::Histogram) -> String {
     format!(
         "p50 {} p90 {} p99 {} max {}",
         ns(h.p50),
@@ -224,7 +224,7 @@ fn percentiles(h: &crate::latency::Histogram) -> String {
 }
 
 /// A log2 histogram the way bcc's and bpftrace's tools print them.
-pub fn histogram(o: &mut String, title: &str, h: &crate::latency::Histogram) {
+pub fn histogram(o: &mut String, title: &str, h: &probe_model::latency::Histogram) {
     let _ = writeln!(o, "  {title}");
     let _ = writeln!(o, "  {:>24} : {:<8} distribution", "range", "count");
     let top = h.buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1);
@@ -295,7 +295,7 @@ mod ledger;
 use ledger::ledger;
 
 /// `--stage-latency`: the followed packets, then each transition's times.
-fn stage_latency(o: &mut String, p: &crate::stage_latency::StageLatency) {
+fn stage_latency(o: &mut String, p: &probe_model::stage_latency::StageLatency) {
     let _ = writeln!(
         o,
         "PATH   1 packet in {} followed (skbs){}: {} at nic, {} decap, {} pod, {} queued, {} read{}{}",
@@ -329,7 +329,7 @@ fn stage_latency(o: &mut String, p: &crate::stage_latency::StageLatency) {
                 "{}->{} {}",
                 t.from,
                 t.to,
-                crate::stage_latency::short(&t.ns)
+                probe_model::stage_latency::short(&t.ns)
             )
         })
         .collect();
@@ -343,8 +343,8 @@ fn stage_latency(o: &mut String, p: &crate::stage_latency::StageLatency) {
             sk.protocol,
             sk.port,
             sk.netns.as_deref().unwrap_or("?"),
-            crate::stage_latency::short(&sk.queued_to_read),
-            crate::stage_latency::short(&sk.nic_to_read),
+            probe_model::stage_latency::short(&sk.queued_to_read),
+            probe_model::stage_latency::short(&sk.nic_to_read),
         );
     }
 }
@@ -359,5 +359,77 @@ mod tests {
         assert_eq!(si(12_345), "12.3k");
         assert_eq!(bytes(2048), "2.0 KiB");
         assert_eq!(bytes(3 * 1_048_576), "3.0 MiB");
+    }
+
+    /// An empty report: the sections below are set by hand.
+    fn report() -> Report {
+        Report::between(
+            ReportKind::Interval,
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+        )
+    }
+
+    #[test]
+    fn reasons_placed_by_rule_are_named() {
+        use probe_model::{ledger::PlacedByRule, stage::Stage};
+        let mut r = report();
+        r.ledger.placed_by_rule = vec![
+            PlacedByRule {
+                reason: "VXLAN_NEW_CHECK".into(),
+                stage: Stage::Vxlan,
+                rule: "prefix VXLAN_".into(),
+            },
+            PlacedByRule {
+                reason: "BRAND_NEW".into(),
+                stage: Stage::Other,
+                rule: "no family".into(),
+            },
+        ];
+        let text = human(&r);
+        assert!(
+            text.contains(
+                "placed by rule, not by table (reasons this kernel has and the table lacks): \
+                 VXLAN_NEW_CHECK -> vxlan (prefix VXLAN_), BRAND_NEW -> other (no family)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_counter_reset_is_named() {
+        let mut r = report();
+        r.resets = vec![probe_model::model::CounterReset {
+            counters: "stats64",
+            of: "eth0".into(),
+        }];
+        assert!(human(&r).contains(
+            "RESET  stats64 of eth0 went backwards in this period (reset, or re-created): counted from its new value"
+        ));
+    }
+
+    #[test]
+    fn not_specified_drops_name_their_function() {
+        use probe_model::ledger::FreedAt;
+        let mut r = report();
+        r.ledger.not_specified_at = [
+            (Some("ip6_mc_input"), 6),
+            (Some("tcp_v4_rcv"), 5),
+            (None, 2),
+        ]
+        .into_iter()
+        .map(|(function, skbs)| FreedAt {
+            function: function.map(String::from),
+            skbs,
+        })
+        .collect();
+        let text = human(&r);
+        assert!(
+            text.contains(
+                "NOT_SPECIFIED freed in (skbs): ip6_mc_input 6, tcp_v4_rcv 5, (not kept) 2"
+            ),
+            "{text}"
+        );
     }
 }

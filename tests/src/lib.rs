@@ -554,14 +554,14 @@ pub mod prog_run {
             (r.return_value, r.duration.as_nanos() as f64)
         }
 
-        fn nic_counts(&self) -> probe_user::hooks::nic::NicCounts {
+        fn nic_counts(&self) -> probe_model::counters::nic::NicCounts {
             let entries = probe_user::hooks::read_per_cpu::<QueueCounters>(
                 &self.nic,
                 MAP_NIC_QUEUES,
                 QUEUE_SLOTS + 1,
             )
             .unwrap();
-            probe_user::hooks::nic::NicCounts::from_queue_entries(&entries)
+            probe_model::counters::nic::NicCounts::from_queue_entries(&entries)
         }
 
         /// (skbs, segments) per NicClass, summed over CPUs and queue slots.
@@ -611,7 +611,7 @@ pub mod prog_run {
 }
 
 /// /proc/net/snmp of `netns`: the kernel's own UDP and IP error counters.
-pub fn snmp(netns: &str) -> probe_user::procfs::Snmp {
+pub fn snmp(netns: &str) -> probe_model::counters::procfs::Snmp {
     lab::in_netns(netns, probe_user::procfs::read_snmp)
         .expect("enter the namespace")
         .expect("read /proc/net/snmp")

@@ -5,10 +5,10 @@
 //! against its version, which backports break. Run on the host and in each
 //! guest of `cargo xtask vm`. Reading /sys/kernel/btf/vmlinux needs no root.
 
+use probe_model::reasons::{Placement, ReasonNames, NEEDS_REASONS};
 use probe_user::{
     btf::Btf,
     hooks::{drops, stage_latency, steering},
-    reasons::{Placement, ReasonNames, NEEDS_REASONS},
 };
 
 fn kernel_btf() -> Btf {
@@ -23,7 +23,7 @@ fn has_tracepoint(btf: &Btf, name: &str) -> bool {
 #[test]
 fn every_drop_reason_of_this_kernel_gets_a_stage() {
     let btf = kernel_btf();
-    let names = match ReasonNames::from_btf(&btf) {
+    let names = match btf.drop_reasons() {
         Ok(names) => names,
         Err(why) => {
             assert!(btf.enum_values("skb_drop_reason").is_err(), "{why}");
@@ -125,7 +125,7 @@ fn probe_reasons_lists_this_kernels_reasons() {
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let btf = kernel_btf();
-    match ReasonNames::from_btf(&btf) {
+    match btf.drop_reasons() {
         Err(why) => {
             assert_eq!(v["unavailable"], why.as_str());
             assert_eq!(v["reasons"], serde_json::json!([]));
@@ -149,7 +149,7 @@ fn probe_reasons_lists_this_kernels_reasons() {
     let listed = ReasonNames::from_list(&list).unwrap();
     assert_eq!(
         listed.map(|n| n.to_list()),
-        ReasonNames::from_btf(&btf).ok().map(|n| n.to_list())
+        btf.drop_reasons().ok().map(|n| n.to_list())
     );
     // A missing file, and one that is neither BTF nor ELF: bad input
     // (exit 2), named.

@@ -10,8 +10,9 @@ use std::{
     time::Duration,
 };
 
+use probe_model::delta::Delta;
 use probe_tests::{kernel_has_drop_reason, lab, privileged, snmp, summary, Lab, Watch};
-use probe_user::{delta::Delta, procfs};
+use probe_user::procfs;
 use serde_json::Value;
 
 const PORT: u16 = 9100;

@@ -21,10 +21,10 @@ use std::{
 };
 
 use probe_lab::prometheus::{Config, Prometheus, Target};
+use probe_model::delta::Delta;
 use probe_tests::{
     dashboard, free_port, kernel_has_drop_reason, lab, privileged, probe_bin, snmp, Watch,
 };
-use probe_user::delta::Delta;
 use serde_json::Value;
 
 /// Pod n1p1 -> pod n2p1:9000, a socket that reads.

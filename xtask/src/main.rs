@@ -68,7 +68,7 @@ enum Task {
         args: Vec<String>,
     },
     /// Write the drop reasons of Debian's 5.10, 6.1 and 6.12 kernels (from their packages'
-    /// BTF) and of the running kernel to probe-user/src/reasons/kernels/: the lists the
+    /// BTF) and of the running kernel to probe-model/src/reasons/kernels/: the lists the
     /// stage table is tested against
     ReasonLists,
     /// Benchmarks (BENCHMARKS.md): BPF_PROG_TEST_RUN ns/packet over an empty

@@ -1,4 +1,4 @@
-use super::fixture::{blob, info};
+use super::fixture::{blob, info, kernel_like};
 use super::*;
 
 #[test]
@@ -101,4 +101,31 @@ fn tracepoint_prototypes_through_typedefs() {
         .unwrap_err()
         .contains("btf_trace_none not in"));
     assert_eq!(btf.member_offset("after", "a"), Ok(0));
+}
+
+#[test]
+fn drop_reasons_name_what_an_old_kernel_lacks() {
+    let err = kernel_like(&[], &[("kfree_skb", 2)])
+        .drop_reasons()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "drop reasons need Linux >= 5.17 (no enum skb_drop_reason in this kernel's BTF)"
+    );
+    let n = kernel_like(
+        &[
+            ("SKB_NOT_DROPPED_YET", 0),
+            ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
+            ("SKB_DROP_REASON_NO_SOCKET", 3),
+            ("SKB_DROP_REASON_MAX", 4),
+        ],
+        &[("kfree_skb", 3)],
+    )
+    .drop_reasons()
+    .unwrap();
+    assert_eq!(
+        n.core_names().collect::<Vec<_>>(),
+        ["NOT_SPECIFIED", "NO_SOCKET"]
+    );
+    assert_eq!(n.not_drops, [0]);
 }

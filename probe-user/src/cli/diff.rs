@@ -8,9 +8,9 @@ use std::{
 use clap::Args;
 use serde_json::Value;
 
-use crate::{
+use crate::error::ProbeError;
+use probe_model::{
     diff,
-    error::ProbeError,
     recording::{Recording, FORMAT, VERSION},
 };
 

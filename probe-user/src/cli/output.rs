@@ -15,11 +15,8 @@ use std::{
     thread::JoinHandle,
 };
 
-use crate::{
-    error::ProbeError,
-    model::{Report, ReportKind},
-    render,
-};
+use crate::{error::ProbeError, render};
+use probe_model::model::{Report, ReportKind};
 
 /// Output waiting for the reader, at most: minutes of reports at 1 s.
 const PENDING_MAX: usize = 16 << 20;

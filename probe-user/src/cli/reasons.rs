@@ -7,9 +7,8 @@ use clap::Args;
 use probe_common::drops::CORE_REASON_SLOTS;
 use serde::Serialize;
 
-use crate::{
-    btf::Btf,
-    error::ProbeError,
+use crate::{btf::Btf, error::ProbeError};
+use probe_model::{
     reasons::{Placed, ReasonNames},
     stage::Stage,
 };
@@ -34,7 +33,7 @@ pub struct ReasonsArgs {
     #[arg(long, conflicts_with = "list")]
     pub json: bool,
     /// The kernel's reason list only (values and names, no stages): the format of the
-    /// test fixtures in probe-user/src/reasons/kernels/
+    /// test fixtures in probe-model/src/reasons/kernels/
     #[arg(long)]
     pub list: bool,
 }
@@ -80,7 +79,7 @@ pub fn run(args: ReasonsArgs) -> Result<(), ProbeError> {
             "/sys/kernel/btf/vmlinux".to_string(),
         ),
     };
-    let (names, unavailable) = match ReasonNames::from_btf(&btf) {
+    let (names, unavailable) = match btf.drop_reasons() {
         Ok(names) => (names, None),
         Err(why) => (ReasonNames::default(), Some(why)),
     };

@@ -4,14 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::{
-    cli::watch::WatchArgs,
-    error::ProbeError,
-    netns::Netns,
-    recording::{NetnsSettings, Recording, FORMAT, VERSION},
-    session::Period,
-    tune,
-};
+use crate::{cli::watch::WatchArgs, error::ProbeError, netns::Netns, session::Period, tune};
+use probe_model::recording::{NetnsSettings, Recording, FORMAT, VERSION};
 
 #[derive(Debug, Args)]
 #[command(

@@ -22,8 +22,8 @@ use crate::{
     },
     netns::Netns,
     session::{self, SessionConfig},
-    stage_latency::{short, StageLatency},
 };
+use probe_model::stage_latency::{short, StageLatency};
 
 #[derive(Debug, Args)]
 #[command(
@@ -303,9 +303,9 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
 }
 
 /// Why the trace could not follow anything: the stage latency probe's reason.
-fn unavailable(list: &[crate::model::Unavailable]) -> String {
+fn unavailable(list: &[probe_model::model::Unavailable]) -> String {
     list.iter()
-        .find(|u| u.stage == crate::stage::HookKind::StageLatency)
+        .find(|u| u.stage == probe_model::stage::HookKind::StageLatency)
         .map_or("the trace probes could not be attached".into(), |u| {
             format!("the trace probes could not be attached: {}", u.reason)
         })
@@ -480,7 +480,7 @@ mod tests {
     use super::*;
 
     fn syn_trace(answered: u64, refused: u64, pod: u64) -> Trace {
-        let mut path = crate::stage_latency::stage_latency(&[], None, 1, None);
+        let mut path = probe_model::stage_latency::stage_latency(&[], None, 1, None);
         (path.sampled, path.decap, path.pod) = (1000, 1000, pod);
         Trace {
             kind: "trace",
@@ -526,7 +526,7 @@ mod tests {
         // With drop reasons, the refused are also dropped as NO_SOCKET, and
         // 10 more by the pod's iptables: none missing, none counted twice.
         let mut t = syn_trace(590, 400, 1000);
-        let drop = |reason: &str, skbs| crate::stage_latency::TraceDrop {
+        let drop = |reason: &str, skbs| probe_model::stage_latency::TraceDrop {
             stage: "pod",
             reason: reason.into(),
             skbs,

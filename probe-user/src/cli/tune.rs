@@ -2,12 +2,8 @@
 
 use clap::Args;
 
-use crate::{
-    error::ProbeError,
-    netns::Netns,
-    rtnl::RtnlSocket,
-    tune::{self, Setting, Snapshot},
-};
+use crate::{error::ProbeError, netns::Netns, rtnl::RtnlSocket, tune};
+use probe_model::settings::{Setting, Snapshot};
 
 #[derive(Debug, Args)]
 #[command(

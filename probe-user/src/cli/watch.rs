@@ -13,9 +13,9 @@ use crate::{
         nic::{NicHookArg, XdpModeArg},
         BpfLog, TcMode,
     },
-    model::Report,
     session::{self, Period, SessionConfig},
 };
+use probe_model::model::Report;
 
 #[derive(Debug, Args)]
 #[command(

@@ -1,26 +1,21 @@
 //! The drop probe (tp_btf on `skb:kfree_skb`): loading it with the running
 //! kernel's offsets and reason values, and reading its tables. Reason names
-//! and stage rules are in `reasons.rs`.
-
-use std::collections::BTreeMap;
+//! and stage rules are probe_model::reasons.
 
 use aya::Ebpf;
 use probe_common::{
     drops::{
-        DropKey, DropOffsets, DropTable, FlowKey, FlowTable, BENIGN_KINDS, DROP_TRACEPOINT,
-        GLOBAL_DROP_OFFSETS, GLOBAL_NIC_NETNS, GLOBAL_NOT_DROPS, GLOBAL_REASON_NOT_SPECIFIED,
-        GLOBAL_REASON_NO_SOCKET, GLOBAL_SCOPE_COUNT, GLOBAL_SCOPE_NETNS, MAP_DROPS, MAP_DROP_FLOWS,
-        MAX_SCOPE_NETNS, NO_REASON, PROG_SKB_DROP, REASON_SLOTS,
+        DropOffsets, DropTable, FlowTable, DROP_TRACEPOINT, GLOBAL_DROP_OFFSETS, GLOBAL_NIC_NETNS,
+        GLOBAL_NOT_DROPS, GLOBAL_REASON_NOT_SPECIFIED, GLOBAL_REASON_NO_SOCKET, GLOBAL_SCOPE_COUNT,
+        GLOBAL_SCOPE_NETNS, MAP_DROPS, MAP_DROP_FLOWS, MAX_SCOPE_NETNS, NO_REASON, PROG_SKB_DROP,
     },
     GLOBAL_VXLAN_PORTS, MAX_VXLAN_PORTS,
 };
+use probe_model::counters::drops::DropCounts;
 
 use super::{read_per_cpu, BpfLog, Hook, HookError};
-use crate::{
-    btf::Btf,
-    objects,
-    reasons::{ReasonNames, NEEDS_REASONS},
-};
+use crate::{btf::Btf, objects};
+use probe_model::reasons::{ReasonNames, NEEDS_REASONS};
 
 /// Offsets the probe needs, from the running kernel's BTF.
 pub fn offsets(btf: &Btf) -> Result<DropOffsets, HookError> {
@@ -42,97 +37,6 @@ pub fn offsets(btf: &Btf) -> Result<DropOffsets, HookError> {
         dev_rtnl_link_ops: btf.member_offset("net_device", "rtnl_link_ops")?,
         link_ops_kind: btf.member_offset("rtnl_link_ops", "kind")?,
     })
-}
-
-/// Cumulative drop counters, summed over CPUs.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct DropCounts {
-    /// Dropped skbs, indexed by reason slot.
-    pub by_reason: Vec<u64>,
-    /// Dropped segments (max(gso_segs, 1) per skb), indexed by reason slot.
-    pub segments: Vec<u64>,
-    /// Segments of outer VXLAN packets dropped in the NIC's namespace, by
-    /// reason slot (whatever `--drop-netns` says).
-    pub vxlan_outer: Vec<u64>,
-    /// Of `by_reason` / `segments`: drops of decapsulated packets (skb->dev
-    /// a VXLAN device), by reason slot.
-    pub decap_skbs: Vec<u64>,
-    pub decap_segments: Vec<u64>,
-    pub keyed: BTreeMap<DropKey, u64>,
-    pub flows: BTreeMap<FlowKey, u64>,
-    pub out_of_scope: u64,
-    pub flows_unslotted: u64,
-    /// Drops that lose no data, by `Benign` kind: skbs and segments.
-    pub benign_skbs: [u64; BENIGN_KINDS],
-    pub benign_segments: [u64; BENIGN_KINDS],
-    /// NOT_SPECIFIED drops (benign ones included) by the kernel address
-    /// that freed them.
-    pub not_specified_at: BTreeMap<u64, u64>,
-}
-
-crate::delta::counters!(DropCounts {
-    by_reason,
-    segments,
-    vxlan_outer,
-    decap_skbs,
-    decap_segments,
-    keyed,
-    flows,
-    out_of_scope,
-    flows_unslotted,
-    benign_skbs,
-    benign_segments,
-    not_specified_at,
-});
-
-impl DropCounts {
-    /// Every counter at zero, with a slot for every reason: the probe's
-    /// tables right after attach.
-    pub fn zeroed() -> DropCounts {
-        DropCounts {
-            by_reason: vec![0; REASON_SLOTS],
-            segments: vec![0; REASON_SLOTS],
-            vxlan_outer: vec![0; REASON_SLOTS],
-            decap_skbs: vec![0; REASON_SLOTS],
-            decap_segments: vec![0; REASON_SLOTS],
-            ..Default::default()
-        }
-    }
-
-    pub fn from_tables(drops: &[DropTable], flows: &[FlowTable]) -> DropCounts {
-        let mut c = DropCounts::zeroed();
-        for t in drops {
-            for (sums, counts) in [
-                (&mut c.by_reason, &t.by_reason),
-                (&mut c.segments, &t.segments),
-                (&mut c.vxlan_outer, &t.vxlan_outer),
-                (&mut c.decap_skbs, &t.decap_skbs),
-                (&mut c.decap_segments, &t.decap_segments),
-            ] {
-                for (sum, n) in sums.iter_mut().zip(counts) {
-                    *sum += n;
-                }
-            }
-            for s in t.slots.iter().filter(|s| s.count > 0) {
-                *c.keyed.entry(s.key).or_default() += s.count;
-            }
-            for s in t.not_specified_at.iter().filter(|s| s.count > 0) {
-                *c.not_specified_at.entry(s.key).or_default() += s.count;
-            }
-            c.out_of_scope += t.out_of_scope;
-            for k in 0..BENIGN_KINDS {
-                c.benign_skbs[k] += t.benign_skbs[k];
-                c.benign_segments[k] += t.benign_segments[k];
-            }
-        }
-        for t in flows {
-            for s in t.slots.iter().filter(|s| s.count > 0) {
-                *c.flows.entry(s.key).or_default() += s.count;
-            }
-            c.flows_unslotted += t.unslotted;
-        }
-        c
-    }
 }
 
 /// The attached drop probe. Dropping it detaches it.
@@ -159,7 +63,7 @@ pub struct DropSetup {
 /// Reads the reason names and offsets; first, whether this kernel has drop
 /// reasons at all (Linux >= 5.17), so that an older one is named as such.
 pub fn setup(btf: &Btf) -> Result<DropSetup, HookError> {
-    let reasons = ReasonNames::from_btf(btf)?;
+    let reasons = btf.drop_reasons()?;
     check_tracepoint(btf)?;
     Ok(DropSetup {
         reasons,
@@ -254,44 +158,7 @@ impl DropHook {
 
 #[cfg(test)]
 mod tests {
-    use probe_common::drops::{DropSlot, FlowSlot};
-
     use super::*;
-
-    #[test]
-    fn tables_are_summed_over_cpus_by_key() {
-        let key = DropKey {
-            netns: 7,
-            ifindex: 2,
-            reason: 3,
-            decap: 0,
-        };
-        let mut a = DropTable::default();
-        let mut b = DropTable::default();
-        a.by_reason[3] = 4;
-        b.by_reason[3] = 1;
-        a.slots[10] = DropSlot { key, count: 4 };
-        b.slots[99] = DropSlot { key, count: 1 };
-        b.out_of_scope = 6;
-        let mut f = FlowTable::default();
-        let flow = FlowKey {
-            netns: 7,
-            reason: 3,
-            family: 4,
-            ..Default::default()
-        };
-        f.slots[1] = FlowSlot {
-            key: flow,
-            count: 2,
-        };
-        f.unslotted = 1;
-        let c = DropCounts::from_tables(&[a, b], &[f, FlowTable::default()]);
-        assert_eq!(c.by_reason[3], 5);
-        assert_eq!(c.keyed, BTreeMap::from([(key, 5)]));
-        assert_eq!(c.out_of_scope, 6);
-        assert_eq!(c.flows, BTreeMap::from([(flow, 2)]));
-        assert_eq!(c.flows_unslotted, 1);
-    }
 
     /// Kernels before 5.17 are named as such, whichever fact is missing.
     #[test]

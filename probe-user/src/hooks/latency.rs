@@ -1,6 +1,6 @@
 //! `--latency`: the NET_RX softirq probes (raise, entry, exit) and the NAPI
 //! poll probe (tp_btf): loading them with the kernel's values, reading them.
-//! The histogram arithmetic is in `latency.rs`.
+//! The histogram arithmetic is probe_model::latency.
 
 use std::collections::BTreeMap;
 
@@ -10,10 +10,12 @@ use aya::{
     Ebpf,
 };
 use probe_common::latency::{
-    NapiKey, NapiOffsets, NapiTable, SoftirqCpu, GLOBAL_NAPI_OFFSETS, GLOBAL_NET_RX_VEC,
+    NapiOffsets, NapiTable, SoftirqCpu, GLOBAL_NAPI_OFFSETS, GLOBAL_NET_RX_VEC,
     GLOBAL_SOFTIRQ_SAMPLE_EVERY, MAP_NAPI, MAP_SOFTIRQ, PROG_NAPI_POLL, PROG_SOFTIRQ_ENTRY,
-    PROG_SOFTIRQ_EXIT, PROG_SOFTIRQ_RAISE, WORK_BUCKETS,
+    PROG_SOFTIRQ_EXIT, PROG_SOFTIRQ_RAISE,
 };
+
+use probe_model::counters::latency::{LatencyCounts, NapiCounts};
 
 use super::{read_per_cpu, BpfLog, Hook, HookError};
 use crate::{btf::Btf, objects};
@@ -44,22 +46,6 @@ impl Hook for LatencyHook {
     fn object_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
-}
-
-/// Cumulative counters: per CPU, and NAPI per (netns, device) and CPU.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LatencyCounts {
-    pub softirq: Vec<SoftirqCpu>,
-    /// (key, cpu) -> counters.
-    pub napi: BTreeMap<(NapiKey, u32), NapiCounts>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NapiCounts {
-    pub polls: u64,
-    pub packets: u64,
-    pub full_budget: u64,
-    pub work: [u64; WORK_BUCKETS],
 }
 
 const PROGRAMS: [(&str, &str); 4] = [

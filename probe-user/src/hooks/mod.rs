@@ -60,7 +60,7 @@ pub trait Hook {
     }
 
     /// Runs and kernel run time of each loaded program (BPF stats, `--self`).
-    fn program_stats(&self) -> Vec<crate::selfcost::ProgramStat> {
+    fn program_stats(&self) -> Vec<probe_model::counters::selfcost::ProgramStat> {
         self.loaded_programs()
             .into_iter()
             .filter_map(|name| crate::selfcost::program_stat(self.object(), name, self.iface()))

@@ -1,7 +1,7 @@
 //! `--stage-latency` and `probe trace`: the per-stage latency probes (tp_btf
 //! on netif_receive_skb, and sk_data_ready and sock_recv_length where the
 //! kernel has them; with `probe trace` also kfree_skb and consume_skb): loading, reading.
-//! The histograms become reports in `stage_latency.rs`.
+//! The histograms become reports in probe_model::stage_latency.
 
 use aya::{maps::Array, programs::tp_btf::BtfTracePointLinkId, Ebpf};
 use probe_common::{

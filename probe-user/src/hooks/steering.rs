@@ -1,6 +1,6 @@
 //! `--steering`: the steering probes (tp_btf on napi_gro_receive_entry,
 //! netif_receive_skb, sk_data_ready, sock_recv_length): loading, reading the
-//! CPU matrices. Turning them into CPU pairs is in `steering.rs`.
+//! CPU matrices. Turning them into CPU pairs is probe_model::steering.
 
 use aya::Ebpf;
 use probe_common::drops::{GLOBAL_SCOPE_COUNT, GLOBAL_SCOPE_NETNS};
@@ -8,6 +8,7 @@ use probe_common::latency::{
     SteerMatrix, SteerOffsets, GLOBAL_STEER_NIC, GLOBAL_STEER_OFFSETS, MAP_STEER, PROG_STEER_NAPI,
     PROG_STEER_READY, PROG_STEER_RECV, PROG_STEER_STACK, STEER_CPUS,
 };
+use probe_model::counters::steering::SteerCounts;
 
 use super::{read_per_cpu, BpfLog, Hook, HookError};
 use crate::{btf::Btf, objects};
@@ -85,13 +86,6 @@ pub fn load_steering(
         .override_global(GLOBAL_STEER_NIC, &[nic_ifindex, nic_netns], true)
         .load(objects::STEERING)?;
     Ok(SteerHook { ebpf })
-}
-
-/// Cumulative matrices summed over CPUs, `[from * STEER_CPUS + to]`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SteerCounts {
-    pub napi_to_stack: Vec<u64>,
-    pub ready_to_reader: Vec<u64>,
 }
 
 impl SteerHook {

@@ -3,17 +3,15 @@
 
 use aya::Ebpf;
 use probe_common::{DevCounters, MAP_VXLAN_DEV, PROG_VXLAN_INGRESS};
+use probe_model::counters::vxlan::DevCounts;
 
 use super::{
     read_per_cpu,
     tc::{self, Attachment, TcMode},
     BpfLog, Hook, HookError,
 };
-use crate::{
-    netns::Netns,
-    objects,
-    rtnl::{Link, LinkStats},
-};
+use crate::{netns::Netns, objects, rtnl::Link};
+use probe_model::counters::link::LinkStats;
 
 /// TCX (or legacy tc) ingress on a VXLAN device.
 pub struct VxlanHook {
@@ -34,29 +32,6 @@ pub struct VxlanHook {
     /// readings, and this one's last reading (carried included).
     kernel_carried: LinkStats,
     kernel_last: Option<LinkStats>,
-}
-
-/// Raw cumulative counters of one VXLAN-device hook: `per_cpu[cpu]`.
-#[derive(Clone, Debug, Default)]
-pub struct DevCounts {
-    pub per_cpu: Vec<DevCounters>,
-}
-
-impl DevCounts {
-    /// Adds `other` per CPU and class.
-    pub fn add(&mut self, other: &DevCounts) {
-        for (mine, theirs) in self.per_cpu.iter_mut().zip(&other.per_cpu) {
-            for (a, b) in [
-                (&mut mine.skbs, &theirs.skbs),
-                (&mut mine.segments, &theirs.segments),
-                (&mut mine.bytes, &theirs.bytes),
-            ] {
-                for (a, b) in a.iter_mut().zip(b) {
-                    *a += b;
-                }
-            }
-        }
-    }
 }
 
 /// Loads the object for a VXLAN device and attaches it at its ingress

@@ -2,15 +2,16 @@
 //! NET_RX softirq and NAPI histograms.
 
 use super::{Family, Labels};
-use crate::{latency::Histogram, model::Report};
+use probe_model::{latency::Histogram, model::Report};
 
 pub(super) fn encode(f: &mut Family<'_, '_>, r: &Report) -> std::fmt::Result {
-    let softnet = |value: fn(&crate::procfs::SoftnetCpu) -> u64| -> Vec<(Labels, u64)> {
-        r.softnet
-            .iter()
-            .map(|c| (vec![("cpu", c.cpu.to_string())], value(c)))
-            .collect()
-    };
+    let softnet =
+        |value: fn(&probe_model::counters::procfs::SoftnetCpu) -> u64| -> Vec<(Labels, u64)> {
+            r.softnet
+                .iter()
+                .map(|c| (vec![("cpu", c.cpu.to_string())], value(c)))
+                .collect()
+        };
     f.counter(
         "softnet_processed",
         "/proc/net/softnet_stat: packets processed, per CPU",
@@ -58,7 +59,7 @@ pub(super) fn encode(f: &mut Family<'_, '_>, r: &Report) -> std::fmt::Result {
             .map(|s| (cpu_label(s.cpu), s.ksoftirqd_runs))
             .collect::<Vec<_>>(),
     )?;
-    let hist_rows = |pick: fn(&crate::latency::SoftirqRow) -> &Histogram| {
+    let hist_rows = |pick: fn(&probe_model::latency::SoftirqRow) -> &Histogram| {
         cpus.iter()
             .map(|s| (cpu_label(s.cpu), pick(s), 1e9))
             .collect::<Vec<_>>()
@@ -75,7 +76,7 @@ pub(super) fn encode(f: &mut Family<'_, '_>, r: &Report) -> std::fmt::Result {
         probe_common::latency::HIST_BUCKETS,
         &hist_rows(|s| &s.run_ns),
     )?;
-    let napi_label = |n: &crate::latency::NapiRow| {
+    let napi_label = |n: &probe_model::latency::NapiRow| {
         vec![
             ("iface", n.iface.clone().unwrap_or_else(|| "backlog".into())),
             ("cpu", n.cpu.to_string()),

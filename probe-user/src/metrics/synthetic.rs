@@ -21,18 +21,18 @@ use probe_common::{
 };
 
 use super::NodeShape;
-use crate::{
-    hooks::{
+use probe_model::{
+    counters::{
         drops::DropCounts,
         latency::{LatencyCounts, NapiCounts},
+        link::LinkStats,
         nic::NicCounts,
+        procfs::{Snmp, SoftnetCpu},
         vxlan::DevCounts,
     },
     model::{DevInfo, NicInfo, Report, ReportKind, Sample, StageLatencyInfo, Topology},
     names::Names,
-    procfs::{Snmp, SoftnetCpu},
     reasons::ReasonNames,
-    rtnl::LinkStats,
 };
 
 /// Inode number of the synthetic host namespace.

@@ -1,10 +1,8 @@
 use super::*;
-use crate::{
+use probe_model::{
+    fixtures::{sample, topo},
     latency::{NapiRow, SoftirqRow},
-    model::{
-        tests::{sample, topo},
-        ReportKind,
-    },
+    model::ReportKind,
 };
 
 /// The value of the one sample line that starts with `series` (name and labels).
@@ -158,7 +156,7 @@ fn series_are_bounded_by_the_node_not_by_flows() {
         shared.render()
     };
     let many = synthetic::report(&shape, 10_000);
-    assert_eq!(many.ledger.flows.len(), crate::ledger::TOP_FLOWS);
+    assert_eq!(many.ledger.flows.len(), probe_model::ledger::TOP_FLOWS);
     let few = render(synthetic::report(&shape, 10));
     let many = render(many);
     let (n, bound) = (series(&many), max_series(&shape));
@@ -185,7 +183,7 @@ fn series_are_bounded_by_the_node_not_by_flows() {
         .lines()
         .filter(|l| l.starts_with("rxprobe_stage_latency_socket_wait_seconds_count{"))
         .count();
-    assert_eq!(sockets, crate::stage_latency::TOP_SOCKETS);
+    assert_eq!(sockets, probe_model::stage_latency::TOP_SOCKETS);
     // Per CPU: every CPU has its histograms.
     let cpu63 = many
         .lines()

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::opt;
-use crate::model::Report;
+use probe_model::model::Report;
 
 /// The drop ledger as a funnel: stages in path order, what entered, what was
 /// lost and why, then where (netns/device) and which flows.
@@ -25,7 +25,7 @@ pub(super) fn ledger(o: &mut String, r: &Report) {
         "STAGE", "IN", "DROPS", "%IN"
     );
     let reason_notes =
-        |reasons: &std::collections::BTreeMap<String, crate::ledger::ReasonCount>| {
+        |reasons: &std::collections::BTreeMap<String, probe_model::ledger::ReasonCount>| {
             reasons
                 .iter()
                 .map(|(reason, c)| {

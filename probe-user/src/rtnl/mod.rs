@@ -21,7 +21,7 @@ use netlink_packet_core::{
 use netlink_packet_route::{link::LinkMessage, route::RouteMessage, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
-pub use link::{ifindex_of, Link, LinkStats, VxlanInfo, XdpState};
+pub use link::{ifindex_of, Link, VxlanInfo, XdpState};
 pub use tc::{BpfFilter, RootQdisc};
 
 /// Large enough for one datagram of a dump: the kernel fills up to 32 KiB

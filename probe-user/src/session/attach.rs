@@ -19,10 +19,12 @@ use crate::{
         steering::SteerHook,
         HookError,
     },
-    model::{DevInfo, HookKind, NicInfo, StageLatencyInfo, Topology, Unavailable},
-    names::Names,
     netns::Netns,
     rtnl::{Link, RtnlSocket},
+};
+use probe_model::{
+    model::{DevInfo, HookKind, NicInfo, StageLatencyInfo, Topology, Unavailable},
+    names::Names,
 };
 
 /// Attaches every hook `cfg` asks for in `netns` (see the module doc).

@@ -35,11 +35,13 @@ use crate::{
         vxlan::VxlanHook,
         BpfLog, BpfLogReader, Hook, TcMode,
     },
-    model::{Report, ReportKind, Sample, Topology},
-    names::Names,
     netns::Netns,
     rtnl::RtnlSocket,
-    tune::Snapshot,
+};
+use probe_model::{
+    model::{Report, ReportKind, Sample, Topology},
+    names::Names,
+    settings::Snapshot,
 };
 
 /// What to watch and how, resolved from `watch`'s flags (also `serve`'s
@@ -145,7 +147,7 @@ pub enum Period {
 fn report(kind: ReportKind, a: &Session, earlier: &Sample, later: &Sample) -> Report {
     let mut r = Report::between(kind, &a.topology, earlier, later);
     if let Some(settings) = &a.settings {
-        r.advice = crate::advice::advise(&r, settings);
+        r.advice = probe_model::advice::advise(&r, settings);
     }
     r
 }
@@ -153,7 +155,7 @@ fn report(kind: ReportKind, a: &Session, earlier: &Sample, later: &Sample) -> Re
 /// An interval's report, its VXLAN balance carried over from the intervals
 /// before it (ledger::VxlanCarry).
 fn carried_interval(
-    carry: &mut crate::ledger::VxlanCarry,
+    carry: &mut probe_model::ledger::VxlanCarry,
     a: &Session,
     earlier: &Sample,
     later: &Sample,
@@ -260,7 +262,7 @@ pub fn run(
     let mut next_tick = counting_from + interval;
     // `--netns NAME` removed while watching: the run ends with its totals.
     let mut netns_gone = false;
-    let mut carry = crate::ledger::VxlanCarry::default();
+    let mut carry = probe_model::ledger::VxlanCarry::default();
     loop {
         let now = Instant::now();
         let end = deadline.is_some_and(|d| now >= d) || stop.load(Ordering::Relaxed);

@@ -2,10 +2,10 @@
 //! /run/netns names (or `host`), ifindexes into interface names.
 
 use crate::{
-    names::Names,
     netns::{self, Netns},
     rtnl::RtnlSocket,
 };
+use probe_model::names::Names;
 
 /// Names the kernel addresses drops were freed at that have no name yet.
 pub(super) fn refresh_functions(names: &mut Names, seen: impl Iterator<Item = u64>) {

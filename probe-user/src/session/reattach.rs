@@ -5,10 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::Session;
-use crate::{
-    hooks::{self, Hook},
-    model::HookKind,
-};
+use crate::hooks::{self, Hook};
+use probe_model::model::HookKind;
 
 /// How often the probe looks for watched VXLAN devices that were deleted or
 /// recreated. A lookup by name (SIOCGIFINDEX) in the watched namespace: cheap.
@@ -40,7 +38,7 @@ pub(super) fn check_devices(a: &mut Session) {
                     "probe: {name} (ifindex {old_ifindex}) is gone; its hooks went with it. \
                      Waiting for it to come back"
                 );
-                a.topology.gaps.push(crate::model::Gap {
+                a.topology.gaps.push(probe_model::model::Gap {
                     stage: HookKind::Vxlan,
                     iface: name.clone(),
                     lost_s: now_s,

@@ -8,11 +8,8 @@ use super::{
     Session,
 };
 use crate::netns::Netns;
-use crate::{
-    error::ProbeError,
-    model::Sample,
-    rtnl::{LinkStats, RtnlSocket},
-};
+use crate::{error::ProbeError, rtnl::RtnlSocket};
+use probe_model::{counters::link::LinkStats, model::Sample};
 
 /// Reads every hook and kernel counter of `a` now.
 pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
@@ -139,13 +136,13 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
     })
 }
 
-fn self_sample(a: &Session) -> crate::selfcost::SelfSample {
+fn self_sample(a: &Session) -> probe_model::counters::selfcost::SelfSample {
     let (cpu_s, rss_kib, peak_rss_kib) = crate::selfcost::process_usage("self");
     let mut programs = Vec::new();
     if a.bpf_stats.is_some() {
         programs.extend(a.hooks().flat_map(|h| h.program_stats()));
     }
-    crate::selfcost::SelfSample {
+    probe_model::counters::selfcost::SelfSample {
         cpu_s,
         rss_kib,
         peak_rss_kib,

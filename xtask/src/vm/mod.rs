@@ -422,8 +422,8 @@ pub fn bench(kernel: &str, cpus: u32, part: &[String]) -> Result<()> {
 }
 
 /// Where the drop reason lists of the supported kernels are kept: the tests
-/// of the stage table read them (probe-user/src/reasons/tests.rs).
-pub const REASON_LISTS: &str = "probe-user/src/reasons/kernels";
+/// of the stage table read them (probe-model/src/reasons/tests.rs).
+pub const REASON_LISTS: &str = "probe-model/src/reasons/kernels";
 
 /// `cargo xtask reason-lists`: writes each guest kernel's drop reasons, read
 /// from its BTF by `probe reasons --list`, to REASON_LISTS/KERNEL.txt, and

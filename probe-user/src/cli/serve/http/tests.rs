@@ -3,15 +3,13 @@ use std::io::{Read, Write};
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 
 use super::*;
-use crate::{
-    cli::serve::{
-        pki::{Ca, Dir, Leaf},
-        web_config::{self, WebConfig},
-    },
-    model::{
-        tests::{sample, topo},
-        Report, ReportKind,
-    },
+use crate::cli::serve::{
+    pki::{Ca, Dir, Leaf},
+    web_config::{self, WebConfig},
+};
+use probe_model::{
+    fixtures::{sample, topo},
+    model::{Report, ReportKind},
 };
 
 fn state(ready: bool) -> State {

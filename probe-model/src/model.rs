@@ -9,20 +9,26 @@ use probe_common::stage_latency::{PathCpu, PathDrops, SocketWait};
 use serde::Serialize;
 
 use crate::{
-    hooks::{
-        drops::DropCounts, latency::LatencyCounts, nic::NicCounts, steering::SteerCounts,
+    counters::{
+        drops::DropCounts,
+        latency::LatencyCounts,
+        link::LinkStats,
+        nic::NicCounts,
+        procfs::{Snmp, SoftnetCpu},
+        selfcost::{SelfCost, SelfSample},
+        steering::SteerCounts,
         vxlan::DevCounts,
     },
     latency::{NapiRow, SoftirqRow},
     ledger::Ledger,
     names::Names,
-    procfs::{Snmp, SoftnetCpu},
     reasons::ReasonNames,
-    rtnl::LinkStats,
-    selfcost::{SelfCost, SelfSample},
 };
 
 pub use crate::stage::{HookKind, Stage};
+
+/// One namespace's root qdiscs' drops (skbs), by (ifindex, handle).
+pub type QdiscDrops = BTreeMap<(u32, u32), u64>;
 
 /// What is being watched: fixed for the whole run.
 #[derive(Clone, Debug, Default)]
@@ -120,8 +126,8 @@ pub struct Sample {
     pub softnet: Vec<SoftnetCpu>,
     /// The protocol counters per namespace read (label, counters).
     pub snmp: Vec<(String, Snmp)>,
-    /// The root qdiscs' drops per namespace read, by (ifindex, handle).
-    pub qdisc_drops: Vec<(String, std::collections::BTreeMap<(u32, u32), u64>)>,
+    /// The root qdiscs' drops per namespace read.
+    pub qdisc_drops: Vec<(String, QdiscDrops)>,
     pub names: Names,
     /// With `--self`: the probe's own CPU, memory and BPF program counters.
     pub self_sample: Option<SelfSample>,

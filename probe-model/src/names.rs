@@ -1,7 +1,7 @@
 //! Names for what the kernel reports as numbers: network namespaces by
 //! inode, devices by (namespace, ifindex), kernel functions by an address
 //! inside them. Filled by the session
-//! (session/names.rs), read by the ledger and the NAPI rows.
+//! (probe-user's session/names.rs), read by the ledger and the NAPI rows.
 
 use std::collections::BTreeMap;
 
@@ -41,4 +41,9 @@ impl Names {
             ),
         }
     }
+}
+
+/// The function of `function+0xoffset` (or the address, unnamed).
+pub fn function_of(named: &str) -> &str {
+    named.split_once('+').map_or(named, |(f, _)| f)
 }

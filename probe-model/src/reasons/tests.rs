@@ -248,28 +248,3 @@ fn reason_and_subsystem_names() {
         "REASON_240_OR_ABOVE"
     );
 }
-
-#[test]
-fn from_btf_names_what_an_old_kernel_lacks() {
-    use crate::btf::fixture::kernel_like;
-    let err = ReasonNames::from_btf(&kernel_like(&[], &[("kfree_skb", 2)])).unwrap_err();
-    assert_eq!(
-        err,
-        "drop reasons need Linux >= 5.17 (no enum skb_drop_reason in this kernel's BTF)"
-    );
-    let n = ReasonNames::from_btf(&kernel_like(
-        &[
-            ("SKB_NOT_DROPPED_YET", 0),
-            ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
-            ("SKB_DROP_REASON_NO_SOCKET", 3),
-            ("SKB_DROP_REASON_MAX", 4),
-        ],
-        &[("kfree_skb", 3)],
-    ))
-    .unwrap();
-    assert_eq!(
-        n.core_names().collect::<Vec<_>>(),
-        ["NOT_SPECIFIED", "NO_SOCKET"]
-    );
-    assert_eq!(n.not_drops, [0]);
-}

@@ -8,11 +8,11 @@ use probe_common::drops::REASON_SLOTS;
 use serde::Serialize;
 
 use crate::{
-    hooks::drops::DropCounts,
+    counters::drops::DropCounts,
+    counters::link::LinkStats,
+    counters::procfs::{Snmp, SoftnetCpu},
     names::Names,
-    procfs::{Snmp, SoftnetCpu},
     reasons::{benign_name, ReasonNames},
-    rtnl::LinkStats,
     stage::Stage,
 };
 

@@ -1,8 +1,8 @@
 use super::*;
 use crate::{
+    counters::procfs::SoftnetCpu,
     model::{ReportKind, Sample, Topology},
-    procfs::SoftnetCpu,
-    tune::{DeviceSettings, Setting},
+    settings::{DeviceSettings, Setting},
 };
 
 fn set(name: &str, value: &str) -> Setting {
@@ -46,8 +46,8 @@ fn snapshot(nic_mtu: &str, vxlan_mtu: &str, irqs: &[&str]) -> Snapshot {
     }
 }
 
-fn hop(role: &str, iface: &str, netns: Option<&str>, mtu: u32) -> crate::tune::MtuHop {
-    crate::tune::MtuHop {
+fn hop(role: &str, iface: &str, netns: Option<&str>, mtu: u32) -> crate::settings::MtuHop {
+    crate::settings::MtuHop {
         role: role.into(),
         iface: iface.into(),
         netns: netns.map(Into::into),

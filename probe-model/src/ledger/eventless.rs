@@ -18,7 +18,7 @@
 //! TCPRcvQDrop (PROTO_MEM), PFMemallocDrop (PFMEMALLOC).
 
 use super::{rows::sort_rows, DropRow, LedgerRow, ReasonCount};
-use crate::{procfs::Snmp, stage::Stage};
+use crate::{counters::procfs::Snmp, stage::Stage};
 
 /// The counter, and the ledger's name for what it counts without an event.
 pub const LISTEN_DROPS: &str = "ListenDrops";

@@ -3,7 +3,7 @@
 use probe_common::drops::{Benign, FlowKey, FAMILY_V4, REASON_SLOTS};
 
 use super::{DropRow, FlowRow, Names, TOP_FLOWS};
-use crate::{hooks::drops::DropCounts, reasons::ReasonNames, stage::Stage};
+use crate::{counters::drops::DropCounts, reasons::ReasonNames, stage::Stage};
 
 /// The stage of a drop at the reason's `stage`: that stage, except that
 /// `ip`-stage drops of decapsulated packets (skb->dev a VXLAN device) are at
@@ -73,7 +73,7 @@ pub(super) fn freed_at(d: &DropCounts, names: &ReasonNames, who: &Names) -> Vec<
             .get(addr)
             .cloned()
             .unwrap_or_else(|| format!("0x{addr:x}"));
-        let function = crate::kallsyms::function_of(&named).to_string();
+        let function = crate::names::function_of(&named).to_string();
         *by_function.entry(Some(function)).or_default() += n;
     }
     let located: u64 = by_function.values().sum();

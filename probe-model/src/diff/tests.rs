@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::tune::{Setting, Snapshot};
+use crate::settings::{Setting, Snapshot};
 
 fn recording(rcvbuf: u64, elapsed: f64, rmem: &str, wait_p50: u64, squeeze: u64) -> Recording {
     Recording {

@@ -1,7 +1,7 @@
 //! Each drop reason's kernel counter: the one that counts the same drops,
 //! so the ledger can be checked against the kernel on every row.
 
-use crate::procfs::{Snmp, SoftnetCpu};
+use crate::counters::procfs::{Snmp, SoftnetCpu};
 
 /// The kernel counter that counts the same drops as `reason`, where one does.
 /// A reason row holds both families' drops, so its counter is the IPv4 and

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::tune;
+use crate::settings;
 
 /// The file's `format` and `version`; `probe diff` refuses anything else.
 pub const FORMAT: &str = "probe-record";
@@ -14,9 +14,9 @@ pub const VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetnsSettings {
     pub netns: String,
-    pub sysctls: Vec<tune::Setting>,
+    pub sysctls: Vec<settings::Setting>,
     #[serde(default)]
-    pub sockets: Vec<tune::Setting>,
+    pub sockets: Vec<settings::Setting>,
 }
 
 /// The recording. The summary report is kept whole, as written: `diff` reads
@@ -28,7 +28,7 @@ pub struct Recording {
     pub version: u32,
     pub kernel: String,
     pub hostname: String,
-    pub settings: Option<tune::Snapshot>,
+    pub settings: Option<settings::Snapshot>,
     pub netns_settings: Vec<NetnsSettings>,
     pub summary: serde_json::Value,
 }

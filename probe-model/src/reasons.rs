@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use probe_common::drops::{Benign, CORE_REASON_SLOTS};
 
-use crate::{btf::Btf, stage::Stage};
+use crate::stage::Stage;
 
 /// The stage of every core reason (name without `SKB_DROP_REASON_`) of the
 /// kernels the project supports: Linux 5.17 (when reasons appeared) to 6.18.
@@ -352,13 +352,20 @@ impl ReasonNames {
         values
     }
 
-    /// Err names what is missing: drop reasons exist only from Linux 5.17.
-    pub fn from_btf(btf: &Btf) -> Result<ReasonNames, String> {
+    /// The names from the kernel's `enum skb_drop_reason` and (from Linux
+    /// 6.4) `enum skb_drop_reason_subsys`, as (name, value) pairs; None: the
+    /// enum is not in the kernel's BTF. Err names what is missing: drop
+    /// reasons exist only from Linux 5.17.
+    pub fn from_enums(
+        reasons: Option<&[(String, i64)]>,
+        subsystems: Option<&[(String, i64)]>,
+    ) -> Result<ReasonNames, String> {
         let mut names = ReasonNames::default();
-        let values = btf.enum_values("skb_drop_reason").map_err(|_| {
+        let values = reasons.ok_or_else(|| {
             format!("{NEEDS_REASONS} (no enum skb_drop_reason in this kernel's BTF)")
         })?;
         for (name, value) in values {
+            let value = *value;
             // SKB_NOT_DROPPED_YET and SKB_CONSUMED are not drops; the _MAX and
             // _SUBSYS_MASK entries are not reasons.
             let Some(short) = name.strip_prefix("SKB_DROP_REASON_") else {
@@ -372,13 +379,10 @@ impl ReasonNames {
             }
             names.core.insert(value as u32, short.to_string());
         }
-        // Absent before Linux 6.4: no subsystems then.
-        if let Ok(subsystems) = btf.enum_values("skb_drop_reason_subsys") {
-            for (name, value) in subsystems {
-                let short = name.trim_start_matches("SKB_DROP_REASON_SUBSYS_");
-                if value > 0 && short != "NUM" {
-                    names.subsystems.insert(value as u32, short.to_string());
-                }
+        for (name, value) in subsystems.unwrap_or_default() {
+            let short = name.trim_start_matches("SKB_DROP_REASON_SUBSYS_");
+            if *value > 0 && short != "NUM" {
+                names.subsystems.insert(*value as u32, short.to_string());
             }
         }
         Ok(names)

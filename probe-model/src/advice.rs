@@ -5,8 +5,8 @@
 
 use crate::{
     model::{Advice, Report},
+    settings::Snapshot,
     stage::Stage,
-    tune::Snapshot,
 };
 
 fn setting<'a>(s: &'a Snapshot, name: &str) -> Option<&'a str> {

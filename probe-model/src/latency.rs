@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use probe_common::latency::{NapiKey, SoftirqCpu, HIST_BUCKETS, WORK_BUCKETS};
 use serde::Serialize;
 
-use crate::hooks::latency::NapiCounts;
+use crate::counters::latency::NapiCounts;
 
 /// A log2 histogram over a period, in the units of its samples.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

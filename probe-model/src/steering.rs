@@ -4,7 +4,7 @@
 use probe_common::latency::STEER_CPUS;
 use serde::Serialize;
 
-use crate::hooks::steering::SteerCounts;
+use crate::counters::steering::SteerCounts;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct CpuPair {
