@@ -5,21 +5,12 @@
 //! kernel maps --(hooks)--> Sample --(probe_model)--> Report --(render / JSON)--> output
 //! kernel facts (rtnl stats64, routes, capabilities) ------^
 
-pub mod btf;
-pub mod caps;
 pub mod cli;
 pub mod error;
-pub mod ethtool;
 pub mod hooks;
-pub mod kallsyms;
-pub mod metrics;
-pub mod netns;
-pub mod procfs;
-pub mod render;
-pub mod rtnl;
-pub mod selfcost;
+pub mod kernel;
+pub mod output;
 pub mod session;
-pub mod tune;
 
 /// The compiled kernel programs: one BPF ELF object per hook (probe-ebpf/src/bin),
 /// so a loaded instance creates only the maps its programs use.

@@ -228,7 +228,10 @@ fn expand_braces(name: &str) -> Vec<String> {
 /// and, for counters, without `_total`).
 pub fn encoded_families() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for file in ["probe-user/src/metrics.rs", "probe-user/src/metrics/cpu.rs"] {
+    for file in [
+        "probe-user/src/output/metrics.rs",
+        "probe-user/src/output/metrics/cpu.rs",
+    ] {
         let src = std::fs::read_to_string(repo(file)).expect(file);
         for call in [".counter(", ".gauge(", ".histogram("] {
             for (at, _) in src.match_indices(call) {

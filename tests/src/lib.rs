@@ -336,8 +336,8 @@ pub fn tc_prog_ids(netns: &str, iface: &str) -> Vec<u32> {
             .flat_map(|t| SchedClassifier::query_tcx(&iface, t).expect("query tcx").1)
             .map(|p| p.id())
             .collect();
-        let ifindex = probe_user::rtnl::ifindex_of(&iface).expect("device");
-        let filters = probe_user::rtnl::RtnlSocket::open()
+        let ifindex = probe_user::kernel::rtnl::ifindex_of(&iface).expect("device");
+        let filters = probe_user::kernel::rtnl::RtnlSocket::open()
             .and_then(|mut s| s.ingress_bpf_filters(ifindex))
             .expect("list tc filters");
         ids.extend(filters.into_iter().filter_map(|f| f.prog_id));
@@ -347,9 +347,9 @@ pub fn tc_prog_ids(netns: &str, iface: &str) -> Vec<u32> {
 }
 
 /// The running kernel's BTF, read once.
-fn kernel_btf() -> &'static probe_user::btf::Btf {
-    static BTF: std::sync::OnceLock<probe_user::btf::Btf> = std::sync::OnceLock::new();
-    BTF.get_or_init(|| probe_user::btf::Btf::from_kernel().expect("the kernel's BTF"))
+fn kernel_btf() -> &'static probe_user::kernel::btf::Btf {
+    static BTF: std::sync::OnceLock<probe_user::kernel::btf::Btf> = std::sync::OnceLock::new();
+    BTF.get_or_init(|| probe_user::kernel::btf::Btf::from_kernel().expect("the kernel's BTF"))
 }
 
 /// Whether the kernel has TCX (Linux >= 6.6, or a backport): its BTF has the
@@ -533,7 +533,7 @@ pub mod prog_run {
         /// segments (set through the test run's `struct __sk_buff`, whose
         /// layout comes from the kernel's BTF): (return value, ns).
         pub fn run_gso(&mut self, name: &str, frame: &[u8], gso_segs: u32) -> (u32, f64) {
-            let btf = probe_user::btf::Btf::from_kernel().expect("kernel BTF");
+            let btf = probe_user::kernel::btf::Btf::from_kernel().expect("kernel BTF");
             let at = btf
                 .member_offset("__sk_buff", "gso_segs")
                 .expect("__sk_buff.gso_segs") as usize;
@@ -612,7 +612,7 @@ pub mod prog_run {
 
 /// /proc/net/snmp of `netns`: the kernel's own UDP and IP error counters.
 pub fn snmp(netns: &str) -> probe_model::counters::procfs::Snmp {
-    lab::in_netns(netns, probe_user::procfs::read_snmp)
+    lab::in_netns(netns, probe_user::kernel::procfs::read_snmp)
         .expect("enter the namespace")
         .expect("read /proc/net/snmp")
 }

@@ -9,7 +9,7 @@ use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use probe_tests::{eventually, free_port, http_get, lab, privileged, probe_bin, Watch};
-use probe_user::{caps, cli::Cli};
+use probe_user::{cli::Cli, kernel::caps};
 use serde_json::Value;
 
 fn deploy(file: &str) -> PathBuf {

@@ -7,8 +7,8 @@
 
 use probe_model::reasons::{Placement, ReasonNames, NEEDS_REASONS};
 use probe_user::{
-    btf::Btf,
     hooks::{drops, stage_latency, steering},
+    kernel::btf::Btf,
 };
 
 fn kernel_btf() -> Btf {

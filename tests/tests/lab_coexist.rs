@@ -238,8 +238,8 @@ type Filter = (u16, String, u32);
 fn cls_bpf_filters(netns: &str, iface: &str) -> Vec<Filter> {
     let iface = iface.to_string();
     lab::in_netns(netns, move || {
-        let ifindex = probe_user::rtnl::ifindex_of(&iface).expect("device");
-        let mut rtnl = probe_user::rtnl::RtnlSocket::open().unwrap();
+        let ifindex = probe_user::kernel::rtnl::ifindex_of(&iface).expect("device");
+        let mut rtnl = probe_user::kernel::rtnl::RtnlSocket::open().unwrap();
         rtnl.ingress_bpf_filters(ifindex)
             .unwrap()
             .into_iter()

@@ -12,7 +12,7 @@ use std::{
 
 use probe_model::delta::Delta;
 use probe_tests::{kernel_has_drop_reason, lab, privileged, snmp, summary, Lab, Watch};
-use probe_user::procfs;
+use probe_user::kernel::procfs;
 use serde_json::Value;
 
 const PORT: u16 = 9100;
@@ -683,7 +683,7 @@ fn nic_driver_statistics() {
     }
     let lab = lab();
     let (n1, n2) = (lab.node(1), lab.node(2));
-    let stats = lab::in_netns(&n2.netns, || probe_user::ethtool::stats("eth0"))
+    let stats = lab::in_netns(&n2.netns, || probe_user::kernel::ethtool::stats("eth0"))
         .unwrap()
         .unwrap();
     let peer = stats.iter().find(|(n, _)| n == "peer_ifindex").unwrap().1;
@@ -694,7 +694,7 @@ fn nic_driver_statistics() {
     .unwrap();
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["ifindex"].as_u64(), Some(peer), "veth peer_ifindex");
-    let queue = probe_user::ethtool::queue_drop_stats(&stats);
+    let queue = probe_user::kernel::ethtool::queue_drop_stats(&stats);
     assert!(
         queue
             .iter()

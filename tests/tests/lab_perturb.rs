@@ -32,7 +32,7 @@ fn kernel_drops(n1: &str, n2: &str) -> (u64, u64, u64) {
         serde_json::from_str::<serde_json::Value>(&out).unwrap()[0]["stats64"].clone()
     };
     let n = |v: &serde_json::Value| v.as_u64().unwrap();
-    let softnet: u64 = probe_user::procfs::read_softnet()
+    let softnet: u64 = probe_user::kernel::procfs::read_softnet()
         .unwrap()
         .iter()
         .map(|c| c.dropped)

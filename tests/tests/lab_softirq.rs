@@ -459,7 +459,12 @@ fn latency_is_on_by_default_and_pauses_while_net_rx_runs_too_often() {
         lab::send_udp(&n1.pods[0].netns, dst, count, 64, 100).unwrap();
         assert_eq!(sink.finish(count, Duration::from_secs(5)), count);
     };
-    let kernel_runs = || -> u64 { probe_user::procfs::read_net_rx_runs().unwrap().iter().sum() };
+    let kernel_runs = || -> u64 {
+        probe_user::kernel::procfs::read_net_rx_runs()
+            .unwrap()
+            .iter()
+            .sum()
+    };
     let w = Watch::on_lab(&lab, "1", &["--latency-max-runs", "1000"]);
     let kernel_before = kernel_runs();
     let hooks = w.ready_info["hooks"].to_string();

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use crate::{error::ProbeError, hooks::tc, netns::Netns, rtnl::RtnlSocket};
+use crate::{error::ProbeError, hooks::tc, kernel::netns::Netns, kernel::rtnl::RtnlSocket};
 
 #[derive(Debug, Args)]
 #[command(
@@ -29,7 +29,9 @@ pub struct CleanupArgs {
 }
 
 pub fn run(args: CleanupArgs) -> Result<(), ProbeError> {
-    crate::caps::check(&crate::caps::cleanup_requirements(args.netns.is_some()))?;
+    crate::kernel::caps::check(&crate::kernel::caps::cleanup_requirements(
+        args.netns.is_some(),
+    ))?;
     let netns = match &args.netns {
         Some(name) => Netns::named(name)?,
         None => Netns::current(),

@@ -2,7 +2,6 @@
 
 pub mod cleanup;
 pub mod diff;
-pub mod output;
 pub mod reasons;
 pub mod record;
 pub mod serve;
@@ -48,16 +47,16 @@ pub struct Cli {
 impl Command {
     /// The capabilities this command checks for at start (none for the
     /// commands that only read files and sysfs).
-    pub fn requirements(&self) -> Vec<crate::caps::Requirement> {
+    pub fn requirements(&self) -> Vec<crate::kernel::caps::Requirement> {
         match self {
             Command::Watch(w) => w.requirements(),
             Command::Serve(s) => s.watch.requirements(),
             Command::Record(r) => r.watch.requirements(),
             Command::Trace(t) => {
-                crate::caps::watch_requirements(t.netns.is_some() || t.from_netns.is_some())
+                crate::kernel::caps::watch_requirements(t.netns.is_some() || t.from_netns.is_some())
             }
             Command::Tune(_) | Command::Diff(_) | Command::Reasons(_) => Vec::new(),
-            Command::Cleanup(c) => crate::caps::cleanup_requirements(c.netns.is_some()),
+            Command::Cleanup(c) => crate::kernel::caps::cleanup_requirements(c.netns.is_some()),
         }
     }
 

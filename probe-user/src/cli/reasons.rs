@@ -7,7 +7,7 @@ use clap::Args;
 use probe_common::drops::CORE_REASON_SLOTS;
 use serde::Serialize;
 
-use crate::{btf::Btf, error::ProbeError};
+use crate::{error::ProbeError, kernel::btf::Btf};
 use probe_model::{
     reasons::{Placed, ReasonNames},
     stage::Stage,

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::{cli::watch::WatchArgs, error::ProbeError, netns::Netns, session::Period, tune};
+use crate::{
+    cli::watch::WatchArgs, error::ProbeError, kernel::netns::Netns, kernel::tune, session::Period,
+};
 use probe_model::recording::{NetnsSettings, Recording, FORMAT, VERSION};
 
 #[derive(Debug, Args)]

@@ -107,7 +107,7 @@ pub fn run(args: ServeArgs) -> Result<(), ProbeError> {
     // say so, not answer /healthz.
     args.validate()?;
     let stall_after = stall_after(args.watch.interval)?;
-    crate::caps::check(&args.watch.requirements())?;
+    crate::kernel::caps::check(&args.watch.requirements())?;
     let tls = args.tls()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let state = Arc::new(State::new(stall_after));

@@ -20,7 +20,7 @@ use crate::{
         nic::{NicHookArg, XdpModeArg},
         BpfLog, TcMode,
     },
-    netns::Netns,
+    kernel::netns::Netns,
     session::{self, SessionConfig},
 };
 use probe_model::stage_latency::{short, StageLatency};

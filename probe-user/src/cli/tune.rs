@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use crate::{error::ProbeError, netns::Netns, rtnl::RtnlSocket, tune};
+use crate::{error::ProbeError, kernel::netns::Netns, kernel::rtnl::RtnlSocket, kernel::tune};
 use probe_model::settings::{Setting, Snapshot};
 
 #[derive(Debug, Args)]

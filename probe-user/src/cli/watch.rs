@@ -6,13 +6,13 @@ use clap::Args;
 use probe_common::MAX_VXLAN_PORTS;
 
 use crate::{
-    caps,
     error::ProbeError,
     hooks::{
         latency::LatencyMode,
         nic::{NicHookArg, XdpModeArg},
         BpfLog, TcMode,
     },
+    kernel::caps,
     session::{self, Period, SessionConfig},
 };
 use probe_model::model::Report;
@@ -215,7 +215,7 @@ impl WatchArgs {
 
 pub fn run(args: WatchArgs) -> Result<(), ProbeError> {
     let config = args.config()?;
-    let mut output = super::output::Output::stdout(args.json);
+    let mut output = crate::output::writer::Output::stdout(args.json);
     let result = session::run(
         &config,
         Period::SinceLast,
@@ -262,7 +262,7 @@ pub(crate) fn validate(args: &WatchArgs) -> Result<(), ProbeError> {
 /// Prints one report. Ok(false) when the reader has gone (`probe watch | head`):
 /// a normal way to stop, which ends the run like SIGINT.
 pub fn emit(json: bool, report: &Report) -> Result<bool, ProbeError> {
-    let text = super::output::format(json, report)?;
+    let text = crate::output::writer::format(json, report)?;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(true),

@@ -14,7 +14,7 @@ use probe_common::{
 use probe_model::counters::drops::DropCounts;
 
 use super::{read_per_cpu, BpfLog, Hook, HookError};
-use crate::{btf::Btf, objects};
+use crate::{kernel::btf::Btf, objects};
 use probe_model::reasons::{ReasonNames, NEEDS_REASONS};
 
 /// Offsets the probe needs, from the running kernel's BTF.
@@ -163,7 +163,7 @@ mod tests {
     /// Kernels before 5.17 are named as such, whichever fact is missing.
     #[test]
     fn old_kernels_are_named_by_what_they_lack() {
-        use crate::btf::fixture::kernel_like;
+        use crate::kernel::btf::fixture::kernel_like;
         let err = |btf: Btf| setup(&btf).err().unwrap().to_string();
         let reasons = [("SKB_NOT_DROPPED_YET", 0), ("SKB_DROP_REASON_NO_SOCKET", 2)];
         // 5.16: neither the enum nor the argument.

@@ -18,7 +18,7 @@ use probe_common::latency::{
 use probe_model::counters::latency::{LatencyCounts, NapiCounts};
 
 use super::{read_per_cpu, BpfLog, Hook, HookError};
-use crate::{btf::Btf, objects};
+use crate::{kernel::btf::Btf, objects};
 
 /// `--latency`: when the NET_RX softirq and NAPI probes run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

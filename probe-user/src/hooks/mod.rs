@@ -63,7 +63,9 @@ pub trait Hook {
     fn program_stats(&self) -> Vec<probe_model::counters::selfcost::ProgramStat> {
         self.loaded_programs()
             .into_iter()
-            .filter_map(|name| crate::selfcost::program_stat(self.object(), name, self.iface()))
+            .filter_map(|name| {
+                crate::kernel::selfcost::program_stat(self.object(), name, self.iface())
+            })
             .collect()
     }
 }
@@ -208,7 +210,7 @@ pub fn unlink_btf_tracepoints(
 /// The tracepoints of `programs` (`(program, tracepoint)`) that the kernel's
 /// BTF has no `btf_trace_*` typedef for: a tp_btf program cannot attach there.
 pub(crate) fn missing_tracepoints<'a>(
-    btf: &crate::btf::Btf,
+    btf: &crate::kernel::btf::Btf,
     programs: &[(&str, &'a str)],
 ) -> Vec<&'a str> {
     programs

@@ -17,7 +17,7 @@ use super::{
     tc::{self, Attachment, TcMode},
     BpfLog, Hook, HookError,
 };
-use crate::{netns::Netns, objects, rtnl::Link};
+use crate::{kernel::netns::Netns, kernel::rtnl::Link, objects};
 
 /// `--xdp-mode`: how to attach at the NIC.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

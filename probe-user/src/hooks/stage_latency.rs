@@ -16,7 +16,7 @@ use probe_common::{
 };
 
 use super::{read_per_cpu, BpfLog, Hook, HookError};
-use crate::{btf::Btf, objects};
+use crate::{kernel::btf::Btf, objects};
 
 const RX: (&str, &str) = (PROG_PATH_RX, "netif_receive_skb");
 const SOCKET: [(&str, &str); 2] = [
@@ -268,7 +268,7 @@ impl StageHook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf::fixture::kernel_like;
+    use crate::kernel::btf::fixture::kernel_like;
 
     #[test]
     fn what_the_kernel_lacks_is_named() {

@@ -11,7 +11,7 @@ use probe_common::latency::{
 use probe_model::counters::steering::SteerCounts;
 
 use super::{read_per_cpu, BpfLog, Hook, HookError};
-use crate::{btf::Btf, objects};
+use crate::{kernel::btf::Btf, objects};
 
 const PROGRAMS: [(&str, &str); 4] = [
     (PROG_STEER_NAPI, "napi_gro_receive_entry"),
@@ -115,7 +115,7 @@ impl SteerHook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::btf::fixture::kernel_like;
+    use crate::kernel::btf::fixture::kernel_like;
 
     #[test]
     fn missing_tracepoints_are_named() {

@@ -28,8 +28,8 @@ use probe_common::{PROG_NIC_TC, PROG_VXLAN_INGRESS};
 
 use super::{program, HookError};
 use crate::{
-    netns::Netns,
-    rtnl::{BpfFilter, Link, RtnlSocket},
+    kernel::netns::Netns,
+    kernel::rtnl::{BpfFilter, Link, RtnlSocket},
 };
 
 /// Priority of the probe's legacy tc filters: 1 runs first.
@@ -230,10 +230,10 @@ pub fn remove_stale_filters(rtnl: &mut RtnlSocket, link: &Link) -> Result<Vec<St
             ours.len()
         )])
     };
-    if !crate::procfs::sees_every_process() {
+    if !crate::kernel::procfs::sees_every_process() {
         return cannot_tell("this process does not see the host's PID namespace".into());
     }
-    let held_open = match crate::procfs::bpf_programs_held_open() {
+    let held_open = match crate::kernel::procfs::bpf_programs_held_open() {
         Ok(ids) => ids,
         Err(e) => return cannot_tell(e),
     };

@@ -10,7 +10,7 @@ use super::{
     tc::{self, Attachment, TcMode},
     BpfLog, Hook, HookError,
 };
-use crate::{netns::Netns, objects, rtnl::Link};
+use crate::{kernel::netns::Netns, kernel::rtnl::Link, objects};
 use probe_model::counters::link::LinkStats;
 
 /// TCX (or legacy tc) ingress on a VXLAN device.

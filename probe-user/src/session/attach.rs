@@ -19,8 +19,8 @@ use crate::{
         steering::SteerHook,
         HookError,
     },
-    netns::Netns,
-    rtnl::{Link, RtnlSocket},
+    kernel::netns::Netns,
+    kernel::rtnl::{Link, RtnlSocket},
 };
 use probe_model::{
     model::{DevInfo, HookKind, NicInfo, StageLatencyInfo, Topology, Unavailable},
@@ -210,7 +210,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         .hooks_mut()
         .filter_map(|h| cfg.bpf_log.reader(h.object_mut()))
         .collect();
-    session.settings = crate::tune::snapshot(&session.netns, &devices, &links).ok();
+    session.settings = crate::kernel::tune::snapshot(&session.netns, &devices, &links).ok();
     if !cfg.quiet {
         eprintln!(
             "probe: attached in {:.0} ms (netns {}): {}",
@@ -247,21 +247,21 @@ fn attach_tracing(
     // own. So: read what the probes need from our own compact parse, free it,
     // load the objects, and only then let aya parse the BTF for the tp_btf
     // attach: never two of these at once (peak RSS, BENCHMARKS.md).
-    let (drop_setup, latency_setup, steer_setup, stage_setup) = match crate::btf::Btf::from_kernel()
-    {
-        Ok(btf) => (
-            hooks::drops::setup(&btf),
-            hooks::latency::setup(&btf),
-            hooks::steering::setup(&btf),
-            hooks::stage_latency::setup(&btf),
-        ),
-        Err(e) => (
-            Err(HookError::Kernel(e.clone())),
-            Err(HookError::Kernel(e.clone())),
-            Err(HookError::Kernel(e.clone())),
-            Err(HookError::Kernel(e)),
-        ),
-    };
+    let (drop_setup, latency_setup, steer_setup, stage_setup) =
+        match crate::kernel::btf::Btf::from_kernel() {
+            Ok(btf) => (
+                hooks::drops::setup(&btf),
+                hooks::latency::setup(&btf),
+                hooks::steering::setup(&btf),
+                hooks::stage_latency::setup(&btf),
+            ),
+            Err(e) => (
+                Err(HookError::Kernel(e.clone())),
+                Err(HookError::Kernel(e.clone())),
+                Err(HookError::Kernel(e.clone())),
+                Err(HookError::Kernel(e)),
+            ),
+        };
     // The NIC's namespace: where the drop probe counts outer VXLAN drops (0:
     // nowhere, if unknown) and where steering follows the NIC's packets.
     let nic_netns = netns

@@ -24,7 +24,6 @@ use std::{
 pub use targets::{nic_link, vxlan_port_set};
 
 use crate::{
-    caps,
     error::ProbeError,
     hooks::{
         drops::DropHook,
@@ -35,8 +34,9 @@ use crate::{
         vxlan::VxlanHook,
         BpfLog, BpfLogReader, Hook, TcMode,
     },
-    netns::Netns,
-    rtnl::RtnlSocket,
+    kernel::caps,
+    kernel::netns::Netns,
+    kernel::rtnl::RtnlSocket,
 };
 use probe_model::{
     model::{Report, ReportKind, Sample, Topology},
@@ -381,7 +381,7 @@ fn govern_latency(session: &mut Session, now: Instant) {
     let (Some(g), Some(hook)) = (&mut session.governor, &mut session.latency) else {
         return;
     };
-    let runs = match crate::procfs::read_net_rx_runs() {
+    let runs = match crate::kernel::procfs::read_net_rx_runs() {
         Ok(runs) => runs,
         Err(e) => {
             g.last_check = now;

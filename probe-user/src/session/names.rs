@@ -2,8 +2,8 @@
 //! /run/netns names (or `host`), ifindexes into interface names.
 
 use crate::{
-    netns::{self, Netns},
-    rtnl::RtnlSocket,
+    kernel::netns::{self, Netns},
+    kernel::rtnl::RtnlSocket,
 };
 use probe_model::names::Names;
 
@@ -11,7 +11,9 @@ use probe_model::names::Names;
 pub(super) fn refresh_functions(names: &mut Names, seen: impl Iterator<Item = u64>) {
     let new: Vec<u64> = seen.filter(|a| !names.functions.contains_key(a)).collect();
     if !new.is_empty() {
-        names.functions.extend(crate::kallsyms::resolve(&new));
+        names
+            .functions
+            .extend(crate::kernel::kallsyms::resolve(&new));
     }
 }
 

@@ -18,7 +18,7 @@ pub(super) const DEVICE_CHECK: Duration = Duration::from_millis(200);
 pub(super) fn check_devices(a: &mut Session) {
     for i in 0..a.devs.len() {
         let (name, old_ifindex) = (a.devs[i].iface.clone(), a.devs[i].ifindex);
-        let now_index = match a.netns.run(|| crate::rtnl::ifindex_of(&name)) {
+        let now_index = match a.netns.run(|| crate::kernel::rtnl::ifindex_of(&name)) {
             Ok(index) => index,
             Err(_) => continue,
         };

@@ -7,8 +7,8 @@ use super::{
     names::{refresh_functions, refresh_names},
     Session,
 };
-use crate::netns::Netns;
-use crate::{error::ProbeError, rtnl::RtnlSocket};
+use crate::kernel::netns::Netns;
+use crate::{error::ProbeError, kernel::rtnl::RtnlSocket};
 use probe_model::{counters::link::LinkStats, model::Sample};
 
 /// Reads every hook and kernel counter of `a` now.
@@ -68,14 +68,14 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
     );
     // Node-wide and per-netns kernel counters; unreadable ones are left out
     // of the cross-check rather than ending the run.
-    let softnet = crate::procfs::read_softnet().unwrap_or_default();
+    let softnet = crate::kernel::procfs::read_softnet().unwrap_or_default();
     let nic_queue_drops = match &a.nic {
         Some(h) => a
             .netns
-            .run(|| crate::ethtool::stats(&h.iface))
+            .run(|| crate::kernel::ethtool::stats(&h.iface))
             .ok()
             .and_then(Result::ok)
-            .map(|s| crate::ethtool::queue_drop_stats(&s))
+            .map(|s| crate::kernel::ethtool::queue_drop_stats(&s))
             .unwrap_or_default(),
         None => Vec::new(),
     };
@@ -85,7 +85,7 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
         let (snmp, qdiscs) = n
             .run(|| {
                 let qdiscs = RtnlSocket::open().and_then(|mut s| s.root_qdisc_drops());
-                (crate::procfs::read_snmp(), qdiscs)
+                (crate::kernel::procfs::read_snmp(), qdiscs)
             })
             .ok()?;
         Some((n.label(), snmp.ok()?, qdiscs.unwrap_or_default()))
@@ -137,7 +137,7 @@ pub(super) fn sample(a: &mut Session) -> Result<Sample, ProbeError> {
 }
 
 fn self_sample(a: &Session) -> probe_model::counters::selfcost::SelfSample {
-    let (cpu_s, rss_kib, peak_rss_kib) = crate::selfcost::process_usage("self");
+    let (cpu_s, rss_kib, peak_rss_kib) = crate::kernel::selfcost::process_usage("self");
     let mut programs = Vec::new();
     if a.bpf_stats.is_some() {
         programs.extend(a.hooks().flat_map(|h| h.program_stats()));

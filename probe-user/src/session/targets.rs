@@ -7,8 +7,8 @@ use probe_common::{DEFAULT_VXLAN_PORTS, MAX_VNIS, MAX_VXLAN_PORTS};
 use super::SessionConfig;
 use crate::{
     error::ProbeError,
-    netns::Netns,
-    rtnl::{Link, RtnlSocket},
+    kernel::netns::Netns,
+    kernel::rtnl::{Link, RtnlSocket},
 };
 
 /// The devices and settings a session attaches to.
@@ -171,7 +171,7 @@ pub fn vxlan_port_set(given: &[u16], devices: &[&Link]) -> Result<Vec<u16>, Prob
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtnl::VxlanInfo;
+    use crate::kernel::rtnl::VxlanInfo;
 
     fn vxlan_dev(port: u16) -> Link {
         Link {

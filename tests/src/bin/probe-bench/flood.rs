@@ -18,7 +18,7 @@ use std::{
 };
 
 use probe_tests::{lab, Lab};
-use probe_user::selfcost::process_usage;
+use probe_user::kernel::selfcost::process_usage;
 
 use crate::testrun::median;
 

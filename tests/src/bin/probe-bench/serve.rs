@@ -1,7 +1,7 @@
 //! Part 7: scrape load on `probe serve`'s HTTP server. The server code of
 //! `probe serve` (its hyper server on a current-thread runtime), in this
 //! process, serves a synthetic node of 64 CPUs with `--latency` output and
-//! 1,000 distinct dropped flows (probe_user::metrics::synthetic); 50 scrapers,
+//! 1,000 distinct dropped flows (probe_user::output::metrics::synthetic); 50 scrapers,
 //! each on its own keep-alive connection as Prometheus keeps them, GET
 //! /metrics back to back for the whole run: a worst case, every scrape
 //! queued behind the others'. Prints scrapes, latency percentiles, response
@@ -17,7 +17,7 @@ use std::{
 
 use probe_user::{
     cli::serve::http::{Server, State},
-    metrics::{max_series, series, synthetic, NodeShape},
+    output::metrics::{max_series, series, synthetic, NodeShape},
 };
 
 const SCRAPERS: usize = 50;

@@ -15,7 +15,7 @@ use std::{
 };
 
 use probe_tests::{free_port, http_get, lab, Lab};
-use probe_user::selfcost::process_usage;
+use probe_user::kernel::selfcost::process_usage;
 
 /// RSS growth allowed from the end of the first minute to the end.
 const FLAT_KIB: u64 = 512;

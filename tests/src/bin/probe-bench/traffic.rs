@@ -476,7 +476,7 @@ impl Traffic {
     /// Attaches one of the probe's hooks alone on node 2, as `probe watch`
     /// would (the library's own attach functions); detached when dropped.
     fn part(&self, which: &str) -> Box<dyn probe_user::hooks::Hook> {
-        use probe_user::{hooks, netns::Netns, rtnl::RtnlSocket};
+        use probe_user::{hooks, kernel::netns::Netns, kernel::rtnl::RtnlSocket};
         let netns = Netns::named(&self.lab.node(2).netns).expect("node 2 netns");
         let links = netns
             .run(|| RtnlSocket::open().and_then(|mut s| s.links()))
@@ -505,7 +505,7 @@ impl Traffic {
                 .unwrap(),
             ),
             _ => {
-                let btf = probe_user::btf::Btf::from_kernel().unwrap();
+                let btf = probe_user::kernel::btf::Btf::from_kernel().unwrap();
                 let setup = hooks::drops::setup(&btf).unwrap();
                 let mut hook = hooks::drops::load_drops(
                     setup,

@@ -9,8 +9,8 @@ use probe_model::settings::{DeviceSettings, MtuHop, Setting, Snapshot};
 
 use crate::{
     error::ProbeError,
-    netns::Netns,
-    rtnl::{Link, RootQdisc, RtnlSocket},
+    kernel::netns::Netns,
+    kernel::rtnl::{Link, RootQdisc, RtnlSocket},
 };
 
 pub const SYSCTLS: [&str; 13] = [
@@ -55,7 +55,7 @@ pub fn with_netns_sysfs<T: Send + 'static>(
     let path = if name == "host" {
         "/proc/1/ns/net".to_string()
     } else {
-        format!("{}/{name}", crate::netns::NETNS_RUN_DIR)
+        format!("{}/{name}", crate::kernel::netns::NETNS_RUN_DIR)
     };
     std::thread::spawn(move || -> Result<T, String> {
         let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
@@ -288,7 +288,7 @@ fn mtu_chain(
     // port's IFLA_LINK_NETNSID names its peer's namespace by), and its links.
     let here = netns.inum().ok();
     let mut pods: Vec<(String, i32, Vec<Link>)> = Vec::new();
-    for (inum, name) in crate::netns::known_namespaces() {
+    for (inum, name) in crate::kernel::netns::known_namespaces() {
         if Some(inum) == here {
             continue;
         }

@@ -5,7 +5,7 @@
 //! one RTM_GETROUTE dump gives the default route's device.
 //!
 //! The socket belongs to the namespace it was created in, so open it inside
-//! [`crate::netns::Netns::run`] and keep using it from anywhere. Requests are
+//! [`crate::kernel::netns::Netns::run`] and keep using it from anywhere. Requests are
 //! synchronous: the sampling loop asks once per interval and waits.
 
 mod link;

@@ -15,7 +15,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use crate::{error::ProbeError, render};
+use crate::{error::ProbeError, output::render};
 use probe_model::model::{Report, ReportKind};
 
 /// Output waiting for the reader, at most: minutes of reports at 1 s.
