@@ -86,66 +86,6 @@ pub struct DropSection {
     pub reasons: BTreeMap<String, ReasonCount>,
 }
 
-/// VXLAN packets that reached the NIC but did not come out of a VXLAN
-/// device, in segments on both sides.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct VxlanLoss {
-    /// Outer VXLAN segments seen by the NIC hook (every port and VNI).
-    pub outer_segments: u64,
-    /// Segments seen entering the VXLAN devices.
-    pub inner_segments: u64,
-    /// outer - inner, or 0 when more came out than went in (packets in
-    /// flight at the period's edges).
-    pub lost: u64,
-    /// Outer VXLAN packets the kernel dropped in the NIC's namespace, at any
-    /// stage (IP, UDP, VXLAN), plus drops with a `vxlan`-stage reason.
-    pub explained: u64,
-    /// `explained` by reason.
-    pub explained_by: BTreeMap<String, u64>,
-    /// lost - explained, or 0.
-    pub unexplained: u64,
-    /// Interval reports only (null in a summary): unexplained segments short
-    /// at the interval's end that are not loss yet, carried to the next
-    /// interval ([`VxlanCarry`]).
-    pub pending: Option<u64>,
-}
-
-/// The VXLAN balance carried from one interval to the next. A packet in
-/// flight between the NIC hook and a VXLAN device at a sampling instant is
-/// counted at the NIC in one interval and at the device in the next: alone,
-/// the first interval would show it lost, and the second's surplus would be
-/// clamped away. The carry keeps the signed balance not reported yet, and an
-/// interval reports a shortfall only once it persists: what was short at its
-/// start and is still short at its end. A real loss is reported once, in
-/// full, one interval after it happened; packets in flight are not, unless
-/// the same shortfall stands at two instants in a row.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VxlanCarry {
-    lost: i64,
-    unexplained: i64,
-}
-
-impl VxlanCarry {
-    /// Rewrites an interval's `lost` and `unexplained` (its own counts
-    /// `outer_segments`, `inner_segments`, `explained` stay) with the carried
-    /// balance, and sets `pending`.
-    pub fn apply(&mut self, loss: &mut VxlanLoss) {
-        let balance = loss.outer_segments as i64 - loss.inner_segments as i64;
-        loss.lost = Self::step(&mut self.lost, balance);
-        loss.unexplained = Self::step(&mut self.unexplained, balance - loss.explained as i64);
-        loss.pending = Some(self.unexplained.max(0) as u64);
-    }
-
-    /// The part of `pending` that `balance` leaves standing (reported, and
-    /// taken out of the carry); the rest is carried on.
-    fn step(pending: &mut i64, balance: i64) -> u64 {
-        let now = pending.saturating_add(balance);
-        let persisted = (*pending).min(now).max(0);
-        *pending = now - persisted;
-        persisted as u64
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Verdict {
     /// The stage that lost the most segments; null when nothing was lost.
@@ -407,53 +347,10 @@ pub fn build(input: &LedgerInput) -> Ledger {
         );
     }
 
-    // Stage-wide kernel counters. Connection tracking's, where it counted
-    // something: a NETFILTER_DROP of conntrack's own (the table full) is
-    // told from a rule's DROP by `conntrack_drop`.
-    let netns_sum = |f: fn(&Snmp) -> u64| input.snmp.iter().map(|(_, s)| f(s)).sum::<u64>();
-    let conntrack = [
-        ("conntrack_drop", netns_sum(|s| s.conntrack_drop)),
-        (
-            "conntrack_early_drop",
-            netns_sum(|s| s.conntrack_early_drop),
-        ),
-        (
-            "conntrack_insert_failed",
-            netns_sum(|s| s.conntrack_insert_failed),
-        ),
-    ];
-    if conntrack.iter().any(|(_, n)| *n > 0) {
-        let ip = &mut rows[stage_index(Stage::Ip)];
-        for (name, n) in conntrack {
-            ip.kernel.insert(name.into(), n);
-        }
-    }
-    if !input.softnet.is_empty() {
-        let i = stage_index(Stage::Backlog);
-        let sum = |f: fn(&SoftnetCpu) -> u64| input.softnet.iter().map(f).sum::<u64>();
-        rows[i]
-            .kernel
-            .insert("softnet_dropped".into(), sum(|c| c.dropped));
-        rows[i]
-            .kernel
-            .insert("softnet_time_squeeze".into(), sum(|c| c.time_squeeze));
-        rows[i]
-            .kernel
-            .insert("softnet_processed".into(), sum(|c| c.processed));
-    }
+    checks::add_stage_counters(&mut rows, input);
 
     if let (Some(outer), Some(inner)) = (input.vxlan_outer, input.vxlan_inner) {
-        let lost = outer.saturating_sub(inner);
-        let explained: u64 = vxlan_explained.values().sum();
-        out.vxlan_loss = Some(VxlanLoss {
-            outer_segments: outer,
-            inner_segments: inner,
-            lost,
-            explained,
-            explained_by: vxlan_explained,
-            unexplained: lost.saturating_sub(explained),
-            pending: None,
-        });
+        out.vxlan_loss = Some(VxlanLoss::new(outer, inner, vxlan_explained));
     }
     if input.drops.is_some() && input.reasons.is_some() {
         out.verdict = Some(verdict(&rows));
@@ -466,6 +363,7 @@ mod checks;
 mod eventless;
 mod rows;
 mod verdict;
+mod vxlan_loss;
 
 pub use checks::counter_for;
 use checks::Counted;
@@ -473,6 +371,7 @@ pub use eventless::LISTEN_DROPS;
 #[cfg(test)]
 use verdict::share_percent;
 pub use verdict::verdict;
+pub use vxlan_loss::{VxlanCarry, VxlanLoss};
 
 #[cfg(test)]
 mod tests;

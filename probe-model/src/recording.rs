@@ -42,8 +42,8 @@ impl Recording {
 }
 
 /// What `probe diff` reads of a recorded summary report. Field names of
-/// every version of the report are accepted: before session 4 the NIC stage
-/// was `xdp` and counted `packets`, ledger inputs were `packets_in`, and a
+/// every version of the report are accepted: the first named the NIC stage
+/// `xdp` and counted `packets`, ledger inputs were `packets_in`, and a
 /// reason's drops were a bare number.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Compared {

@@ -1,16 +1,18 @@
 //! Helpers for the privileged integration tests: root checks that fail in CI,
-//! a handle on a running `probe` process, and BPF object loading.
+//! a handle on a running `probe` process (process.rs), and BPF object loading.
 
 use std::{
-    io::{BufRead, BufReader},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 pub use probe_lab::{self as lab, Lab};
 
 pub mod dashboard;
+mod process;
+
+pub use process::Watch;
 
 /// The test-only BPF objects (tests-ebpf/src/bin), built by build.rs. `probe`
 /// never loads them; its own objects are `probe_user::objects`.
@@ -78,128 +80,6 @@ pub fn probe_output(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// A `probe watch --json` process in the background.
-pub struct Watch {
-    pub child: Child,
-    ready: PathBuf,
-    /// The ready file's JSON: pid, attach_ms, hooks, unavailable, program_ids.
-    pub ready_info: serde_json::Value,
-}
-
-impl Watch {
-    /// Starts `probe watch --json --ready-file ... ARGS` and waits until attached.
-    pub fn start(args: &[&str]) -> Watch {
-        Self::start_with(Command::new(probe_bin()), args)
-    }
-
-    pub fn start_with(cmd: Command, args: &[&str]) -> Watch {
-        Self::spawn(cmd, &["watch", "--json"], args)
-    }
-
-    /// Starts `probe SUBCOMMAND... --ready-file ... ARGS` (watch, serve or
-    /// record) and waits until attached.
-    pub fn spawn(mut cmd: Command, subcommand: &[&str], args: &[&str]) -> Watch {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ready =
-            std::env::temp_dir().join(format!("probe-test-{}-{n}.ready", std::process::id()));
-        let _ = std::fs::remove_file(&ready);
-        let child = cmd
-            .args(subcommand)
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn probe");
-        let mut w = Watch {
-            child,
-            ready,
-            ready_info: serde_json::Value::Null,
-        };
-        let start = Instant::now();
-        while !w.ready.exists() {
-            if let Some(status) = w.child.try_wait().unwrap() {
-                let err =
-                    std::io::read_to_string(w.child.stderr.take().unwrap()).unwrap_or_default();
-                panic!("probe exited before attaching ({status}): {err}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "probe did not attach within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let text = std::fs::read_to_string(&w.ready).expect("read the ready file");
-        w.ready_info = serde_json::from_str(&text).expect("the ready file is JSON");
-        w
-    }
-
-    /// `probe watch` on node 2 of `lab` every `interval` seconds, with drops
-    /// counted in the lab's namespaces only (other tests and the host drop
-    /// packets too), and `extra` flags.
-    pub fn on_lab(lab: &Lab, interval: &str, extra: &[&str]) -> Watch {
-        let namespaces = lab.namespaces();
-        let mut args = vec![
-            "--netns",
-            lab.node(2).netns.as_str(),
-            "--interval",
-            interval,
-        ];
-        for ns in &namespaces {
-            args.extend(["--drop-netns", ns.as_str()]);
-        }
-        args.extend(extra);
-        Watch::start(&args)
-    }
-
-    /// Kernel ids of every program this probe loaded (from its ready file).
-    pub fn program_ids(&self) -> Vec<u32> {
-        self.ready_info["program_ids"]
-            .as_array()
-            .expect("program_ids in the ready file")
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect()
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: a process we started and have not reaped yet.
-        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
-    }
-
-    /// Sends `sig`, waits for exit, returns (exit code, JSON lines, stderr).
-    pub fn stop(mut self, sig: i32) -> (Option<i32>, Vec<serde_json::Value>, String) {
-        self.signal(sig);
-        let stdout = self.child.stdout.take().unwrap();
-        let lines: Vec<serde_json::Value> = BufReader::new(stdout)
-            .lines()
-            .map(|l| serde_json::from_str(&l.unwrap()).expect("every stdout line is JSON"))
-            .collect();
-        for line in &lines {
-            assert_no_negatives(line);
-        }
-        let err = std::io::read_to_string(self.child.stderr.take().unwrap()).unwrap_or_default();
-        let status = self.child.wait().unwrap();
-        (status.code(), lines, err)
-    }
-
-    /// Sends `sig`, waits for exit, returns (exit code, stdout, stderr).
-    pub fn stop_text(mut self, sig: i32) -> (Option<i32>, String, String) {
-        self.signal(sig);
-        let out = std::io::read_to_string(self.child.stdout.take().unwrap()).unwrap_or_default();
-        let err = std::io::read_to_string(self.child.stderr.take().unwrap()).unwrap_or_default();
-        let status = self.child.wait().unwrap();
-        (status.code(), out, err)
-    }
-}
-
 /// A free TCP port on loopback (bound, read, released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -233,17 +113,6 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        // A killed probe cannot remove its ready file.
-        let _ = std::fs::remove_file(&self.ready);
-    }
 }
 
 /// No report ever shows a negative count: checked on every JSON line every

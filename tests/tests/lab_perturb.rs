@@ -47,8 +47,7 @@ fn kernel_drops(n1: &str, n2: &str) -> (u64, u64, u64) {
 /// iperf3 -P 4 for 4 s from pod n1p1 to pod n2p1: received bits per second.
 /// Four, not two: `--latency auto` (a default hook) times the first second
 /// of a burst before its first reading pauses it, and a 2 s run made that
-/// half of the measure (a clean-clone run: with the probe, best 86% of the
-/// median without).
+/// half of the measure (with the probe, best 86% of the median without).
 fn throughput(client_ns: &str, server: &str) -> f64 {
     let out = lab::run(
         "ip",

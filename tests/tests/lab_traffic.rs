@@ -221,23 +221,13 @@ fn intervals_under_load_carry_the_vxlan_balance() {
         client(&client_ns, &["iperf3", "-c", &ip, "-P", "4", "-t", "5"]);
     });
     std::thread::sleep(Duration::from_millis(1000));
-    let mut w = Watch::on_lab(&lab, "0.2", &[]);
-    // Read the reports as they come: a full pipe would hold the probe's
-    // sampling back and stretch its intervals.
-    let stdout = w.child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap())
-            .collect::<Vec<Value>>()
-    });
+    // The harness reads the reports as they come: a full pipe would hold
+    // the probe's sampling back and stretch its intervals.
+    let w = Watch::on_lab(&lab, "0.2", &[]);
     std::thread::sleep(Duration::from_millis(2500));
     assert!(!traffic.is_finished(), "the traffic must outlast the probe");
-    w.signal(libc::SIGINT);
-    let lines = reader.join().unwrap();
-    let err = std::io::read_to_string(w.child.stderr.take().unwrap()).unwrap();
-    assert_eq!(w.child.wait().unwrap().code(), Some(0), "{err}");
+    let (code, lines, err) = w.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "{err}");
     traffic.join().unwrap();
 
     let s = summary(&lines);

@@ -395,29 +395,17 @@ fn a_watched_namespace_removed_ends_the_run_with_its_totals() {
     assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
     std::thread::sleep(Duration::from_millis(300)); // a sample after the traffic
 
-    // Read as a pipe's reader does while the probe runs: its reports wait
-    // for no one, and it can write its summary and exit.
-    let stdout = watch.child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    // The harness reads stdout as a pipe's reader does while the probe
+    // runs: its reports wait for no one, and it can write its summary and exit.
     lab::run("ip", &["netns", "del", &n2.netns]).unwrap();
     let bound = Duration::from_secs(2 * u64::from(probe_tests::time_scale()));
-    let mut status = None;
-    let exited = eventually(bound, || {
-        status = watch.child.try_wait().unwrap();
-        status.is_some()
-    });
-    if !exited {
+    if watch.wait_exit(bound).is_none() {
         watch.signal(libc::SIGKILL);
         panic!("the probe still ran {bound:?} after its namespace was removed");
     }
-    // It exited by itself (and is reaped): what it wrote, signal nothing.
-    let out = reader.join().unwrap();
-    let err = std::io::read_to_string(watch.child.stderr.take().unwrap()).unwrap();
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(status.unwrap().code(), Some(1), "{err}");
+    // It exited by itself: what it wrote, signal nothing.
+    let (code, lines, err) = watch.exited();
+    assert_eq!(code, Some(1), "{err}");
     let said = format!("the namespace {} was removed while watching", n2.netns);
     assert_eq!(err.matches(&said).count(), 1, "{err}");
     let s = summary(&lines);

@@ -6,7 +6,7 @@
 //!   iptables, and the traffic tools iperf3, qperf, ping and ethtool)
 //!
 //! If the nightly toolchain is missing, the stable one builds the eBPF crate
-//! with RUSTC_BOOTSTRAP=1 (see shared/docs/TOOLCHAIN.md); [`apply_env`] passes
+//! with RUSTC_BOOTSTRAP=1 (the eBPF target needs build-std); [`apply_env`] passes
 //! that choice to every cargo the other tasks start.
 
 use std::{

@@ -1,7 +1,11 @@
 //! Each drop reason's kernel counter: the one that counts the same drops,
 //! so the ledger can be checked against the kernel on every row.
 
-use crate::counters::procfs::{Snmp, SoftnetCpu};
+use super::{stage_index, LedgerInput, LedgerRow};
+use crate::{
+    counters::procfs::{Snmp, SoftnetCpu},
+    stage::Stage,
+};
 
 /// The kernel counter that counts the same drops as `reason`, where one does.
 /// A reason row holds both families' drops, so its counter is the IPv4 and
@@ -85,6 +89,45 @@ impl Counted<'_> {
                 })
             }
         }
+    }
+}
+
+/// Stage-wide kernel counters, shown next to the stage's drops: the
+/// backlog's softnet_stat sums, and connection tracking's where it counted
+/// something.
+pub(super) fn add_stage_counters(rows: &mut [LedgerRow], input: &LedgerInput) {
+    // A NETFILTER_DROP of conntrack's own (the table full) is
+    // told from a rule's DROP by `conntrack_drop`.
+    let netns_sum = |f: fn(&Snmp) -> u64| input.snmp.iter().map(|(_, s)| f(s)).sum::<u64>();
+    let conntrack = [
+        ("conntrack_drop", netns_sum(|s| s.conntrack_drop)),
+        (
+            "conntrack_early_drop",
+            netns_sum(|s| s.conntrack_early_drop),
+        ),
+        (
+            "conntrack_insert_failed",
+            netns_sum(|s| s.conntrack_insert_failed),
+        ),
+    ];
+    if conntrack.iter().any(|(_, n)| *n > 0) {
+        let ip = &mut rows[stage_index(Stage::Ip)];
+        for (name, n) in conntrack {
+            ip.kernel.insert(name.into(), n);
+        }
+    }
+    if !input.softnet.is_empty() {
+        let i = stage_index(Stage::Backlog);
+        let sum = |f: fn(&SoftnetCpu) -> u64| input.softnet.iter().map(f).sum::<u64>();
+        rows[i]
+            .kernel
+            .insert("softnet_dropped".into(), sum(|c| c.dropped));
+        rows[i]
+            .kernel
+            .insert("softnet_time_squeeze".into(), sum(|c| c.time_squeeze));
+        rows[i]
+            .kernel
+            .insert("softnet_processed".into(), sum(|c| c.processed));
     }
 }
 
