@@ -112,14 +112,18 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-/// This CPU's counters. The reader's fields (Read, queued->read, nic->read)
-/// are written by path_read only, in process context; the others by the
-/// receive path's programs (path_rx, path_queued, path_drop) in softirq, so
-/// a read interrupted by the softirq loses no increment.
+/// This CPU's counters, as a raw pointer: never a `&mut` to the whole
+/// struct, for the programs that use it nest on a CPU. path_read (and
+/// path_queued, for TCP's backlog at release_sock) run in process context,
+/// where a softirq can run path_rx, path_queued and path_drop midway; a
+/// `&mut` held across that would let the compiler assume the fields did not
+/// change (the pending packet does). Each access goes through the pointer,
+/// and the fields split between contexts (the reader's Read, queued->read
+/// and nic->read by path_read only), so an interrupted read loses no
+/// increment.
 #[inline(always)]
-fn this_cpu() -> Option<&'static mut PathCpu> {
-    // SAFETY: this CPU's copy; see above.
-    PATH_CPU.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+fn this_cpu() -> Option<*mut PathCpu> {
+    PATH_CPU.get_ptr_mut(0)
 }
 
 /// A kernel value at `base + offset`, read with the fault-safe helper
@@ -131,10 +135,11 @@ fn read<T>(base: u64, offset: u32) -> Option<T> {
 }
 
 #[inline(always)]
-fn observe(c: &mut PathCpu, t: Transition, from: u64, to: u64) {
+fn observe(c: *mut PathCpu, t: Transition, from: u64, to: u64) {
     let i = t as usize;
     if i < Transition::COUNT {
-        add(&mut c.transitions[i], from, to);
+        // SAFETY: this CPU's copy (this_cpu); a histogram one context writes.
+        add(unsafe { &mut (*c).transitions[i] }, from, to);
     }
 }
 
@@ -153,10 +158,11 @@ fn add(h: &mut NsHistogram, from: u64, to: u64) {
 }
 
 #[inline(always)]
-fn count(c: &mut PathCpu, r: Reached) {
+fn count(c: *mut PathCpu, r: Reached) {
     let i = r as usize;
     if i < Reached::COUNT {
-        c.reached[i] += 1;
+        // SAFETY: this CPU's copy (this_cpu).
+        unsafe { (*c).reached[i] += 1 };
     }
 }
 
@@ -243,9 +249,12 @@ pub fn path_rx(ctx: BtfTracePointContext) -> i32 {
     };
     observe(c, from, p.at_stage, t);
     count(c, Reached::Pod);
-    c.pending_head = head;
-    c.pending_at_nic = p.at_nic;
-    c.pending_at_pod = t;
+    // SAFETY: this CPU's copy (this_cpu).
+    unsafe {
+        (*c).pending_head = head;
+        (*c).pending_at_nic = p.at_nic;
+        (*c).pending_at_pod = t;
+    }
     p.head = 0;
     0
 }
@@ -262,8 +271,10 @@ fn recent(p: &mut PathPacket, t: u64) -> bool {
 }
 
 #[inline(always)]
-fn at_nic(c: &mut PathCpu, p: &mut PathPacket, head: u64) {
-    if c.countdown == 0 {
+fn at_nic(c: *mut PathCpu, p: &mut PathPacket, head: u64) {
+    // SAFETY (every `*c` below): this CPU's copy (this_cpu); the countdown is
+    // the NIC's, in softirq only.
+    if unsafe { (*c).countdown } == 0 {
         if PATH_CLOSING.get(0).is_some_and(|closing| *closing != 0) {
             // The window closes: the countdown stays due until it opens.
             if p.head == head {
@@ -272,10 +283,10 @@ fn at_nic(c: &mut PathCpu, p: &mut PathPacket, head: u64) {
             return;
         }
         let every = unsafe { core::ptr::read_volatile(&PATH_SAMPLE_EVERY) };
-        c.countdown = every.saturating_sub(1) as u64;
+        unsafe { (*c).countdown = every.saturating_sub(1) as u64 };
         start(c, p, head);
     } else {
-        c.countdown -= 1;
+        unsafe { (*c).countdown -= 1 };
         if p.head == head {
             // The buffer of a followed packet is back at the NIC: that
             // packet's way ended somewhere we do not see.
@@ -286,7 +297,7 @@ fn at_nic(c: &mut PathCpu, p: &mut PathPacket, head: u64) {
 
 /// Follows the packet with buffer `head` from the NIC on.
 #[inline(always)]
-fn start(c: &mut PathCpu, p: &mut PathPacket, head: u64) {
+fn start(c: *mut PathCpu, p: &mut PathPacket, head: u64) {
     let t = now();
     *p = PathPacket {
         head,
@@ -348,8 +359,9 @@ pub fn path_drop(ctx: BtfTracePointContext) -> i32 {
             p.head = 0;
             p.stage as usize
         }
-        _ if c.pending_head == head => {
-            c.pending_head = 0;
+        // SAFETY: this CPU's copy (this_cpu).
+        _ if unsafe { (*c).pending_head } == head => {
+            unsafe { (*c).pending_head = 0 };
             3
         }
         _ if magic != 0 && carries(skb, &o, magic) => 0,
@@ -380,8 +392,11 @@ pub fn path_consume(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     if let Some(c) = this_cpu() {
-        if c.pending_head == head {
-            c.pending_head = 0;
+        // SAFETY: this CPU's copy (this_cpu).
+        unsafe {
+            if (*c).pending_head == head {
+                (*c).pending_head = 0;
+            }
         }
     }
     if let Some(p) = PATH_PACKETS.get_ptr_mut(packet_slot(head)) {
@@ -423,13 +438,15 @@ pub fn path_queued(ctx: BtfTracePointContext) -> i32 {
     // The pending packet, read once: TCP queues from process context too
     // (the socket's backlog, at release_sock), where a softirq can run the
     // pod stage on this CPU and replace the pending packet midway.
-    let (head, at_pod, at_nic) = (c.pending_head, c.pending_at_pod, c.pending_at_nic);
+    // SAFETY (every `*c` below): this CPU's copy (this_cpu).
+    let (head, at_pod, at_nic) =
+        unsafe { ((*c).pending_head, (*c).pending_at_pod, (*c).pending_at_nic) };
     if head == 0 {
         return 0;
     }
     let t = now();
     if t < at_pod || t - at_pod > PATH_QUEUE_WINDOW_NS {
-        c.pending_head = 0;
+        unsafe { (*c).pending_head = 0 };
         return 0;
     }
     let sk: *const u8 = ctx.arg(0);
@@ -462,10 +479,10 @@ pub fn path_queued(ctx: BtfTracePointContext) -> i32 {
             None => return 0,
         }
     };
-    if c.pending_head != head {
+    if unsafe { (*c).pending_head } != head {
         return 0; // another packet became pending meanwhile: follow that one
     }
-    c.pending_head = 0;
+    unsafe { (*c).pending_head = 0 };
     observe(c, Transition::PodToQueued, at_pod, t);
     count(c, Reached::Queued);
     if s.protocol != 0 && t >= s.queued_at && t - s.queued_at < SOCKET_STALE_NS {

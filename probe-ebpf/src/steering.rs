@@ -164,10 +164,11 @@ pub fn steer_stack(ctx: BtfTracePointContext) -> i32 {
     let stack = cpu();
     p.stack_cpu = stack;
     if let Some(m) = STEER.get_ptr_mut(0) {
-        // SAFETY: this CPU's copy; tp_btf programs do not nest on a CPU.
-        let m = unsafe { &mut *m };
         let i = steer_cpu(p.napi_cpu) * STEER_CPUS + steer_cpu(stack);
-        m.napi_to_stack[i & (STEER_CPUS * STEER_CPUS - 1)] += 1;
+        // SAFETY: this CPU's copy, through the pointer: steer_recv (process
+        // context) may be interrupted here by this softirq program, and
+        // writes the other matrix only.
+        unsafe { (*m).napi_to_stack[i & (STEER_CPUS * STEER_CPUS - 1)] += 1 };
     }
     0
 }
@@ -221,10 +222,9 @@ pub fn steer_recv(ctx: BtfTracePointContext) -> i32 {
     if let Some((netns, port, s)) = socket(&ctx) {
         if s.netns == netns && s.port == port {
             if let Some(m) = STEER.get_ptr_mut(0) {
-                // SAFETY: this CPU's copy.
-                let m = unsafe { &mut *m };
                 let i = steer_cpu(s.ready_cpu) * STEER_CPUS + steer_cpu(cpu());
-                m.ready_to_reader[i & (STEER_CPUS * STEER_CPUS - 1)] += 1;
+                // SAFETY: this CPU's copy, through the pointer (see steer_stack).
+                unsafe { (*m).ready_to_reader[i & (STEER_CPUS * STEER_CPUS - 1)] += 1 };
             }
         }
     }
