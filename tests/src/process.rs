@@ -228,7 +228,7 @@ impl Watch {
     }
 
     /// Waits for the exit (killing a probe that outlives `EXIT_WITHIN`, and
-    /// failing the test), then returns (exit code, stdout lines, stderr).
+    /// failing the test), then returns (exit code, stdout lines, stderr text).
     fn finish(mut self) -> (Option<i32>, Vec<String>, String) {
         let within = EXIT_WITHIN * time_scale();
         let Some(status) = self.wait_exit(within) else {
@@ -239,7 +239,7 @@ impl Watch {
         };
         let out = self.stdout.take().unwrap().finish();
         let err = self.stderr.take().unwrap().finish();
-        (status.code(), out, err.join("\n") + "\n")
+        (status.code(), out, text(&err))
     }
 
     /// Sends `sig`, waits for exit, returns (exit code, JSON lines, stderr).
@@ -266,12 +266,13 @@ impl Watch {
     pub fn stop_text(self, sig: i32) -> (Option<i32>, String, String) {
         self.signal(sig);
         let (code, out, err) = self.finish();
-        let mut text = out.join("\n");
-        if !out.is_empty() {
-            text.push('\n');
-        }
-        (code, text, err)
+        (code, text(&out), err)
     }
+}
+
+/// Lines as the stream carried them, each ended by its newline.
+fn text(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
 impl Drop for Watch {
