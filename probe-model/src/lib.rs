@@ -9,6 +9,7 @@ pub mod advice;
 pub mod counters;
 pub mod delta;
 pub mod diff;
+pub mod events;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod latency;
@@ -21,3 +22,4 @@ pub mod settings;
 pub mod stage;
 pub mod stage_latency;
 pub mod steering;
+pub mod trace;

@@ -19,10 +19,12 @@ use crate::{
         steering::SteerCounts,
         vxlan::DevCounts,
     },
+    events::{History, TimedEvent},
     latency::{NapiRow, SoftirqRow},
     ledger::Ledger,
     names::Names,
     reasons::ReasonNames,
+    settings::Snapshot,
 };
 
 pub use crate::stage::{HookKind, Stage};
@@ -30,7 +32,8 @@ pub use crate::stage::{HookKind, Stage};
 /// One namespace's root qdiscs' drops (skbs), by (ifindex, handle).
 pub type QdiscDrops = BTreeMap<(u32, u32), u64>;
 
-/// What is being watched: fixed for the whole run.
+/// What is being watched: fixed at attach for the whole run (what changes
+/// while it runs is its [`History`]).
 #[derive(Clone, Debug, Default)]
 pub struct Topology {
     pub netns: String,
@@ -49,8 +52,32 @@ pub struct Topology {
     pub steering: bool,
     /// `--stage-latency`: the stage latency probes are attached.
     pub stage_latency: Option<StageLatencyInfo>,
-    /// Watched devices that disappeared, and when their hooks came back.
-    pub gaps: Vec<Gap>,
+}
+
+/// Everything a report is built from besides its two samples.
+#[derive(Clone, Copy, Debug)]
+pub struct Run<'a> {
+    pub topology: &'a Topology,
+    pub history: &'a History,
+    /// The receive-path settings read at attach: advice weighs the report's
+    /// evidence against them (none without them).
+    pub settings: Option<&'a Snapshot>,
+}
+
+static NO_HISTORY: History = History {
+    events: Vec::new(),
+    gaps: Vec::new(),
+};
+
+impl<'a> Run<'a> {
+    /// A run of `topology` with nothing in its history and no settings.
+    pub fn watching(topology: &'a Topology) -> Run<'a> {
+        Run {
+            topology,
+            history: &NO_HISTORY,
+            settings: None,
+        }
+    }
 }
 
 /// How the stage latency probes run.
@@ -204,6 +231,9 @@ pub struct Report {
     pub gaps: Vec<Gap>,
     /// Kernel counters that went backwards in the period (see [`CounterReset`]).
     pub resets: Vec<CounterReset>,
+    /// What happened to the probes in the period (a summary: in the whole
+    /// run, attaching included), in order (see events.rs).
+    pub events: Vec<TimedEvent>,
 }
 
 /// A kernel counter set that went backwards between two samples: reset by
@@ -331,6 +361,7 @@ pub fn gro_ratio(skbs: u64, segments: u64) -> Option<f64> {
 }
 
 mod between;
+mod hooks_line;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod error;
 pub mod hooks;
 pub mod kernel;
+pub mod notice;
 pub mod output;
 pub mod session;
 

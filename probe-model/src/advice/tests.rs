@@ -115,7 +115,7 @@ fn a_slow_or_half_duplex_link_is_named() {
 fn quiet_report() -> Report {
     Report::between(
         ReportKind::Interval,
-        &Topology::default(),
+        &crate::model::Run::watching(&Topology::default()),
         &Sample::default(),
         &Sample::default(),
     )

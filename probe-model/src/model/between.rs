@@ -98,8 +98,11 @@ fn counter_resets(topo: &Topology, earlier: &Sample, later: &Sample) -> Vec<Coun
 }
 
 impl Report {
-    /// What happened between `earlier` and `later`.
-    pub fn between(kind: ReportKind, topo: &Topology, earlier: &Sample, later: &Sample) -> Report {
+    /// What happened between `earlier` and `later` in `run`, with the
+    /// advice its evidence supports.
+    pub fn between(kind: ReportKind, run: &Run, earlier: &Sample, later: &Sample) -> Report {
+        let topo = run.topology;
+        let summary = kind == ReportKind::Summary;
         let ts = later
             .wall
             .map(|w| humantime::format_rfc3339_millis(w).to_string())
@@ -127,17 +130,21 @@ impl Report {
             steering: None,
             stage_latency: None,
             // Every gap for a summary; for an interval, those it overlaps.
-            gaps: topo
+            gaps: run
+                .history
                 .gaps
                 .iter()
                 .filter(|g| {
-                    kind == ReportKind::Summary
+                    summary
                         || (g.lost_s <= later.uptime_s
                             && g.reattached_s.is_none_or(|t| t >= earlier.uptime_s))
                 })
                 .cloned()
                 .collect(),
             resets: counter_resets(topo, earlier, later),
+            events: run
+                .history
+                .events_in(summary, earlier.uptime_s, later.uptime_s),
         };
         let outer_by_slot = r.add_nic(topo, earlier, later);
         let inner_by_vni = r.add_vxlan_devs(topo, earlier, later);
@@ -147,6 +154,9 @@ impl Report {
         r.add_tracing(topo, earlier, later);
         if let (Some(a), Some(b)) = (&earlier.self_sample, &later.self_sample) {
             r.self_cost = Some(SelfCost::between(a, b, r.elapsed_s));
+        }
+        if let Some(settings) = run.settings {
+            r.advice = crate::advice::advise(&r, settings);
         }
         r
     }

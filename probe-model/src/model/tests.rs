@@ -5,7 +5,7 @@ use crate::fixtures::{sample, topo};
 fn interval_is_the_difference_of_two_samples() {
     let a = sample(1.0, 0, 10, 5, 9, 1000);
     let b = sample(2.5, 0, 110, 7, 100, 1102);
-    let r = Report::between(ReportKind::Interval, &topo(), &a, &b);
+    let r = Report::between(ReportKind::Interval, &Run::watching(&topo()), &a, &b);
     assert_eq!(r.elapsed_s, 1.5);
     let nic = r.stage(HookKind::Nic, "eth0").unwrap();
     assert_eq!(
@@ -48,7 +48,7 @@ fn interval_is_the_difference_of_two_samples() {
 fn vxlan_rows_join_outer_and_inner_by_vni() {
     let zero = sample(0.0, 0, 0, 0, 0, 0);
     let now = sample(3.0, 1, 500, 0, 498, 500);
-    let r = Report::between(ReportKind::Summary, &topo(), &zero, &now);
+    let r = Report::between(ReportKind::Summary, &Run::watching(&topo()), &zero, &now);
     let row = &r.vxlan[0];
     assert_eq!((row.port, row.vni), (Some(8472), Some(1)));
     assert_eq!(row.iface.as_deref(), Some("flannel.1"));
@@ -81,7 +81,7 @@ fn per_cpu_rows_keep_the_cpu() {
     let zero = sample(0.0, 0, 0, 0, 0, 0);
     let r = Report::between(
         ReportKind::Summary,
-        &topo(),
+        &Run::watching(&topo()),
         &zero,
         &sample(1.0, 1, 7, 0, 7, 7),
     );
@@ -107,7 +107,7 @@ fn missing_hooks_give_nulls_not_zeros() {
     t.nic = None;
     let a = sample(0.0, 0, 0, 0, 0, 0);
     let b = sample(1.0, 0, 0, 0, 4, 0);
-    let r = Report::between(ReportKind::Interval, &t, &a, &b);
+    let r = Report::between(ReportKind::Interval, &Run::watching(&t), &a, &b);
     assert!(r.stage(HookKind::Nic, "eth0").is_none());
     assert_eq!(r.vxlan.len(), 1);
     assert_eq!(
@@ -121,7 +121,7 @@ fn json_has_the_documented_fields() {
     let zero = sample(0.0, 0, 0, 0, 0, 0);
     let r = Report::between(
         ReportKind::Summary,
-        &topo(),
+        &Run::watching(&topo()),
         &zero,
         &sample(1.0, 0, 1, 0, 1, 1),
     );
@@ -224,7 +224,7 @@ mod properties {
             let mut b = sample(2.0, 0, outer0 + outer_add, ipv4, inner0 + inner_add, 10 + outer_add);
             a.drops = Some(drops(&[]));
             b.drops = Some(drops(&reasons));
-            let r = Report::between(ReportKind::Interval, &t, &a, &b);
+            let r = Report::between(ReportKind::Interval, &Run::watching(&t), &a, &b);
             let v = serde_json::to_value(&r).unwrap();
             let mut neg = Vec::new();
             negatives(&v, "", &mut neg);
@@ -265,7 +265,7 @@ fn a_reason_the_table_lacks_is_named_as_placed_by_rule() {
         d.segments[slot] = skbs;
     }
     b.drops = Some(d);
-    let r = Report::between(ReportKind::Interval, &t, &a, &b);
+    let r = Report::between(ReportKind::Interval, &Run::watching(&t), &a, &b);
     let v = serde_json::to_value(&r).unwrap();
     assert_eq!(
         v["placed_by_rule"],
@@ -302,7 +302,7 @@ fn a_reason_the_table_lacks_is_named_as_placed_by_rule() {
 fn a_counter_reset_is_counted_from_its_new_value_and_named() {
     let a = sample(1.0, 0, 10, 0, 10, 5000);
     let b = sample(2.0, 0, 20, 0, 20, 40);
-    let r = Report::between(ReportKind::Interval, &topo(), &a, &b);
+    let r = Report::between(ReportKind::Interval, &Run::watching(&topo()), &a, &b);
     let nic = r.stage(HookKind::Nic, "eth0").unwrap();
     assert_eq!(nic.kernel.unwrap().rx_packets, 40);
     assert_eq!(
@@ -327,7 +327,9 @@ fn a_counter_reset_is_counted_from_its_new_value_and_named() {
     assert!(huge.is_empty(), "wrapped values: {huge:?}");
     // Counters that only grow: no reset.
     let later = sample(3.0, 0, 30, 0, 30, 80);
-    assert!(Report::between(ReportKind::Interval, &topo(), &b, &later)
-        .resets
-        .is_empty());
+    assert!(
+        Report::between(ReportKind::Interval, &Run::watching(&topo()), &b, &later)
+            .resets
+            .is_empty()
+    );
 }

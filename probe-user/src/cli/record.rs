@@ -111,10 +111,10 @@ pub fn run(mut args: RecordArgs) -> Result<(), ProbeError> {
         serde_json::to_string_pretty(&recording).map_err(|e| ProbeError::Runtime(e.to_string()))?;
     std::fs::write(&args.out, text + "\n")
         .map_err(|e| ProbeError::Runtime(format!("cannot write {}: {e}", args.out.display())))?;
-    eprintln!(
-        "probe: recorded {:.1} s to {}",
+    crate::notice::line(format_args!(
+        "recorded {:.1} s to {}",
         summary.elapsed_s,
         args.out.display()
-    );
+    ));
     Ok(())
 }

@@ -113,7 +113,7 @@ pub fn run(args: ServeArgs) -> Result<(), ProbeError> {
     let state = Arc::new(State::new(stall_after));
     let server = Server::start(args.listen, Arc::clone(&state), tls)?;
     if !args.watch.json {
-        eprintln!("probe: serving {scheme}://{}/metrics", server.addr());
+        crate::notice::line(format_args!("serving {scheme}://{}/metrics", server.addr()));
     }
     let (_, summary) = crate::session::run(
         &args.watch.config()?,

@@ -1,6 +1,9 @@
 //! `probe trace`: marked packets sent on demand, and where each one stopped.
 
+mod human;
 mod tcp_syn;
+
+pub use human::human;
 
 use std::{
     io::Read,
@@ -23,7 +26,7 @@ use crate::{
     kernel::netns::Netns,
     session::{self, SessionConfig},
 };
-use probe_model::stage_latency::{short, StageLatency};
+use probe_model::{stage_latency::StageLatency, trace::TraceAccount};
 
 #[derive(Debug, Args)]
 #[command(
@@ -166,6 +169,16 @@ pub struct Trace {
     /// The marked packets at each stage, their drops and their times
     /// (`stage_latency` of `probe watch`, following only these).
     pub path: StageLatency,
+    /// What became of them: dropped, followed to an end, missing.
+    pub accounting: TraceAccount,
+}
+
+impl Trace {
+    /// The accounting of what it found (probe_model::trace).
+    pub fn account(&self) -> TraceAccount {
+        let answers = self.answered.zip(self.refused);
+        probe_model::trace::account(&self.path, self.sent, answers, self.mode == TraceMode::Both)
+    }
 }
 
 const WAIT: super::SecondsRange = super::SecondsRange {
@@ -229,7 +242,11 @@ pub fn run(args: TraceArgs) -> Result<(), ProbeError> {
         interval: 1.0,
         duration: None,
         ready_file: args.ready_file.clone(),
-        quiet: args.json,
+        on_event: Some(if args.json {
+            crate::notice::event_quiet
+        } else {
+            crate::notice::event
+        }),
     };
     let sender = match &args.from_netns {
         Some(name) => Netns::named(name)?,
@@ -266,7 +283,7 @@ pub fn run(args: TraceArgs) -> Result<(), ProbeError> {
     let path = report
         .stage_latency
         .ok_or_else(|| ProbeError::Runtime(unavailable(&report.unavailable)))?;
-    let trace = Trace {
+    let mut trace = Trace {
         kind: "trace",
         mode: args.mode(),
         to: args.to.map(|to| to.to_string()),
@@ -278,7 +295,9 @@ pub fn run(args: TraceArgs) -> Result<(), ProbeError> {
         answered: sent.and_then(|(_, a)| a).map(|a| a.accepted),
         refused: sent.and_then(|(_, a)| a).map(|a| a.refused),
         path,
+        accounting: TraceAccount::default(),
     };
+    trace.accounting = trace.account();
     if args.json {
         println!(
             "{}",
@@ -363,116 +382,6 @@ fn paced(
         sent += 1;
     }
     Ok(sent)
-}
-
-/// The funnel, the drops by stage and reason, and the times.
-pub fn human(t: &Trace) -> String {
-    use std::fmt::Write;
-    let p = &t.path;
-    let mut o = String::new();
-    let from = t
-        .from_netns
-        .as_ref()
-        .map_or(String::new(), |n| format!(" from {n}"));
-    let to = t.to.as_deref().unwrap_or("");
-    let sent = t.sent.unwrap_or(0);
-    let syn = t.proto == Some(TraceProto::TcpSyn);
-    let what = if syn { "TCP SYNs" } else { "UDP packets" };
-    let _ = match t.mode {
-        TraceMode::Both => writeln!(
-            o,
-            "TRACE  {sent} marked {what} to {to}{from} (signature {}), followed on {}",
-            t.signature, t.netns
-        ),
-        TraceMode::SendOnly => writeln!(
-            o,
-            "TRACE  {sent} marked {what} to {to}{from} (signature {}), sent from {}: \
-             the receiving node follows them (--listen)",
-            t.signature, t.netns
-        ),
-        TraceMode::Listen => writeln!(
-            o,
-            "TRACE  marked packets with signature {}, followed on {}",
-            t.signature, t.netns
-        ),
-    };
-    let mut rows = vec![];
-    if let Some(sent) = t.sent {
-        rows.push(("sent", sent));
-    }
-    // The sending half's node sees none of the receiving stages.
-    if t.mode != TraceMode::SendOnly {
-        rows.extend([
-            ("at the NIC", p.sampled),
-            ("decapsulated", p.decap),
-            ("in the pod", p.pod),
-        ]);
-        // A SYN is not queued to a socket: its answer says what took it.
-        if !syn {
-            rows.extend([("queued to a socket", p.queued), ("read", p.read)]);
-        }
-    }
-    if let (Some(answered), Some(refused)) = (t.answered, t.refused) {
-        rows.extend([("answered (SYN-ACK)", answered), ("refused (RST)", refused)]);
-    }
-    for (name, n) in rows {
-        let _ = writeln!(o, "  {name:<20} {n:>8}");
-    }
-    if p.socket_busy > 0 {
-        let _ = writeln!(
-            o,
-            "  ({} queued while another marked packet still waited: not followed to their read)",
-            p.socket_busy
-        );
-    }
-    for d in &p.drops {
-        let stage = match (d.stage, t.mode) {
-            ("sender", TraceMode::SendOnly) => "on this node, before they left",
-            ("sender", _) => "on the sending node (the NIC never saw them)",
-            ("nic", _) => "after the NIC",
-            ("decap", _) => "after decapsulation",
-            _ => "in the pod, before its socket",
-        };
-        let _ = writeln!(o, "STOPPED {} {stage}: {}", d.skbs, d.reason);
-    }
-    let dropped: u64 = p.drops.iter().map(|d| d.skbs).sum();
-    let followed_to_end = match (t.answered, t.refused) {
-        // A refused SYN reached the pod's TCP (its RST says so) and is also
-        // dropped there as NO_SOCKET, where the kernel names drops: each is
-        // accounted for by its RST or its drop, whichever was seen (an RST
-        // can be lost on the way back).
-        (Some(answered), Some(refused)) => {
-            let no_socket: u64 = p
-                .drops
-                .iter()
-                .filter(|d| d.stage == "pod" && d.reason == "NO_SOCKET")
-                .map(|d| d.skbs)
-                .sum();
-            answered + refused.max(no_socket) + dropped.saturating_sub(no_socket)
-        }
-        _ => p.read + p.socket_busy + dropped,
-    };
-    // A SYN's answers need none of the socket stages a kernel may lack.
-    let followed = syn || p.unavailable.is_none();
-    if t.mode == TraceMode::Both && followed && followed_to_end < sent {
-        let _ = writeln!(
-            o,
-            "MISSING {} {} (still queued, merged, or where the probe does not look)",
-            sent - followed_to_end,
-            if syn {
-                "not answered and not seen dropped"
-            } else {
-                "not read and not seen dropped"
-            }
-        );
-    }
-    for step in p.transitions.iter().filter(|step| step.ns.count > 0) {
-        let _ = writeln!(o, "TIME   {}->{} {}", step.from, step.to, short(&step.ns));
-    }
-    if let Some(why) = &p.unavailable {
-        let _ = writeln!(o, "UNAVAILABLE {why}");
-    }
-    o
 }
 
 #[cfg(test)]

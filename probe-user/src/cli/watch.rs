@@ -208,7 +208,11 @@ impl WatchArgs {
             interval: self.interval,
             duration: self.duration,
             ready_file: self.ready_file.clone(),
-            quiet: self.json,
+            on_event: Some(if self.json {
+                crate::notice::event_quiet
+            } else {
+                crate::notice::event
+            }),
         })
     }
 }

@@ -44,18 +44,15 @@ impl BpfLog {
         loader
     }
 
-    /// Starts reading `ebpf`'s log records, when on and the object logs.
-    pub fn reader(self, ebpf: &mut Ebpf) -> Option<BpfLogReader> {
+    /// Starts reading `ebpf`'s log records, when on and the object logs
+    /// (Ok(None) otherwise).
+    pub fn reader(self, ebpf: &mut Ebpf) -> Result<Option<BpfLogReader>, String> {
         if self == BpfLog::Off || ebpf.map(LOG_MAP).is_none() {
-            return None;
+            return Ok(None);
         }
-        match EbpfLogger::init_with_logger(ebpf, &STDERR as &'static dyn log::Log) {
-            Ok(logger) => Some(BpfLogReader(logger)),
-            Err(e) => {
-                eprintln!("probe: --debug-bpf: cannot read the kernel log ring: {e}");
-                None
-            }
-        }
+        EbpfLogger::init_with_logger(ebpf, &STDERR as &'static dyn log::Log)
+            .map(|logger| Some(BpfLogReader(logger)))
+            .map_err(|e| e.to_string())
     }
 }
 

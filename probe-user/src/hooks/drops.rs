@@ -11,11 +11,43 @@ use probe_common::{
     },
     GLOBAL_VXLAN_PORTS, MAX_VXLAN_PORTS,
 };
-use probe_model::counters::drops::DropCounts;
+use probe_model::{
+    counters::drops::DropCounts,
+    model::{HookKind, Sample, Topology},
+    reasons::{ReasonNames, NEEDS_REASONS},
+};
 
-use super::{read_per_cpu, BpfLog, Hook, HookError};
+use super::{
+    read_per_cpu,
+    registry::{Loader, TracingContext, TracingEntry},
+    BpfLog, Hook, HookError, ReadAt,
+};
 use crate::{kernel::btf::Btf, objects};
-use probe_model::reasons::{ReasonNames, NEEDS_REASONS};
+
+/// Always attached: every drop is counted with its reason.
+pub const TRACING: TracingEntry = TracingEntry {
+    kind: HookKind::Drops,
+    wanted: |_| true,
+    setup: tracing_setup,
+};
+
+fn tracing_setup(btf: &Btf, ctx: &TracingContext) -> Result<Loader, HookError> {
+    let setup = setup(btf)?;
+    let ctx = ctx.clone();
+    Ok(Box::new(move || {
+        // The NIC's namespace, where outer VXLAN drops are counted apart
+        // (0: nowhere, if unknown).
+        let nic_netns = ctx.nic_netns.as_ref().copied().unwrap_or(0);
+        let hook = load_drops(
+            setup,
+            &ctx.scope_inums,
+            &ctx.tunnel_ports,
+            nic_netns,
+            ctx.bpf_log,
+        )?;
+        Ok(Box::new(hook) as Box<dyn Hook>)
+    }))
+}
 
 /// Offsets the probe needs, from the running kernel's BTF.
 pub fn offsets(btf: &Btf) -> Result<DropOffsets, HookError> {
@@ -46,11 +78,24 @@ pub struct DropHook {
 }
 
 impl Hook for DropHook {
+    fn kind(&self) -> HookKind {
+        HookKind::Drops
+    }
     fn object(&self) -> &Ebpf {
         &self.ebpf
     }
     fn object_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+    fn attach_tracing(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
+        self.attach(kernel_btf)
+    }
+    fn read_into(&mut self, _: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
+        sample.drops = Some(self.read()?);
+        Ok(())
+    }
+    fn describe(&self, topology: &mut Topology) {
+        topology.reasons = Some(self.reasons.clone());
     }
 }
 

@@ -15,10 +15,38 @@ use probe_common::latency::{
     PROG_SOFTIRQ_EXIT, PROG_SOFTIRQ_RAISE,
 };
 
-use probe_model::counters::latency::{LatencyCounts, NapiCounts};
+use probe_model::{
+    counters::latency::{LatencyCounts, NapiCounts},
+    model::{HookKind, Sample, Topology},
+};
 
-use super::{read_per_cpu, BpfLog, Hook, HookError};
+use super::{
+    read_per_cpu,
+    registry::{Loader, TracingContext, TracingEntry},
+    BpfLog, Hook, HookError, ReadAt,
+};
 use crate::{kernel::btf::Btf, objects};
+
+/// Attached unless `--latency off`.
+pub const TRACING: TracingEntry = TracingEntry {
+    kind: HookKind::Softirq,
+    wanted: |ctx| ctx.latency != LatencyMode::Off,
+    setup: tracing_setup,
+};
+
+fn tracing_setup(btf: &Btf, ctx: &TracingContext) -> Result<Loader, HookError> {
+    let setup = LatencySetup {
+        sample_every: ctx.latency_sample,
+        ..setup(btf)?
+    };
+    let (log, max_runs) = (ctx.bpf_log, ctx.latency_max_runs);
+    let auto = ctx.latency == LatencyMode::Auto;
+    Ok(Box::new(move || {
+        let mut hook = load_latency(setup, log)?;
+        hook.max_runs = auto.then_some(max_runs);
+        Ok(Box::new(hook) as Box<dyn Hook>)
+    }))
+}
 
 /// `--latency`: when the NET_RX softirq and NAPI probes run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -37,14 +65,30 @@ pub struct LatencyHook {
     ebpf: Ebpf,
     /// The programs' links while attached; empty while paused.
     links: Vec<(&'static str, BtfTracePointLinkId)>,
+    /// `--latency auto`: the NET_RX runs/s above which they pause.
+    pub max_runs: Option<u64>,
 }
 
 impl Hook for LatencyHook {
+    fn kind(&self) -> HookKind {
+        HookKind::Softirq
+    }
     fn object(&self) -> &Ebpf {
         &self.ebpf
     }
     fn object_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+    fn attach_tracing(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
+        self.attach(kernel_btf)
+    }
+    fn read_into(&mut self, _: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
+        sample.latency = Some(self.read()?);
+        Ok(())
+    }
+    fn describe(&self, topology: &mut Topology) {
+        topology.latency = true;
+        topology.latency_max_runs = self.max_runs;
     }
 }
 
@@ -100,6 +144,7 @@ pub fn load_latency(setup: LatencySetup, log: BpfLog) -> Result<LatencyHook, Hoo
     Ok(LatencyHook {
         ebpf,
         links: Vec::new(),
+        max_runs: None,
     })
 }
 

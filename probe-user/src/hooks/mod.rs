@@ -17,25 +17,73 @@ pub mod bpf_log;
 pub mod drops;
 pub mod latency;
 pub mod nic;
+pub mod registry;
 pub mod stage_latency;
 pub mod steering;
 pub mod tc;
 pub mod vxlan;
 
+use std::any::Any;
+
 use aya::{maps::PerCpuArray, Ebpf, Pod};
+use probe_model::{
+    events::Event,
+    model::{HookKind, Sample, Topology},
+};
 
 pub use bpf_log::{BpfLog, BpfLogReader};
+pub use registry::{Hooks, ReadAt};
 pub use tc::TcMode;
 
-/// Every hook owns the BPF object it loaded; dropping the hook closes its
-/// links and unloads its programs.
-pub trait Hook {
+/// A hook's life, the same for every one: set up from the kernel's facts and
+/// the configuration, loaded, attached (a device hook when it is built, a
+/// tracing hook by [`Hook::attach_tracing`]), read into the sample every
+/// interval, described in the topology. It owns the BPF object it loaded;
+/// dropping the hook closes its links and unloads its programs.
+pub trait Hook: AsAny {
+    /// The stage it counts, as reports name it.
+    fn kind(&self) -> HookKind;
+
     fn object(&self) -> &Ebpf;
     fn object_mut(&mut self) -> &mut Ebpf;
+
+    /// Verifies and attaches a tracing hook's programs; `kernel_btf` is aya's
+    /// parse of the kernel's BTF (tp_btf needs it). Device hooks are attached
+    /// when built.
+    fn attach_tracing(&mut self, _kernel_btf: &aya::Btf) -> Result<(), HookError> {
+        Ok(())
+    }
+
+    /// Reads its counters into `sample`.
+    fn read_into(&mut self, at: &ReadAt, sample: &mut Sample) -> Result<(), HookError>;
+
+    /// Its part of what is watched (what reports and the ready file say).
+    fn describe(&self, topology: &mut Topology);
+
+    /// What attaching had to say (a stale filter removed, another owner's
+    /// program left alone), taken once.
+    fn take_events(&mut self) -> Vec<Event> {
+        Vec::new()
+    }
 
     /// The interface its programs are attached to; "*" for tracing hooks.
     fn iface(&self) -> &str {
         "*"
+    }
+
+    /// That interface's index; None for tracing hooks.
+    fn ifindex(&self) -> Option<u32> {
+        None
+    }
+
+    /// Takes over the counts of `old`, the hook on a device this one's
+    /// device replaced (deleted and recreated under its name), so that
+    /// totals never go back.
+    fn carry_over(&mut self, _old: &dyn Hook) -> Result<(), HookError> {
+        Err(HookError::Config(format!(
+            "{} hooks do not carry counts over",
+            self.kind()
+        )))
     }
 
     /// Names of the programs this hook loaded (the object's others stay
@@ -67,6 +115,22 @@ pub trait Hook {
                 crate::kernel::selfcost::program_stat(self.object(), name, self.iface())
             })
             .collect()
+    }
+}
+
+/// A hook as `Any`, so a controller finds the one it steers by type
+/// ([`Hooks::get_mut`]).
+pub trait AsAny: Any {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 }
 

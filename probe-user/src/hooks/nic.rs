@@ -10,12 +10,16 @@ use probe_common::{
     GLOBAL_VXLAN_PORTS, MAP_NIC_QUEUES, MAX_VNIS, MAX_VXLAN_PORTS, PROG_NIC_TC, PROG_NIC_XDP,
 };
 
-use probe_model::counters::nic::NicCounts;
+use probe_model::{
+    counters::nic::NicCounts,
+    events::Event,
+    model::{HookKind, NicInfo, Sample, Topology},
+};
 
 use super::{
     program, read_per_cpu,
     tc::{self, Attachment, TcMode},
-    BpfLog, Hook, HookError,
+    BpfLog, Hook, HookError, ReadAt,
 };
 use crate::{kernel::netns::Netns, kernel::rtnl::Link, objects};
 
@@ -80,7 +84,7 @@ pub struct NicHook {
     /// the attachment.
     pub hook: String,
     /// The tc attachment (None with XDP); dropped before the object.
-    _attachment: Option<Attachment>,
+    attachment: Option<Attachment>,
     /// With `--nic-hook xdp`: the program id of another owner's XDP program
     /// found on the NIC. We never replace one, and count from TCX instead.
     pub foreign_xdp: Option<u32>,
@@ -158,7 +162,7 @@ pub fn attach_nic(netns: &Netns, link: &Link, cfg: &NicConfig) -> Result<NicHook
         iface: link.name.clone(),
         ifindex: link.ifindex,
         hook: hook.into(),
-        _attachment: attachment,
+        attachment,
         foreign_xdp,
         program: program_name,
         queue_slots,
@@ -191,6 +195,9 @@ impl NicHook {
 }
 
 impl Hook for NicHook {
+    fn kind(&self) -> HookKind {
+        HookKind::Nic
+    }
     fn object(&self) -> &Ebpf {
         &self.ebpf
     }
@@ -200,5 +207,53 @@ impl Hook for NicHook {
 
     fn iface(&self) -> &str {
         &self.iface
+    }
+
+    fn ifindex(&self) -> Option<u32> {
+        Some(self.ifindex)
+    }
+
+    /// The hook's counts, the device's stats64, and the driver's per-queue
+    /// drop statistics (ethtool -S; none where it has none or is unreadable).
+    fn read_into(&mut self, at: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
+        sample.nic = Some(self.read()?);
+        sample.nic_kernel = at.stats(self.ifindex);
+        sample.nic_queue_drops = at
+            .netns
+            .run(|| crate::kernel::ethtool::stats(&self.iface))
+            .ok()
+            .and_then(Result::ok)
+            .map(|s| crate::kernel::ethtool::queue_drop_stats(&s))
+            .unwrap_or_default();
+        Ok(())
+    }
+
+    fn describe(&self, topology: &mut Topology) {
+        topology.nic = Some(NicInfo {
+            iface: self.iface.clone(),
+            hook: self.hook.clone(),
+            queue_slots: self.queue_slots,
+            vnis: self.vnis.clone(),
+        });
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        let mut events: Vec<Event> = self
+            .foreign_xdp
+            .take()
+            .map(|prog_id| Event::ForeignXdp {
+                iface: self.iface.clone(),
+                prog_id,
+            })
+            .into_iter()
+            .collect();
+        if let Some(a) = self.attachment.as_mut() {
+            events.extend(
+                a.take_removed()
+                    .into_iter()
+                    .map(|filter| Event::StaleFilterRemoved { filter }),
+            );
+        }
+        events
     }
 }

@@ -15,8 +15,56 @@ use probe_common::{
     },
 };
 
-use super::{read_per_cpu, BpfLog, Hook, HookError};
+use probe_model::model::{HookKind, Sample, StageLatencyInfo, Topology, Unavailable};
+
+use super::{
+    read_per_cpu,
+    registry::{Loader, TracingContext, TracingEntry},
+    BpfLog, Hook, HookError, ReadAt,
+};
 use crate::{kernel::btf::Btf, objects};
+
+/// `--stage-latency`, and `probe trace` (which follows its marked packets).
+pub const TRACING: TracingEntry = TracingEntry {
+    kind: HookKind::StageLatency,
+    wanted: |ctx| ctx.stage_sampling.is_some(),
+    setup: tracing_setup,
+};
+
+fn tracing_setup(btf: &Btf, ctx: &TracingContext) -> Result<Loader, HookError> {
+    let setup = setup(btf)?;
+    // What a trace needs to name its drops: the drop probe's reasons.
+    let not_drops = super::drops::setup(btf)
+        .map(|d| d.reasons.not_drop_values())
+        .map_err(|e| e.to_string());
+    let ctx = ctx.clone();
+    Ok(Box::new(move || {
+        let sample_every = ctx.stage_sampling.unwrap_or(1);
+        let node_netns = ctx.nic_netns.clone().map_err(HookError::Kernel)?;
+        let mut hook = load_stage_latency(
+            &setup,
+            ctx.nic_ifindex,
+            node_netns,
+            &ctx.tunnel_ifindexes,
+            sample_every,
+            ctx.trace_magic,
+            not_drops.as_ref().ok().copied(),
+            ctx.bpf_log,
+        )?;
+        hook.info = StageLatencyInfo {
+            sample_every: sample_every.max(1),
+            socket_stages: setup.socket_unavailable.is_none(),
+            socket_unavailable: setup.socket_unavailable.clone(),
+            trace: ctx.trace_magic.is_some(),
+            window: ctx.stage_window.filter(|_| ctx.trace_magic.is_none()),
+            drops_unavailable: match (&ctx.trace_magic, &not_drops) {
+                (Some(_), Err(e)) => Some(e.clone()),
+                _ => None,
+            },
+        };
+        Ok(Box::new(hook) as Box<dyn Hook>)
+    }))
+}
 
 const RX: (&str, &str) = (PROG_PATH_RX, "netif_receive_skb");
 const SOCKET: [(&str, &str); 2] = [
@@ -91,14 +139,39 @@ pub struct StageHook {
     /// Followed packets still waiting in a socket when a window closed
     /// (not followed to their read), since load.
     window_closed: u64,
+    /// How it runs, as reports say.
+    pub info: StageLatencyInfo,
 }
 
 impl Hook for StageHook {
+    fn kind(&self) -> HookKind {
+        HookKind::StageLatency
+    }
     fn object(&self) -> &Ebpf {
         &self.ebpf
     }
     fn object_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+    fn attach_tracing(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
+        self.attach(kernel_btf)
+    }
+    fn read_into(&mut self, _: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
+        sample.stage_latency = Some(self.read()?);
+        sample.trace_drops = self.read_drops()?;
+        sample.socket_waits = self.read_socket_waits()?;
+        Ok(())
+    }
+    fn describe(&self, topology: &mut Topology) {
+        topology.stage_latency = Some(self.info.clone());
+        // The socket stages alone missing: the others run, and reports say why.
+        if let Some(reason) = &self.info.socket_unavailable {
+            topology.unavailable.push(Unavailable {
+                stage: HookKind::StageLatency,
+                iface: "*".into(),
+                reason: reason.clone(),
+            });
+        }
     }
 }
 
@@ -150,6 +223,14 @@ pub fn load_stage_latency(
         trace_drops,
         links: Vec::new(),
         window_closed: 0,
+        info: StageLatencyInfo {
+            sample_every,
+            socket_stages: setup.socket_unavailable.is_none(),
+            socket_unavailable: setup.socket_unavailable.clone(),
+            trace: trace_magic.is_some(),
+            window: None,
+            drops_unavailable: None,
+        },
     })
 }
 

@@ -8,10 +8,40 @@ use probe_common::latency::{
     SteerMatrix, SteerOffsets, GLOBAL_STEER_NIC, GLOBAL_STEER_OFFSETS, MAP_STEER, PROG_STEER_NAPI,
     PROG_STEER_READY, PROG_STEER_RECV, PROG_STEER_STACK, STEER_CPUS,
 };
-use probe_model::counters::steering::SteerCounts;
+use probe_model::{
+    counters::steering::SteerCounts,
+    model::{HookKind, Sample, Topology},
+};
 
-use super::{read_per_cpu, BpfLog, Hook, HookError};
+use super::{
+    read_per_cpu,
+    registry::{Loader, TracingContext, TracingEntry},
+    BpfLog, Hook, HookError, ReadAt,
+};
 use crate::{kernel::btf::Btf, objects};
+
+/// `--steering`.
+pub const TRACING: TracingEntry = TracingEntry {
+    kind: HookKind::Steering,
+    wanted: |ctx| ctx.steering,
+    setup: tracing_setup,
+};
+
+fn tracing_setup(btf: &Btf, ctx: &TracingContext) -> Result<Loader, HookError> {
+    let offsets = setup(btf)?;
+    let ctx = ctx.clone();
+    Ok(Box::new(move || {
+        let nic_netns = ctx.nic_netns.clone().map_err(HookError::Kernel)?;
+        let hook = load_steering(
+            offsets,
+            ctx.nic_ifindex,
+            nic_netns,
+            &ctx.scope_inums,
+            ctx.bpf_log,
+        )?;
+        Ok(Box::new(hook) as Box<dyn Hook>)
+    }))
+}
 
 const PROGRAMS: [(&str, &str); 4] = [
     (PROG_STEER_NAPI, "napi_gro_receive_entry"),
@@ -57,11 +87,24 @@ pub struct SteerHook {
 }
 
 impl Hook for SteerHook {
+    fn kind(&self) -> HookKind {
+        HookKind::Steering
+    }
     fn object(&self) -> &Ebpf {
         &self.ebpf
     }
     fn object_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+    fn attach_tracing(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
+        self.attach(kernel_btf)
+    }
+    fn read_into(&mut self, _: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
+        sample.steering = Some(self.read()?);
+        Ok(())
+    }
+    fn describe(&self, topology: &mut Topology) {
+        topology.steering = true;
     }
 }
 

@@ -65,6 +65,15 @@ impl Attachment {
             Attachment::Legacy(_) => "tc/ingress",
         }
     }
+
+    /// The filters an earlier probe left on the device, removed before this
+    /// one was added (`tc filter show` descriptions), taken once.
+    pub fn take_removed(&mut self) -> Vec<String> {
+        match self {
+            Attachment::Tcx => Vec::new(),
+            Attachment::Legacy(filter) => std::mem::take(&mut filter.removed),
+        }
+    }
 }
 
 /// The probe's cls_bpf filter; deleted from inside its namespace on drop
@@ -72,6 +81,7 @@ impl Attachment {
 pub struct LegacyFilter {
     link: Option<SchedClassifierLink>,
     netns: Netns,
+    removed: Vec<String>,
 }
 
 impl Drop for LegacyFilter {
@@ -79,7 +89,8 @@ impl Drop for LegacyFilter {
         if let Some(link) = self.link.take() {
             let detached = self.netns.run(|| aya::programs::links::Link::detach(link));
             if let Ok(Err(e)) = detached {
-                eprintln!("probe: cannot delete the probe's tc filter: {e}");
+                // At detach there is no report left to carry it.
+                crate::notice::line(format_args!("cannot delete the probe's tc filter: {e}"));
             }
         }
     }
@@ -147,49 +158,52 @@ fn attach_legacy(
     let own_netns = netns
         .try_clone()
         .map_err(|e| HookError::Netns(format!("netns {}: {e}", netns.label())))?;
-    let filter = netns
-        .run(|| -> Result<SchedClassifierLink, HookError> {
-            let mut rtnl = RtnlSocket::open()
-                .map_err(|e| HookError::Netns(format!("cannot open rtnetlink: {e}")))?;
-            for removed in remove_stale_filters(&mut rtnl, link)? {
-                eprintln!("probe: {removed}");
-            }
-            match tc::qdisc_add_clsact(&link.name) {
-                Ok(()) => {}
-                Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                Err(e) => {
-                    return Err(HookError::Config(format!(
-                        "cannot add a clsact qdisc to {}: {e}",
-                        link.name
-                    )))
+    let (filter, removed) = netns
+        .run(
+            || -> Result<(SchedClassifierLink, Vec<String>), HookError> {
+                let mut rtnl = RtnlSocket::open()
+                    .map_err(|e| HookError::Netns(format!("cannot open rtnetlink: {e}")))?;
+                let removed = remove_stale_filters(&mut rtnl, link)?;
+                match tc::qdisc_add_clsact(&link.name) {
+                    Ok(()) => {}
+                    Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    }
+                    Err(e) => {
+                        return Err(HookError::Config(format!(
+                            "cannot add a clsact qdisc to {}: {e}",
+                            link.name
+                        )))
+                    }
                 }
-            }
-            let options = NlOptions {
-                priority: LEGACY_PRIORITY,
-                ..Default::default()
-            };
-            let id = prog
-                .attach_with_options(
-                    &link.name,
-                    TcAttachType::Ingress,
-                    TcAttachOptions::Netlink(options),
-                )
-                .map_err(|source| HookError::Attach {
-                    what: format!(
-                        "tc filter (clsact ingress, priority {LEGACY_PRIORITY}) on {} failed",
-                        link.name
-                    ),
+                let options = NlOptions {
+                    priority: LEGACY_PRIORITY,
+                    ..Default::default()
+                };
+                let id = prog
+                    .attach_with_options(
+                        &link.name,
+                        TcAttachType::Ingress,
+                        TcAttachOptions::Netlink(options),
+                    )
+                    .map_err(|source| HookError::Attach {
+                        what: format!(
+                            "tc filter (clsact ingress, priority {LEGACY_PRIORITY}) on {} failed",
+                            link.name
+                        ),
+                        source,
+                    })?;
+                let filter = prog.take_link(id).map_err(|source| HookError::Program {
+                    name: link.name.clone(),
                     source,
                 })?;
-            prog.take_link(id).map_err(|source| HookError::Program {
-                name: link.name.clone(),
-                source,
-            })
-        })
+                Ok((filter, removed))
+            },
+        )
         .map_err(|e| HookError::Netns(e.to_string()))??;
     Ok(Attachment::Legacy(LegacyFilter {
         link: Some(filter),
         netns: own_netns,
+        removed,
     }))
 }
 

@@ -3,15 +3,28 @@
 
 use aya::Ebpf;
 use probe_common::{DevCounters, MAP_VXLAN_DEV, PROG_VXLAN_INGRESS};
-use probe_model::counters::vxlan::DevCounts;
+use probe_model::{
+    counters::{link::LinkStats, vxlan::DevCounts},
+    events::Event,
+    model::{DevInfo, HookKind, Sample, Topology},
+};
 
 use super::{
     read_per_cpu,
+    registry::{DeviceContext, DeviceEntry},
     tc::{self, Attachment, TcMode},
-    BpfLog, Hook, HookError,
+    BpfLog, Hook, HookError, ReadAt,
 };
 use crate::{kernel::netns::Netns, kernel::rtnl::Link, objects};
-use probe_model::counters::link::LinkStats;
+
+/// A device of kind vxlan (flannel.1).
+pub const DEVICE: DeviceEntry = DeviceEntry {
+    kind: "vxlan",
+    attach: |netns, link, ctx: &DeviceContext| {
+        let hook = attach_vxlan_dev(netns, link, ctx.bpf_log, ctx.tc_mode)?;
+        Ok(Box::new(hook) as Box<dyn Hook>)
+    },
+};
 
 /// TCX (or legacy tc) ingress on a VXLAN device.
 pub struct VxlanHook {
@@ -19,7 +32,7 @@ pub struct VxlanHook {
     /// "tcx/ingress" or "tc/ingress".
     pub hook: &'static str,
     /// Dropped before the object: a legacy filter is deleted first.
-    _attachment: Attachment,
+    attachment: Attachment,
     pub ifindex: u32,
     pub vni: Option<u32>,
     /// The UDP port the device receives on.
@@ -47,7 +60,7 @@ pub fn attach_vxlan_dev(
     Ok(VxlanHook {
         iface: link.name.clone(),
         hook: attachment.name(),
-        _attachment: attachment,
+        attachment,
         ifindex: link.ifindex,
         vni: link.vxlan.and_then(|v| v.vni),
         port: link.vxlan.and_then(|v| v.port),
@@ -80,18 +93,12 @@ impl VxlanHook {
         }
         total
     }
-
-    /// Takes over `old`'s counts (a hook on the device this one replaces):
-    /// its maps outlive the device, so they hold every packet it counted;
-    /// its stats64 are what was last read before the device went.
-    pub fn carry_over(&mut self, old: &VxlanHook) -> Result<(), HookError> {
-        self.carried = Some(old.read()?);
-        self.kernel_carried = old.kernel_last.unwrap_or(old.kernel_carried);
-        Ok(())
-    }
 }
 
 impl Hook for VxlanHook {
+    fn kind(&self) -> HookKind {
+        HookKind::Vxlan
+    }
     fn object(&self) -> &Ebpf {
         &self.ebpf
     }
@@ -101,5 +108,46 @@ impl Hook for VxlanHook {
 
     fn iface(&self) -> &str {
         &self.iface
+    }
+
+    fn ifindex(&self) -> Option<u32> {
+        Some(self.ifindex)
+    }
+
+    /// `old`'s maps outlive its device, so they hold every packet it
+    /// counted; its stats64 are what was last read before the device went.
+    fn carry_over(&mut self, old: &dyn Hook) -> Result<(), HookError> {
+        let old: &VxlanHook = old.as_any().downcast_ref().ok_or_else(|| {
+            HookError::Config(format!("{} was hooked as another kind", self.iface))
+        })?;
+        self.carried = Some(old.read()?);
+        self.kernel_carried = old.kernel_last.unwrap_or(old.kernel_carried);
+        Ok(())
+    }
+
+    /// Its counts and the device's stats64, each with its earlier
+    /// incarnations' (a recreated device's counters start from zero).
+    fn read_into(&mut self, at: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
+        sample.devs.push(self.read()?);
+        let stats = self.kernel_stats(at.stats(self.ifindex));
+        sample.devs_kernel.push(stats);
+        Ok(())
+    }
+
+    fn describe(&self, topology: &mut Topology) {
+        topology.vxlan_devs.push(DevInfo {
+            iface: self.iface.clone(),
+            hook: self.hook.into(),
+            vni: self.vni,
+            port: self.port,
+        });
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        self.attachment
+            .take_removed()
+            .into_iter()
+            .map(|filter| Event::StaleFilterRemoved { filter })
+            .collect()
     }
 }

@@ -190,7 +190,9 @@ impl Drop for NetnsGuard {
         // Failing to return would leave this thread in the wrong namespace for
         // everything that follows: treat it as fatal.
         if let Err(e) = setns(&self.original) {
-            eprintln!("probe: cannot return to the original network namespace: {e}");
+            crate::notice::line(format_args!(
+                "cannot return to the original network namespace: {e}"
+            ));
             std::process::abort();
         }
     }

@@ -92,10 +92,10 @@ impl Output {
         let full = self.pending.load(Ordering::Relaxed) + text.len() > PENDING_MAX;
         if full && report.kind == ReportKind::Interval {
             if self.dropped == 0 {
-                eprintln!(
-                    "probe: output stalled: the reader has not taken {} MiB of reports; interval reports are dropped until it catches up (the summary is kept)",
+                crate::notice::line(format_args!(
+                    "output stalled: the reader has not taken {} MiB of reports; interval reports are dropped until it catches up (the summary is kept)",
                     PENDING_MAX >> 20
-                );
+                ));
             }
             self.dropped += 1;
             return Ok(true);
@@ -115,10 +115,10 @@ impl Output {
             let _ = writer.join();
         }
         if self.dropped > 0 {
-            eprintln!(
-                "probe: {} interval reports were dropped while the output stalled",
+            crate::notice::line(format_args!(
+                "{} interval reports were dropped while the output stalled",
                 self.dropped
-            );
+            ));
         }
         match self.failed.lock().unwrap().take() {
             Some(e) => Err(ProbeError::Runtime(e)),

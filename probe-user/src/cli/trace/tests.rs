@@ -15,6 +15,7 @@ fn syn_trace(answered: u64, refused: u64, pod: u64) -> Trace {
         answered: Some(answered),
         refused: Some(refused),
         path,
+        accounting: Default::default(),
     }
 }
 

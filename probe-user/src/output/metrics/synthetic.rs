@@ -56,7 +56,7 @@ pub fn report(shape: &NodeShape, flows: usize) -> Report {
     let topo = topology(shape);
     Report::between(
         ReportKind::Summary,
-        &topo,
+        &probe_model::model::Run::watching(&topo),
         &sample(shape, flows, 0),
         &sample(shape, flows, 1),
     )

@@ -18,7 +18,12 @@ fn value(text: &str, series: &str) -> f64 {
 fn report() -> Report {
     let zero = sample(0.0, 0, 0, 0, 0, 0);
     let now = sample(10.0, 1, 700, 30, 690, 730);
-    Report::between(ReportKind::Summary, &topo(), &zero, &now)
+    Report::between(
+        ReportKind::Summary,
+        &probe_model::model::Run::watching(&topo()),
+        &zero,
+        &now,
+    )
 }
 
 #[test]

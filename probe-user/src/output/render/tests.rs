@@ -12,7 +12,7 @@ fn units() {
 fn report() -> Report {
     Report::between(
         ReportKind::Interval,
-        &Default::default(),
+        &probe_model::model::Run::watching(&Default::default()),
         &Default::default(),
         &Default::default(),
     )

@@ -78,7 +78,7 @@ fn serves_real_http_requests_until_shut_down() {
     s.started = Instant::now().checked_sub(Duration::from_secs(10)).unwrap();
     s.metrics.set(Report::between(
         ReportKind::Summary,
-        &topo(),
+        &probe_model::model::Run::watching(&topo()),
         &sample(0.0, 0, 0, 0, 0, 0),
         &sample(10.0, 1, 700, 30, 690, 730),
     ));
@@ -188,7 +188,7 @@ fn mtls_server(dir: &Dir, ca: &Ca) -> (Server, Arc<State>) {
     let state = Arc::new(state(false));
     state.metrics.set(Report::between(
         ReportKind::Summary,
-        &topo(),
+        &probe_model::model::Run::watching(&topo()),
         &sample(0.0, 0, 0, 0, 0, 0),
         &sample(10.0, 1, 700, 30, 690, 730),
     ));
