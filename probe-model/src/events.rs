@@ -149,7 +149,7 @@ impl fmt::Display for Event {
 #[derive(Clone, Debug, Default)]
 pub struct History {
     pub events: Vec<TimedEvent>,
-    pub gaps: Vec<crate::model::Gap>,
+    pub gaps: Vec<Gap>,
 }
 
 impl History {
@@ -163,6 +163,24 @@ impl History {
             .cloned()
             .collect()
     }
+}
+
+/// A watched device disappeared (its hooks with it) and, once a device of the
+/// same name came back (a flanneld restart recreates flannel.1), the probe
+/// attached to it. Counters carry on from where the old hooks stopped; what
+/// the device received between the two is not counted.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Gap {
+    pub stage: HookKind,
+    pub iface: String,
+    /// Seconds since attach when the probe found the device gone or
+    /// replaced (it looks every 200 ms).
+    pub lost_s: f64,
+    /// Seconds since attach when the hooks were attached to the new device;
+    /// null while it is still missing.
+    pub reattached_s: Option<f64>,
+    pub old_ifindex: u32,
+    pub new_ifindex: Option<u32>,
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod model;
 pub mod names;
 pub mod reasons;
 pub mod recording;
+pub mod report;
 pub mod settings;
 pub mod stage;
 pub mod stage_latency;

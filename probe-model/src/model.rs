@@ -27,6 +27,7 @@ use crate::{
     settings::Snapshot,
 };
 
+pub use crate::events::Gap;
 pub use crate::stage::{HookKind, Stage};
 
 /// One namespace's root qdiscs' drops (skbs), by (ifindex, handle).
@@ -95,24 +96,6 @@ pub struct StageLatencyInfo {
     /// `probe trace` on a kernel that cannot say where marked packets were
     /// dropped (no drop reasons): why.
     pub drops_unavailable: Option<String>,
-}
-
-/// A watched device disappeared (its hooks with it) and, once a device of the
-/// same name came back (a flanneld restart recreates flannel.1), the probe
-/// attached to it. Counters carry on from where the old hooks stopped; what
-/// the device received between the two is not counted.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Gap {
-    pub stage: HookKind,
-    pub iface: String,
-    /// Seconds since attach when the probe found the device gone or
-    /// replaced (it looks every 200 ms).
-    pub lost_s: f64,
-    /// Seconds since attach when the hooks were attached to the new device;
-    /// null while it is still missing.
-    pub reattached_s: Option<f64>,
-    pub old_ifindex: u32,
-    pub new_ifindex: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -98,8 +98,8 @@ fn counter_resets(topo: &Topology, earlier: &Sample, later: &Sample) -> Vec<Coun
 }
 
 impl Report {
-    /// What happened between `earlier` and `later` in `run`, with the
-    /// advice its evidence supports.
+    /// What happened between `earlier` and `later` in `run` (its counts;
+    /// crate::report::build adds the advice they support).
     pub fn between(kind: ReportKind, run: &Run, earlier: &Sample, later: &Sample) -> Report {
         let topo = run.topology;
         let summary = kind == ReportKind::Summary;
@@ -154,9 +154,6 @@ impl Report {
         r.add_tracing(topo, earlier, later);
         if let (Some(a), Some(b)) = (&earlier.self_sample, &later.self_sample) {
             r.self_cost = Some(SelfCost::between(a, b, r.elapsed_s));
-        }
-        if let Some(settings) = run.settings {
-            r.advice = crate::advice::advise(&r, settings);
         }
         r
     }

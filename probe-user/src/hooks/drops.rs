@@ -18,9 +18,8 @@ use probe_model::{
 };
 
 use super::{
-    read_per_cpu,
-    registry::{Loader, TracingContext, TracingEntry},
-    BpfLog, Hook, HookError, ReadAt,
+    lifecycle::{Loader, TracingContext, TracingEntry},
+    read_per_cpu, BpfLog, Hook, HookError, ReadAt,
 };
 use crate::{kernel::btf::Btf, objects};
 

@@ -21,16 +21,15 @@ use probe_model::{
 };
 
 use super::{
-    read_per_cpu,
-    registry::{Loader, TracingContext, TracingEntry},
-    BpfLog, Hook, HookError, ReadAt,
+    lifecycle::{Loader, TracingContext, TracingEntry},
+    read_per_cpu, BpfLog, Hook, HookError, ReadAt,
 };
 use crate::{kernel::btf::Btf, objects};
 
 /// Attached unless `--latency off`.
 pub const TRACING: TracingEntry = TracingEntry {
     kind: HookKind::Softirq,
-    wanted: |ctx| ctx.latency != LatencyMode::Off,
+    wanted: |ctx| ctx.latency,
     setup: tracing_setup,
 };
 
@@ -40,10 +39,9 @@ fn tracing_setup(btf: &Btf, ctx: &TracingContext) -> Result<Loader, HookError> {
         ..setup(btf)?
     };
     let (log, max_runs) = (ctx.bpf_log, ctx.latency_max_runs);
-    let auto = ctx.latency == LatencyMode::Auto;
     Ok(Box::new(move || {
         let mut hook = load_latency(setup, log)?;
-        hook.max_runs = auto.then_some(max_runs);
+        hook.max_runs = max_runs;
         Ok(Box::new(hook) as Box<dyn Hook>)
     }))
 }

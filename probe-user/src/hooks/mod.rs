@@ -16,6 +16,7 @@
 pub mod bpf_log;
 pub mod drops;
 pub mod latency;
+pub mod lifecycle;
 pub mod nic;
 pub mod registry;
 pub mod stage_latency;
@@ -32,7 +33,8 @@ use probe_model::{
 };
 
 pub use bpf_log::{BpfLog, BpfLogReader};
-pub use registry::{Hooks, ReadAt};
+pub use lifecycle::ReadAt;
+pub use registry::Hooks;
 pub use tc::TcMode;
 
 /// A hook's life, the same for every one: set up from the kernel's facts and

@@ -3,11 +3,10 @@
 //! [`TracingEntry`] and one line in [`TRACING`]; a new kind of tunnel device
 //! is one file with its [`DeviceEntry`] and one line in [`TUNNELS`].
 
-use std::time::Duration;
-
 use probe_model::model::{HookKind, Sample, Unavailable};
 
-use super::{drops, latency, stage_latency, steering, vxlan, BpfLog, Hook, HookError, TcMode};
+pub use super::lifecycle::*;
+use super::{drops, latency, stage_latency, steering, vxlan, Hook, HookError};
 use crate::kernel::{btf::Btf, netns::Netns, rtnl::Link};
 
 /// The tracing hooks, in the order they are set up, attached and reported.
@@ -21,85 +20,16 @@ pub const TRACING: [TracingEntry; 4] = [
 /// The tunnel devices a hook is attached to, by their rtnetlink kind.
 pub const TUNNELS: [DeviceEntry; 1] = [vxlan::DEVICE];
 
-/// A tracing hook: whether a configuration asks for it, and how it is set up.
-pub struct TracingEntry {
-    /// The stage it is reported unavailable under.
-    pub kind: HookKind,
-    pub wanted: fn(&TracingContext) -> bool,
-    /// Reads what the hook needs from the compact BTF parse, and returns
-    /// what loads it (called once that parse is freed).
-    pub setup: fn(&Btf, &TracingContext) -> Result<Loader, HookError>,
-}
-
-/// Loads a tracing hook's object (verified and attached later).
-pub type Loader = Box<dyn FnOnce() -> Result<Box<dyn Hook>, HookError>>;
-
-/// A kind of tunnel device and how its hook is attached.
-pub struct DeviceEntry {
-    /// IFLA_INFO_KIND, as `ip -d link` shows it.
-    pub kind: &'static str,
-    pub attach: AttachDevice,
-}
-
-/// Loads a device hook's object and attaches it to the device.
-pub type AttachDevice = fn(&Netns, &Link, &DeviceContext) -> Result<Box<dyn Hook>, HookError>;
-
-/// What a device hook is attached with.
-#[derive(Clone, Copy, Debug)]
-pub struct DeviceContext {
-    pub bpf_log: BpfLog,
-    pub tc_mode: TcMode,
-}
-
-impl DeviceContext {
-    /// Attaches the hook for `link`'s kind (None: no tunnel of a kind the
-    /// probe knows).
-    pub fn attach(&self, netns: &Netns, link: &Link) -> Option<Result<Box<dyn Hook>, HookError>> {
-        let kind = link.kind.as_deref()?;
-        let entry = TUNNELS.iter().find(|e| e.kind == kind)?;
-        Some((entry.attach)(netns, link, self))
-    }
-}
-
-/// What the tracing hooks are set up from: the session's choices and the
-/// devices resolved before them.
-#[derive(Clone, Debug)]
-pub struct TracingContext {
-    pub latency: latency::LatencyMode,
-    pub latency_sample: u32,
-    pub latency_max_runs: u64,
-    pub steering: bool,
-    /// Follow one packet in this many (`--stage-latency`; 1 for a trace).
-    pub stage_sampling: Option<u32>,
-    pub stage_window: Option<(Duration, Duration)>,
-    /// `probe trace`'s signature.
-    pub trace_magic: Option<u64>,
-    pub bpf_log: BpfLog,
-    /// `--drop-netns`' inode numbers (empty: every namespace).
-    pub scope_inums: Vec<u32>,
-    /// UDP ports that carry VXLAN.
-    pub tunnel_ports: Vec<u16>,
-    pub nic_ifindex: u32,
-    /// The NIC's namespace inode, or why it is unknown.
-    pub nic_netns: Result<u32, String>,
-    /// The hooked tunnel devices' ifindexes.
-    pub tunnel_ifindexes: Vec<u32>,
-}
-
-/// Where a hook's counters are read from.
-pub struct ReadAt<'a> {
-    /// The namespace's interfaces with their stats64, dumped once per sample.
-    pub links: &'a [Link],
-    pub netns: &'a Netns,
-}
-
-impl ReadAt<'_> {
-    pub fn stats(&self, ifindex: u32) -> Option<probe_model::counters::link::LinkStats> {
-        self.links
-            .iter()
-            .find(|l| l.ifindex == ifindex)
-            .and_then(|l| l.stats)
-    }
+/// Attaches the hook for `link`'s kind (None: no tunnel of a kind the
+/// probe knows).
+pub fn attach_device(
+    ctx: &DeviceContext,
+    netns: &Netns,
+    link: &Link,
+) -> Option<Result<Box<dyn Hook>, HookError>> {
+    let kind = link.kind.as_deref()?;
+    let entry = TUNNELS.iter().find(|e| e.kind == kind)?;
+    Some((entry.attach)(netns, link, ctx))
 }
 
 /// Sets up, loads and attaches every tracing hook `ctx` asks for, in

@@ -10,8 +10,8 @@ use probe_model::{
 };
 
 use super::{
+    lifecycle::{DeviceContext, DeviceEntry},
     read_per_cpu,
-    registry::{DeviceContext, DeviceEntry},
     tc::{self, Attachment, TcMode},
     BpfLog, Hook, HookError, ReadAt,
 };

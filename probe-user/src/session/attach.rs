@@ -12,6 +12,7 @@ use super::{
 use crate::{
     error::ProbeError,
     hooks::{
+        latency::LatencyMode,
         nic::{NicConfig, NicHook},
         registry::{self, DeviceContext, TracingContext},
         Hooks,
@@ -67,7 +68,7 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
     };
     let mut tunnel_ifindexes = Vec::new();
     for dev in &devices {
-        match device_ctx.attach(&netns, dev) {
+        match registry::attach_device(&device_ctx, &netns, dev) {
             Some(Ok(hook)) => {
                 tunnel_ifindexes.push(dev.ifindex);
                 hooks.push(hook);
@@ -81,9 +82,9 @@ pub(super) fn attach(cfg: &SessionConfig, netns: Netns) -> Result<Session, Probe
         }
     }
     let tracing = TracingContext {
-        latency: cfg.latency,
+        latency: cfg.latency != LatencyMode::Off,
         latency_sample: cfg.latency_sample,
-        latency_max_runs: cfg.latency_max_runs,
+        latency_max_runs: (cfg.latency == LatencyMode::Auto).then_some(cfg.latency_max_runs),
         steering: cfg.steering,
         stage_sampling: cfg.stage_latency.or(cfg.trace_magic.map(|_| 1)),
         stage_window: cfg

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use super::{governor, reattach::DeviceFollower, stage_window, Session, SessionConfig};
+use super::{governor, stage_window, Session};
 use crate::hooks::{latency::LatencyHook, stage_latency::StageHook};
 use probe_model::{events::Event, model::Sample};
 
@@ -28,29 +28,6 @@ pub(super) trait Controller {
 
     /// What it adds to a sample taken at `now`.
     fn annotate(&self, _session: &Session, _now: Instant, _sample: &mut Sample) {}
-}
-
-/// The controllers `cfg` calls for on `session`, in the order they run.
-pub(super) fn for_session(
-    cfg: &SessionConfig,
-    session: &Session,
-    now: Instant,
-) -> Vec<Box<dyn Controller>> {
-    let mut out: Vec<Box<dyn Controller>> = Vec::new();
-    if let Some(max_runs) = session.hooks.get::<LatencyHook>().and_then(|h| h.max_runs) {
-        out.push(Box::new(governor::Governor::new(max_runs, now)));
-    }
-    if let Some((on, every)) = session.hooks.get::<StageHook>().and_then(|h| h.info.window) {
-        out.push(Box::new(WindowControl {
-            window: stage_window::StageWindow::new(on, every, now),
-            last_check: now,
-        }));
-    }
-    if cfg.netns.is_some() {
-        out.push(Box::new(NamespaceWatch { last: now }));
-    }
-    out.push(Box::new(DeviceFollower::new(now)));
-    out
 }
 
 /// `--latency auto`: one reading of the NET_RX run rate a second, and the
@@ -105,10 +82,10 @@ impl Controller for governor::Governor {
 
 /// `--stage-window`: one check of the window, and the step it calls for. A
 /// failure is said; the next check tries again.
-struct WindowControl {
-    window: stage_window::StageWindow,
+pub(super) struct WindowControl {
+    pub(super) window: stage_window::StageWindow,
     /// A draining window is checked every DRAIN_POLL from its last check.
-    last_check: Instant,
+    pub(super) last_check: Instant,
 }
 
 impl Controller for WindowControl {
@@ -158,13 +135,16 @@ impl Controller for WindowControl {
 
 /// `--netns NAME` removed while watching (or its name given to another
 /// namespace): the run ends with its totals. Looked up as often as devices.
-struct NamespaceWatch {
-    last: Instant,
+pub(super) struct NamespaceWatch {
+    pub(super) last: Instant,
 }
+
+/// How often the watched namespace is looked up (a stat of its name).
+const NAMESPACE_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Controller for NamespaceWatch {
     fn due(&self, _: Instant) -> Instant {
-        self.last + super::reattach::DEVICE_CHECK
+        self.last + NAMESPACE_CHECK
     }
 
     fn run(&mut self, session: &mut Session, now: Instant) -> Step {

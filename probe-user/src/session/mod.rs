@@ -138,7 +138,7 @@ impl Session {
             history: &self.history,
             settings: self.settings.as_ref(),
         };
-        Report::between(kind, &run, earlier, later)
+        probe_model::report::build(kind, &run, earlier, later)
     }
 
     /// Kernel ids of every program this run loaded.

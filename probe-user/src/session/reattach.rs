@@ -19,7 +19,7 @@ use probe_model::{
 
 /// How often the probe looks for watched VXLAN devices that were deleted or
 /// recreated. A lookup by name (SIOCGIFINDEX) in the watched namespace: cheap.
-pub(super) const DEVICE_CHECK: Duration = Duration::from_millis(200);
+const DEVICE_CHECK: Duration = Duration::from_millis(200);
 
 /// After a failed re-attach, how long until the next try (each try loads
 /// and verifies the programs).
@@ -123,7 +123,8 @@ impl DeviceFollower {
         };
         let Some(link) = link else { return };
         let retrying = self.retry_at.contains_key(&name);
-        let Some(attached) = a.device_ctx.attach(&a.netns, &link) else {
+        let Some(attached) = crate::hooks::registry::attach_device(&a.device_ctx, &a.netns, &link)
+        else {
             return; // a device of another kind took the name
         };
         let mut hook = match attached {

@@ -11,9 +11,14 @@ use std::{
 
 use super::{
     attach,
-    controllers::{self, Step},
-    sample, seconds, Session, SessionConfig,
+    controllers::{Controller, NamespaceWatch, Step, WindowControl},
+    governor::Governor,
+    reattach::DeviceFollower,
+    sample, seconds,
+    stage_window::StageWindow,
+    Session, SessionConfig,
 };
+use crate::hooks::{latency::LatencyHook, stage_latency::StageHook};
 use crate::{error::ProbeError, kernel::caps, kernel::netns::Netns};
 use probe_model::{
     ledger::VxlanCarry,
@@ -104,7 +109,7 @@ pub fn run(
 ) -> Result<(Option<Snapshot>, Report), ProbeError> {
     let stop = stop_on_signal()?;
     let mut session = open(cfg)?;
-    let mut controllers = controllers::for_session(cfg, &session, Instant::now());
+    let mut controllers = controllers(cfg, &session, Instant::now());
     // Every total counts from this sample: the BPF maps and the kernel's
     // counters are read together here, after the last hook attached. (The
     // maps' counts before it, from each hook's own attach on, are left out:
@@ -195,6 +200,25 @@ pub fn run(
         Some(why) => Err(ProbeError::Runtime(why)),
         None => Ok((settings, summary)),
     }
+}
+
+/// The controllers `cfg` calls for on `session`, in the order they run.
+fn controllers(cfg: &SessionConfig, session: &Session, now: Instant) -> Vec<Box<dyn Controller>> {
+    let mut out: Vec<Box<dyn Controller>> = Vec::new();
+    if let Some(max_runs) = session.hooks.get::<LatencyHook>().and_then(|h| h.max_runs) {
+        out.push(Box::new(Governor::new(max_runs, now)));
+    }
+    if let Some((on, every)) = session.hooks.get::<StageHook>().and_then(|h| h.info.window) {
+        out.push(Box::new(WindowControl {
+            window: StageWindow::new(on, every, now),
+            last_check: now,
+        }));
+    }
+    if cfg.netns.is_some() {
+        out.push(Box::new(NamespaceWatch { last: now }));
+    }
+    out.push(Box::new(DeviceFollower::new(now)));
+    out
 }
 
 /// `--ready-file`: written once every probe is attached (atomically: a
