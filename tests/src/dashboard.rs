@@ -223,16 +223,21 @@ fn expand_braces(name: &str) -> Vec<String> {
     }
 }
 
-/// The families metrics.rs and metrics/cpu.rs encode: the first argument of
-/// each `.counter(`, `.gauge(` and `.histogram(` call (without the prefix
-/// and, for counters, without `_total`).
+/// The families metrics.rs and its modules under metrics/ encode: the first
+/// argument of each `.counter(`, `.gauge(` and `.histogram(` call (without
+/// the prefix and, for counters, without `_total`).
 pub fn encoded_families() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for file in [
-        "probe-user/src/output/metrics.rs",
-        "probe-user/src/output/metrics/cpu.rs",
-    ] {
-        let src = std::fs::read_to_string(repo(file)).expect(file);
+    let dir = repo("probe-user/src/output/metrics");
+    let mut files = vec![repo("probe-user/src/output/metrics.rs")];
+    files.extend(
+        std::fs::read_dir(&dir)
+            .expect("probe-user/src/output/metrics")
+            .map(|e| e.expect("a directory entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rs")),
+    );
+    for file in files {
+        let src = std::fs::read_to_string(&file).expect("a metrics source");
         for call in [".counter(", ".gauge(", ".histogram("] {
             for (at, _) in src.match_indices(call) {
                 let rest = src[at + call.len()..].trim_start();

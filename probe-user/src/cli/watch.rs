@@ -68,7 +68,7 @@ pub struct WatchArgs {
     /// [default: run until SIGINT/SIGTERM]
     #[arg(long, value_name = "S")]
     pub duration: Option<f64>,
-    /// One JSON object per line instead of tables (schema in the README)
+    /// One JSON object per line instead of tables (schema: docs/json.md)
     #[arg(long)]
     pub json: bool,
     /// Write this file once every probe is attached (for scripts and tests)

@@ -56,8 +56,15 @@ pub trait Hook: AsAny {
         Ok(())
     }
 
-    /// Reads its counters into `sample`.
+    /// Reads its maps into `sample`. Every hook's maps are read one after
+    /// the other, nothing in between: a packet crossing from one hook to the
+    /// next between two reads stands as in flight, so the reads are kept as
+    /// close together as they can be.
     fn read_into(&mut self, at: &ReadAt, sample: &mut Sample) -> Result<(), HookError>;
+
+    /// Reads the kernel's own counters of its device into `sample` (driver
+    /// statistics), once every hook's maps are read.
+    fn read_kernel_into(&mut self, _at: &ReadAt, _sample: &mut Sample) {}
 
     /// Its part of what is watched (what reports and the ready file say).
     fn describe(&self, topology: &mut Topology);

@@ -213,10 +213,14 @@ impl Hook for NicHook {
         Some(self.ifindex)
     }
 
-    /// The hook's counts, the device's stats64, and the driver's per-queue
-    /// drop statistics (ethtool -S; none where it has none or is unreadable).
-    fn read_into(&mut self, at: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
+    fn read_into(&mut self, _: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
         sample.nic = Some(self.read()?);
+        Ok(())
+    }
+
+    /// The device's stats64, and the driver's per-queue drop statistics
+    /// (ethtool -S; none where it has none or is unreadable).
+    fn read_kernel_into(&mut self, at: &ReadAt, sample: &mut Sample) {
         sample.nic_kernel = at.stats(self.ifindex);
         sample.nic_queue_drops = at
             .netns
@@ -225,7 +229,6 @@ impl Hook for NicHook {
             .and_then(Result::ok)
             .map(|s| crate::kernel::ethtool::queue_drop_stats(&s))
             .unwrap_or_default();
-        Ok(())
     }
 
     fn describe(&self, topology: &mut Topology) {

@@ -133,8 +133,15 @@ impl Hooks {
         self.0.get_mut(index)
     }
 
-    /// Reads every hook into `sample`, in path order.
+    /// Reads every hook's maps into `sample`, in path order, then the
+    /// kernel counters of their devices.
     pub fn read_into(&mut self, at: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
-        self.0.iter_mut().try_for_each(|h| h.read_into(at, sample))
+        self.0
+            .iter_mut()
+            .try_for_each(|h| h.read_into(at, sample))?;
+        for h in &mut self.0 {
+            h.read_kernel_into(at, sample);
+        }
+        Ok(())
     }
 }
