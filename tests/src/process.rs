@@ -76,6 +76,28 @@ impl Drain {
         }
     }
 
+    /// Waits up to `timeout` until the lines so far satisfy `pred`: whether
+    /// they did before the stream ended or the time was up.
+    fn wait_all(&self, pred: &dyn Fn(&[String]) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (lock, changed) = &*self.shared;
+        let mut seen = lock.lock().unwrap();
+        loop {
+            if pred(&seen.lines) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if seen.ended || left.is_zero() {
+                return false;
+            }
+            seen = changed.wait_timeout(seen, left).unwrap().0;
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.shared.0.lock().unwrap().lines.clone()
+    }
+
     fn line(&self, i: usize) -> String {
         self.shared.0.lock().unwrap().lines[i].clone()
     }
@@ -203,6 +225,33 @@ impl Watch {
         let parsed = |l: &str| serde_json::from_str(l).expect("every stdout line is JSON");
         let i = out.wait(0, &|l| pred(&parsed(l)), timeout)?;
         Some(parsed(&out.line(i)))
+    }
+
+    /// Waits until the JSON lines written so far satisfy `pred` (enough
+    /// interval reports, their counts adding up to a total, ...), for up to
+    /// `timeout` x `time_scale`, and returns them. Fails the test, naming
+    /// `what`, if the probe exits or the time is up first.
+    pub fn wait_lines(
+        &self,
+        what: &str,
+        pred: impl Fn(&[serde_json::Value]) -> bool,
+        timeout: Duration,
+    ) -> Vec<serde_json::Value> {
+        let out = self.stdout.as_ref().unwrap();
+        let parse = |lines: &[String]| -> Vec<serde_json::Value> {
+            lines
+                .iter()
+                .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+                .collect()
+        };
+        let within = timeout * time_scale();
+        if !out.wait_all(&|lines| pred(&parse(lines)), within) {
+            panic!(
+                "timed out after {within:?} (or the probe exited) waiting for {what}; lines so far: {:?}",
+                parse(&out.lines())
+            );
+        }
+        parse(&out.lines())
     }
 
     /// The first stderr line that contains `text`, as it comes; None if the
