@@ -4,7 +4,11 @@
 
 use std::time::Duration;
 
-use crate::{lab, wait::wait_settled, Lab};
+use crate::{
+    lab,
+    wait::{wait_for, wait_settled},
+    Lab,
+};
 
 /// A file of `netns`'s /proc/net (`snmp`, `netstat`, `dev`, `udp`, ...),
 /// read by a thread inside the namespace: /proc/net itself would follow the
@@ -78,4 +82,43 @@ pub fn settle_lab(lab: &Lab) {
         QUIET_FOR,
         Duration::from_secs(10),
     );
+}
+
+/// The bytes queued to be read on the UDP sockets of `netns` bound to local
+/// `port` (the rx_queue column of its /proc/net/udp).
+pub fn udp_queued(netns: &str, port: u16) -> u64 {
+    let local = format!(":{port:04X}");
+    net_file(netns, "udp")
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cols = l.split_whitespace();
+            let local_address = cols.nth(1)?;
+            let queues = cols.nth(2)?;
+            local_address.ends_with(&local).then_some(queues)
+        })
+        .map(|q| {
+            let rx = q.split_once(':').map_or("0", |(_, rx)| rx);
+            u64::from_str_radix(rx, 16).unwrap_or(0)
+        })
+        .sum()
+}
+
+/// What a [`lab::UdpSink`] in `netns` on `port` received once it has read
+/// everything queued to it (its socket's queue empty, its count no longer
+/// moving): for traffic of which some is dropped on the way, where waiting
+/// for the number sent would wait for ever.
+pub fn sink_drained(sink: &lab::UdpSink, netns: &str, port: u16) -> u64 {
+    wait_for(
+        "the sink's socket queue to empty",
+        Duration::from_secs(5),
+        || udp_queued(netns, port),
+        |&q| q == 0,
+    );
+    wait_settled(
+        "the sink's count",
+        || sink.received(),
+        Duration::from_millis(20),
+        Duration::from_secs(5),
+    )
 }

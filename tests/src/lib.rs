@@ -20,7 +20,9 @@ pub mod report;
 pub mod setup;
 pub mod wait;
 
-pub use counters::{net_file, proc_net_counter, rx_packets, settle_lab, snmp};
+pub use counters::{
+    net_file, proc_net_counter, rx_packets, settle_lab, sink_drained, snmp, udp_queued,
+};
 pub use fixture::{observe, Run};
 pub use http::{free_port, http_get, metric};
 pub use kernel::{

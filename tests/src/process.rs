@@ -262,6 +262,17 @@ impl Watch {
         Some(err.line(i))
     }
 
+    /// Waits until `n` stderr lines contain `text`, for up to `timeout` x
+    /// `time_scale`: whether they came before the probe exited or the time
+    /// was up.
+    pub fn wait_stderr_count(&self, text: &str, n: usize, timeout: Duration) -> bool {
+        let err = self.stderr.as_ref().unwrap();
+        err.wait_all(
+            &|lines| lines.iter().filter(|l| l.contains(text)).count() >= n,
+            timeout * time_scale(),
+        )
+    }
+
     /// Waits up to `timeout` for the probe to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -11,7 +11,10 @@ use std::{
 };
 
 use probe_model::delta::Delta;
-use probe_tests::{kernel_has_drop_reason, lab, privileged, snmp, summary, Lab, Watch};
+use probe_tests::{
+    kernel_has_drop_reason, lab, net_file, observe, privileged, proc_net_counter, sink_drained,
+    snmp, wait_for, wait_settled, wait_until, Lab, Watch,
+};
 use probe_user::kernel::procfs;
 use serde_json::Value;
 
@@ -143,11 +146,10 @@ fn assert_advice(s: &Value, rule: &str, cites: &str) {
     assert!(a["text"].as_str().unwrap().contains(cites), "{a}");
 }
 
-fn stop(w: Watch) -> Value {
-    std::thread::sleep(Duration::from_millis(300));
-    let (code, lines, err) = w.stop(libc::SIGINT);
-    assert_eq!(code, Some(0), "{err}");
-    summary(&lines).clone()
+/// The common scenario: [`watch`] while `traffic` runs, stopped once the lab
+/// is quiet: its summary.
+fn watched(lab: &Lab, traffic: impl FnOnce()) -> Value {
+    observe(lab, watch(lab), traffic).summary().clone()
 }
 
 #[test]
@@ -167,11 +169,11 @@ fn socket_receive_buffer_overflow() {
     })
     .unwrap();
     let before = snmp(&pod.netns);
-    let w = watch(&lab);
-    noise(&lab, 50);
     let dst = SocketAddrV4::new(pod.ip, PORT);
-    lab::send_udp(&n1.pods[0].netns, dst, SENT, 200, 10).unwrap();
-    let s = stop(w);
+    let s = watched(&lab, || {
+        noise(&lab, 50);
+        lab::send_udp(&n1.pods[0].netns, dst, SENT, 200, 10).unwrap();
+    });
     let errors = snmp(&pod.netns).delta(&before).udp_rcvbuf_errors;
     sock.set_nonblocking(true).unwrap();
     let mut delivered = 0;
@@ -220,17 +222,11 @@ fn no_listener() {
     let (n1, n2) = (lab.node(1), lab.node(2));
     let pod = &n2.pods[1];
     let before = snmp(&pod.netns);
-    let w = watch(&lab);
-    noise(&lab, 30);
-    lab::send_udp(
-        &n1.pods[0].netns,
-        SocketAddrV4::new(pod.ip, PORT),
-        SENT,
-        32,
-        20,
-    )
-    .unwrap();
-    let s = stop(w);
+    let s = watched(&lab, || {
+        noise(&lab, 30);
+        let dst = SocketAddrV4::new(pod.ip, PORT);
+        lab::send_udp(&n1.pods[0].netns, dst, SENT, 32, 20).unwrap();
+    });
     let no_ports = snmp(&pod.netns).delta(&before).udp_no_ports;
 
     assert_eq!(no_ports, SENT);
@@ -270,17 +266,11 @@ fn netfilter_drop_in_a_pod() {
     };
     ipt(&[&["-A"][..], &rule[..]].concat());
     let sink = lab::UdpSink::start(&pod.netns, PORT).unwrap();
-    let w = watch(&lab);
-    noise(&lab, 20);
-    lab::send_udp(
-        &n1.pods[0].netns,
-        SocketAddrV4::new(pod.ip, PORT),
-        SENT,
-        64,
-        25,
-    )
-    .unwrap();
-    let s = stop(w);
+    let s = watched(&lab, || {
+        noise(&lab, 20);
+        let dst = SocketAddrV4::new(pod.ip, PORT);
+        lab::send_udp(&n1.pods[0].netns, dst, SENT, 64, 25).unwrap();
+    });
     let delivered = sink.finish(0, Duration::ZERO);
     // The rule's own packet counter: `iptables -L INPUT -v -x -n`, first rule.
     let listing = ipt(&["-L", "INPUT", "-v", "-x", "-n"]);
@@ -316,8 +306,6 @@ fn vxlan_unknown_vni_and_bad_flags() {
     let (n1, n2) = (lab.node(1), lab.node(2));
     let eth0 = lab::dev_stats(&n2.netns, "eth0").unwrap();
     let vx = lab::dev_stats(&n2.netns, "flannel.1").unwrap();
-    let w = watch(&lab);
-    noise(&lab, 10);
     // From node 1's own stack: UDP to node 2's VTEP port with a crafted
     // VXLAN header and an inner Ethernet/IPv4/UDP frame.
     let inner = probe_common::frames::udp4(9000, 16);
@@ -329,17 +317,19 @@ fn vxlan_unknown_vni_and_bad_flags() {
     };
     let (good_vni_bad_flags, unknown_vni) = (frame(0x00, 1), frame(0x08, 42));
     let dst = SocketAddrV4::new(n2.underlay_ip, 8472);
-    lab::in_netns(&n1.netns, move || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        for _ in 0..UNKNOWN_VNI {
-            s.send_to(&unknown_vni, dst).unwrap();
-        }
-        for _ in 0..BAD_FLAGS {
-            s.send_to(&good_vni_bad_flags, dst).unwrap();
-        }
-    })
-    .unwrap();
-    let s = stop(w);
+    let s = watched(&lab, || {
+        noise(&lab, 10);
+        lab::in_netns(&n1.netns, move || {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..UNKNOWN_VNI {
+                s.send_to(&unknown_vni, dst).unwrap();
+            }
+            for _ in 0..BAD_FLAGS {
+                s.send_to(&good_vni_bad_flags, dst).unwrap();
+            }
+        })
+        .unwrap();
+    });
     let sent = UNKNOWN_VNI + BAD_FLAGS;
 
     // The kernel's counters: all reached eth0, none came out of flannel.1.
@@ -398,9 +388,7 @@ fn vxlan_to_an_unowned_port_is_its_own_row_and_explained() {
     let lab = lab();
     let n2 = lab.node(2);
     let before = snmp(&n2.netns);
-    let w = watch(&lab);
-    send_to_unowned_vxlan_port(&lab, SENT);
-    let s = stop(w);
+    let s = watched(&lab, || send_to_unowned_vxlan_port(&lab, SENT));
     let no_ports = snmp(&n2.netns).delta(&before).udp_no_ports;
     assert_eq!(no_ports, SENT);
 
@@ -454,9 +442,12 @@ fn debug_bpf_names_vxlan_traffic_no_device_owns() {
     for (flags, expected) in [(&["--debug-bpf"][..], SENT), (&[][..], 0)] {
         let w = Watch::on_lab(&lab, "0.5", flags);
         send_to_unowned_vxlan_port(&lab, SENT);
-        std::thread::sleep(Duration::from_millis(300));
-        let (code, _, err) = w.stop(libc::SIGINT);
-        assert_eq!(code, Some(0), "{err}");
+        // The diagnostics reach stderr through a ring buffer the probe
+        // drains on its own schedule: with them on, wait for the last one.
+        if expected > 0 {
+            w.wait_stderr_count(line, expected as usize, Duration::from_secs(5));
+        }
+        let err = observe(&lab, w, || ()).stderr;
         let logged = err.lines().filter(|l| l.starts_with("probe[bpf]")).count() as u64;
         let named = err.lines().filter(|l| l.contains(line)).count() as u64;
         assert_eq!((logged, named), (expected, expected), "{flags:?}: {err}");
@@ -476,16 +467,10 @@ fn transmit_drops_are_not_receive_loss() {
     let lab = lab();
     let (n1, n2) = (lab.node(1), lab.node(2));
     lab.delete_fdb(n1, n2).unwrap();
-    let w = watch(&lab);
-    lab::send_udp(
-        &n1.pods[0].netns,
-        SocketAddrV4::new(n2.pods[0].ip, PORT),
-        SENT,
-        32,
-        0,
-    )
-    .unwrap();
-    let s = stop(w);
+    let dst = SocketAddrV4::new(n2.pods[0].ip, PORT);
+    let s = watched(&lab, || {
+        lab::send_udp(&n1.pods[0].netns, dst, SENT, 32, 0).unwrap();
+    });
     if !kernel_has_drop_reason("NO_TX_TARGET") {
         // Without the reason (6.1) a transmit drop looks like any other
         // reasonless drop on flannel.1: reported as it is, not as TX.
@@ -575,14 +560,16 @@ fn backlog_overflow() {
             let burst = vec![0x42u8; SEGMENT * SEGMENTS as usize];
             for _ in 0..SENDS {
                 assert_eq!(s.send_to(&burst, dst).unwrap(), burst.len());
+                // The traffic's shape: each burst overflows the backlog on
+                // its own, then NET_RX empties it before the next one.
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
         .unwrap();
     }
     let sent = SEGMENTS * SENDS;
-    let delivered = sink.finish(sent, Duration::from_secs(2));
-    let s = stop(w);
+    let s = observe(&lab, w, || ()).summary().clone();
+    let delivered = sink_drained(&sink, &n2.pods[0].netns, PORT);
     let dropped = softnet_dropped() - softnet0;
 
     assert!(dropped > 0, "the backlog never overflowed");
@@ -625,33 +612,22 @@ fn reverse_path_filter() {
         lab::run("ip", &["netns", "exec", &n2.netns, "sysctl", "-qw", key]).unwrap();
     }
     let netstat = |ns: &str| -> u64 {
-        let text = lab::in_netns(ns, || {
-            std::fs::read_to_string("/proc/thread-self/net/netstat").unwrap()
-        })
-        .unwrap();
-        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
-        let names = lines[0].split_whitespace();
-        let values = lines[1].split_whitespace();
-        names
-            .zip(values)
-            .find(|(n, _)| *n == "IPReversePathFilter")
-            .map(|(_, v)| v.parse().unwrap())
-            .unwrap()
+        proc_net_counter(&net_file(ns, "netstat"), "TcpExt", "IPReversePathFilter")
     };
     let before = netstat(&n2.netns);
-    let w = watch(&lab);
-    noise(&lab, 10);
     // Node 1 sends from its underlay address to a pod on node 2: the packet
     // goes through the overlay, but node 2 reaches 192.168.50.1 via eth0.
     let (src, dst) = (n1.underlay_ip, SocketAddrV4::new(n2.pods[0].ip, PORT));
-    lab::in_netns(&n1.netns, move || {
-        let s = UdpSocket::bind(SocketAddrV4::new(src, 0)).unwrap();
-        for _ in 0..SENT {
-            s.send_to(b"spoof?", dst).unwrap();
-        }
-    })
-    .unwrap();
-    let s = stop(w);
+    let s = watched(&lab, || {
+        noise(&lab, 10);
+        lab::in_netns(&n1.netns, move || {
+            let s = UdpSocket::bind(SocketAddrV4::new(src, 0)).unwrap();
+            for _ in 0..SENT {
+                s.send_to(b"spoof?", dst).unwrap();
+            }
+        })
+        .unwrap();
+    });
     let rp = netstat(&n2.netns) - before;
 
     assert_eq!(rp, SENT);
@@ -703,8 +679,7 @@ fn nic_driver_statistics() {
     );
 
     // And `probe watch` shows them under the nic stage.
-    let w = watch(&lab);
-    let s = stop(w);
+    let s = watched(&lab, || ());
     assert_eq!(
         ledger_row(&s, "nic")["kernel"]["ethtool:rx_queue_0_drops"],
         0,
@@ -733,16 +708,14 @@ fn record_and_diff_a_buffer_change() {
         let sock = lab::in_netns(&pod.netns, move || {
             // The "before" socket is closed, but a child that another test
             // thread forked in the meantime may hold a copy of its fd until
-            // it execs (CLOEXEC acts only at exec): retry for a moment.
-            let mut bound = UdpSocket::bind(("0.0.0.0", PORT));
-            for _ in 0..100 {
-                if bound.is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-                bound = UdpSocket::bind(("0.0.0.0", PORT));
-            }
-            let s = bound.unwrap();
+            // it execs (CLOEXEC acts only at exec): wait for the port.
+            let s = wait_for(
+                "the port to be free to bind",
+                Duration::from_secs(2),
+                || UdpSocket::bind(("0.0.0.0", PORT)),
+                |bound| bound.is_ok(),
+            )
+            .unwrap();
             if let Some(size) = rcvbuf {
                 lab::set_rcvbuf(&s, size).unwrap();
             }
@@ -882,17 +855,17 @@ fn link_local_control_packets_are_not_loss() {
     }
     // DAD (1 s), MLD's unsolicited reports (1 s apart) and the solicitation:
     // done when the count stays put for 1.5 s.
-    let mut last = (before, std::time::Instant::now());
-    let settled = probe_tests::eventually(Duration::from_secs(20), || {
-        let now = icmp6_out_msgs(&ns);
-        if now != last.0 {
-            last = (now, std::time::Instant::now());
-        }
-        now > before && last.1.elapsed() > Duration::from_millis(1500)
+    wait_until("the new devices' first control message", Duration::from_secs(10), || {
+        icmp6_out_msgs(&ns) > before
     });
-    assert!(settled, "the new devices' control traffic did not settle");
-    let sent = icmp6_out_msgs(&ns) - before;
-    let s = stop(w);
+    let settled = wait_settled(
+        "the new devices' control traffic",
+        || icmp6_out_msgs(&ns),
+        Duration::from_millis(1500),
+        Duration::from_secs(20),
+    );
+    let sent = settled - before;
+    let s = observe(&lab, w, || ()).summary().clone();
     let control = &s["benign_drops"]["reasons"]["NOT_SPECIFIED_LINK_CONTROL"];
     assert_eq!(control["skbs"], sent, "{}", s["benign_drops"]);
     assert!(
@@ -1007,23 +980,32 @@ fn a_full_accept_queue_is_loss_at_the_socket_counted_by_listen_drops() {
     let lab = lab();
     let pod = lab.node(2).pods[0].clone();
     let listener = stalled_listener(&pod.netns, LISTEN_PORT);
+    let client_ns = lab.node(1).pods[0].netns.clone();
+    let retransmitted = || proc_net_counter(&net_file(&client_ns, "snmp"), "Tcp", "RetransSegs");
     let w = watch(&lab);
     let before = snmp(&pod.netns);
-    let clients = pending_connects(
-        &lab.node(1).pods[0].netns,
-        SocketAddrV4::new(pod.ip, LISTEN_PORT),
-        CLIENTS,
-    );
-    // The SYNs, and their first retransmission a second later.
-    std::thread::sleep(Duration::from_millis(2500));
-    // A connect still in SYN_SENT closes silently, a completed one with a
-    // reset; nothing is sent after that.
-    drop(clients);
-    // The counters are read once the probe has stopped: the kernel's and the
-    // probe's spans both hold every refusal, however late a busy machine
-    // sent the last SYNs.
-    std::thread::sleep(Duration::from_millis(500));
-    let s = stop(w);
+    let s = observe(&lab, w, || {
+        let retrans0 = retransmitted();
+        let clients = pending_connects(
+            &client_ns,
+            SocketAddrV4::new(pod.ip, LISTEN_PORT),
+            CLIENTS,
+        );
+        // The SYNs, and their first retransmission a second later: every
+        // connect the full queue refused sends its SYN again.
+        wait_until(
+            "the refused connects' first SYN retransmission",
+            Duration::from_secs(10),
+            || retransmitted() - retrans0 >= (CLIENTS - 2) as u64,
+        );
+        // A connect still in SYN_SENT closes silently, a completed one with
+        // a reset; nothing is sent after that. The counters are read once
+        // the lab is quiet and the probe has stopped: the kernel's and the
+        // probe's spans both hold every refusal.
+        drop(clients);
+    })
+    .summary()
+    .clone();
     let after = snmp(&pod.netns).delta(&before);
     drop(listener);
 
@@ -1087,14 +1069,17 @@ fn ipv6_drops_are_checked_against_the_ipv6_counters() {
     lab::run("ip", &["-n", &ns, "link", "set", "lo", "up"]).unwrap();
     let w = Watch::on_lab(&lab, "0.5", &["--drop-netns", &ns]);
     let before = snmp(&ns);
-    lab::in_netns(&ns, || {
-        let sock = UdpSocket::bind("[::1]:0").unwrap();
-        for _ in 0..SENT {
-            sock.send_to(b"v6", "[::1]:9").unwrap();
-        }
+    let s = observe(&lab, w, || {
+        lab::in_netns(&ns, || {
+            let sock = UdpSocket::bind("[::1]:0").unwrap();
+            for _ in 0..SENT {
+                sock.send_to(b"v6", "[::1]:9").unwrap();
+            }
+        })
+        .unwrap();
     })
-    .unwrap();
-    let s = stop(w);
+    .summary()
+    .clone();
     let delta = snmp(&ns).delta(&before);
     lab::run("ip", &["netns", "del", &ns]).unwrap();
 
@@ -1119,8 +1104,9 @@ fn ipv6_drops_are_checked_against_the_ipv6_counters() {
     assert_eq!(flow["skbs"], SENT);
 }
 
-/// Drops of `netns`'s root qdisc on `dev` (`tc -s qdisc`).
-fn root_qdisc_drops(netns: &str, dev: &str) -> u64 {
+/// The counter `field` (`drops`, `qlen`) of `netns`'s root qdisc on `dev`
+/// (`tc -s qdisc`).
+fn root_qdisc(netns: &str, dev: &str, field: &str) -> u64 {
     let out = lab::run(
         "tc",
         &["-n", netns, "-s", "-j", "qdisc", "show", "dev", dev],
@@ -1132,7 +1118,7 @@ fn root_qdisc_drops(netns: &str, dev: &str) -> u64 {
         .unwrap()
         .iter()
         .filter(|q| q["root"] == true)
-        .map(|q| q["drops"].as_u64().unwrap())
+        .map(|q| q[field].as_u64().unwrap_or_else(|| panic!("no {field}: {q}")))
         .sum()
 }
 
@@ -1170,19 +1156,18 @@ fn a_qdisc_that_drops_on_the_sending_node_is_checked_against_its_counter() {
     .unwrap();
     let _qdisc = RootQdisc(ns.clone(), "eth0");
     let w = watch(&lab);
-    let before = root_qdisc_drops(&ns, "eth0");
-    lab::send_udp(
-        &n1.pods[0].netns,
-        SocketAddrV4::new(n2.pods[0].ip, PORT),
-        SENT,
-        1000,
-        0,
-    )
-    .unwrap();
-    // What the bucket held is sent within 100 ms at 1 Mbit/s.
-    std::thread::sleep(Duration::from_millis(200));
-    let dropped = root_qdisc_drops(&ns, "eth0") - before;
-    let s = stop(w);
+    let before = root_qdisc(&ns, "eth0", "drops");
+    let s = observe(&lab, w, || {
+        let dst = SocketAddrV4::new(n2.pods[0].ip, PORT);
+        lab::send_udp(&n1.pods[0].netns, dst, SENT, 1000, 0).unwrap();
+        // What the bucket held is sent within 100 ms at 1 Mbit/s.
+        wait_until("the token bucket to empty", Duration::from_secs(5), || {
+            root_qdisc(&ns, "eth0", "qlen") == 0
+        });
+    })
+    .summary()
+    .clone();
+    let dropped = root_qdisc(&ns, "eth0", "drops") - before;
 
     assert!(dropped > SENT / 2, "the bucket dropped {dropped} of {SENT}");
     let qdisc = &s["tx_drops"]["reasons"]["QDISC_DROP"];
@@ -1256,15 +1241,12 @@ fn a_full_conntrack_table_is_named_as_such() {
     let _max = NodeSysctl::set("/proc/sys/net/netfilter/nf_conntrack_max", 1);
     let w = watch(&lab);
     let before = snmp(&pod.netns);
-    lab::send_udp(
-        &n1.pods[0].netns,
-        SocketAddrV4::new(pod.ip, PORT),
-        SENT,
-        32,
-        10,
-    )
-    .unwrap();
-    let s = stop(w);
+    let s = observe(&lab, w, || {
+        let dst = SocketAddrV4::new(pod.ip, PORT);
+        lab::send_udp(&n1.pods[0].netns, dst, SENT, 32, 10).unwrap();
+    })
+    .summary()
+    .clone();
     let after = snmp(&pod.netns).delta(&before);
     drop((client, served));
 
