@@ -4,10 +4,18 @@
 use std::time::Duration;
 
 use probe_tests::{
-    eventually, kernel_has_drop_reason, kernel_has_drop_reasons, lab, lab_attachments, privileged,
-    probe_output, prog_loaded, snmp, stage, summary, tc_hook, tc_prog_ids, tcx_available,
-    xdp_prog_id, Watch,
+    eventually, intervals, kernel_has_drop_reason, kernel_has_drop_reasons, lab, lab_attachments,
+    observe, privileged, probe_output, prog_loaded, settle_lab, snmp, stage, summary, tc_hook,
+    tc_prog_ids, tcx_available, xdp_prog_id, Watch,
 };
+
+/// The segments the interval lines so far add up to at `stage` on `iface`.
+fn interval_segments(lines: &[serde_json::Value], stage_name: &str, iface: &str) -> u64 {
+    intervals(lines)
+        .iter()
+        .map(|l| stage(l, stage_name, iface)["segments"].as_u64().unwrap())
+        .sum()
+}
 
 const PACKETS: u64 = 10_000;
 
@@ -36,10 +44,15 @@ fn ten_thousand_pod_packets_across_nodes() {
     let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
     lab::send_udp(&n1.pods[0].netns, dst, PACKETS, 64, 100).unwrap();
     let delivered = sink.finish(PACKETS, Duration::from_secs(5));
-    // More than an interval, so that a tick after the last packet puts it in
-    // an interval line (the probe leaves out a final interval shorter than
-    // half of one). Under emulation a loaded host delays ticks.
-    std::thread::sleep(Duration::from_millis(600) * probe_tests::time_scale());
+    // Every packet in an interval line before the probe stops (it leaves
+    // out a final interval shorter than half of one): a tick after the last.
+    settle_lab(&lab);
+    let arrived = lab::dev_stats(&n2.netns, "eth0").unwrap().rx_packets - nic0.rx_packets;
+    watch.wait_lines(
+        "interval lines holding every packet node 2's eth0 received",
+        |lines| interval_segments(lines, "nic", "eth0") >= arrived,
+        Duration::from_secs(5),
+    );
     let (code, lines, err) = watch.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{err}");
 
@@ -277,12 +290,11 @@ fn self_cost_from_bpf_stats() {
     let sink = lab::UdpSink::start(&n2.pods[0].netns, 9000).unwrap();
     let watch = Watch::start(&["--netns", &n2.netns, "--interval", "0.5", "--self"]);
     let dst = format!("{}:9000", n2.pods[0].ip).parse().unwrap();
-    lab::send_udp(&n1.pods[0].netns, dst, SENT, 64, 100).unwrap();
-    assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
-    std::thread::sleep(Duration::from_millis(100));
-    let (code, lines, err) = watch.stop(libc::SIGINT);
-    assert_eq!(code, Some(0), "{err}");
-    let s = summary(&lines);
+    let run = observe(&lab, watch, || {
+        lab::send_udp(&n1.pods[0].netns, dst, SENT, 64, 100).unwrap();
+        assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
+    });
+    let (lines, s) = (&run.lines, run.summary());
     let own = &s["self"];
     let runs = |program: &str| {
         own["programs"]
@@ -322,10 +334,17 @@ fn flannel_recreated_is_reattached_within_2s() {
     let before = tc_prog_ids(&n2.netns, "flannel.1");
     assert_eq!(before.len(), 1);
     lab::send_udp(&n1.pods[0].netns, dst, EACH, 64, 100).unwrap();
-    std::thread::sleep(Duration::from_millis(500)); // a sample after the traffic
+    // A sample after the traffic: the old device's counts are the probe's.
+    watch.wait_lines(
+        "an interval line with the first packets on flannel.1",
+        |lines| interval_segments(lines, "vxlan", "flannel.1") >= EACH,
+        Duration::from_secs(5),
+    );
 
     lab.delete_flannel(n2).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    watch
+        .wait_stderr("is gone", Duration::from_secs(5) * probe_tests::time_scale())
+        .expect("the probe saw flannel.1 go");
     lab.add_flannel(n2).unwrap();
     let recreated = std::time::Instant::now();
     // 2 s natively; under emulation (`cargo xtask vm`) the probe's 200 ms
@@ -339,14 +358,14 @@ fn flannel_recreated_is_reattached_within_2s() {
         "re-attached to the new flannel.1 within {bound} s"
     );
     let took = recreated.elapsed();
-    lab::send_udp(&n1.pods[0].netns, dst, EACH, 64, 100).unwrap();
-    assert_eq!(sink.finish(2 * EACH, Duration::from_secs(5)), 2 * EACH);
-    std::thread::sleep(Duration::from_millis(300));
-    let (code, lines, err) = watch.stop(libc::SIGINT);
-    assert_eq!(code, Some(0), "{err}");
+    let run = observe(&lab, watch, || {
+        lab::send_udp(&n1.pods[0].netns, dst, EACH, 64, 100).unwrap();
+        assert_eq!(sink.finish(2 * EACH, Duration::from_secs(5)), 2 * EACH);
+    });
+    let (lines, err) = (&run.lines, &run.stderr);
     assert!(err.contains("flannel.1 is back"), "{err}");
 
-    let s = summary(&lines);
+    let s = run.summary();
     let vx = stage(s, "vxlan", "flannel.1");
     assert_eq!(vx["segments"], 2 * EACH, "counts carried over: {vx}");
     assert_eq!(vx["skbs"], 2 * EACH, "counts carried over: {vx}");
@@ -393,7 +412,12 @@ fn a_watched_namespace_removed_ends_the_run_with_its_totals() {
     let mut watch = Watch::start(&["--netns", &n2.netns, "--interval", "0.2"]);
     lab::send_udp(&n1.pods[0].netns, dst, SENT, 64, 100).unwrap();
     assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
-    std::thread::sleep(Duration::from_millis(300)); // a sample after the traffic
+    // A sample after the traffic: the totals the probe reports at the end.
+    watch.wait_lines(
+        "an interval line with the packets on flannel.1",
+        |lines| interval_segments(lines, "vxlan", "flannel.1") >= SENT,
+        Duration::from_secs(5),
+    );
 
     // The harness reads stdout as a pipe's reader does while the probe
     // runs: its reports wait for no one, and it can write its summary and exit.
@@ -640,6 +664,7 @@ fn a_stalled_reader_does_not_stall_the_probe() {
     }
     let lab = lab();
     let w = Watch::on_lab(&lab, "0.1", &["--stage-latency"]);
+    // The span the test measures over: reports and the window's schedule in 5 s.
     std::thread::sleep(Duration::from_secs(5));
     let (code, lines, err) = w.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{err}");
