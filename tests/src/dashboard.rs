@@ -1,7 +1,7 @@
 //! The Grafana dashboard (deploy/grafana/probe.json) as the tests see it: its
 //! panels' PromQL with the template variables filled in, the metric names an
 //! expression uses, and the names it may use (what `probe serve` exports, as
-//! the README documents and metrics.rs encodes; the recording rules of
+//! docs/metrics.md documents and metrics.rs encodes; the recording rules of
 //! deploy/prometheus/rules.yaml; the series Prometheus adds to every target).
 
 use std::{collections::BTreeSet, path::PathBuf};
@@ -193,9 +193,10 @@ fn skip_string(c: &[char], mut i: usize, quote: char) -> usize {
     i + 1
 }
 
-/// One metric family of the README's table: (names as exposed, type).
-fn readme_families() -> Vec<(Vec<String>, String)> {
-    let text = std::fs::read_to_string(repo("README.md")).expect("README.md");
+/// One metric family of the metrics table in docs/metrics.md: (names as
+/// exposed, type).
+fn documented_families() -> Vec<(Vec<String>, String)> {
+    let text = std::fs::read_to_string(repo("docs/metrics.md")).expect("docs/metrics.md");
     text.lines()
         .filter(|l| l.starts_with("| `rxprobe_"))
         .map(|l| {
@@ -250,15 +251,15 @@ pub fn encoded_families() -> BTreeSet<String> {
     out
 }
 
-/// Every series name `probe serve` exposes, from the README's metrics table
+/// Every series name `probe serve` exposes, from docs/metrics.md's table
 /// (a histogram family `x` is exposed as `x_bucket`, `x_sum`, `x_count`).
-/// Checked against metrics.rs both ways: a family the README lists that the
+/// Checked against metrics.rs both ways: a family the table lists that the
 /// code does not encode, or the reverse, fails here.
 pub fn exported_metrics() -> BTreeSet<String> {
-    let families = readme_families();
+    let families = documented_families();
     assert!(
         families.len() > 10,
-        "the README's metrics table: {families:?}"
+        "the metrics table of docs/metrics.md: {families:?}"
     );
     let encoded = encoded_families();
     let mut documented = BTreeSet::new();
@@ -269,13 +270,13 @@ pub fn exported_metrics() -> BTreeSet<String> {
             let family = match kind.as_str() {
                 "counter" => base
                     .strip_suffix("_total")
-                    .unwrap_or_else(|| panic!("README: counter {name} without _total")),
+                    .unwrap_or_else(|| panic!("docs/metrics.md: counter {name} without _total")),
                 "gauge" | "histogram" => base,
-                other => panic!("README: {name} has type {other:?}"),
+                other => panic!("docs/metrics.md: {name} has type {other:?}"),
             };
             assert!(
                 encoded.contains(family),
-                "README lists {name}, metrics.rs does not encode {family:?} (encoded: {encoded:?})"
+                "docs/metrics.md lists {name}, metrics.rs does not encode {family:?} (encoded: {encoded:?})"
             );
             documented.insert(family.to_string());
             if kind == "histogram" {
@@ -288,7 +289,7 @@ pub fn exported_metrics() -> BTreeSet<String> {
     let undocumented: Vec<&String> = encoded.difference(&documented).collect();
     assert!(
         undocumented.is_empty(),
-        "metrics.rs encodes families the README's table does not list: {undocumented:?}"
+        "metrics.rs encodes families docs/metrics.md's table does not list: {undocumented:?}"
     );
     out
 }
