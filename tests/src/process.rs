@@ -227,6 +227,15 @@ impl Watch {
         Some(parsed(&out.line(i)))
     }
 
+    /// The JSON lines the probe has written so far.
+    pub fn lines_so_far(&self) -> Vec<serde_json::Value> {
+        let out = self.stdout.as_ref().unwrap();
+        out.lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+            .collect()
+    }
+
     /// Waits until the JSON lines written so far satisfy `pred` (enough
     /// interval reports, their counts adding up to a total, ...), for up to
     /// `timeout` x `time_scale`, and returns them. Fails the test, naming

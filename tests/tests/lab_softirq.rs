@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddrV4, time::Duration};
 
-use probe_tests::{lab, napi_packets, napi_rows, privileged, summary, Watch};
+use probe_tests::{intervals, lab, napi_packets, napi_rows, observe, privileged, summary, Watch};
 use serde_json::Value;
 
 const PORT: u16 = 9200;
@@ -27,6 +27,8 @@ fn send_pinned(netns: &str, dst: SocketAddrV4, count: u64, cpu: usize) {
         for i in 0..count {
             s.send_to(b"steer", dst).unwrap();
             if i % 100 == 99 {
+                // The traffic's pace: a pause per 100 so no queue on the
+                // way overflows (a pinned thread has no other way to yield).
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -58,18 +60,12 @@ fn watch_pinned_load(flags: &[&str]) -> (Value, String) {
         "--latency",
     ];
     args.extend(flags);
-    let w = Watch::start(&args);
-    send_pinned(
-        &n1.pods[0].netns,
-        SocketAddrV4::new(n2.pods[0].ip, PORT),
-        SENT,
-        0,
-    );
-    assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
-    std::thread::sleep(Duration::from_millis(200));
-    let (code, lines, err) = w.stop(libc::SIGINT);
-    assert_eq!(code, Some(0), "{err}");
-    (summary(&lines).clone(), n2.netns.clone())
+    let run = observe(&lab, Watch::start(&args), || {
+        let dst = SocketAddrV4::new(n2.pods[0].ip, PORT);
+        send_pinned(&n1.pods[0].netns, dst, SENT, 0);
+        assert_eq!(sink.finish(SENT, Duration::from_secs(5)), SENT);
+    });
+    (run.summary().clone(), n2.netns.clone())
 }
 
 #[test]
@@ -197,19 +193,12 @@ fn rps_moves_processing_to_the_chosen_cpu() {
     let sink = lab::UdpSink::start(&n2.pods[0].netns, PORT).unwrap();
     let rps = |mask: &str| lab::set_rps(&n2.netns, "eth0", 0, mask).unwrap();
     let run = |nic_hook: &str| {
-        let w = Watch::start(&[
-            "--netns",
-            &n2.netns,
-            "--interval",
-            "0.5",
-            "--nic-hook",
-            nic_hook,
-        ]);
-        send_pinned(&n1.pods[0].netns, dst, SENT, 0);
-        std::thread::sleep(Duration::from_millis(300));
-        let (code, lines, err) = w.stop(libc::SIGINT);
-        assert_eq!(code, Some(0), "{err}");
-        summary(&lines).clone()
+        let args = ["--netns", &n2.netns, "--interval", "0.5", "--nic-hook", nic_hook];
+        observe(&lab, Watch::start(&args), || {
+            send_pinned(&n1.pods[0].netns, dst, SENT, 0)
+        })
+        .summary()
+        .clone()
     };
 
     rps("0");
@@ -400,12 +389,11 @@ fn steering_follows_packets_and_reads_across_cpus() {
             "--drop-netns",
             &n2.pods[0].netns,
         ]);
-        send_pinned(&n1.pods[0].netns, dst, SENT, 0);
-        assert_eq!(reader.join().unwrap(), SENT);
-        std::thread::sleep(Duration::from_millis(200));
-        let (code, lines, err) = w.stop(libc::SIGINT);
-        assert_eq!(code, Some(0), "{err}");
-        summary(&lines)["steering"].clone()
+        let run = observe(&lab, w, || {
+            send_pinned(&n1.pods[0].netns, dst, SENT, 0);
+            assert_eq!(reader.join().unwrap(), SENT);
+        });
+        run.summary()["steering"].clone()
     };
     let count = |st: &Value, list: &str, from: u64, to: u64| -> u64 {
         st[list]
@@ -483,10 +471,17 @@ fn latency_is_on_by_default_and_pauses_while_net_rx_runs_too_often() {
     )
     .expect("iperf3 client");
     server.wait();
-    // Quiet for longer than the 5 readings that resume the probes.
-    std::thread::sleep(Duration::from_secs(7));
+    // Quiet for the 5 readings that resume the probes.
+    w.wait_stderr("probes resumed", Duration::from_secs(15) * probe_tests::time_scale())
+        .expect("the probes resumed after the flood");
     paced(200);
-    std::thread::sleep(Duration::from_millis(1200));
+    // The interval that holds the paced packets' runs is out.
+    let after = intervals(&w.lines_so_far()).len();
+    w.wait_lines(
+        "an interval line after the paced packets",
+        |lines| intervals(lines).len() > after,
+        Duration::from_secs(5),
+    );
     let kernel = kernel_runs() - kernel_before;
     let (code, lines, err) = w.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{err}");
