@@ -16,7 +16,8 @@ use aya::{
     Ebpf,
 };
 use probe_tests::{
-    lab, objects, privileged, probe_output, stage, summary, tc_prog_ids, xdp_prog_id, Watch,
+    lab, objects, privileged, probe_output, stage, summary, tc_prog_ids, wait_until, xdp_prog_id,
+    Watch,
 };
 use tests_ebpf::{
     FIXTURE_SLOT_TC, FIXTURE_SLOT_XDP, MAP_FIXTURE_COUNT, PROG_FIXTURE_COUNT_TC,
@@ -170,7 +171,10 @@ fn foreign_xdp_and_tcx_programs_survive_20_cycles_and_see_every_packet() {
         assert!(tc_prog_ids(&n2.netns, "flannel.1").contains(&ids.2));
         send();
         sent += PER_CYCLE;
-        std::thread::sleep(Duration::from_millis(50));
+        // Through both hooks once the pod has it.
+        wait_until("the pod's sink to receive every packet sent", Duration::from_secs(5), || {
+            sink.received() >= sent
+        });
         let (code, lines, err) = w.stop(libc::SIGINT);
         assert_eq!(code, Some(0), "{err}");
         assert_eq!(
@@ -344,7 +348,10 @@ fn legacy_tc_filters_coexist_with_foreign_cls_bpf_for_20_cycles() {
         assert_eq!(order[0].1, probe_common::PROG_NIC_TC, "{order:?}");
         send();
         sent += PER_CYCLE;
-        std::thread::sleep(Duration::from_millis(50));
+        // Through both hooks once the pod has it.
+        wait_until("the pod's sink to receive every packet sent", Duration::from_secs(5), || {
+            sink.received() >= sent
+        });
         let (code, lines, err) = w.stop(libc::SIGINT);
         assert_eq!(code, Some(0), "{err}");
         let s = summary(&lines);
