@@ -7,7 +7,7 @@
 
 use std::{net::SocketAddrV4, time::Duration};
 
-use probe_tests::{lab, privileged, stage, summary, Watch};
+use probe_tests::{lab, observe, privileged, rx_packets, stage, summary, wait_until, Watch};
 use serde_json::Value;
 
 /// Runs a client inside `netns` to completion; panics on failure.
@@ -98,12 +98,8 @@ fn traffic_users_send_invents_no_loss() {
     let _qperf = lab::Server::start(server_ns, &["qperf"], SETTLE);
 
     let run_with = |name: &str, merged: bool, flags: &[&str], hook: &str, traffic: &dyn Fn()| {
-        let w = Watch::on_lab(&lab, "1", flags);
-        traffic();
-        std::thread::sleep(Duration::from_millis(300));
-        let (code, lines, err) = w.stop(libc::SIGINT);
-        assert_eq!(code, Some(0), "{name}: {err}");
-        check(name, summary(&lines), merged, hook);
+        let run = observe(&lab, Watch::on_lab(&lab, "1", flags), traffic);
+        check(name, run.summary(), merged, hook);
         eprintln!("{name}: ok");
     };
     let run = |name: &str, merged: bool, traffic: &dyn Fn()| {
@@ -172,9 +168,15 @@ fn traffic_already_flowing_at_attach_and_detach_invents_no_loss() {
     let client = n1.pods[0].netns.clone();
     // About 3 s of 64-byte datagrams in bursts of 50 (no queue overflows).
     let flood = std::thread::spawn(move || lab::send_udp(&client, dst, 150_000, 64, 50).unwrap());
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("the flood to reach the pod", Duration::from_secs(5), || {
+        sink.received() >= 1_000
+    });
     let w = Watch::on_lab(&lab, "0.2", &[]);
-    std::thread::sleep(Duration::from_millis(1000));
+    // A good part of the flood while the probe counts.
+    let rx0 = rx_packets(&n2.netns, "eth0");
+    wait_until("20,000 packets on node 2's eth0 since the attach", Duration::from_secs(5), || {
+        rx_packets(&n2.netns, "eth0") - rx0 >= 20_000
+    });
     assert!(!flood.is_finished(), "the flood must outlast the probe");
     let (code, lines, err) = w.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{err}");
@@ -217,13 +219,17 @@ fn intervals_under_load_carry_the_vxlan_balance() {
     let (n1, n2) = (lab.node(1), lab.node(2));
     let _server = lab::Server::start(&n2.pods[0].netns, &["iperf3", "-s"], SETTLE);
     let (client_ns, ip) = (n1.pods[0].netns.clone(), n2.pods[0].ip.to_string());
+    let rx0 = rx_packets(&n2.netns, "eth0");
     let traffic = std::thread::spawn(move || {
         client(&client_ns, &["iperf3", "-c", &ip, "-P", "4", "-t", "5"]);
     });
-    std::thread::sleep(Duration::from_millis(1000));
+    wait_until("iperf3's streams to flow", Duration::from_secs(5), || {
+        rx_packets(&n2.netns, "eth0") - rx0 >= 10_000
+    });
     // The harness reads the reports as they come: a full pipe would hold
     // the probe's sampling back and stretch its intervals.
     let w = Watch::on_lab(&lab, "0.2", &[]);
+    // The span the test measures over: the intervals the probe reports in 2.5 s.
     std::thread::sleep(Duration::from_millis(2500));
     assert!(!traffic.is_finished(), "the traffic must outlast the probe");
     let (code, lines, err) = w.stop(libc::SIGINT);
