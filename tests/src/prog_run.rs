@@ -77,9 +77,7 @@ impl Programs {
                 .unwrap()
                 .test_run(opts)
         }
-        .unwrap_or_else(|e| {
-            panic!("BPF_PROG_TEST_RUN of {name} on {} bytes: {e}", frame.len())
-        });
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {name} on {} bytes: {e}", frame.len()));
         (r.return_value, r.duration.as_nanos() as f64)
     }
 
@@ -149,10 +147,9 @@ impl Programs {
     /// (skbs, segments) per InnerClass seen by the VXLAN-device program.
     pub fn dev_classes(&self) -> ([u64; InnerClass::COUNT], [u64; InnerClass::COUNT]) {
         let (mut skbs, mut segments) = ([0; InnerClass::COUNT], [0; InnerClass::COUNT]);
-        let per_cpu =
-            probe_user::hooks::read_per_cpu::<DevCounters>(&self.vxlan, MAP_VXLAN_DEV, 1)
-                .unwrap()
-                .swap_remove(0);
+        let per_cpu = probe_user::hooks::read_per_cpu::<DevCounters>(&self.vxlan, MAP_VXLAN_DEV, 1)
+            .unwrap()
+            .swap_remove(0);
         for c in per_cpu {
             for i in 0..InnerClass::COUNT {
                 skbs[i] += c.skbs[i];

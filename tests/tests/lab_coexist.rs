@@ -172,9 +172,11 @@ fn foreign_xdp_and_tcx_programs_survive_20_cycles_and_see_every_packet() {
         send();
         sent += PER_CYCLE;
         // Through both hooks once the pod has it.
-        wait_until("the pod's sink to receive every packet sent", Duration::from_secs(5), || {
-            sink.received() >= sent
-        });
+        wait_until(
+            "the pod's sink to receive every packet sent",
+            Duration::from_secs(5),
+            || sink.received() >= sent,
+        );
         let (code, lines, err) = w.stop(libc::SIGINT);
         assert_eq!(code, Some(0), "{err}");
         assert_eq!(
@@ -349,9 +351,11 @@ fn legacy_tc_filters_coexist_with_foreign_cls_bpf_for_20_cycles() {
         send();
         sent += PER_CYCLE;
         // Through both hooks once the pod has it.
-        wait_until("the pod's sink to receive every packet sent", Duration::from_secs(5), || {
-            sink.received() >= sent
-        });
+        wait_until(
+            "the pod's sink to receive every packet sent",
+            Duration::from_secs(5),
+            || sink.received() >= sent,
+        );
         let (code, lines, err) = w.stop(libc::SIGINT);
         assert_eq!(code, Some(0), "{err}");
         let s = summary(&lines);

@@ -855,9 +855,11 @@ fn link_local_control_packets_are_not_loss() {
     }
     // DAD (1 s), MLD's unsolicited reports (1 s apart) and the solicitation:
     // done when the count stays put for 1.5 s.
-    wait_until("the new devices' first control message", Duration::from_secs(10), || {
-        icmp6_out_msgs(&ns) > before
-    });
+    wait_until(
+        "the new devices' first control message",
+        Duration::from_secs(10),
+        || icmp6_out_msgs(&ns) > before,
+    );
     let settled = wait_settled(
         "the new devices' control traffic",
         || icmp6_out_msgs(&ns),
@@ -986,11 +988,7 @@ fn a_full_accept_queue_is_loss_at_the_socket_counted_by_listen_drops() {
     let before = snmp(&pod.netns);
     let s = observe(&lab, w, || {
         let retrans0 = retransmitted();
-        let clients = pending_connects(
-            &client_ns,
-            SocketAddrV4::new(pod.ip, LISTEN_PORT),
-            CLIENTS,
-        );
+        let clients = pending_connects(&client_ns, SocketAddrV4::new(pod.ip, LISTEN_PORT), CLIENTS);
         // The SYNs, and their first retransmission a second later: every
         // connect the full queue refused sends its SYN again.
         wait_until(
@@ -1118,7 +1116,11 @@ fn root_qdisc(netns: &str, dev: &str, field: &str) -> u64 {
         .unwrap()
         .iter()
         .filter(|q| q["root"] == true)
-        .map(|q| q[field].as_u64().unwrap_or_else(|| panic!("no {field}: {q}")))
+        .map(|q| {
+            q[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {field}: {q}"))
+        })
         .sum()
 }
 

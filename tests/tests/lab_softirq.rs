@@ -193,7 +193,14 @@ fn rps_moves_processing_to_the_chosen_cpu() {
     let sink = lab::UdpSink::start(&n2.pods[0].netns, PORT).unwrap();
     let rps = |mask: &str| lab::set_rps(&n2.netns, "eth0", 0, mask).unwrap();
     let run = |nic_hook: &str| {
-        let args = ["--netns", &n2.netns, "--interval", "0.5", "--nic-hook", nic_hook];
+        let args = [
+            "--netns",
+            &n2.netns,
+            "--interval",
+            "0.5",
+            "--nic-hook",
+            nic_hook,
+        ];
         observe(&lab, Watch::start(&args), || {
             send_pinned(&n1.pods[0].netns, dst, SENT, 0)
         })
@@ -472,8 +479,11 @@ fn latency_is_on_by_default_and_pauses_while_net_rx_runs_too_often() {
     .expect("iperf3 client");
     server.wait();
     // Quiet for the 5 readings that resume the probes.
-    w.wait_stderr("probes resumed", Duration::from_secs(15) * probe_tests::time_scale())
-        .expect("the probes resumed after the flood");
+    w.wait_stderr(
+        "probes resumed",
+        Duration::from_secs(15) * probe_tests::time_scale(),
+    )
+    .expect("the probes resumed after the flood");
     paced(200);
     // The interval that holds the paced packets' runs is out.
     let after = intervals(&w.lines_so_far()).len();

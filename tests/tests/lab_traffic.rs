@@ -174,9 +174,11 @@ fn traffic_already_flowing_at_attach_and_detach_invents_no_loss() {
     let w = Watch::on_lab(&lab, "0.2", &[]);
     // A good part of the flood while the probe counts.
     let rx0 = rx_packets(&n2.netns, "eth0");
-    wait_until("20,000 packets on node 2's eth0 since the attach", Duration::from_secs(5), || {
-        rx_packets(&n2.netns, "eth0") - rx0 >= 20_000
-    });
+    wait_until(
+        "20,000 packets on node 2's eth0 since the attach",
+        Duration::from_secs(5),
+        || rx_packets(&n2.netns, "eth0") - rx0 >= 20_000,
+    );
     assert!(!flood.is_finished(), "the flood must outlast the probe");
     let (code, lines, err) = w.stop(libc::SIGINT);
     assert_eq!(code, Some(0), "{err}");

@@ -343,7 +343,10 @@ fn flannel_recreated_is_reattached_within_2s() {
 
     lab.delete_flannel(n2).unwrap();
     watch
-        .wait_stderr("is gone", Duration::from_secs(5) * probe_tests::time_scale())
+        .wait_stderr(
+            "is gone",
+            Duration::from_secs(5) * probe_tests::time_scale(),
+        )
         .expect("the probe saw flannel.1 go");
     lab.add_flannel(n2).unwrap();
     let recreated = std::time::Instant::now();
