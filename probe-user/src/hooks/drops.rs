@@ -86,8 +86,14 @@ impl Hook for DropHook {
     fn object_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
+    /// Verifies the program and attaches it to `skb:kfree_skb`.
     fn attach_tracing(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        self.attach(kernel_btf)
+        super::attach_btf_tracepoints(
+            &mut self.ebpf,
+            &[(PROG_SKB_DROP, DROP_TRACEPOINT)],
+            kernel_btf,
+        )
+        .map(drop)
     }
     fn read_into(&mut self, _: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
         sample.drops = Some(self.read()?);
@@ -132,7 +138,7 @@ fn check_tracepoint(btf: &Btf) -> Result<(), HookError> {
 }
 
 /// Loads the drop probe's object with its settings (nothing attached yet:
-/// [`DropHook::attach`]). `scope`: network namespace inode numbers whose
+/// [`Hook::attach_tracing`]). `scope`: network namespace inode numbers whose
 /// drops count (empty: every namespace).
 /// The SCOPE_NETNS and SCOPE_COUNT globals (probe-ebpf/src/scope.rs) for the
 /// namespace inodes of `--drop-netns`.
@@ -182,17 +188,6 @@ pub fn load_drops(
 }
 
 impl DropHook {
-    /// Verifies the program and attaches it to `skb:kfree_skb`.
-    /// `kernel_btf`: aya's parse of the kernel's BTF, for the tp_btf attach.
-    pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        super::attach_btf_tracepoints(
-            &mut self.ebpf,
-            &[(PROG_SKB_DROP, DROP_TRACEPOINT)],
-            kernel_btf,
-        )
-        .map(drop)
-    }
-
     pub fn read(&self) -> Result<DropCounts, HookError> {
         let drops = read_per_cpu::<DropTable>(&self.ebpf, MAP_DROPS, 1)?;
         let flows = read_per_cpu::<FlowTable>(&self.ebpf, MAP_DROP_FLOWS, 1)?;

@@ -77,8 +77,10 @@ impl Hook for LatencyHook {
     fn object_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
+    /// Verifies the four programs and attaches them.
     fn attach_tracing(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        self.attach(kernel_btf)
+        self.links = super::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf)?;
+        Ok(())
     }
     fn read_into(&mut self, _: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
         sample.latency = Some(self.read()?);
@@ -123,7 +125,7 @@ pub fn setup(btf: &Btf) -> Result<LatencySetup, HookError> {
     })
 }
 
-/// Loads the object with its settings (nothing attached yet: [`LatencyHook::attach`]).
+/// Loads the object with its settings (nothing attached yet: [`Hook::attach_tracing`]).
 pub fn load_latency(setup: LatencySetup, log: BpfLog) -> Result<LatencyHook, HookError> {
     let LatencySetup {
         net_rx_vec: net_rx,
@@ -147,13 +149,6 @@ pub fn load_latency(setup: LatencySetup, log: BpfLog) -> Result<LatencyHook, Hoo
 }
 
 impl LatencyHook {
-    /// Verifies the four programs and attaches them. `kernel_btf`: aya's
-    /// parse of the kernel's BTF, for the tp_btf attach.
-    pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        self.links = super::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf)?;
-        Ok(())
-    }
-
     pub fn paused(&self) -> bool {
         self.links.is_empty()
     }

@@ -50,16 +50,12 @@ fn tracing_setup(btf: &Btf, ctx: &TracingContext) -> Result<Loader, HookError> {
             not_drops.as_ref().ok().copied(),
             ctx.bpf_log,
         )?;
-        hook.info = StageLatencyInfo {
-            sample_every: sample_every.max(1),
-            socket_stages: setup.socket_unavailable.is_none(),
-            socket_unavailable: setup.socket_unavailable.clone(),
-            trace: ctx.trace_magic.is_some(),
-            window: ctx.stage_window.filter(|_| ctx.trace_magic.is_none()),
-            drops_unavailable: match (&ctx.trace_magic, &not_drops) {
-                (Some(_), Err(e)) => Some(e.clone()),
-                _ => None,
-            },
+        // What the object's globals do not say: the window, and why a
+        // trace cannot name its drops.
+        hook.info.window = ctx.stage_window.filter(|_| ctx.trace_magic.is_none());
+        hook.info.drops_unavailable = match (&ctx.trace_magic, &not_drops) {
+            (Some(_), Err(e)) => Some(e.clone()),
+            _ => None,
         };
         Ok(Box::new(hook) as Box<dyn Hook>)
     }))
@@ -152,8 +148,11 @@ impl Hook for StageHook {
     fn object_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
+    /// Verifies the programs and attaches them.
     fn attach_tracing(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        self.attach(kernel_btf)
+        let programs = self.programs();
+        self.links = super::attach_btf_tracepoints(&mut self.ebpf, &programs, kernel_btf)?;
+        Ok(())
     }
     fn read_into(&mut self, _: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
         sample.stage_latency = Some(self.read()?);
@@ -174,7 +173,7 @@ impl Hook for StageHook {
     }
 }
 
-/// Loads the object (nothing attached yet: [`StageHook::attach`]): packets
+/// Loads the object (nothing attached yet: [`Hook::attach_tracing`]): packets
 /// start at the NIC `nic_ifindex` in the namespace `node_netns`, are
 /// decapsulated on the `vxlan` devices (ifindexes in that namespace; the
 /// first four), and reach a pod in any other namespace. `trace_magic`:
@@ -234,13 +233,6 @@ pub fn load_stage_latency(
 }
 
 impl StageHook {
-    /// Verifies the programs and attaches them.
-    pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        let programs = self.programs();
-        self.links = super::attach_btf_tracepoints(&mut self.ebpf, &programs, kernel_btf)?;
-        Ok(())
-    }
-
     fn programs(&self) -> Vec<(&'static str, &'static str)> {
         let mut programs = vec![RX];
         if self.socket_stages {

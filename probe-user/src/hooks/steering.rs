@@ -95,8 +95,9 @@ impl Hook for SteerHook {
     fn object_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
+    /// Linux >= 6.5 has all four tracepoints.
     fn attach_tracing(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        self.attach(kernel_btf)
+        super::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf).map(drop)
     }
     fn read_into(&mut self, _: &ReadAt, sample: &mut Sample) -> Result<(), HookError> {
         sample.steering = Some(self.read()?);
@@ -107,7 +108,7 @@ impl Hook for SteerHook {
     }
 }
 
-/// Loads the object (nothing attached yet: [`SteerHook::attach`]). Packets
+/// Loads the object (nothing attached yet: [`Hook::attach_tracing`]). Packets
 /// are followed from the polls of the NIC `nic_ifindex` in the namespace with
 /// inode `nic_netns`; socket reads in the `scope` namespaces (all if empty).
 pub fn load_steering(
@@ -131,11 +132,6 @@ pub fn load_steering(
 }
 
 impl SteerHook {
-    /// Linux >= 6.5 has all four tracepoints.
-    pub fn attach(&mut self, kernel_btf: &aya::Btf) -> Result<(), HookError> {
-        super::attach_btf_tracepoints(&mut self.ebpf, &PROGRAMS, kernel_btf).map(drop)
-    }
-
     pub fn read(&self) -> Result<SteerCounts, HookError> {
         let per_cpu = read_per_cpu::<SteerMatrix>(&self.ebpf, MAP_STEER, 1)?.remove(0);
         let mut c = SteerCounts {

@@ -122,23 +122,20 @@ impl DeviceFollower {
             Err(_) => None,
         };
         let Some(link) = link else { return };
-        let retrying = self.retry_at.contains_key(&name);
         let Some(attached) = crate::hooks::registry::attach_device(&a.device_ctx, &a.netns, &link)
         else {
             return; // a device of another kind took the name
         };
         let mut hook = match attached {
             Ok(hook) => hook,
+            // Perhaps not ready yet (still being set up): try again soon.
             Err(e) => {
-                // Perhaps not ready yet (still being set up): try again soon.
-                if !retrying {
-                    a.emit(Event::DeviceNotReady {
-                        iface: name.clone(),
-                        error: super::first_line(&e.to_string()),
-                    });
-                }
-                self.retry_at.insert(name, Instant::now() + RETRY);
-                return;
+                let error = super::first_line(&e.to_string());
+                let event = Event::DeviceNotReady {
+                    iface: name.clone(),
+                    error,
+                };
+                return self.retry_later(a, name, event);
             }
         };
         // The old counts could not be carried into the new hook (a map read
@@ -149,14 +146,12 @@ impl DeviceFollower {
         };
         let carried = hook.carry_over(old.as_ref());
         if let Err(e) = carried {
-            if !retrying {
-                a.emit(Event::CarryOverFailed {
-                    iface: name.clone(),
-                    error: super::first_line(&e.to_string()),
-                });
-            }
-            self.retry_at.insert(name, Instant::now() + RETRY);
-            return;
+            let error = super::first_line(&e.to_string());
+            let event = Event::CarryOverFailed {
+                iface: name.clone(),
+                error,
+            };
+            return self.retry_later(a, name, event);
         }
         self.retry_at.remove(&name);
         a.read_bpf_log(hook.as_mut());
@@ -173,5 +168,14 @@ impl DeviceFollower {
             ifindex: new_index,
             after_s,
         });
+    }
+
+    /// `name`'s successor could not be taken over: tried again in RETRY,
+    /// and `why` said only for the first failure in a row.
+    fn retry_later(&mut self, a: &mut Session, name: String, why: Event) {
+        if !self.retry_at.contains_key(&name) {
+            a.emit(why);
+        }
+        self.retry_at.insert(name, Instant::now() + RETRY);
     }
 }

@@ -515,7 +515,7 @@ impl Traffic {
                     hooks::BpfLog::Off,
                 )
                 .unwrap();
-                hook.attach(&aya::Btf::from_sys_fs().unwrap()).unwrap();
+                hooks::Hook::attach_tracing(&mut hook, &aya::Btf::from_sys_fs().unwrap()).unwrap();
                 Box::new(hook)
             }
         }
